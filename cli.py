@@ -1,0 +1,199 @@
+"""The ``daguerre`` command line: parse, call a library function, print.
+
+Library modules are imported inside each command so that ``daguerre --help`` stays fast and
+never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+def _progress(total: int, description: str):
+    """A rich progress bar on a terminal, nothing in CI or pipes."""
+    from contextlib import nullcontext
+
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        return nullcontext(lambda: None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    class _Bar:
+        def __enter__(self):
+            self.p = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+            )
+            self.p.__enter__()
+            task = self.p.add_task(description, total=total)
+            return lambda: self.p.advance(task)
+
+        def __exit__(self, *exc):
+            return self.p.__exit__(*exc)
+
+    return _Bar()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="daguerre")
+def cli() -> None:
+    """daguerre: degrade, version and restore old photographs."""
+
+
+# -- ops ---------------------------------------------------------------------------------------
+@cli.group()
+def ops() -> None:
+    """Degradation operators."""
+
+
+@ops.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ops_ls(as_json: bool) -> None:
+    """List operators: name, kind, parameters with their ranges."""
+    from degrade.describe import operator_info, operators_table
+
+    if as_json:
+        from degrade import list_operators
+
+        _echo_json([operator_info(c) for c in list_operators()])
+    else:
+        from rich.console import Console
+
+        Console().print(operators_table())
+
+
+@ops.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ops_show(name: str, as_json: bool) -> None:
+    """Show one operator: description, parameters, defaults and example."""
+    from degrade import get_operator
+    from degrade.describe import operator_info, operator_text
+
+    cls = get_operator(name)
+    if as_json:
+        _echo_json(operator_info(cls))
+    else:
+        click.echo(operator_text(cls))
+
+
+# -- recipes -----------------------------------------------------------------------------------
+@cli.group()
+def recipes() -> None:
+    """Recipes: combinator trees of operators."""
+
+
+@recipes.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def recipes_ls(as_json: bool) -> None:
+    """List the built-in recipes with their hashes."""
+    from degrade import builtin_recipes, load_recipe
+
+    rows = []
+    for name in builtin_recipes():
+        r = load_recipe(name)
+        rows.append({"name": name, "hash": r.hash, "operators": len(r.operators()), "description": r.description})
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        first = row["description"].split(". ")[0].split(" (")[0].split(":")[0].rstrip(".")
+        click.echo(f"{row['name']:<10} {row['hash'][:12]}  {row['operators']:>2} ops  {first[:80]}")
+
+
+@recipes.command("show")
+@click.argument("recipe")
+@click.option("--json", "as_json", is_flag=True, help="Canonical JSON instead of YAML.")
+def recipes_show(recipe: str, as_json: bool) -> None:
+    """Print a recipe (built-in name or file) in canonical form with its hash."""
+    from degrade import load_recipe
+
+    r = load_recipe(recipe)
+    if as_json:
+        click.echo(json.dumps({**r.canonical(), "hash": r.hash}, indent=2))
+    else:
+        click.echo(f"# recipe_hash: {r.hash}")
+        click.echo(r.to_yaml(), nl=False)
+
+
+@recipes.command("validate")
+@click.argument("files", nargs=-1, required=True)
+def recipes_validate(files: tuple[str, ...]) -> None:
+    """Validate recipe files; exits non-zero on the first invalid one."""
+    from degrade import load_recipe
+
+    for f in files:
+        r = load_recipe(f)
+        click.echo(f"{f}: ok ({len(r.operators())} operators, hash {r.hash[:12]})")
+
+
+# -- degrade -----------------------------------------------------------------------------------
+@cli.command("degrade")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--recipe", "-r", default="old-photo", show_default=True, help="Built-in recipe name or a YAML/JSON file.")
+@click.option("--seed", "-s", type=int, default=0, show_default=True, help="Seed of the recipe's sampling.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True, help="Variants per input.")
+@click.option("--sheet", type=click.Path(dir_okay=False), help="Also write a contact sheet PNG of the results.")
+def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count: int, sheet: str | None) -> None:
+    """Degrade IMAGES (files, folders, globs, builtin:samples, builtin:real) with a recipe.
+
+    Writes NAME-KKK.png (degraded), NAME-KKK.mask.png (defects) and NAME-KKK.json (params
+    record) per input and variant. The same command gives byte-identical files.
+    """
+    from pathlib import Path
+
+    from degrade import DaguerreError, load_recipe
+    from degrade.batch import degrade_files, preview_sheet, resolve_inputs
+    from degrade.sheet import save_sheet
+
+    r = load_recipe(recipe)
+    paths = resolve_inputs(images)
+    if not paths:
+        raise DaguerreError(f"no images found in {' '.join(images)}")
+    with _progress(len(paths) * count, "degrading") as tick:
+        report = degrade_files(paths, r, seed, Path(out), count, on_progress=tick, keep_previews=24 if sheet else 0)
+    if sheet and report.previews:
+        save_sheet(preview_sheet(report, title=f"recipe {r.name or recipe} ({r.hash[:12]}), seed {seed}"), sheet)
+    click.echo(f"wrote {len(report.written)} degraded images to {out}" + (f", sheet {sheet}" if sheet else ""))
+    if report.failed:
+        for path, reason in report.failed:
+            click.echo(f"error: {reason}", err=True)
+        raise SystemExit(f"error: {len(report.failed)} of {len(paths)} inputs failed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: library errors become one line on stderr and exit status 1, never a traceback."""
+    try:
+        rc = cli.main(args=argv, prog_name="daguerre", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001
+        from degrade.errors import DaguerreError
+
+        if os.environ.get("DAGUERRE_DEBUG"):
+            raise
+        if isinstance(e, DaguerreError):
+            click.echo(f"error: {e}", err=True)
+        else:
+            msg = str(e).splitlines()[0] if str(e) else ""
+            click.echo(f"error: internal {type(e).__name__}: {msg} (set DAGUERRE_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

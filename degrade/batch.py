@@ -1,0 +1,108 @@
+"""Degrade image files into a folder: degraded PNG, mask PNG and params JSON per input and variant."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DaguerreError, ImageError
+from .io import atomic_write_bytes, encode_png, list_images, read_image
+from .recipe import Recipe
+from .samples import expand_builtin
+
+
+@dataclass
+class BatchReport:
+    """What a batch wrote and which inputs failed (path, one-line reason)."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    previews: list[tuple[str, object, object, object]] = field(default_factory=list)
+
+
+def resolve_inputs(items: Iterable[str]) -> list[Path]:
+    """Files, folders, globs and ``builtin:samples`` / ``builtin:real`` to a list of paths."""
+    paths: list[Path] = []
+    for item in items:
+        builtin = expand_builtin(str(item))
+        paths.extend(builtin if builtin is not None else list_images([item]))
+    return paths
+
+
+def output_stems(paths: list[Path]) -> list[str]:
+    """One output stem per input; two inputs that would overwrite each other are an error."""
+    stems: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in stems and stems[p.stem] != p:
+            raise DaguerreError(f"inputs {stems[p.stem]} and {p} would write the same outputs ({p.stem}-*); rename one")
+        stems[p.stem] = p
+    return [p.stem for p in paths]
+
+
+def degrade_files(
+    paths: list[Path],
+    recipe: Recipe,
+    seed: int,
+    out_dir: Path,
+    count: int = 1,
+    on_progress: Callable[[], None] | None = None,
+    keep_previews: int = 0,
+) -> BatchReport:
+    """Degrade every input ``count`` times; sample index = input position × count + variant.
+
+    Grayscale stays grayscale; an alpha channel is carried over untouched; 16-bit inputs are
+    scaled to 8 bits (recorded as ``bit_depth`` in the JSON). Every file is written atomically.
+    """
+    if count < 1:
+        raise DaguerreError(f"--count must be at least 1, got {count}")
+    report = BatchReport()
+    stems = output_stems(paths)
+    for pos, (path, stem) in enumerate(zip(paths, stems)):
+        try:
+            pic = read_image(path)
+        except ImageError as e:
+            report.failed.append((str(path), str(e)))
+            if on_progress:
+                for _ in range(count):
+                    on_progress()
+            continue
+        for k in range(count):
+            index = pos * count + k
+            result = recipe.apply(pic.pixels, seed=seed, index=index)
+            base = out_dir / f"{stem}-{k:03d}"
+            meta = {
+                "input": str(path),
+                "recipe": recipe.name,
+                "recipe_hash": recipe.hash,
+                "seed": seed,
+                "index": index,
+                "variant": k,
+                "height": int(pic.pixels.shape[0]),
+                "width": int(pic.pixels.shape[1]),
+                "mode": "gray" if pic.is_gray else "rgb",
+                "alpha": pic.alpha is not None,
+                "bit_depth": pic.bit_depth,
+                "params": result.params,
+            }
+            atomic_write_bytes(base.with_suffix(".png"), encode_png(result.image, pic.alpha))
+            atomic_write_bytes(base.with_suffix(".mask.png"), encode_png(result.mask))
+            atomic_write_bytes(base.with_suffix(".json"), (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+            report.written.append(base.with_suffix(".png"))
+            if len(report.previews) < keep_previews:
+                report.previews.append((f"{stem}-{k:03d}", pic.pixels, result.image, result.mask))
+            if on_progress:
+                on_progress()
+    return report
+
+
+def preview_sheet(report: BatchReport, title: str = ""):
+    """A contact sheet of (original | degraded | mask) rows for the kept previews."""
+    from .sheet import contact_sheet
+
+    tiles, labels = [], []
+    for name, clean, degraded, mask in report.previews:
+        tiles += [clean, degraded, mask]
+        labels += [f"{name} clean", f"{name} degraded", f"{name} mask"]
+    return contact_sheet(tiles, labels, ncols=6, tile_size=220, title=title, label_lines=1)

@@ -1,0 +1,201 @@
+"""Reading and writing images safely: every failure is a one-line ImageError, writes are atomic."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+MAX_PIXELS = 250_000_000
+"""Refuse larger images before decoding them (decompression bombs); a 16k×15k scan still fits."""
+
+
+@dataclass
+class Picture:
+    """A decoded image: uint8 pixels (H×W grayscale or H×W×3 RGB), its alpha if any, its source bit depth."""
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    bit_depth: int = 8
+    path: str = ""
+
+    @property
+    def is_gray(self) -> bool:
+        return self.pixels.ndim == 2
+
+    def rgb(self, background: int = 255) -> np.ndarray:
+        """H×W×3 RGB, alpha composited over a ``background`` grey level (white by default)."""
+        px = self.pixels if self.pixels.ndim == 3 else cv2.cvtColor(self.pixels, cv2.COLOR_GRAY2RGB)
+        if self.alpha is None:
+            return px
+        a = self.alpha.astype(np.float32)[..., None] * np.float32(1 / 255)
+        out = px.astype(np.float32) * a + np.float32(background) * (1 - a)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale a 16-bit (or wider integer) array to 8-bit with rounding; uint8 passes through."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype.kind in "ui":
+        a = array.astype(np.float64)
+        top = 65535.0 if array.max(initial=0) > 255 or array.dtype.itemsize == 2 else 255.0
+        return np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+    raise ImageError(f"unsupported pixel type {array.dtype}: expected 8- or 16-bit integers")
+
+
+def _sixteen_bit(im: Image.Image) -> bool:
+    return any(";16" in str(t.args) for t in getattr(im, "tile", []) or [])
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Picture:
+    """Decode an image file (EXIF orientation applied) into a Picture.
+
+    16-bit images are scaled to 8-bit (bit_depth records 16), palette and CMYK images become
+    RGB, LA/RGBA keep their alpha separately, bilevel images become grayscale. Unreadable,
+    truncated, floating-point or oversized images raise ImageError naming the file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageError(f"{p}: is a directory, not an image")
+    return _decode(p, str(p), max_pixels)
+
+
+def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> Picture:
+    """Like ``read_image`` for in-memory bytes (uploads)."""
+    import io
+
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source, name: str, max_pixels: int) -> Picture:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(source)
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageError(f"{name}: {w}×{h} pixels exceeds the limit of {max_pixels:,}")
+            if w < 1 or h < 1:
+                raise ImageError(f"{name}: empty image ({w}×{h})")
+            depth = 16 if (_sixteen_bit(im) or im.mode.startswith("I;16")) else 8
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: too many pixels to decode safely") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"{name}: cannot decode image ({msg})") from None
+    return _from_pil(im, name, depth)
+
+
+def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
+    mode = im.mode
+    alpha = None
+    if mode == "F":
+        raise ImageError(f"{name}: floating-point images are not supported (convert to 8 or 16 bit)")
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("1", "L"):
+        return Picture(np.asarray(im.convert("L")).copy(), None, depth, name)
+    if mode.startswith("I"):
+        arr = np.asarray(im)
+        if arr.dtype != np.uint8 and (depth == 16 or arr.max(initial=0) > 255):
+            return Picture(to_uint8(arr.astype(np.uint16) if arr.max(initial=0) <= 65535 else arr), None, 16, name)
+        return Picture(np.clip(arr, 0, 255).astype(np.uint8), None, depth, name)
+    if mode == "LA":
+        arr = np.asarray(im)
+        return Picture(arr[..., 0].copy(), arr[..., 1].copy(), depth, name)
+    if mode in ("RGBA", "RGBa", "PA"):
+        arr = np.asarray(im.convert("RGBA"))
+        alpha = arr[..., 3].copy()
+        return Picture(np.ascontiguousarray(arr[..., :3]), None if alpha.min() == 255 else alpha, depth, name)
+    if mode != "RGB":
+        im = im.convert("RGB")
+    return Picture(np.asarray(im).copy(), None, depth, name)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never a partial file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def encode_png(pixels: np.ndarray, alpha: np.ndarray | None = None, compression: int = 3) -> bytes:
+    """PNG bytes of a uint8 gray or RGB image, with ``alpha`` as an extra channel (LA or RGBA) if given."""
+    if pixels.dtype != np.uint8:
+        raise ImageError(f"can only write uint8 images, got {pixels.dtype}")
+    if alpha is not None and pixels.ndim == 2:
+        import io
+
+        buf = io.BytesIO()
+        Image.fromarray(np.dstack([pixels, alpha]), "LA").save(buf, format="PNG", compress_level=compression)
+        return buf.getvalue()
+    if alpha is not None:
+        arr = cv2.cvtColor(np.dstack([pixels, alpha]), cv2.COLOR_RGBA2BGRA)
+    else:
+        arr = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise ImageError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray | None = None) -> None:
+    """Atomically write a PNG."""
+    atomic_write_bytes(path, encode_png(pixels, alpha))
+
+
+def list_images(paths, recursive: bool = True) -> list[Path]:
+    """Expand files, folders (recursively) and globs into a sorted, de-duplicated list of image paths."""
+    import glob
+
+    out: list[Path] = []
+    for raw in paths:
+        s = str(raw)
+        p = Path(s)
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.iterdir()
+            out.extend(sorted(q for q in it if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.exists():
+            out.append(p)
+        elif any(ch in s for ch in "*?["):
+            out.extend(sorted(Path(q) for q in glob.glob(s, recursive=True) if Path(q).is_file()))
+        else:
+            out.append(p)  # reported as missing by the reader, with the other failures
+    seen, unique = set(), []
+    for q in out:
+        key = os.path.abspath(q)
+        if key not in seen:
+            seen.add(key)
+            unique.append(q)
+    return unique

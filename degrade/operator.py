@@ -1,0 +1,134 @@
+"""The operator contract and the operator registry.
+
+An operator declares typed parameter ranges; ``sample(rng)`` draws a plain JSON params dict
+(including a seed when it needs pixel-level randomness) and ``apply(image, params)`` is a pure
+function of the image and that dict, so a params record replays the exact bytes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import RecipeError
+from .image import check_image, gray_to_rgb, rgb_to_gray
+from .params import SEED_BOUND, Int, Param, default_setting, draw_seed
+
+STRUCTURED = "structured"
+UNSTRUCTURED = "unstructured"
+
+_SEED_PARAM = Int(0, SEED_BOUND - 1, default=0, doc="seed of the pixel-level randomness")
+
+
+class Operator:
+    """Base class. Subclasses set the class attributes and implement ``_apply``."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str] = UNSTRUCTURED
+    version: ClassVar[int] = 1
+    params: ClassVar[dict[str, Param]] = {}
+    seeded: ClassVar[bool] = False
+    colour: ClassVar[bool] = False
+    """True when the op needs RGB: grayscale input is expanded to RGB, processed, and converted back."""
+    example: ClassVar[dict[str, Any] | None] = None
+    """Recipe settings that show the op clearly on a photo (docs, contact sheet, tests)."""
+
+    def __init__(self, _path: str = "", **settings: Any) -> None:
+        path = _path or self.name
+        unknown = sorted(set(settings) - set(self.params))
+        if unknown:
+            raise RecipeError(
+                f"{path}: unknown parameter {unknown[0]!r} for {self.name} (known: {', '.join(self.params) or 'none'})"
+            )
+        self.settings = {
+            k: spec.normalize(settings[k], f"{path}.{k}") if k in settings else default_setting(spec, f"{path}.{k}")
+            for k, spec in self.params.items()
+        }
+
+    def config(self) -> dict[str, Any]:
+        """Canonical settings of this configured op (every parameter explicit)."""
+        return {"op": self.name, "version": self.version, **self.settings}
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Draw one params dict from the configured settings."""
+        out = {k: spec.sample(self.settings[k], rng) for k, spec in self.params.items()}
+        if self.seeded:
+            out["seed"] = draw_seed(rng)
+        return out
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], path: str = "") -> None:
+        """Validate a sampled (or hand-written) params dict: exact keys, scalar values in bounds."""
+        path = path or cls.name
+        expected = set(cls.params) | ({"seed"} if cls.seeded else set())
+        if set(params) != expected:
+            missing, extra = sorted(expected - set(params)), sorted(set(params) - expected)
+            what = f"missing {missing}" if missing else f"unexpected {extra}"
+            raise RecipeError(f"{path}: params for {cls.name} have {what}")
+        for k, spec in cls.params.items():
+            if isinstance(spec.normalize(params[k], f"{path}.{k}"), list):
+                raise RecipeError(f"{path}.{k}: expected one sampled value, got {params[k]!r}")
+        if cls.seeded:
+            _SEED_PARAM.normalize(params["seed"], f"{path}.seed")
+
+    def apply(self, image: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return ``(degraded, mask)``; mask is uint8 H×W (255 = damaged) for structured ops, else None."""
+        check_image(image)
+        gray = image.ndim == 2 and self.colour
+        out = self._apply(gray_to_rgb(image) if gray else image, params)
+        img, mask = out if isinstance(out, tuple) else (out, None)
+        if gray:
+            img = rgb_to_gray(img)
+        return img, mask
+
+    def apply_to(
+        self, image: np.ndarray, mask: np.ndarray | None, params: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Apply inside a chain: merge this op's defects into the running ``mask``.
+
+        Operators that move pixels (geometric imgaug augmenters) override this to move the mask too.
+        """
+        img, m = self.apply(image, params)
+        if m is None:
+            return img, mask
+        return img, (m if mask is None else np.maximum(mask, m))
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.apply(image, self.sample(rng))
+
+    def _apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+OPERATORS: dict[str, type[Operator]] = {}
+
+
+def register(cls: type[Operator]) -> type[Operator]:
+    """Class decorator adding an operator to the registry under ``cls.name``."""
+    if cls.name in OPERATORS and OPERATORS[cls.name] is not cls:
+        raise ValueError(f"operator {cls.name!r} is already registered")
+    if cls.kind not in (STRUCTURED, UNSTRUCTURED):
+        raise ValueError(f"{cls.name}: kind must be {STRUCTURED!r} or {UNSTRUCTURED!r}")
+    OPERATORS[cls.name] = cls
+    return cls
+
+
+def get_operator(name: str, path: str = "") -> type[Operator]:
+    """Look an operator up by name; unknown names fail with the closest suggestions."""
+    from . import ops  # noqa: F401  (populates the registry)
+
+    try:
+        return OPERATORS[name]
+    except (KeyError, TypeError):
+        hint = difflib.get_close_matches(str(name), OPERATORS, n=3)
+        more = f" (did you mean {', '.join(hint)}?)" if hint else " (see `daguerre ops ls`)"
+        raise RecipeError(f"{path + ': ' if path else ''}unknown operator {name!r}{more}") from None
+
+
+def list_operators() -> list[type[Operator]]:
+    """Every registered operator, sorted by kind then name."""
+    from . import ops  # noqa: F401
+
+    return sorted(OPERATORS.values(), key=lambda c: (c.kind != UNSTRUCTURED, c.name))

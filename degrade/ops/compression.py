@@ -1,0 +1,82 @@
+"""Compression and resampling: JPEG round trip and down-then-up scaling."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError
+from ..operator import Operator, register
+from ..params import Bool, Choice, Float, Int
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """Encode to baseline JPEG at ``quality`` (libjpeg scale, 4:2:0 chroma) and decode back."""
+    src = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", src, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ImageError("JPEG encoding failed")
+    flag = cv2.IMREAD_GRAYSCALE if image.ndim == 2 else cv2.IMREAD_COLOR
+    out = cv2.imdecode(buf, flag)
+    return out if image.ndim == 2 else cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+
+
+_CV2 = {
+    "nearest": cv2.INTER_NEAREST_EXACT,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+# Pillow's filters widen their support when shrinking (anti-aliased), unlike OpenCV's; the
+# published BOPBtL synthesis downsamples with Pillow's bicubic.
+_PIL = {"pil_bilinear": Image.Resampling.BILINEAR, "pil_bicubic": Image.Resampling.BICUBIC, "pil_lanczos": Image.Resampling.LANCZOS}
+INTERPOLATIONS = tuple(_CV2) + tuple(_PIL)
+
+
+def resize(image: np.ndarray, width: int, height: int, interpolation: str) -> np.ndarray:
+    """Resize with a named interpolation (OpenCV's, or Pillow's anti-aliased ``pil_*``)."""
+    if (height, width) == image.shape[:2]:
+        return image
+    if interpolation in _PIL:
+        return np.asarray(Image.fromarray(image).resize((width, height), _PIL[interpolation]))
+    return cv2.resize(image, (width, height), interpolation=_CV2[interpolation])
+
+
+def downscale(image: np.ndarray, scale_x: float, scale_y: float, down: str, up: str) -> np.ndarray:
+    """Lose resolution: shrink by (scale_x, scale_y) with ``down``, enlarge back with ``up``."""
+    h, w = image.shape[:2]
+    small = resize(image, max(1, round(w * scale_x)), max(1, round(h * scale_y)), down)
+    return resize(small, w, h, up)
+
+
+@register
+class Jpeg(Operator):
+    """JPEG compression artefacts (blocking, ringing, chroma bleeding)."""
+
+    name = "jpeg"
+    params = {"quality": Int(1, 100, default=(30, 90), doc="libjpeg quality factor")}
+    example = {"quality": 12}
+
+    def _apply(self, image, p):
+        return jpeg(image, p["quality"])
+
+
+@register
+class Downscale(Operator):
+    """Low resolution: downsample then upsample back to the original size."""
+
+    name = "downscale"
+    params = {
+        "scale_x": Float(0.05, 1.0, default=(0.3, 0.9), doc="horizontal size factor of the small image"),
+        "scale_y": Float(0.05, 1.0, default=(0.3, 0.9), doc="vertical size factor (ignored when keep_aspect)"),
+        "keep_aspect": Bool(default=True, doc="use scale_x for both axes"),
+        "down": Choice(INTERPOLATIONS, default=["area", "pil_bicubic"], doc="interpolation when shrinking"),
+        "up": Choice(INTERPOLATIONS, default=["nearest", "linear", "cubic"], doc="interpolation when enlarging"),
+    }
+    example = {"scale_x": 0.25, "down": "area", "up": "nearest"}
+
+    def _apply(self, image, p):
+        sy = p["scale_x"] if p["keep_aspect"] else p["scale_y"]
+        return downscale(image, p["scale_x"], sy, p["down"], p["up"])

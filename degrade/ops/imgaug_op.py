@@ -1,0 +1,159 @@
+"""Any imgaug augmenter inside a recipe, seeded per sample so its output replays exactly.
+
+Arguments come from YAML/JSON, which have no tuples: a plain list becomes a tuple (imgaug's
+uniform range ``(a, b)``), ``{choice: [...]}`` becomes a list (imgaug's discrete choice), and
+``{augmenter: Name, args: {...}}`` builds a child augmenter (for ``Sometimes``, ``OneOf``…).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..image import check_image, gray_to_rgb, rgb_to_gray
+from ..operator import UNSTRUCTURED, Operator, register
+from ..params import Int, SEED_BOUND, draw_seed
+
+_UNSUPPORTED = {
+    "imgcorruptlike": "needs the `imagecorruptions` package, which seeds numpy's global RNG and no longer imports",
+}
+_cache = threading.local()
+
+
+def _resolve(name: Any, path: str):
+    from ..compat import import_imgaug
+
+    if not isinstance(name, str) or not name:
+        raise RecipeError(f"{path}: expected an imgaug augmenter name such as 'GaussianBlur', got {name!r}")
+    iaa = import_imgaug()
+    head = name.split(".")[0]
+    if head in _UNSUPPORTED:
+        raise RecipeError(f"{path}: imgaug.{head} is not supported: {_UNSUPPORTED[head]}")
+    obj = iaa
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise RecipeError(f"{path}: imgaug.augmenters has no augmenter {name!r}")
+    if not (isinstance(obj, type) and issubclass(obj, iaa.meta.Augmenter)):
+        raise RecipeError(f"{path}: imgaug.augmenters.{name} is not an augmenter class")
+    return obj
+
+
+def _is_aug_spec(v: Any) -> bool:
+    return isinstance(v, dict) and "augmenter" in v
+
+
+def _to_imgaug(value: Any, path: str) -> Any:
+    """Turn a JSON argument into what imgaug expects (see the module docstring)."""
+    if _is_aug_spec(value):
+        return build(value["augmenter"], value.get("args", {}), path)
+    if isinstance(value, dict):
+        if set(value) == {"choice"} and isinstance(value["choice"], list):
+            return [_to_imgaug(v, f"{path}.choice[{i}]") for i, v in enumerate(value["choice"])]
+        return {k: _to_imgaug(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_to_imgaug(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return items if value and all(_is_aug_spec(v) for v in value) else tuple(items)
+    return value
+
+
+def build(name: str, args: dict[str, Any], path: str = "imgaug"):
+    """Construct an augmenter from a name and JSON arguments; bad names or arguments raise RecipeError."""
+    cls = _resolve(name, f"{path}.augmenter")
+    if not isinstance(args, dict):
+        raise RecipeError(f"{path}.args: expected a mapping of keyword arguments, got {args!r}")
+    if "seed" in args or "random_state" in args:
+        raise RecipeError(f"{path}.args: do not set 'seed'; it is drawn per sample from the recipe seed")
+    kwargs = {k: _to_imgaug(v, f"{path}.args.{k}") for k, v in args.items()}
+    try:
+        return cls(**kwargs)
+    except Exception as e:  # imgaug raises assorted types for bad arguments
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RecipeError(f"{path}: imgaug.{name}({', '.join(args)}) rejected its arguments: {msg}") from None
+
+
+def _cached(name: str, args: dict[str, Any]):
+    """One augmenter per (name, args) per thread: reseeding mutates it, so threads must not share."""
+    store = getattr(_cache, "augs", None)
+    if store is None:
+        store = _cache.augs = {}
+    key = name + json.dumps(args, sort_keys=True)
+    aug = store.get(key)
+    if aug is None:
+        aug = store[key] = build(name, args)
+    return aug
+
+
+def imgaug_apply(
+    image: np.ndarray, augmenter: str, args: dict[str, Any], seed: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply an imgaug augmenter seeded with ``seed`` to one image (and move ``mask`` with it).
+
+    Grayscale images go through as RGB and come back as luma. Geometric augmenters move the
+    mask as a segmentation map, so defects stay registered with the pixels they damaged.
+    """
+    aug = _cached(augmenter, args)
+    aug.seed_(int(seed))
+    rgb = gray_to_rgb(image) if image.ndim == 2 else image
+    if mask is not None and mask.any():
+        from imgaug.augmentables.segmaps import SegmentationMapsOnImage
+
+        seg = SegmentationMapsOnImage((mask > 0).astype(np.int32), shape=rgb.shape)
+        out, seg_out = aug(image=rgb, segmentation_maps=seg)
+        mask = np.where(seg_out.get_arr() > 0, np.uint8(255), np.uint8(0))
+    else:
+        out = aug(image=rgb)
+    if out.shape != rgb.shape:
+        raise RecipeError(
+            f"imgaug.{augmenter} changed the image shape {rgb.shape} -> {out.shape}; recipes keep sizes "
+            "(wrap it in KeepSizeByResize or use a size-preserving setting)"
+        )
+    out = np.ascontiguousarray(out, dtype=np.uint8)
+    return (rgb_to_gray(out) if image.ndim == 2 else out), mask
+
+
+@register
+class Imgaug(Operator):
+    """Any imgaug augmenter by name with keyword arguments, seeded from the sample."""
+
+    name = "imgaug"
+    kind = UNSTRUCTURED
+    params = {}  # free-form: ``augmenter`` and ``args`` are validated by building the augmenter
+    seeded = True
+    example = {"augmenter": "ElasticTransformation", "args": {"alpha": 40.0, "sigma": 5.0}}
+
+    def __init__(self, _path: str = "", augmenter: Any = None, args: Any = None, **unknown: Any) -> None:
+        path = _path or self.name
+        if unknown:
+            raise RecipeError(f"{path}: unknown parameter {sorted(unknown)[0]!r} for imgaug (known: augmenter, args)")
+        if augmenter is None:
+            raise RecipeError(f"{path}.augmenter: missing (an imgaug.augmenters class name, e.g. 'GaussianBlur')")
+        args = {} if args is None else args
+        build(augmenter, args, path)
+        try:
+            canonical = json.loads(json.dumps(args, sort_keys=True))
+        except (TypeError, ValueError):
+            raise RecipeError(f"{path}.args: arguments must be plain JSON values") from None
+        self.settings = {"augmenter": augmenter, "args": canonical}
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        return {**self.settings, "seed": draw_seed(rng)}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], path: str = "") -> None:
+        path = path or cls.name
+        if set(params) != {"augmenter", "args", "seed"}:
+            raise RecipeError(f"{path}: params for imgaug need exactly augmenter, args and seed")
+        build(params["augmenter"], params["args"], path)
+        Int(0, SEED_BOUND - 1, default=0).normalize(params["seed"], f"{path}.seed")
+
+    def apply(self, image, params):
+        check_image(image)
+        return imgaug_apply(image, params["augmenter"], params["args"], params["seed"])[0], None
+
+    def apply_to(self, image, mask, params):
+        return imgaug_apply(image, params["augmenter"], params["args"], params["seed"], mask)

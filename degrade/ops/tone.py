@@ -1,0 +1,164 @@
+"""Tone and colour: fading, sepia/yellowing, brightness-contrast-gamma, vignetting, grayscale."""
+
+from __future__ import annotations
+
+import colorsys
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from ..image import LUMA, luminance, to_uint8
+from ..operator import Operator, register
+from ..params import Float
+
+
+def fade(image: np.ndarray, desaturate: float, contrast_loss: float, lift: float, dim: float) -> np.ndarray:
+    """Faded print: mix towards luminance, compress contrast about mid-grey, lift blacks, dim whites."""
+    f = image.astype(np.float32)
+    if image.ndim == 3 and desaturate > 0:
+        lum = luminance(image)[..., None]
+        f += (lum - f) * np.float32(desaturate)
+    # contrast about 127.5, then levels: [0, 255] -> [lift·255, (1 − dim)·255]
+    gain = (1 - contrast_loss) * (1 - lift - dim)
+    offset = 127.5 * contrast_loss * (1 - lift - dim) + 255 * lift
+    f *= np.float32(gain)
+    f += np.float32(offset)
+    return to_uint8(f)
+
+
+def tone_rgb(hue: float, saturation: float) -> np.ndarray:
+    """An RGB tint of unit luma: multiplying a grey level by it keeps the level's luma."""
+    rgb = np.array(colorsys.hsv_to_rgb((hue % 360) / 360, saturation, 1.0), dtype=np.float32)
+    return rgb / float(rgb @ LUMA)
+
+
+def sepia(image: np.ndarray, strength: float, hue: float, saturation: float) -> np.ndarray:
+    """Toned print (sepia, yellowed, cyanotype): the luma recoloured by a tint, mixed by ``strength``."""
+    lum = luminance(image)
+    toned = lum[..., None] * tone_rgb(hue, saturation)
+    f = image.astype(np.float32)
+    f += (toned - f) * np.float32(strength)
+    return to_uint8(f)
+
+
+@lru_cache(maxsize=512)
+def _bcg_lut(brightness: float, contrast: float, gamma: float) -> np.ndarray:
+    x = np.arange(256, dtype=np.float64) / 255.0
+    y = ((x**gamma - 0.5) * contrast + 0.5 + brightness) * 255.0
+    lut = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    lut.flags.writeable = False
+    return lut
+
+
+def brightness_contrast_gamma(image: np.ndarray, brightness: float, contrast: float, gamma: float) -> np.ndarray:
+    """Per-value tone curve ``((x^gamma − ½)·contrast + ½ + brightness)`` applied through a LUT."""
+    return cv2.LUT(image, _bcg_lut(brightness, contrast, gamma))
+
+
+def vignette(
+    image: np.ndarray, strength: float, radius: float, falloff: float, center_x: float, center_y: float
+) -> np.ndarray:
+    """Darkened corners: multiply by ``1 − strength·min(1, (r/radius)^falloff)``.
+
+    r is the distance from the (shifted) centre, 1 at the corners of a centred vignette.
+    """
+    h, w = image.shape[:2]
+    ys = (np.arange(h, dtype=np.float32) - (h - 1) / 2) / max(h / 2, 0.5) - np.float32(center_y * 2)
+    xs = (np.arange(w, dtype=np.float32) - (w - 1) / 2) / max(w / 2, 0.5) - np.float32(center_x * 2)
+    r2 = (xs[None, :] ** 2 + ys[:, None] ** 2) * np.float32(0.5)
+    t = np.minimum(np.power(r2 / np.float32(radius * radius), np.float32(falloff / 2)), np.float32(1))
+    factor = np.float32(1) - np.float32(strength) * t
+    f = image.astype(np.float32)
+    f *= factor if image.ndim == 2 else factor[..., None]
+    return to_uint8(f)
+
+
+def grayscale(image: np.ndarray, amount: float) -> np.ndarray:
+    """Mix towards luma by ``amount`` (1 = fully grey, still three channels)."""
+    if image.ndim == 2 or amount <= 0:
+        return image.copy()
+    lum = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    if amount >= 1:
+        return lum
+    return cv2.addWeighted(image, 1 - amount, lum, amount, 0)
+
+
+@register
+class Fade(Operator):
+    """Colour fading: desaturation, contrast loss, lifted blacks, dimmed whites."""
+
+    name = "fade"
+    params = {
+        "desaturate": Float(0.0, 1.0, default=(0.1, 0.6), doc="mix towards luma"),
+        "contrast_loss": Float(0.0, 0.9, default=(0.05, 0.4), doc="contrast reduction about mid-grey"),
+        "lift": Float(0.0, 0.5, default=(0.02, 0.15), doc="black level raised to this fraction"),
+        "dim": Float(0.0, 0.5, default=(0.0, 0.1), doc="white level lowered by this fraction"),
+    }
+    example = {"desaturate": 0.6, "contrast_loss": 0.35, "lift": 0.12, "dim": 0.05}
+
+    def _apply(self, image, p):
+        return fade(image, p["desaturate"], p["contrast_loss"], p["lift"], p["dim"])
+
+
+@register
+class Sepia(Operator):
+    """Sepia toning or yellowing (hue ~30–50°); other hues give cyanotypes and colour casts."""
+
+    name = "sepia"
+    colour = True
+    params = {
+        "strength": Float(0.0, 1.0, default=(0.3, 0.9), doc="mix of the toned image"),
+        "hue": Float(0.0, 360.0, default=(25.0, 50.0), doc="hue of the tone in degrees"),
+        "saturation": Float(0.0, 1.0, default=(0.15, 0.45), doc="saturation of the tone"),
+    }
+    example = {"strength": 0.9, "hue": 35.0, "saturation": 0.4}
+
+    def _apply(self, image, p):
+        return sepia(image, p["strength"], p["hue"], p["saturation"])
+
+
+@register
+class BrightnessContrastGamma(Operator):
+    """Exposure errors: brightness offset, contrast gain and gamma."""
+
+    name = "brightness_contrast_gamma"
+    params = {
+        "brightness": Float(-0.5, 0.5, default=(-0.1, 0.1), doc="offset, fraction of full scale"),
+        "contrast": Float(0.2, 3.0, default=(0.7, 1.2), doc="gain about mid-grey"),
+        "gamma": Float(0.2, 5.0, default=(0.7, 1.5), log=True, doc="exponent of the tone curve"),
+    }
+    example = {"brightness": 0.08, "contrast": 0.7, "gamma": 1.6}
+
+    def _apply(self, image, p):
+        return brightness_contrast_gamma(image, p["brightness"], p["contrast"], p["gamma"])
+
+
+@register
+class Vignette(Operator):
+    """Lens vignetting: corners darker than the centre."""
+
+    name = "vignette"
+    params = {
+        "strength": Float(0.0, 1.0, default=(0.15, 0.5), doc="darkening at and beyond the radius"),
+        "radius": Float(0.2, 2.0, default=(0.8, 1.4), doc="distance of full darkening, 1 = corner"),
+        "falloff": Float(0.5, 6.0, default=(1.5, 3.0), doc="exponent of the radial profile"),
+        "center_x": Float(-0.3, 0.3, default=(-0.1, 0.1), doc="horizontal shift of the centre, fraction of width"),
+        "center_y": Float(-0.3, 0.3, default=(-0.1, 0.1), doc="vertical shift of the centre, fraction of height"),
+    }
+    example = {"strength": 0.6, "radius": 1.0, "falloff": 2.0, "center_x": 0.0, "center_y": 0.0}
+
+    def _apply(self, image, p):
+        return vignette(image, p["strength"], p["radius"], p["falloff"], p["center_x"], p["center_y"])
+
+
+@register
+class Grayscale(Operator):
+    """Conversion to monochrome (kept as three channels for RGB input)."""
+
+    name = "grayscale"
+    params = {"amount": Float(0.0, 1.0, default=1.0, doc="1 = fully grey")}
+    example = {"amount": 1.0}
+
+    def _apply(self, image, p):
+        return grayscale(image, p["amount"])

@@ -1,0 +1,376 @@
+"""Recipes: combinator trees of operators, validated on load, canonical, hashed and replayable.
+
+A recipe file is YAML or JSON::
+
+    name: my-recipe
+    description: what it models
+    steps:                      # an implicit sequence
+      - op: gaussian_blur       # an operator and its settings (value or [low, high] range)
+        sigma: [0.5, 2.0]
+        p: 0.5                  # optional: apply with this probability
+      - one_of: [...]           # or OneOf; optional weights: [...]
+      - some_of: [...]          # or SomeOf; k: 2 or k: [1, 3]; random_order: false
+      - maybe: {op: jpeg}       # or Maybe; p: 0.3
+      - random_order: [...]     # or RandomOrder
+      - sequence: [...]         # or Sequence
+
+Sampling draws from the sample's generator in tree order; ``apply`` returns the degraded
+image, the defect mask and the record of every operator applied, which ``replay`` re-applies.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .errors import RecipeError
+from .image import check_image
+from .operator import Operator, get_operator
+from .params import Float, Int
+from .rand import sample_rng
+
+SCHEMA = 1
+COMBINATORS = {
+    "sequence": "sequence",
+    "Sequence": "sequence",
+    "one_of": "one_of",
+    "OneOf": "one_of",
+    "some_of": "some_of",
+    "SomeOf": "some_of",
+    "maybe": "maybe",
+    "Maybe": "maybe",
+    "random_order": "random_order",
+    "RandomOrder": "random_order",
+}
+_PROB = Float(0.0, 1.0, default=1.0)
+_K = Int(0, 10_000, default=1)
+
+Record = list[dict[str, Any]]
+
+
+class Node:
+    """A recipe tree node; ``p`` < 1 makes it optional (one uniform draw)."""
+
+    p: float = 1.0
+
+    def walk(self, rng: np.random.Generator, out: Record) -> None:
+        if self.p < 1.0 and rng.random() >= self.p:
+            return
+        self._walk(rng, out)
+
+    def _walk(self, rng: np.random.Generator, out: Record) -> None:
+        raise NotImplementedError
+
+    def canonical(self) -> dict[str, Any]:
+        body = self._canonical()
+        if self.p != 1.0:
+            body["p"] = self.p
+        return body
+
+    def _canonical(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def ops(self) -> list[tuple[str, Operator]]:
+        raise NotImplementedError
+
+
+@dataclass
+class OpNode(Node):
+    path: str
+    op: Operator
+    p: float = 1.0
+
+    def _walk(self, rng, out):
+        out.append({"path": self.path, "op": self.op.name, "version": self.op.version, "params": self.op.sample(rng)})
+
+    def _canonical(self):
+        return self.op.config()
+
+    def ops(self):
+        return [(self.path, self.op)]
+
+
+@dataclass
+class Group(Node):
+    kind: str
+    children: list[Node]
+    p: float = 1.0
+    weights: list[float] | None = None
+    k: int | list[int] = 1
+    random_order: bool = False
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            self._cum = list(np.cumsum(self.weights))
+
+    def _walk(self, rng, out):
+        kids = self.children
+        if self.kind in ("sequence", "maybe"):
+            order = range(len(kids))
+        elif self.kind == "random_order":
+            order = rng.permutation(len(kids))
+        elif self.kind == "one_of":
+            u = rng.random()
+            if self.weights is None:
+                order = [min(int(u * len(kids)), len(kids) - 1)]
+            else:
+                order = [min(bisect.bisect_right(self._cum, u * self._cum[-1]), len(kids) - 1)]
+        else:  # some_of
+            k = _K.sample(self.k, rng)
+            picked = rng.choice(len(kids), size=min(k, len(kids)), replace=False)
+            order = picked if self.random_order else np.sort(picked)
+        for i in order:
+            kids[int(i)].walk(rng, out)
+
+    def _canonical(self):
+        if self.kind == "maybe":
+            return {"maybe": self.children[0].canonical()}
+        body: dict[str, Any] = {self.kind: [c.canonical() for c in self.children]}
+        if self.weights is not None:
+            body["weights"] = self.weights
+        if self.kind == "some_of":
+            body["k"] = self.k
+            if self.random_order:
+                body["random_order"] = True
+        return body
+
+    def ops(self):
+        return [x for c in self.children for x in c.ops()]
+
+
+def _probability(value: Any, path: str) -> float:
+    v = _PROB.normalize(value, path)
+    if isinstance(v, list):
+        raise RecipeError(f"{path}: expected one probability, got a range")
+    return v
+
+
+def parse_node(obj: Any, path: str) -> Node:
+    """Build one node from its YAML/JSON form; every error names ``path``."""
+    if not isinstance(obj, dict):
+        raise RecipeError(f"{path}: expected a mapping with 'op' or a combinator, got {type(obj).__name__} {obj!r}")
+    keys = [k for k in obj if k == "op" or k in COMBINATORS]
+    if len(keys) != 1:
+        what = "no" if not keys else f"several ({', '.join(keys)})"
+        raise RecipeError(
+            f"{path}: {what} node type; use one of op, sequence, one_of, some_of, maybe, random_order"
+        )
+    key = keys[0]
+    rest = {k: v for k, v in obj.items() if k != key}
+    p = _probability(rest.pop("p", 1.0), f"{path}.p")
+    if key == "op":
+        name = obj["op"]
+        cls = get_operator(name, f"{path}.op")
+        version = rest.pop("version", None)
+        if version is not None and version != cls.version:
+            raise RecipeError(
+                f"{path}: recipe asks for {name} version {version} but version {cls.version} is installed "
+                "(its output changed); drop or update the version"
+            )
+        return OpNode(path, cls(_path=path, **rest), p)
+    kind = COMBINATORS[key]
+    if kind == "maybe":
+        if "p" not in obj:
+            raise RecipeError(f"{path}: maybe needs a probability p")
+        if rest:
+            raise RecipeError(f"{path}: unknown key {sorted(rest)[0]!r} for maybe (known: p)")
+        return Group("maybe", [parse_node(obj[key], f"{path}.maybe")], p)
+    items = obj[key]
+    if not isinstance(items, list) or not items:
+        raise RecipeError(f"{path}.{kind}: expected a non-empty list of steps")
+    children = [parse_node(c, f"{path}.{kind}[{i}]") for i, c in enumerate(items)]
+    allowed = {"one_of": {"weights"}, "some_of": {"k", "random_order"}}.get(kind, set())
+    extra = sorted(set(rest) - allowed)
+    if extra:
+        known = ", ".join(sorted(allowed | {"p"}))
+        raise RecipeError(f"{path}: unknown key {extra[0]!r} for {kind} (known: {known})")
+    weights = None
+    if "weights" in rest:
+        w = rest["weights"]
+        if not isinstance(w, list) or len(w) != len(children):
+            raise RecipeError(f"{path}.weights: expected {len(children)} weights, one per choice")
+        w = [Float(0.0, 1e9, default=1.0).normalize(x, f"{path}.weights[{i}]") for i, x in enumerate(w)]
+        if any(isinstance(x, list) for x in w) or sum(w) <= 0:
+            raise RecipeError(f"{path}.weights: expected non-negative numbers with a positive sum")
+        total = sum(w)
+        weights = None if len(set(w)) == 1 else [x / total for x in w]
+    k: int | list[int] = 1
+    if kind == "some_of":
+        if "k" not in rest:
+            raise RecipeError(f"{path}: some_of needs k (a count or a [low, high] range)")
+        k = Int(0, len(children), default=1).normalize(rest["k"], f"{path}.k")
+    random_order = bool(rest.get("random_order", False))
+    return Group(kind, children, p, weights, k, random_order)
+
+
+@dataclass
+class Degraded:
+    """What applying a recipe to one image gives: degraded image, defect mask, applied-ops record."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    params: Record
+
+
+class Recipe:
+    """A validated recipe: sample records, apply them, serialise canonically, hash."""
+
+    def __init__(self, steps: list[Node], name: str = "", description: str = "") -> None:
+        self.root = Group("sequence", steps)
+        self.name = name
+        self.description = description
+
+    @classmethod
+    def from_dict(cls, obj: Any, name: str = "") -> Recipe:
+        if isinstance(obj, list):
+            obj = {"steps": obj}
+        if not isinstance(obj, dict):
+            raise RecipeError(f"recipe: expected a mapping with 'steps' or a list of steps, got {type(obj).__name__}")
+        extra = sorted(set(obj) - {"name", "description", "steps", "schema"})
+        if extra:
+            raise RecipeError(f"recipe: unknown key {extra[0]!r} (known: name, description, steps, schema)")
+        if obj.get("schema", SCHEMA) != SCHEMA:
+            raise RecipeError(f"recipe.schema: {obj['schema']!r} is not supported (this version reads {SCHEMA})")
+        steps = obj.get("steps")
+        if not isinstance(steps, list) or not steps:
+            raise RecipeError("steps: expected a non-empty list of steps")
+        nodes = [parse_node(s, f"steps[{i}]") for i, s in enumerate(steps)]
+        return cls(nodes, str(obj.get("name") or name), str(obj.get("description") or "").strip())
+
+    # -- serialisation ---------------------------------------------------------------------
+    def canonical(self) -> dict[str, Any]:
+        """The full normalised recipe: every parameter explicit, operator versions pinned."""
+        return {"schema": SCHEMA, "name": self.name, "description": self.description, **self._semantic()}
+
+    def _semantic(self) -> dict[str, Any]:
+        return {"steps": [c.canonical() for c in self.root.children]}
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.canonical(), indent=indent, sort_keys=indent is None, ensure_ascii=False)
+
+    def to_yaml(self) -> str:
+        return yaml.dump(self.canonical(), Dumper=_FlowListDumper, sort_keys=False, allow_unicode=True, width=100)
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the canonical steps (name and description excluded): same hash, same samples."""
+        text = json.dumps({"schema": SCHEMA, **self._semantic()}, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def operators(self) -> list[tuple[str, Operator]]:
+        """(path, configured operator) for every op node, in tree order."""
+        return self.root.ops()
+
+    # -- sampling and applying -------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Record:
+        """Draw the record of one sample: which ops run, in which order, with which params."""
+        out: Record = []
+        self.root.walk(rng, out)
+        return out
+
+    def sample_params(self, seed: int, index: int) -> Record:
+        """The record of sample ``index`` under ``seed`` (the reproducibility contract)."""
+        return self.sample(sample_rng(seed, index))
+
+    def apply(self, image: np.ndarray, seed: int, index: int = 0) -> Degraded:
+        """Degrade ``image`` as sample ``index`` of ``seed``."""
+        record = self.sample_params(seed, index)
+        out, mask = replay(image, record, validate=False)
+        return Degraded(out, mask, record)
+
+    def __repr__(self) -> str:
+        return f"Recipe({self.name or 'unnamed'!r}, {len(self.operators())} ops, hash={self.hash[:12]})"
+
+
+def replay(image: np.ndarray, record: Record, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Re-apply a params record: same image and record give the same bytes. Returns (image, mask)."""
+    check_image(image)
+    if not isinstance(record, list):
+        raise RecipeError("params record: expected a list of applied operators")
+    mask = None
+    out = image
+    for i, entry in enumerate(record):
+        where = f"record[{i}]"
+        if not isinstance(entry, dict) or not {"op", "params"} <= set(entry):
+            raise RecipeError(f"{where}: expected a mapping with 'op' and 'params'")
+        cls = get_operator(entry["op"], where)
+        if entry.get("version", cls.version) != cls.version:
+            raise RecipeError(
+                f"{where}: recorded with {cls.name} version {entry['version']}, installed version {cls.version} "
+                "gives different output"
+            )
+        if validate:
+            cls.check_params(entry["params"], f"{where}.params")
+        out, mask = _instance(cls).apply_to(out, mask, entry["params"])
+    if mask is None:
+        mask = np.zeros(image.shape[:2], np.uint8)
+    return (out if out is not image else image.copy()), mask
+
+
+_INSTANCES: dict[type[Operator], Operator] = {}
+
+
+def _instance(cls: type[Operator]) -> Operator:
+    """A default instance for replay: ``apply`` depends only on params, not on configured ranges."""
+    op = _INSTANCES.get(cls)
+    if op is None:
+        op = _INSTANCES[cls] = cls.__new__(cls)
+    return op
+
+
+class _FlowListDumper(yaml.SafeDumper):
+    """Safe YAML with short scalar lists ([low, high] ranges, choices) kept on one line."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(not isinstance(x, (list, dict)) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_FlowListDumper.add_representer(list, _represent_list)
+
+
+# -- loading -------------------------------------------------------------------------------
+def builtin_recipes() -> list[str]:
+    """Names of the recipes shipped with daguerre."""
+    return sorted(p.name[:-5] for p in resources.files("degrade.recipes").iterdir() if p.name.endswith(".yaml"))
+
+
+def parse_text(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise RecipeError(f"{source}:{where} is not valid YAML/JSON: {problem}") from None
+
+
+def load_recipe(ref: str | Path | dict | list | Recipe) -> Recipe:
+    """A recipe from a built-in name, a .yaml/.yml/.json path, or an already parsed mapping."""
+    if isinstance(ref, Recipe):
+        return ref
+    if isinstance(ref, (dict, list)):
+        return Recipe.from_dict(ref)
+    ref = str(ref)
+    if ref in builtin_recipes():
+        text = resources.files("degrade.recipes").joinpath(f"{ref}.yaml").read_text()
+        return Recipe.from_dict(parse_text(text, ref), name=ref)
+    path = Path(ref)
+    if not path.exists():
+        raise RecipeError(f"unknown recipe {ref!r}: not a built-in ({', '.join(builtin_recipes())}) nor a file")
+    if path.is_dir():
+        raise RecipeError(f"recipe {ref!r} is a directory, expected a .yaml or .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecipeError(f"cannot read recipe {ref}: {e}") from None
+    return Recipe.from_dict(parse_text(text, ref), name=path.stem)
