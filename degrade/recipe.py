@@ -9,7 +9,7 @@ A recipe file is YAML or JSON::
         sigma: [0.5, 2.0]
         p: 0.5                  # optional: apply with this probability
       - one_of: [...]           # or OneOf; optional weights: [...]
-      - some_of: [...]          # or SomeOf; k: 2 or k: [1, 3]; random_order: false
+      - some_of: [...]          # or SomeOf; k: 2 or k: [1, 3]; shuffle: false (keep list order)
       - maybe: {op: jpeg}       # or Maybe; p: 0.3
       - random_order: [...]     # or RandomOrder
       - sequence: [...]         # or Sequence
@@ -105,7 +105,7 @@ class Group(Node):
     p: float = 1.0
     weights: list[float] | None = None
     k: int | list[int] = 1
-    random_order: bool = False
+    shuffle: bool = False
 
     def __post_init__(self) -> None:
         if self.weights is not None:
@@ -126,7 +126,7 @@ class Group(Node):
         else:  # some_of
             k = _K.sample(self.k, rng)
             picked = rng.choice(len(kids), size=min(k, len(kids)), replace=False)
-            order = picked if self.random_order else np.sort(picked)
+            order = picked if self.shuffle else np.sort(picked)
         for i in order:
             kids[int(i)].walk(rng, out)
 
@@ -138,8 +138,8 @@ class Group(Node):
             body["weights"] = self.weights
         if self.kind == "some_of":
             body["k"] = self.k
-            if self.random_order:
-                body["random_order"] = True
+            if self.shuffle:
+                body["shuffle"] = True
         return body
 
     def ops(self):
@@ -187,7 +187,7 @@ def parse_node(obj: Any, path: str) -> Node:
     if not isinstance(items, list) or not items:
         raise RecipeError(f"{path}.{kind}: expected a non-empty list of steps")
     children = [parse_node(c, f"{path}.{kind}[{i}]") for i, c in enumerate(items)]
-    allowed = {"one_of": {"weights"}, "some_of": {"k", "random_order"}}.get(kind, set())
+    allowed = {"one_of": {"weights"}, "some_of": {"k", "shuffle"}}.get(kind, set())
     extra = sorted(set(rest) - allowed)
     if extra:
         known = ", ".join(sorted(allowed | {"p"}))
@@ -201,14 +201,17 @@ def parse_node(obj: Any, path: str) -> Node:
         if any(isinstance(x, list) for x in w) or sum(w) <= 0:
             raise RecipeError(f"{path}.weights: expected non-negative numbers with a positive sum")
         total = sum(w)
-        weights = None if len(set(w)) == 1 else [x / total for x in w]
+        # normalised and rounded so that canonicalising twice is the identity
+        weights = None if len(set(w)) == 1 else [round(x / total, 12) for x in w]
     k: int | list[int] = 1
     if kind == "some_of":
         if "k" not in rest:
             raise RecipeError(f"{path}: some_of needs k (a count or a [low, high] range)")
         k = Int(0, len(children), default=1).normalize(rest["k"], f"{path}.k")
-    random_order = bool(rest.get("random_order", False))
-    return Group(kind, children, p, weights, k, random_order)
+    shuffle = rest.get("shuffle", False)
+    if not isinstance(shuffle, bool):
+        raise RecipeError(f"{path}.shuffle: expected true or false, got {shuffle!r}")
+    return Group(kind, children, p, weights, k, shuffle)
 
 
 @dataclass

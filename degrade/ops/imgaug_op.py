@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,9 @@ def build(name: str, args: dict[str, Any], path: str = "imgaug"):
         raise RecipeError(f"{path}.args: do not set 'seed'; it is drawn per sample from the recipe seed")
     kwargs = {k: _to_imgaug(v, f"{path}.args.{k}") for k, v in args.items()}
     try:
-        return cls(**kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # imgaug's own deprecation chatter
+            return cls(**kwargs)
     except Exception as e:  # imgaug raises assorted types for bad arguments
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RecipeError(f"{path}: imgaug.{name}({', '.join(args)}) rejected its arguments: {msg}") from None

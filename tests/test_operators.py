@@ -1,0 +1,209 @@
+"""Every registered operator: example present, shapes, determinism, replay, mask semantics, properties."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from degrade import STRUCTURED, RecipeError, get_operator, list_operators, replay
+from degrade.errors import ImageError
+from degrade.params import Bool, Choice, Float, Int
+
+ALL = [c.name for c in list_operators()]
+BUILTIN = [n for n in ALL if n != "imgaug"]
+STRUCT = [c.name for c in list_operators() if c.kind == STRUCTURED]
+
+
+def test_registry_lists_every_kind_the_issue_names():
+    expected = {
+        "gaussian_noise", "poisson_noise", "speckle", "salt_pepper", "film_grain", "gaussian_blur", "motion_blur",
+        "defocus_blur", "jpeg", "downscale", "fade", "sepia", "brightness_contrast_gamma", "vignette", "halftone",
+        "grayscale", "scratches", "dust", "stains", "creases", "tears", "imgaug",
+    }  # fmt: skip
+    assert expected <= set(ALL)
+    assert set(STRUCT) == {"scratches", "dust", "stains", "creases", "tears"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_operator_has_a_valid_example_and_metadata(name):
+    cls = get_operator(name)
+    assert cls.example is not None, f"{name} has no example"
+    assert isinstance(cls.version, int) and cls.version >= 1
+    assert (cls.__doc__ or "").strip(), f"{name} has no docstring"
+    for pname, spec in cls.params.items():
+        assert spec.doc, f"{name}.{pname} has no doc"
+    cls(**cls.example)  # validates
+
+
+def _params(name, seed=0):
+    cls = get_operator(name)
+    op = cls(**cls.example)
+    return op, op.sample(np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_example_changes_a_photo_keeping_shape_and_dtype(name, photo):
+    op, p = _params(name)
+    out, mask = op.apply(photo, p)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, photo), f"{name} example left the photo unchanged"
+    if op.kind == STRUCTURED:
+        assert mask.shape == photo.shape[:2] and mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 255} and mask.any()
+    else:
+        assert mask is None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_grayscale_input_stays_grayscale(name, gray_photo):
+    op, p = _params(name, seed=1)
+    out, mask = op.apply(gray_photo, p)
+    assert out.shape == gray_photo.shape and out.dtype == np.uint8
+    if op.kind == STRUCTURED:
+        assert mask.shape == gray_photo.shape
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_same_params_same_bytes_and_json_replay(name, photo):
+    op, p = _params(name, seed=5)
+    a, ma = op.apply(photo, p)
+    p2 = json.loads(json.dumps(p))  # params survive JSON exactly
+    b, mb = get_operator(name)().apply(photo, p2) if name != "imgaug" else op.apply(photo, p2)
+    assert np.array_equal(a, b)
+    assert (ma is None and mb is None) or np.array_equal(ma, mb)
+    rec = [{"op": name, "version": op.version, "params": p2}]
+    c, _ = replay(photo, rec)
+    assert np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if get_operator(n).seeded])
+def test_seed_drives_the_pixel_randomness(name, photo):
+    op, p = _params(name, seed=2)
+    a, _ = op.apply(photo, p)
+    b, _ = op.apply(photo, {**p, "seed": p["seed"] + 1})
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_apply_does_not_modify_its_input(name, photo):
+    before = photo.copy()
+    op, p = _params(name, seed=3)
+    op.apply(photo, p)
+    assert np.array_equal(photo, before)
+
+
+@pytest.mark.parametrize("name", STRUCT)
+def test_structured_op_changes_no_pixel_outside_its_mask(name, old_photo):
+    op, p = _params(name, seed=4)
+    img = old_photo[:200, :240].copy()
+    out, mask = op.apply(img, p)
+    changed = np.any(out != img, axis=-1)
+    assert not np.any(changed & (mask == 0)), "pixels changed outside the mask"
+    assert changed.sum() > 0.2 * (mask > 0).sum(), "mask much larger than the damage"
+
+
+def _value(spec, data):
+    if isinstance(spec, Float):
+        lo = max(spec.lo, 1e-6) if spec.log else spec.lo
+        return data.draw(st.floats(lo, spec.hi, allow_nan=False))
+    if isinstance(spec, Int):
+        return data.draw(st.integers(spec.lo, min(spec.hi, spec.lo + 60)))
+    if isinstance(spec, Choice):
+        return data.draw(st.sampled_from(spec.options))
+    if isinstance(spec, Bool):
+        return data.draw(st.booleans())
+    raise AssertionError(spec)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+@given(data=st.data())
+def test_any_params_in_range_any_size(name, data):
+    """Property: every in-range parameter, any seed, sizes 1–40, gray or RGB: valid output, mask guarantee."""
+    cls = get_operator(name)
+    params = {k: _value(spec, data) for k, spec in cls.params.items()}
+    if cls.seeded:
+        params["seed"] = data.draw(st.integers(0, 2**32 - 1))
+    cls.check_params(params)
+    h, w = data.draw(st.integers(1, 40)), data.draw(st.integers(1, 40))
+    gray = data.draw(st.booleans())
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    img = rng.integers(0, 256, (h, w) if gray else (h, w, 3), dtype=np.uint8)
+    out, mask = cls().apply(img, params)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    again, mask2 = cls().apply(img, params)
+    assert np.array_equal(out, again)
+    if cls.kind == STRUCTURED:
+        changed = out != img if gray else np.any(out != img, axis=-1)
+        assert not np.any(changed & (mask == 0))
+        assert np.array_equal(mask, mask2)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_sampled_params_are_json_and_validate(name):
+    cls = get_operator(name)
+    op = cls()
+    for s in range(20):
+        p = op.sample(np.random.default_rng(s))
+        assert json.loads(json.dumps(p)) == p
+        cls.check_params(p)
+
+
+def test_check_params_rejects_bad_records():
+    cls = get_operator("gaussian_noise")
+    with pytest.raises(RecipeError, match="missing"):
+        cls.check_params({"sigma": 0.1, "per_channel": True})
+    with pytest.raises(RecipeError, match="outside"):
+        cls.check_params({"sigma": 7.0, "per_channel": True, "seed": 1})
+    with pytest.raises(RecipeError, match="one sampled value"):
+        cls.check_params({"sigma": [0.1, 0.2], "per_channel": True, "seed": 1})
+
+
+def test_bad_images_are_refused_with_one_line():
+    op = get_operator("gaussian_blur")()
+    p = op.sample(np.random.default_rng(0))
+    for bad in (np.zeros((8, 8, 3), np.uint16), np.zeros((8, 8, 4), np.uint8), np.zeros((0, 5, 3), np.uint8), [[1]]):
+        with pytest.raises(ImageError) as e:
+            op.apply(bad, p)
+        assert "\n" not in str(e.value)
+
+
+def test_unknown_operator_suggests_names():
+    with pytest.raises(RecipeError, match="did you mean gaussian_noise"):
+        get_operator("gausian_noise")
+
+
+def test_unknown_parameter_is_named():
+    with pytest.raises(RecipeError, match=r"steps\[0\]: unknown parameter 'sigm' for gaussian_blur"):
+        get_operator("gaussian_blur")(_path="steps[0]", sigm=1.0)
+
+
+def test_noise_levels_match_their_parameters(photo):
+    """Measured, not assumed: gaussian sigma and salt-and-pepper amount come out as configured."""
+    flat = np.full((256, 256, 3), 128, np.uint8)
+    out, _ = get_operator("gaussian_noise")().apply(flat, {"sigma": 0.1, "per_channel": True, "seed": 3})
+    assert abs(out.astype(float).std() - 25.5) < 0.5
+    out, _ = get_operator("salt_pepper")().apply(flat, {"amount": 0.05, "salt_ratio": 0.25, "per_channel": True, "seed": 3})
+    assert abs(np.mean(out == 255) - 0.0125) < 0.002 and abs(np.mean(out == 0) - 0.0375) < 0.003
+    out, _ = get_operator("jpeg")().apply(photo, {"quality": 95})
+    assert 0 < np.abs(out.astype(int) - photo).mean() < 3
+
+
+def test_film_grain_is_spatially_correlated_and_luminance_dependent():
+    img = np.tile(np.linspace(0, 255, 256, dtype=np.uint8), (256, 1))
+    out, _ = get_operator("film_grain")().apply(img, {"strength": 0.1, "grain_px": 3.0, "monochrome": True, "seed": 1})
+    noise = out.astype(float) - img
+    # neighbours correlate (clumps), unlike white noise
+    r = np.corrcoef(noise[:, 100:150].ravel()[:-1], noise[:, 100:150].ravel()[1:])[0, 1]
+    assert r > 0.5
+    assert noise[:, 120:136].std() > 2 * noise[:, 0:8].std()  # mid-greys grainier than blacks
+
+
+def test_bopbtl_blur_matches_opencv_call(photo):
+    import cv2
+
+    out, _ = get_operator("gaussian_blur")().apply(photo, {"sigma": 2.5, "ksize": 5})
+    assert np.array_equal(out, cv2.GaussianBlur(photo, (5, 5), 2.5, borderType=cv2.BORDER_REFLECT))

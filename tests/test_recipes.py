@@ -1,0 +1,226 @@
+"""Recipes: loading, validation messages, canonical form and hash, reproducibility contract, replay."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from degrade import Recipe, RecipeError, builtin_recipes, load_recipe, replay
+
+SIMPLE = {
+    "name": "t",
+    "steps": [
+        {"op": "gaussian_blur", "sigma": [0.5, 1.5], "p": 0.5},
+        {"one_of": [{"op": "jpeg", "quality": [30, 60]}, {"op": "gaussian_noise", "sigma": 0.05}], "weights": [3, 1]},
+        {"op": "scratches", "count": [1, 3]},
+    ],
+}
+
+
+def test_builtins_exist_and_load():
+    assert {"bopbtl", "old-photo", "mild", "severe"} <= set(builtin_recipes())
+    for name in builtin_recipes():
+        r = load_recipe(name)
+        assert r.name == name and len(r.hash) == 64 and r.operators()
+
+
+@pytest.mark.parametrize("name", ["bopbtl", "old-photo", "mild", "severe"])
+def test_canonical_round_trip_keeps_hash(name, tmp_path):
+    r = load_recipe(name)
+    for text, suffix in ((r.to_yaml(), ".yaml"), (r.to_json(indent=2), ".json")):
+        f = tmp_path / f"copy{suffix}"
+        f.write_text(text)
+        again = load_recipe(str(f))
+        assert again.hash == r.hash
+        assert again.canonical()["steps"] == r.canonical()["steps"]
+
+
+def test_hash_ignores_key_order_formatting_and_name(tmp_path):
+    a = Recipe.from_dict(SIMPLE)
+    reordered = {"steps": [dict(reversed(list(s.items()))) for s in SIMPLE["steps"]], "name": "other"}
+    b = Recipe.from_dict(reordered)
+    f = tmp_path / "r.yaml"
+    f.write_text(yaml.safe_dump(SIMPLE, default_flow_style=True, width=30))
+    c = load_recipe(str(f))
+    assert a.hash == b.hash == c.hash
+    # integer vs float spellings of the same value hash the same
+    d = Recipe.from_dict({"steps": [{"op": "gaussian_blur", "sigma": 1}]})
+    e = Recipe.from_dict({"steps": [{"op": "gaussian_blur", "sigma": 1.0}]})
+    assert d.hash == e.hash
+
+
+def test_hash_changes_with_meaning():
+    a = Recipe.from_dict(SIMPLE)
+    changed = json.loads(json.dumps(SIMPLE))
+    changed["steps"][0]["sigma"] = [0.5, 1.6]
+    assert Recipe.from_dict(changed).hash != a.hash
+    changed = json.loads(json.dumps(SIMPLE))
+    changed["steps"][0]["p"] = 0.6
+    assert Recipe.from_dict(changed).hash != a.hash
+
+
+@pytest.mark.parametrize(
+    "steps, message",
+    [
+        ([{"op": "gaussian_blur"}, {"op": "jpeg"}, {"op": "fade"}, {"op": "gaussian_blur", "sigma": 11.0}],
+         r"^steps\[3\]\.sigma: 11\.0 is outside \[0\.1, 10\.0\]$"),
+        ([{"op": "nope"}], r"steps\[0\]\.op: unknown operator 'nope'"),
+        ([{"one_of": [{"op": "jpeg", "quality": 0}]}], r"steps\[0\]\.one_of\[0\]\.quality: 0 is outside \[1, 100\]"),
+        ([{"some_of": [{"op": "jpeg"}]}], r"steps\[0\]: some_of needs k"),
+        ([{"some_of": [{"op": "jpeg"}], "k": 3}], r"steps\[0\]\.k: 3 is outside \[0, 1\]"),
+        ([{"maybe": {"op": "jpeg"}}], r"steps\[0\]: maybe needs a probability p"),
+        ([{"op": "jpeg", "p": 1.5}], r"steps\[0\]\.p: 1\.5 is outside"),
+        ([{"op": "jpeg", "one_of": []}], r"steps\[0\]: several"),
+        ([{"one_of": [{"op": "jpeg"}, {"op": "fade"}], "weights": [1]}], r"steps\[0\]\.weights: expected 2 weights"),
+        ([{"sequence": [{"op": "downscale", "down": "bicubic"}]}], r"steps\[0\]\.sequence\[0\]\.down: 'bicubic' is not one of"),
+        ([{"op": "jpeg", "version": 99}], r"steps\[0\]: recipe asks for jpeg version 99"),
+        (["jpeg"], r"steps\[0\]: expected a mapping"),
+        ([], r"steps: expected a non-empty list"),
+    ],
+)  # fmt: skip
+def test_invalid_recipes_name_the_offending_path(steps, message):
+    with pytest.raises(RecipeError, match=message):
+        Recipe.from_dict({"steps": steps})
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(RecipeError, match="unknown recipe 'missing.yaml'"):
+        load_recipe("missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [op: jpeg\n  - ]]")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(str(bad))
+    other = tmp_path / "other.yaml"
+    other.write_text("stepz: []\n")
+    with pytest.raises(RecipeError, match="unknown key 'stepz'"):
+        load_recipe(str(other))
+
+
+def test_camel_case_combinators_are_accepted_and_canonicalised():
+    a = Recipe.from_dict({"steps": [{"OneOf": [{"op": "jpeg"}, {"op": "fade"}]}, {"Maybe": {"op": "dust"}, "p": 0.5}]})
+    b = Recipe.from_dict({"steps": [{"one_of": [{"op": "jpeg"}, {"op": "fade"}]}, {"maybe": {"op": "dust"}, "p": 0.5}]})
+    assert a.hash == b.hash
+    assert "one_of" in a.to_json()
+
+
+def test_reproducibility_contract(photo):
+    r = load_recipe("old-photo")
+    seed, i = 1234, 17
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
+    assert r.sample(rng) == r.sample_params(seed, i)
+    a = r.apply(photo, seed=seed, index=i)
+    b = r.apply(photo, seed=seed, index=i)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) and a.params == b.params
+    other = r.apply(photo, seed=seed, index=i + 1)
+    assert other.params != a.params
+
+
+@pytest.mark.parametrize("name", ["bopbtl", "old-photo", "mild", "severe"])
+@given(seed=st.integers(0, 2**63 - 1), index=st.integers(0, 10**9))
+def test_replay_of_json_record_gives_identical_bytes(name, seed, index):
+    img = _small_photo()
+    r = load_recipe(name)
+    out = r.apply(img, seed=seed, index=index)
+    record = json.loads(json.dumps(out.params))
+    again, mask = replay(img, record)
+    assert np.array_equal(again, out.image) and np.array_equal(mask, out.mask)
+    assert out.image.shape == img.shape and out.mask.shape == img.shape[:2]
+    for entry in record:
+        assert {"path", "op", "version", "params"} <= set(entry)
+        assert entry["path"].startswith("steps[")
+
+
+_CACHE: dict = {}
+
+
+def _small_photo():
+    if "img" not in _CACHE:
+        import cv2
+        from skimage import data
+
+        _CACHE["img"] = cv2.resize(data.coffee(), (96, 64), interpolation=cv2.INTER_AREA)
+    return _CACHE["img"]
+
+
+def test_mask_is_union_of_structured_defects(photo):
+    r = Recipe.from_dict({"steps": [{"op": "scratches", "count": 5}, {"op": "dust", "density": 50.0}]})
+    out = r.apply(photo, seed=3, index=0)
+    from degrade import get_operator
+
+    s, ms = get_operator("scratches")().apply(photo, out.params[0]["params"])
+    _, md = get_operator("dust")().apply(s, out.params[1]["params"])
+    assert np.array_equal(out.mask, np.maximum(ms, md))
+
+
+def test_combinator_frequencies():
+    r = Recipe.from_dict(
+        {
+            "steps": [
+                {"op": "jpeg", "p": 0.3},
+                {"one_of": [{"op": "fade"}, {"op": "sepia"}], "weights": [3, 1]},
+                {"some_of": [{"op": "dust"}, {"op": "scratches"}, {"op": "stains"}], "k": [1, 2]},
+                {"random_order": [{"op": "gaussian_blur"}, {"op": "vignette"}]},
+            ]
+        }
+    )
+    n = 2000
+    counts, ks, firsts = Counter(), Counter(), Counter()
+    for i in range(n):
+        rec = r.sample_params(7, i)
+        ops = [e["op"] for e in rec]
+        counts.update(ops)
+        ks[sum(o in ("dust", "scratches", "stains") for o in ops)] += 1
+        tail = [o for o in ops if o in ("gaussian_blur", "vignette")]
+        assert sorted(tail) == ["gaussian_blur", "vignette"]
+        firsts[tail[0]] += 1
+    assert abs(counts["jpeg"] / n - 0.3) < 0.04
+    assert abs(counts["fade"] / n - 0.75) < 0.04 and counts["fade"] + counts["sepia"] == n
+    assert set(ks) == {1, 2} and abs(ks[1] / n - 0.5) < 0.05
+    assert abs(firsts["gaussian_blur"] / n - 0.5) < 0.05
+
+
+def test_some_of_keeps_list_order_unless_shuffled():
+    r = Recipe.from_dict({"steps": [{"some_of": [{"op": "dust"}, {"op": "scratches"}, {"op": "stains"}], "k": 3}]})
+    for i in range(20):
+        assert [e["op"] for e in r.sample_params(0, i)] == ["dust", "scratches", "stains"]
+    r = Recipe.from_dict(
+        {"steps": [{"some_of": [{"op": "dust"}, {"op": "scratches"}, {"op": "stains"}], "k": 3, "shuffle": True}]}
+    )
+    orders = {tuple(e["op"] for e in r.sample_params(0, i)) for i in range(40)}
+    assert len(orders) > 1
+
+
+def test_bopbtl_structure_follows_the_published_synthesis():
+    r = load_recipe("bopbtl")
+    canon = r.canonical()["steps"]
+    group = canon[0]["random_order"]
+    assert [g.get("op") or "one_of" for g in group] == ["gaussian_blur", "one_of", "downscale", "jpeg"]
+    assert all(g["p"] == 0.7 for g in group)
+    assert group[0]["ksize"] == [3, 5, 7] and group[0]["sigma"] == [1.0, 5.0]
+    assert [o["op"] for o in group[1]["one_of"]] == ["gaussian_noise", "speckle", "salt_pepper"]
+    assert group[2]["scale_x"] == [0.5, 1.0] and group[2]["down"] == "pil_bicubic" and group[2]["up"] == ["nearest", "linear"]
+    assert group[3]["quality"] == [40, 100]
+    assert canon[1]["op"] == "tears" and canon[1]["fill"] == "white"
+    # applied ops over many samples: each group about 70 % of the time
+    n = 1000
+    c = Counter()
+    for i in range(n):
+        c.update({e["op"] for e in r.sample_params(0, i)})
+    assert abs(c["gaussian_blur"] / n - 0.7) < 0.05 and abs(c["jpeg"] / n - 0.7) < 0.05
+    noise = c["gaussian_noise"] + c["speckle"] + c["salt_pepper"]
+    assert abs(noise / n - 0.7) < 0.05
+
+
+def test_replay_refuses_version_mismatch_and_garbage(photo):
+    with pytest.raises(RecipeError, match="version"):
+        replay(photo, [{"op": "jpeg", "version": 2, "params": {"quality": 50}}])
+    with pytest.raises(RecipeError, match="record\\[0\\]"):
+        replay(photo, [{"op": "jpeg"}])
+    with pytest.raises(RecipeError, match="outside"):
+        replay(photo, [{"op": "jpeg", "version": 1, "params": {"quality": 500}}])
