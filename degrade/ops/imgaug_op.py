@@ -72,7 +72,7 @@ def build(name: str, args: dict[str, Any], path: str = "imgaug"):
     kwargs = {k: _to_imgaug(v, f"{path}.args.{k}") for k, v in args.items()}
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # imgaug's own deprecation chatter
+            warnings.simplefilter("ignore")  # imgaug deprecation chatter (its own warning classes)
             return cls(**kwargs)
     except Exception as e:  # imgaug raises assorted types for bad arguments
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

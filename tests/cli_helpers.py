@@ -1,0 +1,46 @@
+"""Run the CLI in-process (fast) or as a subprocess (what users see)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import cli
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run(capsys, *args: str) -> Result:
+    capsys.readouterr()
+    try:
+        cli.main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def run_subprocess(*args: str, env: dict | None = None, timeout: int = 120) -> Result:
+    p = subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+def one_line_error(r: Result) -> bool:
+    lines = [line for line in r.err.strip().splitlines() if line.strip()]
+    return r.code != 0 and len(lines) >= 1 and all("Traceback" not in line for line in lines)

@@ -1,0 +1,167 @@
+"""CLI: ops, recipes, degrade; byte-identical reruns; bad inputs are one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_helpers import one_line_error, run, run_subprocess
+from degrade.io import encode_png, read_image
+from degrade.samples import real_photo_paths
+
+
+def test_help_does_not_import_torch():
+    r = run_subprocess("--help")
+    assert r.code == 0 and "degrade" in r.out
+    import subprocess
+    import sys
+
+    code = "import sys, cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip().endswith("False")
+
+
+def test_ops_ls_and_show(capsys):
+    r = run(capsys, "ops", "ls", "--json")
+    assert r.code == 0
+    ops = {o["name"]: o for o in json.loads(r.out)}
+    assert ops["scratches"]["kind"] == "structured" and ops["jpeg"]["kind"] == "unstructured"
+    assert ops["gaussian_blur"]["params"]["sigma"]["range"] == "float in [0.1, 10.0]"
+    r = run(capsys, "ops", "ls")
+    assert r.code == 0 and "film_grain" in r.out
+    r = run(capsys, "ops", "show", "creases")
+    assert r.code == 0 and "cracks" in r.out and "structured" in r.out
+    r = run(capsys, "ops", "show", "scrathces")
+    assert one_line_error(r) and "did you mean scratches" in r.err
+
+
+def test_recipes_commands(capsys, tmp_path):
+    r = run(capsys, "recipes", "ls")
+    assert r.code == 0 and "bopbtl" in r.out and "old-photo" in r.out
+    r = run(capsys, "recipes", "show", "bopbtl")
+    assert r.code == 0 and r.out.startswith("# recipe_hash: ")
+    f = tmp_path / "copy.yaml"
+    f.write_text(r.out)
+    r2 = run(capsys, "recipes", "validate", str(f))
+    assert r2.code == 0 and "ok" in r2.out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - op: gaussian_blur\n    sigma: 99\n")
+    r3 = run(capsys, "recipes", "validate", str(bad))
+    assert one_line_error(r3) and "steps[0].sigma: 99.0 is outside [0.1, 10.0]" in r3.err
+
+
+@pytest.fixture()
+def inputs(tmp_path, photo, gray_photo):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "colour.png").write_bytes(encode_png(photo))
+    (d / "gray.png").write_bytes(encode_png(gray_photo))
+    alpha = np.full(photo.shape[:2], 200, np.uint8)
+    alpha[:10] = 0
+    (d / "rgba.png").write_bytes(encode_png(photo, alpha))
+    sixteen = (photo.astype(np.uint16) * 257)[..., ::-1]
+    import cv2
+
+    cv2.imwrite(str(d / "deep.png"), sixteen)
+    return d
+
+
+def _files(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_degrade_writes_triplets_byte_identically(capsys, tmp_path, inputs):
+    out1, out2 = tmp_path / "o1", tmp_path / "o2"
+    args = ["degrade", str(inputs), "--recipe", "severe", "--seed", "3", "--count", "2"]
+    r = run(capsys, *args, "--out", out1, "--sheet", tmp_path / "sheet.png")
+    assert r.code == 0, r.err
+    run(capsys, *args, "--out", out2)
+    f1, f2 = _files(out1), _files(out2)
+    assert f1 == f2  # same command, same bytes
+    assert len(f1) == 4 * 2 * 3
+    assert Image.open(tmp_path / "sheet.png").size[0] > 500
+    meta = json.loads(f1["colour-001.json"])
+    assert meta["seed"] == 3 and meta["recipe"] == "severe" and meta["params"]
+    gray = read_image(out1 / "gray-000.png")
+    assert gray.pixels.ndim == 2
+    rgba = read_image(out1 / "rgba-000.png")
+    assert rgba.alpha is not None and (rgba.alpha[:10] == 0).all() and (rgba.alpha[10:] == 200).all()
+    assert json.loads(f1["deep-000.json"])["bit_depth"] == 16
+    mask = read_image(out1 / "colour-000.mask.png").pixels
+    assert mask.ndim == 2 and set(np.unique(mask)) <= {0, 255}
+    # the JSON record replays the degraded bytes
+    from degrade import replay
+
+    src = read_image(inputs / "colour.png").pixels
+    again, _ = replay(src, meta["params"] if meta["variant"] == 0 else json.loads(f1["colour-000.json"])["params"])
+    assert np.array_equal(again, read_image(out1 / "colour-000.png").pixels)
+
+
+def test_seed_changes_output(capsys, tmp_path, inputs):
+    run(capsys, "degrade", inputs / "colour.png", "--seed", "1", "--out", tmp_path / "a")
+    run(capsys, "degrade", inputs / "colour.png", "--seed", "2", "--out", tmp_path / "b")
+    assert (tmp_path / "a" / "colour-000.png").read_bytes() != (tmp_path / "b" / "colour-000.png").read_bytes()
+
+
+def test_degrade_real_old_photo(capsys, tmp_path):
+    p = real_photo_paths()[0]
+    r = run(capsys, "degrade", p, "--recipe", "bopbtl", "--out", tmp_path)
+    assert r.code == 0
+    assert read_image(tmp_path / f"{p.stem}-000.png").pixels.shape == read_image(p).pixels.shape
+
+
+@pytest.mark.parametrize(
+    "setup, args, message",
+    [
+        ("truncated", [], "cannot decode image"),
+        ("text", [], "not a recognised image format"),
+        ("missing", [], "no such file"),
+        (None, ["--recipe", "nope"], "unknown recipe 'nope'"),
+        (None, ["--recipe", "BADFILE"], "steps[0].quality: 0 is outside [1, 100]"),
+        (None, ["--count", "0"], "Invalid value for '--count'"),
+    ],
+)
+def test_bad_inputs_one_line_nonzero_nothing_partial(capsys, tmp_path, inputs, setup, args, message):
+    targets = [inputs / "colour.png"]
+    if setup == "truncated":
+        data = (inputs / "colour.png").read_bytes()
+        (tmp_path / "trunc.png").write_bytes(data[: len(data) // 3])
+        targets.append(tmp_path / "trunc.png")
+    elif setup == "text":
+        (tmp_path / "notes.jpg").write_text("hello")
+        targets.append(tmp_path / "notes.jpg")
+    elif setup == "missing":
+        targets.append(tmp_path / "missing.png")
+    args = [a.replace("BADFILE", str(tmp_path / "bad.yaml")) for a in args]
+    (tmp_path / "bad.yaml").write_text("steps: [{op: jpeg, quality: 0}]\n")
+    out = tmp_path / "out"
+    r = run(capsys, "degrade", *targets, "--out", out, *args)
+    assert one_line_error(r), r
+    assert message in r.err
+    if setup is not None:  # the good input was still processed, the bad one left nothing
+        assert (out / "colour-000.png").exists()
+        bad_stem = targets[-1].stem
+        assert not any(p.name.startswith(bad_stem) for p in out.iterdir())
+        assert not any(p.name.endswith(".tmp") for p in out.iterdir())
+
+
+def test_no_traceback_end_to_end(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    r = run_subprocess("degrade", tmp_path / "x.png", "--out", tmp_path / "o")
+    assert r.code != 0 and "Traceback" not in r.err and "cannot decode" in r.err
+
+
+def test_same_stem_inputs_are_refused(capsys, tmp_path, photo):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.png").write_bytes(encode_png(photo))
+    r = run(capsys, "degrade", tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--out", tmp_path / "o")
+    assert one_line_error(r) and "would write the same outputs" in r.err
+
+
+def test_builtin_samples_source(capsys, tmp_path):
+    r = run(capsys, "degrade", "builtin:real", "--recipe", "mild", "--out", tmp_path)
+    assert r.code == 0 and len(list(tmp_path.glob("*.mask.png"))) == len(real_photo_paths())

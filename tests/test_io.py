@@ -1,0 +1,140 @@
+"""Image decoding edge cases: bit depth, modes, orientation, truncation, bombs, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from degrade.errors import ImageError
+from degrade.io import atomic_write_bytes, decode_image, encode_png, list_images, read_image, to_uint8
+
+
+@pytest.fixture()
+def rgb():
+    return np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+
+
+def test_rgb_round_trip(tmp_path, rgb):
+    f = tmp_path / "a.png"
+    f.write_bytes(encode_png(rgb))
+    pic = read_image(f)
+    assert np.array_equal(pic.pixels, rgb) and pic.alpha is None and pic.bit_depth == 8
+
+
+def test_sixteen_bit_rgb_and_gray_are_scaled(tmp_path):
+    a = np.random.default_rng(1).integers(0, 65536, (10, 12, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "c.png"), a[..., ::-1])
+    cv2.imwrite(str(tmp_path / "g.png"), a[..., 0])
+    c, g = read_image(tmp_path / "c.png"), read_image(tmp_path / "g.png")
+    assert c.bit_depth == 16 and c.pixels.dtype == np.uint8 and c.pixels.shape == (10, 12, 3)
+    assert np.abs(c.pixels.astype(int) - a.astype(int) // 257).max() <= 1
+    assert g.bit_depth == 16 and g.pixels.ndim == 2
+    assert np.abs(g.pixels.astype(int) - np.rint(a[..., 0] / 257)).max() <= 1
+
+
+def test_grayscale_rgba_la_palette(tmp_path, rgb):
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "l.png")
+    alpha = np.full(rgb.shape[:2], 128, np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "rgba.png")
+    Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA").save(tmp_path / "la.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "p.png")
+    Image.fromarray(rgb).convert("1").save(tmp_path / "b.png")
+    assert read_image(tmp_path / "l.png").pixels.ndim == 2
+    pic = read_image(tmp_path / "rgba.png")
+    assert pic.pixels.shape == rgb.shape and np.array_equal(pic.alpha, alpha)
+    composited = pic.rgb()
+    assert np.abs(composited.astype(int) - (rgb.astype(float) * 128 / 255 + 255 * 127 / 255)).max() <= 1
+    la = read_image(tmp_path / "la.png")
+    assert la.pixels.ndim == 2 and la.alpha is not None
+    assert read_image(tmp_path / "p.png").pixels.shape == rgb.shape
+    assert read_image(tmp_path / "b.png").pixels.ndim == 2
+
+
+def test_opaque_alpha_is_dropped(tmp_path, rgb):
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(tmp_path / "x.png")
+    assert read_image(tmp_path / "x.png").alpha is None
+
+
+def test_exif_orientation_is_applied(tmp_path, rgb):
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    im.save(tmp_path / "o.jpg", exif=exif, quality=95)
+    pic = read_image(tmp_path / "o.jpg")
+    assert pic.pixels.shape == (30, 20, 3)
+
+
+@pytest.mark.parametrize("kind", ["truncated_jpeg", "truncated_png", "text", "empty", "dir", "missing"])
+def test_unreadable_files_give_one_line(tmp_path, rgb, kind):
+    f = tmp_path / f"{kind}.jpg"
+    if kind.startswith("truncated"):
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(2).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(
+            buf, format="JPEG" if "jpeg" in kind else "PNG"
+        )
+        f.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    elif kind == "text":
+        f.write_text("not an image")
+    elif kind == "empty":
+        f.write_bytes(b"")
+    elif kind == "dir":
+        f.mkdir()
+    with pytest.raises(ImageError) as e:
+        read_image(f)
+    msg = str(e.value)
+    assert "\n" not in msg and str(f) in msg
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    Image.new("L", (3000, 3000)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        read_image(tmp_path / "big.png", max_pixels=1_000_000)
+    data = (tmp_path / "big.png").read_bytes()
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        decode_image(data, "upload", max_pixels=1_000_000)
+
+
+def test_float_tiff_is_refused(tmp_path):
+    Image.fromarray(np.zeros((4, 4), np.float32), "F").save(tmp_path / "f.tif")
+    with pytest.raises(ImageError, match="floating-point"):
+        read_image(tmp_path / "f.tif")
+
+
+def test_to_uint8():
+    assert np.array_equal(to_uint8(np.array([0, 65535, 32768], np.uint16)), [0, 255, 128])
+    with pytest.raises(ImageError):
+        to_uint8(np.zeros(3, np.float32))
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "out.png"
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"data")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_gray_alpha_png_round_trip(tmp_path, rgb):
+    f = tmp_path / "la.png"
+    alpha = np.arange(600, dtype=np.uint8).reshape(20, 30)
+    f.write_bytes(encode_png(rgb[..., 0], alpha))
+    pic = read_image(f)
+    assert np.array_equal(pic.pixels, rgb[..., 0]) and np.array_equal(pic.alpha, alpha)
+
+
+def test_list_images_expands_folders_and_globs(tmp_path, rgb):
+    (tmp_path / "sub").mkdir()
+    for name in ("a.png", "sub/b.JPG", "sub/notes.txt"):
+        (tmp_path / name).write_bytes(encode_png(rgb))
+    found = list_images([tmp_path])
+    assert [p.name for p in found] == ["a.png", "b.JPG"]
+    assert [p.name for p in list_images([str(tmp_path / "*.png"), tmp_path / "a.png"])] == ["a.png"]
