@@ -204,7 +204,7 @@ def test_bopbtl_structure_follows_the_published_synthesis():
     assert all(g["p"] == 0.7 for g in group)
     assert group[0]["ksize"] == [3, 5, 7] and group[0]["sigma"] == [1.0, 5.0]
     assert [o["op"] for o in group[1]["one_of"]] == ["gaussian_noise", "speckle", "salt_pepper"]
-    assert group[2]["scale_x"] == [0.5, 1.0] and group[2]["down"] == "pil_bicubic" and group[2]["up"] == ["nearest", "linear"]
+    assert group[2]["scale_x"] == [0.5, 1.0] and group[2]["down"] == "cubic_aa" and group[2]["up"] == ["nearest", "linear"]
     assert group[3]["quality"] == [40, 100]
     assert canon[1]["op"] == "tears" and canon[1]["fill"] == "white"
     # applied ops over many samples: each group about 70 % of the time

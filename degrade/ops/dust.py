@@ -7,11 +7,10 @@ import math
 import cv2
 import numpy as np
 
-from ..image import composite
 from ..operator import STRUCTURED, Operator, register
 from ..params import Float
 from ..rand import pixel_rng
-from ._draw import SHIFT, alpha_and_mask, draw_polyline, wobbly_path
+from ._draw import SHIFT, as_mask, blend, fixed
 
 _ONE = 1 << SHIFT
 _TILE_AREA = 256 * 256
@@ -30,37 +29,42 @@ def dust(
     rng = pixel_rng(seed)
     h, w = image.shape[:2]
     n = int(rng.poisson(density * h * w / _TILE_AREA))
-    layers = {True: np.zeros((h, w), np.uint8), False: np.zeros((h, w), np.uint8)}
+    layers = (np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8))  # dark, light
     xs, ys = rng.uniform(0, w, n), rng.uniform(0, h, n)
-    radii = rng.gamma(1.5, size_px / 1.5, n)
-    is_light = rng.random(n) < light
-    is_fibre = rng.random(n) < fibres
+    radii = np.maximum(rng.gamma(1.5, size_px / 1.5, n), 0.35)
+    is_light = (rng.random(n) < light).tolist()
+    is_fibre = (rng.random(n) < fibres).tolist()
     ecc = rng.uniform(0.5, 1.0, n)
-    angles = rng.uniform(0, 180, n)
-    alphas = np.clip(rng.normal(opacity, 0.15, n), 0.15, 1.0)
+    angles = rng.uniform(0, 180, n).tolist()
+    values = np.round(255 * np.clip(rng.normal(opacity, 0.15, n), 0.15, 1.0)).astype(int).tolist()
+    centers = np.round(np.stack([xs, ys], 1) * _ONE).astype(int).tolist()
+    axes = np.maximum(1, np.round(np.stack([radii, radii * ecc], 1) * _ONE)).astype(int).tolist()
+    fibre_ids = [i for i in range(n) if is_fibre[i]]
+    if fibre_ids:
+        # short bent hairs: a parabolic bow across 6 points
+        f = np.array(fibre_ids)
+        length = np.maximum(3.0, radii[f] * rng.uniform(4, 12, len(f)))
+        a = rng.uniform(0, 2 * math.pi, len(f))
+        bow = rng.normal(0, 0.25, len(f)) * length
+        t = np.linspace(0, 1, 6)
+        d = np.stack([np.cos(a), np.sin(a)], 1)
+        nrm = np.stack([-d[:, 1], d[:, 0]], 1)
+        pts = (
+            np.stack([xs[f], ys[f]], 1)[:, None, :]
+            + (t[None, :] * length[:, None])[..., None] * d[:, None, :]
+            + (4 * t * (1 - t))[None, :, None] * bow[:, None, None] * nrm[:, None, :]
+        )
+        fp = fixed(pts)
+        for j, i in enumerate(fibre_ids):
+            cv2.polylines(layers[is_light[i]], [fp[j]], False, values[i], 1, cv2.LINE_AA, SHIFT)
     for i in range(n):
-        canvas = layers[bool(is_light[i])]
-        value = round(255 * alphas[i])
-        if is_fibre[i]:
-            length = max(3.0, radii[i] * rng.uniform(4, 12))
-            a = rng.uniform(0, 2 * math.pi)
-            p0 = np.array([xs[i], ys[i]])
-            p1 = p0 + length * np.array([math.cos(a), math.sin(a)])
-            draw_polyline(canvas, wobbly_path(rng, p0, p1, 6, length * 0.25), value, 1)
-        else:
-            r = max(radii[i], 0.35)
-            axes = (max(1, round(r * _ONE)), max(1, round(r * ecc[i] * _ONE)))
-            center = (round(xs[i] * _ONE), round(ys[i] * _ONE))
-            cv2.ellipse(canvas, center, axes, float(angles[i]), 0, 360, value, -1, cv2.LINE_AA, SHIFT)
-    out = image
-    mask = np.zeros((h, w), np.uint8)
-    for light_layer, cov in layers.items():
-        if not cov.any():
-            continue
-        alpha, m = alpha_and_mask(cov)
-        out = composite(out, np.float32(rng.uniform(225, 255) if light_layer else rng.uniform(5, 50)), alpha)
+        if not is_fibre[i]:
+            cv2.ellipse(layers[is_light[i]], centers[i], axes[i], angles[i], 0, 360, values[i], -1, cv2.LINE_AA, SHIFT)
+    out, mask = image.copy(), np.zeros((h, w), bool)
+    for cov, tone in ((layers[0], rng.uniform(5, 50)), (layers[1], rng.uniform(225, 255))):
+        out, m = blend(image, cov, np.float32(tone), out=out)
         mask |= m
-    return (out if out is not image else image.copy()), mask
+    return out, as_mask(mask)
 
 
 @register

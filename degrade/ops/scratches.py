@@ -7,11 +7,10 @@ import math
 import cv2
 import numpy as np
 
-from ..image import composite
 from ..operator import STRUCTURED, Operator, register
 from ..params import Float, Int
 from ..rand import pixel_rng
-from ._draw import alpha_and_mask, draw_polyline, line_through, wobbly_path
+from ._draw import SHIFT, as_mask, blend, fixed
 
 
 def scratches(
@@ -27,9 +26,9 @@ def scratches(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``count`` scratches; returns (image, mask).
 
-    Each scratch is a smooth curve (lateral ``wobble`` as a fraction of the short side): a share
-    ``crossing`` run across the whole photo, the others are log-uniformly 3–40 % of the
-    diagonal (hairlines are far more common than long gouges). A share ``vertical`` are
+    Each scratch is a smooth curve (lateral ``wobble`` as a fraction of the short side) through
+    a random point: a share ``crossing`` run across the whole photo, the others are
+    log-uniformly 3–40 % of the diagonal (hairlines are far more common than long gouges). A share ``vertical`` are
     near-vertical like film-base scratches, the rest at any angle like print abrasions. Light
     scratches (share ``light``: emulsion scraped down to the paper) carry a faint dark relief
     edge beside them. Width varies around ``width_px`` and opacity around ``opacity`` along the
@@ -37,47 +36,62 @@ def scratches(
     """
     rng = pixel_rng(seed)
     h, w = image.shape[:2]
-    diag = math.hypot(h, w)
-    dark_layer, light_layer = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
-    for _ in range(count):
-        if rng.random() < vertical:
-            angle = math.pi / 2 + rng.normal(0, 0.06)
-        else:
-            angle = rng.uniform(0, math.pi)
-        p0, p1 = line_through(rng, h, w, angle)
-        if rng.random() >= crossing:
-            mid = (p0 + p1) / 2  # the random point inside the photo
-            half = (p1 - p0) / np.hypot(*(p1 - p0)) * diag * math.exp(rng.uniform(math.log(0.015), math.log(0.2)))
-            p0, p1 = mid - half, mid + half
-        n = max(6, int(np.hypot(*(p1 - p0)) / 5))
-        pts = wobbly_path(rng, p0, p1, n, wobble * min(h, w))
-        is_light = bool(rng.random() < light)
-        base_w = max(0.5, rng.normal(width_px, width_px * 0.25))
-        base_a = float(np.clip(rng.normal(opacity, 0.15), 0.1, 1.0))
-        d = (p1 - p0) / (np.hypot(*(p1 - p0)) or 1.0)
-        relief = np.array([-d[1], d[0]]) * rng.choice([-1.0, 1.0]) * max(1.0, base_w * 0.8)
-        # Segments of 3–10 points, each with its own width and opacity; some are gaps.
-        i = 0
-        while i < n - 1:
-            j = min(n, i + int(rng.integers(3, 11)))
-            if rng.random() > 0.1:
-                seg_w = max(0.5, base_w * rng.uniform(0.6, 1.3))
-                seg_a = base_a * rng.uniform(0.5, 1.0) * min(1.0, seg_w)
-                layer = light_layer if is_light else dark_layer
-                draw_polyline(layer, pts[i:j], round(255 * seg_a), round(seg_w))
-                if is_light:
-                    draw_polyline(dark_layer, pts[i:j] + relief, round(255 * seg_a * 0.35), 1)
-            i = j - 1
-    out = image
-    mask = np.zeros((h, w), np.uint8)
-    for cov, tone in ((dark_layer, rng.uniform(10, 60)), (light_layer, rng.uniform(215, 250))):
+    diag, short = math.hypot(h, w), min(h, w)
+    n = count
+    u = rng.random((n, 4))
+    angle = np.where(u[:, 0] < vertical, math.pi / 2 + rng.normal(0, 0.06, n), rng.uniform(0, math.pi, n))
+    centre = rng.random((n, 2)) * np.array([w, h])
+    half = np.where(u[:, 1] < crossing, diag, diag * np.exp(rng.uniform(math.log(0.015), math.log(0.2), n)))
+    along = np.stack([np.cos(angle), np.sin(angle)], 1)
+    across = np.stack([-along[:, 1], along[:, 0]], 1)
+    # _POINTS points per scratch along its length, a smooth lateral offset (three harmonics and
+    # a little integrated noise), in _SEGS segments that each get a width and an opacity.
+    t = np.linspace(-1.0, 1.0, _POINTS)
+    r = rng.random((n, 6))
+    k = np.array([1.0, 2.0, 3.0])
+    waves = np.sin(math.pi * k[None, :, None] * (t[None, None, :] + 1) / 2 + 2 * math.pi * r[:, 3:, None])
+    offset = np.einsum("nk,nkt->nt", (2 * r[:, :3] - 1) / k, waves)
+    offset += np.cumsum(rng.standard_normal((n, _POINTS)), axis=1) * (0.3 / math.sqrt(_POINTS))
+    offset *= wobble * short
+    pts = (
+        centre[:, None, :]
+        + (t[None, :] * half[:, None])[..., None] * along[:, None, :]
+        + offset[..., None] * across[:, None, :]
+    )
+    is_light = u[:, 2] < light
+    base_w = np.maximum(0.5, rng.normal(width_px, width_px * 0.25, n))
+    base_a = np.clip(rng.normal(opacity, 0.15, n), 0.1, 1.0)
+    seg_w = np.maximum(0.5, base_w[:, None] * rng.uniform(0.6, 1.3, (n, _SEGS)))
+    seg_a = base_a[:, None] * rng.uniform(0.5, 1.0, (n, _SEGS)) * np.minimum(1.0, seg_w)
+    keep = rng.random((n, _SEGS)) > 0.1  # about one segment in ten is a break
+    thick = np.clip(np.round(seg_w), 1, 8).astype(int)
+    level = np.clip(np.round(seg_a * _LEVELS), 1, _LEVELS).astype(int)
+    relief_level = np.maximum(1, np.round(seg_a * _LEVELS * 0.35)).astype(int)
+    relief = across * np.where(u[:, 3] < 0.5, 1.0, -1.0)[:, None] * np.maximum(1.0, base_w * 0.8)[:, None]
+    fp, fr = fixed(pts), fixed(pts + relief[:, None, :])
+    # One polylines call per (layer, width, opacity level) instead of one per segment.
+    groups: dict[tuple[bool, int, int], list[np.ndarray]] = {}
+    step = (_POINTS - 1) // _SEGS
+    for i, j in zip(*np.nonzero(keep)):
+        a, b = j * step, (j + 1) * step + 1
+        groups.setdefault((bool(is_light[i]), int(thick[i, j]), int(level[i, j])), []).append(fp[i, a:b])
+        if is_light[i]:  # the relief: a faint dark edge beside scraped-off emulsion
+            groups.setdefault((False, 1, int(relief_level[i, j])), []).append(fr[i, a:b])
+    layers = {False: np.zeros((h, w), np.uint8), True: np.zeros((h, w), np.uint8)}
+    for (lit, th, lv), lines in sorted(groups.items()):
+        cv2.polylines(layers[lit], lines, False, round(255 * lv / _LEVELS), th, cv2.LINE_AA, SHIFT)
+    out, mask = image.copy(), np.zeros((h, w), bool)
+    for lit, tone in ((False, rng.uniform(10, 60)), (True, rng.uniform(215, 250))):
+        cov = layers[lit]
         if not cov.any():
             continue
         # a touch of softness: real scratches have fuzzy, not vector-sharp, edges
-        alpha, m = alpha_and_mask(cv2.GaussianBlur(cov, (3, 3), 0.5))
-        out = composite(out, np.float32(tone), alpha)
+        out, m = blend(image, cv2.GaussianBlur(cov, (3, 3), 0.5), np.float32(tone), out=out)
         mask |= m
-    return (out if out is not image else image.copy()), mask
+    return out, as_mask(mask)
+
+
+_POINTS, _SEGS, _LEVELS = 65, 8, 16
 
 
 @register

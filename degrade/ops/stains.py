@@ -7,11 +7,10 @@ import math
 import cv2
 import numpy as np
 
-from ..image import composite
 from ..operator import STRUCTURED, Operator, register
 from ..params import Float, Int
 from ..rand import pixel_rng
-from ._draw import ALPHA_MIN, fixed
+from ._draw import as_mask, blend, fixed
 from .tone import tone_rgb
 
 
@@ -61,7 +60,7 @@ def stains(
     rng = pixel_rng(seed)
     h, w = image.shape[:2]
     out = image.copy()
-    mask = np.zeros((h, w), np.uint8)
+    mask = np.zeros((h, w), bool)
     for _ in range(count):
         rad = max(1.5, radius * min(h, w) * rng.uniform(0.6, 1.4))
         cov = _blob(rng, rad, softness, ring * rng.uniform(0.5, 1.0))
@@ -69,22 +68,20 @@ def stains(
         half = cov.shape[0] // 2
         cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
         y0, y1, x0, x1 = max(0, cy - half), min(h, cy + half + 1), max(0, cx - half), min(w, cx + half + 1)
-        alpha = cov[y0 - (cy - half) : y1 - (cy - half), x0 - (cx - half) : x1 - (cx - half)]
-        alpha = np.where(alpha >= ALPHA_MIN, alpha, np.float32(0))
-        if not alpha.any():
-            continue
-        region = out[y0:y1, x0:x1]
-        f = region.astype(np.float32)
+        cov_u8 = (cov[y0 - (cy - half) : y1 - (cy - half), x0 - (cx - half) : x1 - (cx - half)] * 255 + 0.5).astype(np.uint8)
         if rng.random() < dark:
             tint = tone_rgb(hue + rng.normal(0, 8), rng.uniform(0.4, 0.8)) * np.float32(rng.uniform(0.35, 0.7))
-            target = f * (tint if region.ndim == 3 else np.float32(tint.mean()))
+            factor = tint if image.ndim == 3 else np.float32(tint @ np.array([0.299, 0.587, 0.114], np.float32))
+            target = lambda px, f=factor: px * f  # noqa: E731  multiplicative: a dye soaked into the print
         else:
             # bleached: faded towards yellowed paper, detail still showing through
             paper = np.float32(rng.uniform(205, 240)) * tone_rgb(45, 0.15)
-            target = f * np.float32(0.45) + (paper if region.ndim == 3 else np.float32(paper.mean())) * np.float32(0.55)
-        out[y0:y1, x0:x1] = composite(region, target, alpha)
-        mask[y0:y1, x0:x1][alpha > 0] = 255
-    return out, mask
+            paper = paper if image.ndim == 3 else np.float32(paper @ np.array([0.299, 0.587, 0.114], np.float32))
+            target = lambda px, q=paper: px * np.float32(0.45) + q * np.float32(0.55)  # noqa: E731
+        region, m = blend(out[y0:y1, x0:x1], cov_u8, target)
+        out[y0:y1, x0:x1] = region
+        mask[y0:y1, x0:x1] |= m
+    return out, as_mask(mask)
 
 
 @register

@@ -8,23 +8,33 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ..image import LUMA, luminance, to_uint8
+from ..image import LUMA
 from ..operator import Operator, register
 from ..params import Float
 
 
+def _linear(image: np.ndarray, matrix: np.ndarray, offset: float = 0.0) -> np.ndarray:
+    """Apply ``matrix·rgb + offset`` per pixel in one OpenCV pass (rounded, saturated)."""
+    m = np.hstack([matrix.astype(np.float32), np.full((3, 1), offset, np.float32)])
+    return cv2.transform(image, m)
+
+
+def _levels_lut(gain: float, offset: float) -> np.ndarray:
+    return np.clip(np.rint(np.arange(256) * gain + offset), 0, 255).astype(np.uint8)
+
+
 def fade(image: np.ndarray, desaturate: float, contrast_loss: float, lift: float, dim: float) -> np.ndarray:
-    """Faded print: mix towards luminance, compress contrast about mid-grey, lift blacks, dim whites."""
-    f = image.astype(np.float32)
-    if image.ndim == 3 and desaturate > 0:
-        lum = luminance(image)[..., None]
-        f += (lum - f) * np.float32(desaturate)
+    """Faded print: mix towards luma, compress contrast about mid-grey, lift blacks, dim whites.
+
+    All four are linear, so they compose into one affine colour transform.
+    """
     # contrast about 127.5, then levels: [0, 255] -> [lift·255, (1 − dim)·255]
     gain = (1 - contrast_loss) * (1 - lift - dim)
     offset = 127.5 * contrast_loss * (1 - lift - dim) + 255 * lift
-    f *= np.float32(gain)
-    f += np.float32(offset)
-    return to_uint8(f)
+    if image.ndim == 2:
+        return cv2.LUT(image, _levels_lut(gain, offset))
+    desat = (1 - desaturate) * np.eye(3) + desaturate * np.outer(np.ones(3), LUMA)
+    return _linear(image, gain * desat, offset)
 
 
 def tone_rgb(hue: float, saturation: float) -> np.ndarray:
@@ -35,11 +45,8 @@ def tone_rgb(hue: float, saturation: float) -> np.ndarray:
 
 def sepia(image: np.ndarray, strength: float, hue: float, saturation: float) -> np.ndarray:
     """Toned print (sepia, yellowed, cyanotype): the luma recoloured by a tint, mixed by ``strength``."""
-    lum = luminance(image)
-    toned = lum[..., None] * tone_rgb(hue, saturation)
-    f = image.astype(np.float32)
-    f += (toned - f) * np.float32(strength)
-    return to_uint8(f)
+    toned = np.outer(tone_rgb(hue, saturation), LUMA)
+    return _linear(image, (1 - strength) * np.eye(3) + strength * toned)
 
 
 @lru_cache(maxsize=512)
@@ -61,27 +68,30 @@ def vignette(
 ) -> np.ndarray:
     """Darkened corners: multiply by ``1 − strength·min(1, (r/radius)^falloff)``.
 
-    r is the distance from the (shifted) centre, 1 at the corners of a centred vignette.
+    r is the distance from the (shifted) centre, 1 at the corners of a centred vignette. The
+    factor is smooth, so it is evaluated on a grid of at most 64×64 and interpolated up.
     """
     h, w = image.shape[:2]
-    ys = (np.arange(h, dtype=np.float32) - (h - 1) / 2) / max(h / 2, 0.5) - np.float32(center_y * 2)
-    xs = (np.arange(w, dtype=np.float32) - (w - 1) / 2) / max(w / 2, 0.5) - np.float32(center_x * 2)
+    gh, gw = min(h, 64), min(w, 64)
+    ys = (np.linspace(0, h - 1, gh, dtype=np.float32) - (h - 1) / 2) / max(h / 2, 0.5) - np.float32(center_y * 2)
+    xs = (np.linspace(0, w - 1, gw, dtype=np.float32) - (w - 1) / 2) / max(w / 2, 0.5) - np.float32(center_x * 2)
     r2 = (xs[None, :] ** 2 + ys[:, None] ** 2) * np.float32(0.5)
     t = np.minimum(np.power(r2 / np.float32(radius * radius), np.float32(falloff / 2)), np.float32(1))
     factor = np.float32(1) - np.float32(strength) * t
-    f = image.astype(np.float32)
-    f *= factor if image.ndim == 2 else factor[..., None]
-    return to_uint8(f)
+    if (gh, gw) != (h, w):
+        factor = cv2.resize(factor, (w, h), interpolation=cv2.INTER_LINEAR)
+    if image.ndim == 3:
+        factor = cv2.merge([factor, factor, factor])
+    return cv2.multiply(image, factor, dtype=cv2.CV_8U)
 
 
 def grayscale(image: np.ndarray, amount: float) -> np.ndarray:
     """Mix towards luma by ``amount`` (1 = fully grey, still three channels)."""
     if image.ndim == 2 or amount <= 0:
         return image.copy()
-    lum = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     if amount >= 1:
-        return lum
-    return cv2.addWeighted(image, 1 - amount, lum, amount, 0)
+        return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    return _linear(image, (1 - amount) * np.eye(3) + amount * np.outer(np.ones(3), LUMA))
 
 
 @register
