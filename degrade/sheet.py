@@ -72,5 +72,5 @@ def save_sheet(sheet: Image.Image, path) -> None:
     import io
 
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG", optimize=False)
+    sheet.save(buf, format="PNG", compress_level=9)
     atomic_write_bytes(path, buf.getvalue())
