@@ -17,27 +17,51 @@ def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
-def _progress(total: int, description: str):
-    """A rich progress bar on a terminal, nothing in CI or pipes."""
-    from contextlib import nullcontext
+class _Progress:
+    """A rich progress bar (count, rate, ETA) on a terminal; silent in CI, pipes and logs.
 
-    if not sys.stderr.isatty() or os.environ.get("CI"):
-        return nullcontext(lambda: None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    Used as a context manager that yields ``advance(n=1)``; ``start(total, done)`` resets it.
+    """
 
-    class _Bar:
-        def __enter__(self):
-            self.p = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    def __init__(self, total: int, description: str, unit: str = "items") -> None:
+        self.total, self.description, self.unit = total, description, unit
+        self.enabled = sys.stderr.isatty() and not os.environ.get("CI")
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                transient=True,
             )
-            self.p.__enter__()
-            task = self.p.add_task(description, total=total)
-            return lambda: self.p.advance(task)
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.description, total=self.total, rate="")
+        return self.advance
 
-        def __exit__(self, *exc):
-            return self.p.__exit__(*exc)
+    def start(self, total: int, done: int = 0) -> None:
+        if self.bar is not None:
+            self.bar.reset(self.task, total=total, completed=done)
 
-    return _Bar()
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+            speed = self.bar.tasks[0].speed
+            self.bar.update(self.task, rate=f"{speed:7.1f} {self.unit}/s" if speed else "")
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            return self.bar.__exit__(*exc)
+        return False
+
+
+def _progress(total: int, description: str, unit: str = "items") -> _Progress:
+    return _Progress(total, description, unit)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -157,7 +181,7 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     paths = resolve_inputs(images)
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(images)}")
-    with _progress(len(paths) * count, "degrading") as tick:
+    with _progress(len(paths) * count, "degrading", "images") as tick:
         report = degrade_files(paths, r, seed, Path(out), count, on_progress=tick, keep_previews=24 if sheet else 0)
     if sheet and report.previews:
         save_sheet(preview_sheet(report, title=f"recipe {r.name or recipe} ({r.hash[:12]}), seed {seed}"), sheet)
@@ -166,6 +190,60 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
         for path, reason in report.failed:
             click.echo(f"error: {reason}", err=True)
         raise SystemExit(f"error: {len(report.failed)} of {len(paths)} inputs failed")
+
+
+# -- datasets ----------------------------------------------------------------------------------
+@cli.group()
+def dataset() -> None:
+    """Versioned datasets: sharded zarr v3 stores of (clean, degraded, mask, params) samples."""
+
+
+@dataset.command("create")
+@click.argument("name")
+@click.option("--recipe", "-r", default="old-photo", show_default=True, help="Built-in recipe or YAML/JSON file.")
+@click.option("--source", required=True, help="Folder, glob, builtin:samples, builtin:real or dataset:NAME[@V].")
+@click.option("--count", "-n", type=int, required=True, help="Number of samples.")
+@click.option("--size", type=int, default=256, show_default=True, help="Tile side in pixels.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--shard-size", type=int, default=64, show_default=True, help="Samples per zarr shard.")
+@click.option("--workers", "-w", type=int, default=2, show_default=True)
+@click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True)
+@click.option("--address", help="tcp://HOST:PORT of a dask.distributed scheduler (store on a shared path).")
+@click.option("--real", is_flag=True, help="Real old photos (domain R): crops go to `degraded`, no recipe.")
+@click.option("--store", type=click.Path(), help="Write to this path instead of $DAGUERRE_HOME/datasets/NAME/vN.zarr.")
+@click.option("--strict", is_flag=True, help="Fail on any unreadable source image instead of skipping it.")
+def dataset_create(name, recipe, source, count, size, seed, shard_size, workers, scheduler, address, real, store, strict):
+    """Generate dataset NAME from a recipe and a source; re-run the same command to resume."""
+    from pipelines import build_spec, create_dataset
+
+    spec = build_spec(name, source, count, size, seed, recipe, shard_size, real, strict)
+    for s in spec.source.skipped:
+        click.echo(f"warning: skipped {s['reason']}", err=True)
+    with _progress(count, f"generating {name}", "samples") as advance:
+        bar = advance.__self__
+        res = create_dataset(spec, store, workers, scheduler, address, on_start=lambda t, d: bar.start(t, d), on_shard=advance)
+    resumed = f", {res.shards_reused} shards resumed" if res.shards_reused else ""
+    skipped = f", {len(res.skipped)} unreadable source files skipped" if res.skipped else ""
+    click.echo(
+        f"created {name} ({count} samples, {size} px, {spec.n_shards} shards) at {res.path} "
+        f"in {res.seconds:.1f} s{resumed}{skipped}"
+    )
+
+
+@dataset.command("export")
+@click.argument("ref")
+@click.option("--format", "fmt", type=click.Choice(["png"]), default="png", show_default=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False), required=True)
+def dataset_export(ref: str, fmt: str, out: str) -> None:
+    """Write a dataset as PNG triplets (degraded, clean, mask) plus params JSON."""
+    from pathlib import Path
+
+    from pipelines import export_png, open_dataset
+
+    ds = open_dataset(ref)
+    with _progress(len(ds), "exporting", "samples") as advance:
+        n = export_png(ds, Path(out), on_sample=advance)
+    click.echo(f"exported {n} samples of {ds.path} to {out}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -133,14 +133,15 @@ def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
     return Picture(np.asarray(im).copy(), None, depth, name)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never a partial file."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes]) -> None:
+    """Write ``data`` (or a list of pieces) to ``path`` through a temporary file and a rename: never a partial file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for piece in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
+                f.write(piece)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, p)
     except BaseException:

@@ -1,0 +1,166 @@
+"""Dataset generation and reading throughput on this machine (2 cores), 256 px, ``old-photo``.
+
+Usage: python bench/generate_throughput.py [--count 2048] [--rounds 3] [--scheduler processes]
+
+Measured in one run, rounds interleaved:
+  (a) pure compute: the same dask tasks making the samples (pick, crop, degrade) without writing;
+  (b) generation to sharded zarr (``create_dataset``) with 1 and 2 workers;
+  (c) the same samples written as a PNG folder (clean, degraded, mask PNGs + params JSON per
+      sample, as the seed project stored its data), 2 workers;
+  reader: random-access samples/s through a torch DataLoader (2 workers, shuffled, batch 32)
+  from the zarr store vs from the PNG folder; bytes on disk for both.
+Also compares the threads and processes schedulers for generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from degrade.io import atomic_write_bytes, encode_png, read_image  # noqa: E402
+from pipelines import build_spec, create_dataset, open_dataset  # noqa: E402
+from pipelines.generate import make_samples  # noqa: E402
+
+
+# -- task bodies (top level: they travel to worker processes) --------------------------------
+def compute_only(spec, k: int) -> int:
+    start, stop = k * spec.shard_size, min(spec.count, (k + 1) * spec.shard_size)
+    make_samples(spec, start, stop)
+    return stop - start
+
+
+def write_png_shard(spec, out: str, k: int) -> int:
+    start, stop = k * spec.shard_size, min(spec.count, (k + 1) * spec.shard_size)
+    s = make_samples(spec, start, stop)
+    for j, i in enumerate(range(start, stop)):
+        stem = Path(out) / f"{i:06d}"
+        for f in ("clean", "degraded", "mask"):
+            atomic_write_bytes(stem.with_suffix(f".{f}.png"), encode_png(s[f][j]))
+        atomic_write_bytes(stem.with_suffix(".json"), json.dumps({"params": s["params"][j], "source": s["source"][j]}).encode())
+    return stop - start
+
+
+def run_dask(fn, spec, workers: int, scheduler: str, *args) -> float:
+    import dask
+
+    tasks = [dask.delayed(fn, pure=False)(spec, *args, k) for k in range(spec.n_shards)]
+    t = time.perf_counter()
+    dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
+    return spec.count / (time.perf_counter() - t)
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# -- readers ------------------------------------------------------------------------------------
+class PngTorch:
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.n = len(list(self.folder.glob("*.json")))
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        import torch
+
+        stem = self.folder / f"{i:06d}"
+        d = cv2.cvtColor(cv2.imread(str(stem.with_suffix(".degraded.png"))), cv2.COLOR_BGR2RGB)
+        c = cv2.cvtColor(cv2.imread(str(stem.with_suffix(".clean.png"))), cv2.COLOR_BGR2RGB)
+        return torch.from_numpy(d), torch.from_numpy(c)
+
+
+def loader_rate(dataset, n: int, collate=None) -> float:
+    """Samples/s of a shuffled DataLoader (2 workers, batch 32) over ``n`` samples (workers warm)."""
+    import torch
+
+    g = torch.Generator()
+    g.manual_seed(0)
+    kw = {"collate_fn": collate} if collate else {}
+    dl = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True, num_workers=2, generator=g, **kw)
+    it = iter(dl)
+    next(it)  # worker start-up is not reading
+    seen = 0
+    t = time.perf_counter()
+    for batch in it:
+        seen += len(batch["degraded"]) if isinstance(batch, dict) else batch[0].shape[0]
+        if seen >= n:
+            break
+    return seen / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=2048)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--scheduler", default="processes")
+    ap.add_argument("--out", default="bench/out/generate_throughput.json")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="daguerre-bench-"))
+    os.environ["DAGUERRE_HOME"] = str(tmp / "home")
+    spec = build_spec("bench", "builtin:samples", args.count, 256, 7, "old-photo", 64)
+    cv2.setNumThreads(1)
+    rates: dict[str, list[float]] = {}
+
+    def add(key, v):
+        rates.setdefault(key, []).append(v)
+        print(f"  {key:<28} {v:8.1f} samples/s", flush=True)
+
+    zarr_path = tmp / "gen.zarr"
+    png_dir = tmp / "png"
+    for r in range(args.rounds):
+        print(f"round {r + 1}/{args.rounds}")
+        for w in (1, 2):
+            add(f"compute_{w}w", run_dask(compute_only, spec, w, args.scheduler))
+            shutil.rmtree(zarr_path, ignore_errors=True)
+            t = time.perf_counter()
+            create_dataset(spec, store=str(zarr_path), workers=w, scheduler=args.scheduler)
+            add(f"zarr_{w}w", spec.count / (time.perf_counter() - t))
+        other = "threads" if args.scheduler == "processes" else "processes"
+        shutil.rmtree(zarr_path, ignore_errors=True)
+        t = time.perf_counter()
+        create_dataset(spec, store=str(zarr_path), workers=2, scheduler=other)
+        add(f"zarr_2w_{other}", spec.count / (time.perf_counter() - t))
+        shutil.rmtree(png_dir, ignore_errors=True)
+        png_dir.mkdir()
+        add("png_2w", run_dask(write_png_shard, spec, 2, args.scheduler, str(png_dir)))
+        n_read = min(args.count, 1024)
+        from zoo.data import ShardDataset, passthrough
+
+        add("read_zarr_dataloader", loader_rate(ShardDataset(str(zarr_path), ("degraded", "clean")), n_read, passthrough))
+        add("read_png_dataloader", loader_rate(PngTorch(png_dir), n_read))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    result = {
+        "count": args.count,
+        "scheduler": args.scheduler,
+        "samples_per_s": {k: round(v, 1) for k, v in med.items()},
+        "spread": {k: [round(min(v), 1), round(max(v), 1)] for k, v in rates.items()},
+        "zarr_vs_compute_1w": round(med["zarr_1w"] / med["compute_1w"], 3),
+        "zarr_vs_compute_2w": round(med["zarr_2w"] / med["compute_2w"], 3),
+        "zarr_2w_vs_1w": round(med["zarr_2w"] / med["zarr_1w"], 2),
+        "zarr_vs_png_2w": round(med["zarr_2w"] / med["png_2w"], 2),
+        "read_zarr_vs_png": round(med["read_zarr_dataloader"] / med["read_png_dataloader"], 2),
+        "bytes_zarr": du(zarr_path),
+        "bytes_png": du(png_dir),
+    }
+    print(json.dumps(result, indent=2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Generate a dataset version: one dask task per zarr shard, resumable, published when complete.
+
+Each task makes the samples of one shard (pick and crop a clean tile, degrade it with the
+recipe), encodes each array's shard and writes it whole through a temporary file and a rename,
+then records a progress marker with the shard's SHA-256 checksums. No two tasks touch the same
+file, so a crashed or retried task is harmless; a re-run skips shards that have a marker and
+gives the same bytes. The store lives under a hidden ``.partial`` name until every shard is in,
+then the attributes are completed and the directory renamed into place in one step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from degrade.errors import DaguerreError
+from degrade.io import atomic_write_bytes
+
+from .layout import ATTR_KEY, GenerationSpec
+from .shards import encode_chunk, encode_shard
+from .sources import CROP_STREAM, pick_and_crop
+
+PROGRESS_DIR = ".progress"
+SCHEDULERS = ("threads", "processes")
+
+
+# -- one shard ----------------------------------------------------------------------------
+_recipes: dict[str, Any] = {}
+
+
+def _recipe(spec: GenerationSpec):
+    from degrade import Recipe
+
+    r = _recipes.get(spec.recipe_hash)
+    if r is None:
+        r = _recipes[spec.recipe_hash] = Recipe.from_dict(spec.recipe)
+    return r
+
+
+def _first_pick(seed: int, i: int, n: int) -> int:
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(i), CROP_STREAM)))
+    return int(rng.integers(n))
+
+
+def make_samples(spec: GenerationSpec, start: int, stop: int) -> dict[str, list]:
+    """Samples ``start..stop-1`` as lists per field (computed grouped by source image, returned in order)."""
+    import cv2
+
+    from degrade.runtime import tune_malloc
+
+    tune_malloc()
+    cv2.setNumThreads(1)
+    recipe = None if spec.real else _recipe(spec)
+    n = len(spec.source.files)
+    # Grouping by source image lets one decode serve every sample that uses it.
+    order = sorted(range(start, stop), key=lambda i: (_first_pick(spec.seed, i, n), i))
+    out: dict[str, list] = {f: [None] * (stop - start) for f in spec.fields}
+    for i in order:
+        tile, where = pick_and_crop(spec.source, spec.seed, i, spec.size, spec.crop)
+        k = i - start
+        out["source"][k] = json.dumps(where, sort_keys=True)
+        if spec.real:
+            out["degraded"][k] = tile
+            continue
+        d = recipe.apply(tile, seed=spec.seed, index=i)
+        out["clean"][k], out["degraded"][k], out["mask"][k] = tile, d.image, d.mask
+        out["params"][k] = json.dumps(d.params, sort_keys=True, separators=(",", ":"))
+    return out
+
+
+def field_checksum(values: list) -> str:
+    """SHA-256 of one field's decoded samples, in order (strings length-prefixed)."""
+    h = hashlib.sha256()
+    for v in values:
+        if isinstance(v, str):
+            b = v.encode("utf-8")
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+        else:
+            h.update(np.ascontiguousarray(v).data)
+    return h.hexdigest()
+
+
+def shard_checksum(per_field: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(per_field, sort_keys=True).encode()).hexdigest()
+
+
+def generate_shard(spec: GenerationSpec, store: str, k: int) -> dict[str, Any]:
+    """Make, encode and write shard ``k`` of every array, then its progress marker. Returns the marker."""
+    layouts = spec.layouts()
+    start, stop = layouts[spec.fields[0]].shard_range(k)
+    samples = make_samples(spec, start, stop)
+    sums = {}
+    for f, layout in layouts.items():
+        chunks = [encode_chunk(layout, v) for v in samples[f]]
+        atomic_write_bytes(Path(store) / f / layout.shard_key(k), encode_shard(layout, chunks))
+        sums[f] = field_checksum(samples[f])
+    marker = {"shard": k, "samples": [start, stop], "fields": sums, "sha256": shard_checksum(sums)}
+    atomic_write_bytes(Path(store) / PROGRESS_DIR / f"shard-{k:06d}.json", json.dumps(marker).encode())
+    return marker
+
+
+# -- the whole job ------------------------------------------------------------------------
+@dataclass
+class GenerationResult:
+    path: Path
+    spec: GenerationSpec
+    shards_written: int
+    shards_reused: int
+    seconds: float
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def _read_attrs(store: Path) -> dict[str, Any]:
+    meta = json.loads((store / "zarr.json").read_text())
+    return meta.get("attributes", {}).get(ATTR_KEY, {})
+
+
+def _write_attrs(store: Path, attrs: dict[str, Any]) -> None:
+    meta = json.loads((store / "zarr.json").read_text())
+    meta.setdefault("attributes", {})[ATTR_KEY] = attrs
+    atomic_write_bytes(store / "zarr.json", json.dumps(meta, indent=2).encode())
+
+
+def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
+    """Create the partial store, or check that an existing one is this same job; returns pending shards."""
+    if partial.exists():
+        try:
+            attrs = _read_attrs(partial)
+        except (OSError, ValueError):
+            attrs = {}
+        if attrs.get("lineage_hash") != spec.lineage_hash:
+            raise DaguerreError(
+                f"an unfinished generation with different settings is in {partial}; remove it to start over"
+            )
+    else:
+        import zarr
+
+        tmp = partial.parent / f"{partial.name}.init-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        for layout in spec.layouts().values():
+            layout.create(group)
+        _write_attrs(tmp, spec.attributes())
+        try:
+            os.rename(tmp, partial)  # another process may have won the race: then resume theirs
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return prepare_store(spec, partial)
+    done = {int(p.stem.split("-")[1]) for p in (partial / PROGRESS_DIR).glob("shard-*.json")}
+    return [k for k in range(spec.n_shards) if k not in done]
+
+
+def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path]) -> Path:
+    """Complete the attributes with the shard checksums, drop scratch files, publish (a rename)."""
+    markers = []
+    for k in range(spec.n_shards):
+        p = partial / PROGRESS_DIR / f"shard-{k:06d}.json"
+        if not p.exists():
+            raise DaguerreError(f"shard {k} of {partial} is missing; re-run the command to finish it")
+        markers.append(json.loads(p.read_text()))
+    attrs = _read_attrs(partial)
+    attrs["shards"] = [{"samples": m["samples"], "sha256": m["sha256"], "fields": m["fields"]} for m in markers]
+    attrs["checksum"] = hashlib.sha256("".join(m["sha256"] for m in markers).encode()).hexdigest()
+    attrs["complete"] = True
+    attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    _write_attrs(partial, attrs)
+    shutil.rmtree(partial / PROGRESS_DIR, ignore_errors=True)
+    for stray in list(partial.rglob("*.tmp")) + list(partial.rglob("*.partial")):  # writers killed mid-write
+        stray.unlink(missing_ok=True)
+    return publish(partial)
+
+
+def publish_to(final: Path) -> Callable[[Path], Path]:
+    """Publish a finished store at a fixed path (``--store``)."""
+
+    def publish(partial: Path) -> Path:
+        try:
+            os.rename(partial, final)
+        except OSError as e:
+            raise DaguerreError(f"cannot publish {final}: {e.strerror or e} (does it already exist?)") from None
+        return final
+
+    return publish
+
+
+def run_tasks(
+    spec: GenerationSpec,
+    store: Path,
+    pending: list[int],
+    workers: int,
+    scheduler: str,
+    address: str | None,
+    on_shard: Callable[[int], None] | None = None,
+) -> None:
+    """Run one dask task per pending shard on threads, processes or a dask.distributed cluster."""
+    import dask
+
+    tasks = [dask.delayed(generate_shard, pure=False)(spec, str(store), k, dask_key_name=f"shard-{k}") for k in pending]
+    if not tasks:
+        return
+    if address:
+        from distributed import Client, as_completed
+
+        try:
+            client = Client(address, timeout="10s")
+        except (OSError, TimeoutError) as e:
+            raise DaguerreError(f"cannot reach the dask scheduler at {address}: {e}") from None
+        with client:
+            for fut in as_completed(client.compute(tasks)):
+                marker = fut.result()
+                if on_shard:
+                    on_shard(marker["samples"][1] - marker["samples"][0])
+        return
+    if scheduler not in SCHEDULERS:
+        raise DaguerreError(f"unknown scheduler {scheduler!r} (use {' or '.join(SCHEDULERS)})")
+    from dask.callbacks import Callback
+
+    def posttask(key, result, dsk, state, worker_id):
+        if on_shard and isinstance(result, dict) and "samples" in result:
+            on_shard(result["samples"][1] - result["samples"][0])
+
+    with Callback(posttask=posttask):
+        dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
+
+
+def generate(
+    spec: GenerationSpec,
+    partial: Path,
+    publish: Callable[[Path], Path],
+    workers: int = 2,
+    scheduler: str = "processes",
+    address: str | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_shard: Callable[[int], None] | None = None,
+) -> GenerationResult:
+    """Generate (or finish generating) ``spec`` in ``partial``, then ``publish`` it; returns where it went."""
+    t0 = time.perf_counter()
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    pending = prepare_store(spec, partial)
+    done_samples = spec.count - sum(min(spec.count, (k + 1) * spec.shard_size) - k * spec.shard_size for k in pending)
+    if on_start:
+        on_start(spec.count, done_samples)
+    run_tasks(spec, partial, pending, workers, scheduler, address, on_shard)
+    final = finalize(spec, partial, publish)
+    return GenerationResult(final, spec, len(pending), spec.n_shards - len(pending), time.perf_counter() - t0, spec.source.skipped)

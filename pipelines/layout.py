@@ -1,0 +1,111 @@
+"""The on-disk layout of a dataset version: one zarr v3 group, its arrays and attributes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from .shards import STRING, ArrayLayout
+from .sources import CropConfig, Source
+
+SCHEMA = 1
+ATTR_KEY = "daguerre"
+SYNTHETIC_FIELDS = ("clean", "degraded", "mask", "params", "source")
+REAL_FIELDS = ("degraded", "source")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that decide the bytes of a dataset (recorded with every version)."""
+    out = {"python": platform.python_version()}
+    for dist in ("daguerre", "numpy", "opencv-python", "imgaug", "scikit-image", "pillow", "zarr", "numcodecs", "dask"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def code_version() -> str:
+    try:
+        return metadata.version("daguerre")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """Everything that decides a dataset version's content and layout (shipped to every task)."""
+
+    name: str
+    source: Source
+    recipe: dict[str, Any] | None
+    recipe_hash: str | None
+    seed: int
+    count: int
+    size: int
+    shard_size: int = 64
+    real: bool = False
+    crop: CropConfig = field(default_factory=CropConfig)
+    zstd_level: int = 1
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return REAL_FIELDS if self.real else SYNTHETIC_FIELDS
+
+    def layouts(self) -> dict[str, ArrayLayout]:
+        s = self.size
+        shapes = {"clean": (s, s, 3), "degraded": (s, s, 3), "mask": (s, s), "params": (), "source": ()}
+        return {
+            f: ArrayLayout(f, self.count, shapes[f], self.shard_size, STRING if f in ("params", "source") else "uint8", self.zstd_level)
+            for f in self.fields
+        }
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.count // self.shard_size)
+
+    def lineage(self) -> dict[str, Any]:
+        """What identifies the data: recipe, source content, seed, count, size, shard layout, schema."""
+        return {
+            "schema": SCHEMA,
+            "kind": "real" if self.real else "synthetic",
+            "recipe_hash": self.recipe_hash,
+            "source_fingerprint": self.source.fingerprint,
+            "seed": self.seed,
+            "count": self.count,
+            "size": self.size,
+            "shard_size": self.shard_size,
+            "crop": self.crop.to_dict(),
+        }
+
+    @property
+    def lineage_hash(self) -> str:
+        text = json.dumps(self.lineage(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def attributes(self) -> dict[str, Any]:
+        """The group attributes written when generation starts (``complete`` false until the end)."""
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "kind": "real" if self.real else "synthetic",
+            "recipe": self.recipe,
+            "recipe_hash": self.recipe_hash,
+            "source": self.source.lineage(),
+            "seed": self.seed,
+            "count": self.count,
+            "size": self.size,
+            "shard_size": self.shard_size,
+            "crop": self.crop.to_dict(),
+            "zstd_level": self.zstd_level,
+            "fields": list(self.fields),
+            "lineage": self.lineage(),
+            "lineage_hash": self.lineage_hash,
+            "code_version": code_version(),
+            "versions": library_versions(),
+            "complete": False,
+        }

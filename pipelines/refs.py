@@ -1,0 +1,69 @@
+"""Where datasets live and how a reference (``NAME[@VERSION]`` or a store path) finds one."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from degrade.errors import DaguerreError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
+
+
+def daguerre_home() -> Path:
+    """``$DAGUERRE_HOME``, default ``~/.daguerre``."""
+    return Path(os.environ.get("DAGUERRE_HOME") or Path.home() / ".daguerre").expanduser()
+
+
+def datasets_root() -> Path:
+    return daguerre_home() / "datasets"
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise DaguerreError(f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-' (max 64)")
+    return name
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A parsed reference: a store ``path``, or a ``name`` with an optional ``version`` or tag."""
+
+    name: str | None = None
+    version: str | None = None
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        return f"{self.name}@{self.version}" if self.version else str(self.name)
+
+
+def looks_like_path(text: str) -> bool:
+    return "/" in text or text.endswith(".zarr") or text.startswith(".") or os.sep in text
+
+
+def parse_ref(text: str) -> DatasetRef:
+    """``NAME``, ``NAME@v3``, ``NAME@tag`` or a path to a store (anything with a '/' or ending .zarr)."""
+    text = str(text).strip()
+    if not text:
+        raise DaguerreError("empty dataset reference")
+    if looks_like_path(text):
+        return DatasetRef(path=Path(text).expanduser())
+    name, _, version = text.partition("@")
+    check_name(name)
+    if "@" in text and not version:
+        raise DaguerreError(f"dataset reference {text!r}: nothing after '@'")
+    return DatasetRef(name=name, version=version or None)
+
+
+def version_number(version: str) -> int | None:
+    m = VERSION_RE.match(version)
+    return int(m.group(1)) if m else None
+
+
+def dataset_dir(name: str) -> Path:
+    return datasets_root() / check_name(name)

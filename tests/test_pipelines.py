@@ -1,0 +1,288 @@
+"""pipelines: sources, deterministic generation, sharded zarr layout, resume after kill -9, reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import zarr
+from PIL import Image
+
+from cli_helpers import one_line_error, run
+from degrade.errors import DaguerreError
+from degrade.io import encode_png
+from pipelines import build_spec, create_dataset, open_dataset
+from pipelines.sources import CropConfig, pick_and_crop, scan_source
+
+FIELDS = ("clean", "degraded", "mask", "params", "source")
+
+
+def _all(ds):
+    return {f: ds.read_range(f, 0, len(ds)) for f in ds.fields}
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for f in a:
+        if isinstance(a[f], list):
+            assert a[f] == b[f], f
+        else:
+            assert np.array_equal(a[f], b[f]), f
+
+
+@pytest.fixture()
+def small_spec(home):
+    return lambda **kw: build_spec(
+        kw.pop("name", "t"), kw.pop("source", "builtin:samples"), kw.pop("count", 24), kw.pop("size", 64),
+        kw.pop("seed", 5), kw.pop("recipe", "old-photo"), **kw,
+    )  # fmt: skip
+
+
+def test_layout_attributes_and_zarr_compatibility(small_spec, home):
+    res = create_dataset(small_spec(count=20, shard_size=8), workers=1, scheduler="threads")
+    assert res.path == home / "datasets" / "t" / "v1.zarr"
+    g = zarr.open_group(str(res.path), mode="r")
+    assert g["clean"].shape == (20, 64, 64, 3) and g["mask"].shape == (20, 64, 64) and g["params"].shape == (20,)
+    assert g["degraded"].chunks == (1, 64, 64, 3) and g["degraded"].shards == (8, 64, 64, 3)
+    codecs = g["clean"].metadata.to_dict()["codecs"][0]["configuration"]["codecs"]
+    assert [c["name"] for c in codecs] == ["bytes", "zstd"]
+    a = g.attrs["daguerre"]
+    assert a["complete"] and a["schema"] == 1 and a["count"] == 20 and a["size"] == 64 and a["seed"] == 5
+    assert len(a["recipe_hash"]) == 64 and a["recipe"]["steps"]
+    assert a["source"]["fingerprint"] and a["source"]["files"][0]["sha256"]
+    for lib in ("numpy", "opencv-python", "imgaug", "scikit-image", "zarr"):
+        assert a["versions"][lib] != "absent"
+    assert len(a["shards"]) == 3 and a["shards"][-1]["samples"] == [16, 20]
+    ds = open_dataset("t")
+    mine = _all(ds)
+    for f in FIELDS:  # zarr-python decodes exactly what the fast writer wrote
+        theirs = g[f][:]
+        if f in ("params", "source"):
+            assert list(theirs) == mine[f]
+        else:
+            assert np.array_equal(theirs, mine[f])
+    s = ds[7]
+    assert s["clean"].shape == (64, 64, 3) and s["mask"].dtype == np.uint8
+    assert isinstance(s["params"], list) and {"file", "box", "flip"} <= set(s["source"])
+    from degrade import replay
+
+    again, mask = replay(s["clean"], s["params"])  # the stored record replays the stored pixels
+    assert np.array_equal(again, s["degraded"]) and np.array_equal(mask, s["mask"])
+
+
+def test_result_is_independent_of_workers_scheduler_and_shard_size(small_spec, tmp_path):
+    stores = []
+    for i, (workers, scheduler, shard) in enumerate([(1, "threads", 64), (2, "threads", 5), (2, "processes", 7)]):
+        spec = small_spec(count=23, shard_size=shard)
+        stores.append(create_dataset(spec, store=str(tmp_path / f"s{i}.zarr"), workers=workers, scheduler=scheduler).path)
+    ref = _all(open_dataset(stores[0]))
+    for s in stores[1:]:
+        _same(ref, _all(open_dataset(s)))
+
+
+def test_seed_changes_samples(small_spec, tmp_path):
+    a = create_dataset(small_spec(count=4, seed=1), store=str(tmp_path / "a.zarr"), workers=1, scheduler="threads")
+    b = create_dataset(small_spec(count=4, seed=2), store=str(tmp_path / "b.zarr"), workers=1, scheduler="threads")
+    assert not np.array_equal(open_dataset(a.path).read("degraded", 0), open_dataset(b.path).read("degraded", 0))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "zarr.json"}
+
+
+def test_resume_after_kill_9_is_byte_identical(tmp_path):
+    args = ["dataset", "create", "k", "--source", "builtin:samples", "--count", "400", "--size", "256",
+            "--shard-size", "8", "--seed", "9", "--recipe", "severe", "--workers", "1", "--scheduler", "threads"]  # fmt: skip
+    env = {**os.environ, "DAGUERRE_HOME": str(tmp_path / "h1")}
+    cmd = [sys.executable, "-c", "import cli; cli.main()", *args]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    progress = None
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:
+        found = list((tmp_path / "h1" / "datasets" / "k").glob(".partial-*/.progress/shard-*.json"))
+        if len(found) >= 4:
+            progress = found
+            break
+        time.sleep(0.02)
+    assert progress is not None and p.poll() is None, "generation ended before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    # not visible to readers while incomplete
+    env_home = tmp_path / "h1"
+    r = subprocess.run([sys.executable, "-c", "import cli; cli.main()", "dataset", "export", "k", "--out", str(tmp_path / "x")],
+                       env=env, capture_output=True, text=True)  # fmt: skip
+    assert r.returncode != 0 and "unknown dataset 'k'" in r.stderr
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "shards resumed" in done.stdout
+    env2 = {**os.environ, "DAGUERRE_HOME": str(tmp_path / "h2")}
+    clean_run = subprocess.run(cmd, env=env2, capture_output=True, text=True, timeout=300)
+    assert clean_run.returncode == 0, clean_run.stderr
+    a = _files(env_home / "datasets" / "k" / "v1.zarr")
+    b = _files(tmp_path / "h2" / "datasets" / "k" / "v1.zarr")
+    assert a.keys() == b.keys() and len(a) == 5 * 50
+    assert all(a[k] == b[k] for k in a), "resumed shards differ from an uninterrupted run"
+    assert not list((env_home / "datasets" / "k").glob(".partial-*"))
+
+
+def test_sources_skip_bad_files_and_convert_modes(home, tmp_path, photo):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "good.png").write_bytes(encode_png(photo))
+    (src / "sub" / "gray.png").write_bytes(encode_png(photo[..., 0]))
+    Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 0, np.uint8)])).save(src / "clear.png")  # fully transparent
+    cv2.imwrite(str(src / "deep.tif"), (photo.astype(np.uint16) * 257)[..., ::-1])
+    (src / "tiny.jpg").write_bytes(encode_png(cv2.resize(photo, (12, 9))))
+    data = (src / "good.png").read_bytes()
+    (src / "broken.png").write_bytes(data[: len(data) // 2])
+    (src / "notes.jpg").write_text("not an image")
+    source = scan_source(str(src))
+    assert sorted(f.name for f in source.files) == ["clear.png", "deep.tif", "good.png", "sub/gray.png", "tiny.jpg"]
+    assert sorted(Path(s["path"]).name for s in source.skipped) == ["broken.png", "notes.jpg"]
+    with pytest.raises(DaguerreError, match="--strict"):
+        scan_source(str(src), strict=True)
+    tiles = {}
+    for i in range(40):
+        t, rec = pick_and_crop(source, 3, i, 32, CropConfig())
+        assert t.shape == (32, 32, 3) and t.dtype == np.uint8
+        tiles.setdefault(rec["file"], t)
+    assert (tiles["clear.png"] == 255).all()  # transparent pixels composited on white
+    g = tiles["sub/gray.png"]
+    assert np.array_equal(g[..., 0], g[..., 1])
+    assert tiles["tiny.jpg"].std() > 5  # enlarged, not padded with a flat border
+    res = create_dataset(build_spec("mixed", str(src), 30, 32, 1), workers=1, scheduler="threads")
+    attrs = open_dataset(res.path).attrs
+    assert len(attrs["source"]["skipped"]) == 2
+
+
+def test_crop_is_deterministic_and_varied(home):
+    source = scan_source("builtin:samples")
+    a = [pick_and_crop(source, 1, i, 48, CropConfig())[1] for i in range(30)]
+    b = [pick_and_crop(source, 1, i, 48, CropConfig())[1] for i in reversed(range(30))][::-1]
+    assert a == b
+    assert len({r["file"] for r in a}) > 5 and len({r["box"][2] for r in a}) > 10
+    assert {r["flip"] for r in a} == {True, False}
+
+
+def test_empty_and_unknown_sources(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DaguerreError, match="holds no images"):
+        scan_source(str(tmp_path / "empty"))
+    with pytest.raises(DaguerreError, match="unknown source"):
+        scan_source("nowhere/at/all")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_text("x")
+    with pytest.raises(DaguerreError, match="none of its 1 images could be read"):
+        scan_source(str(tmp_path / "bad"))
+
+
+def test_real_photo_dataset(home):
+    res = create_dataset(build_spec("r", "builtin:real", 10, 64, 0, real=True), workers=1, scheduler="threads")
+    ds = open_dataset("r")
+    assert ds.fields == ["degraded", "source"] and ds.attrs["kind"] == "real" and ds.attrs["recipe"] is None
+    assert ds[3]["degraded"].shape == (64, 64, 3) and "clean" not in ds[3]
+    assert res.path.name == "v1.zarr"
+
+
+def test_dataset_source_redegrades_clean_tiles(small_spec, home):
+    create_dataset(small_spec(name="base", count=6), workers=1, scheduler="threads")
+    res = create_dataset(build_spec("again", "dataset:base@v1", 6, 64, 2, "bopbtl"), workers=1, scheduler="threads")
+    base, again = open_dataset("base"), open_dataset(res.path)
+    base_tiles = [base.read("clean", i) for i in range(6)]
+    for i in range(6):
+        clean = again.read("clean", i)
+        src = json.loads(again.read("source", i))
+        tile = base_tiles[src["index"]]
+        assert np.array_equal(clean, tile[:, ::-1] if src["flip"] else tile)
+
+
+def test_versions_and_references(small_spec, home):
+    create_dataset(small_spec(count=3), workers=1, scheduler="threads")
+    create_dataset(small_spec(count=3, seed=8), workers=1, scheduler="threads")
+    assert open_dataset("t").path.name == "v2.zarr"
+    assert open_dataset("t@v1").path.name == "v1.zarr"
+    assert open_dataset(str(home / "datasets" / "t" / "v1.zarr")).attrs["seed"] == 5
+    with pytest.raises(DaguerreError, match="has no version 'v9'"):
+        open_dataset("t@v9")
+    with pytest.raises(DaguerreError, match="unknown dataset"):
+        open_dataset("nope")
+    with pytest.raises(DaguerreError, match="no dataset at"):
+        open_dataset("/no/such/store.zarr")
+    with pytest.raises(DaguerreError, match="invalid dataset name"):
+        open_dataset("bad name!")
+
+
+def test_reader_pickles_and_reads_in_other_processes(small_spec, home):
+    res = create_dataset(small_spec(count=12, shard_size=5), workers=1, scheduler="threads")
+    ds = open_dataset(res.path)
+    clone = pickle.loads(pickle.dumps(ds))
+    assert len(pickle.dumps(ds)) < 500  # the path, not the data or file handles
+    assert np.array_equal(clone.read("degraded", 11), ds.read("degraded", 11))
+    idx = [11, 0, 5, 6, 3]
+    many = ds.read_many("degraded", idx)
+    assert all(np.array_equal(many[j], ds.read("degraded", i)) for j, i in enumerate(idx))
+    assert np.array_equal(ds.read_range("mask", 3, 9), np.stack([ds.read("mask", i) for i in range(3, 9)]))
+    with pytest.raises(IndexError):
+        ds.read("clean", 12)
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        remote = pool.apply(_read_sum, (ds, 7))
+    assert remote == int(ds.read("clean", 7).sum())
+
+
+def _read_sum(ds, i):
+    return int(ds.read("clean", i).sum())
+
+
+def test_incomplete_and_corrupt_stores_are_refused(small_spec, home, tmp_path):
+    res = create_dataset(small_spec(count=6, shard_size=3), store=str(tmp_path / "c.zarr"), workers=1, scheduler="threads")
+    meta = json.loads((res.path / "zarr.json").read_text())
+    meta["attributes"]["daguerre"]["complete"] = False
+    (tmp_path / "inc.zarr").mkdir()
+    (tmp_path / "inc.zarr" / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(DaguerreError, match="incomplete"):
+        open_dataset(tmp_path / "inc.zarr")
+    shard = res.path / "degraded" / "c" / "1" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0xFF  # flip a bit in the shard index
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DaguerreError, match="crc32c mismatch"):
+        open_dataset(res.path).read("degraded", 4)
+    shard.unlink()
+    with pytest.raises(DaguerreError, match="shard 1 of degraded is missing"):
+        open_dataset(res.path).read("degraded", 4)
+
+
+def test_cli_create_export_and_errors(capsys, home, tmp_path):
+    r = run(capsys, "dataset", "create", "c", "--source", "builtin:samples", "--count", "10", "--size", "48", "--shard-size", "4",
+            "--scheduler", "threads")  # fmt: skip
+    assert r.code == 0 and "created c (10 samples, 48 px, 3 shards)" in r.out
+    r = run(capsys, "dataset", "export", "c", "--out", tmp_path / "png")
+    assert r.code == 0
+    names = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert len(names) == 40 and names[:4] == ["000000.clean.png", "000000.degraded.png", "000000.json", "000000.mask.png"]
+    meta = json.loads((tmp_path / "png" / "000003.json").read_text())
+    assert meta["params"] is not None and meta["source"]["file"]
+    bad = [
+        (["--source", "builtin:samples", "--count", "5", "--recipe", "nope"], "unknown recipe 'nope'"),
+        (["--source", "nowhere", "--count", "5"], "unknown source 'nowhere'"),
+        (["--source", "builtin:samples", "--count", "0"], "--count must be at least 1"),
+        (["--source", "builtin:samples", "--count", "5", "--size", "4"], "--size must be between"),
+        (["--source", "builtin:samples", "--count", "5", "--shard-size", "0"], "--shard-size must be at least 1"),
+        (["--source", "dataset:missing", "--count", "5"], "unknown dataset 'missing'"),
+    ]
+    for args, msg in bad:
+        r = run(capsys, "dataset", "create", "e", *args)
+        assert one_line_error(r) and msg in r.err, (args, r.err)
+    r = run(capsys, "dataset", "export", "missing", "--out", tmp_path / "y")
+    assert one_line_error(r) and "unknown dataset 'missing'" in r.err
