@@ -206,8 +206,9 @@ def dataset() -> None:
 @click.option("--size", type=int, default=256, show_default=True, help="Tile side in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--shard-size", type=int, default=64, show_default=True, help="Samples per zarr shard.")
-@click.option("--workers", "-w", type=int, default=2, show_default=True)
-@click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True)
+@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count")
+@click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
+              help="processes measured faster than threads on this project's degradations (docs/benchmarks.md).")
 @click.option("--address", help="tcp://HOST:PORT of a dask.distributed scheduler (store on a shared path).")
 @click.option("--real", is_flag=True, help="Real old photos (domain R): crops go to `degraded`, no recipe.")
 @click.option("--store", type=click.Path(), help="Write to this path instead of $DAGUERRE_HOME/datasets/NAME/vN.zarr.")

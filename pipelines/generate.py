@@ -213,7 +213,7 @@ def run_tasks(
         from distributed import Client, as_completed
 
         try:
-            client = Client(address, timeout="10s")
+            client = Client(address)  # connect timeout: dask config distributed.comm.timeouts.connect
         except (OSError, TimeoutError) as e:
             raise DaguerreError(f"cannot reach the dask scheduler at {address}: {e}") from None
         with client:
