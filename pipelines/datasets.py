@@ -14,18 +14,21 @@ from .generate import GenerationResult, SCHEDULERS, generate, publish_to
 from .layout import GenerationSpec
 from .reader import Dataset, open_dataset
 from .refs import check_name, dataset_dir, version_number
+from .shards import DEFAULT_ZSTD_LEVEL
 from .sources import CropConfig, scan_source
 
 MAX_SIZE = 4096
 
 
-def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler: str) -> None:
+def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler: str, zstd_level: int = -1) -> None:
     if count < 1:
         raise DaguerreError(f"--count must be at least 1, got {count}")
     if not 8 <= size <= MAX_SIZE:
         raise DaguerreError(f"--size must be between 8 and {MAX_SIZE} pixels, got {size}")
     if shard_size < 1:
         raise DaguerreError(f"--shard-size must be at least 1, got {shard_size}")
+    if not -7 <= zstd_level <= 22:
+        raise DaguerreError(f"--zstd-level must be between -7 and 22, got {zstd_level}")
     if workers < 1:
         raise DaguerreError(f"--workers must be at least 1, got {workers}")
     if scheduler not in SCHEDULERS:
@@ -42,13 +45,13 @@ def build_spec(
     shard_size: int = 64,
     real: bool = False,
     strict: bool = False,
-    zstd_level: int = 1,
+    zstd_level: int = DEFAULT_ZSTD_LEVEL,
     crop: CropConfig | None = None,
     scan_workers: int = 2,
 ) -> GenerationSpec:
     """Validate the arguments, scan the source and load the recipe into a GenerationSpec."""
     check_name(name)
-    _check_args(count, size, shard_size, 1, SCHEDULERS[0])
+    _check_args(count, size, shard_size, 1, SCHEDULERS[0], zstd_level)
     src = scan_source(source, workers=scan_workers, strict=strict)
     if real:
         rec, rhash = None, None

@@ -230,8 +230,16 @@ def run_tasks(
         if on_shard and isinstance(result, dict) and "samples" in result:
             on_shard(result["samples"][1] - result["samples"][0])
 
-    with Callback(posttask=posttask):
-        dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with Callback(posttask=posttask):
+            dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
+    except BrokenProcessPool:
+        raise DaguerreError(
+            "a worker process died (out of memory? or, from a script, the missing "
+            "`if __name__ == '__main__':` guard that the processes scheduler needs); re-run to resume"
+        ) from None
 
 
 def generate(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from .shards import STRING, ArrayLayout
+from .shards import DEFAULT_ZSTD_LEVEL, STRING, ArrayLayout
 from .sources import CropConfig, Source
 
 SCHEMA = 1
@@ -50,7 +50,7 @@ class GenerationSpec:
     shard_size: int = 64
     real: bool = False
     crop: CropConfig = field(default_factory=CropConfig)
-    zstd_level: int = 1
+    zstd_level: int = DEFAULT_ZSTD_LEVEL
 
     @property
     def fields(self) -> tuple[str, ...]:
