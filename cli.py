@@ -224,10 +224,13 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
     with _progress(count, f"generating {name}", "samples") as advance:
         bar = advance.__self__
         res = create_dataset(spec, store, workers, scheduler, address, on_start=lambda t, d: bar.start(t, d), on_shard=advance)
+    if res.reused:
+        click.echo(f"{res.version.ref} already has this lineage (same recipe, source, seed, count, size, layout); reusing it: {res.path}")
+        return
     resumed = f", {res.shards_reused} shards resumed" if res.shards_reused else ""
     skipped = f", {len(res.skipped)} unreadable source files skipped" if res.skipped else ""
     click.echo(
-        f"created {name} ({count} samples, {size} px, {spec.n_shards} shards) at {res.path} "
+        f"created {res.version.ref} ({count} samples, {size} px, {spec.n_shards} shards) at {res.path} "
         f"in {res.seconds:.1f} s{resumed}{skipped}"
     )
 
@@ -246,6 +249,254 @@ def dataset_export(ref: str, fmt: str, out: str) -> None:
     with _progress(len(ds), "exporting", "samples") as advance:
         n = export_png(ds, Path(out), on_sample=advance)
     click.echo(f"exported {n} samples of {ds.path} to {out}")
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+@dataset.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_ls(as_json: bool) -> None:
+    """List registered versions: name, version, tags, count, size, recipe, created, bytes."""
+    from pipelines.catalog import Catalog
+
+    cat = Catalog()
+    rows = cat.versions()
+    cat.close()
+    if as_json:
+        _echo_json([v.to_dict() for v in rows])
+        return
+    if not rows:
+        click.echo("no datasets yet (daguerre dataset create …)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(box=None, pad_edge=False)
+    for col in ("name", "version", "tags", "count", "size", "recipe", "created", "bytes"):
+        t.add_column(col, justify="right" if col in ("count", "size", "bytes") else "left")
+    for v in rows:
+        recipe = "real photos" if v.kind == "real" else f"{v.recipe_name or '?'} {str(v.recipe_hash)[:8]}"
+        t.add_row(v.name, v.version, ",".join(v.tags), str(v.count), str(v.size), recipe, v.created[:19], _human_bytes(v.bytes))
+    Console(width=160).print(t)
+
+
+@dataset.command("info")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_info(ref: str, as_json: bool) -> None:
+    """Lineage, canonical recipe, attributes, library versions, checksums, skipped sources."""
+    from pipelines.versioning import info
+
+    d = info(ref)
+    if as_json:
+        _echo_json(d)
+        return
+    import yaml
+
+    click.echo(f"{d['ref']}  ({d['kind']}, {d['count']} samples of {d['size']} px, fields {', '.join(d['fields'])})")
+    click.echo(f"path:       {d['path']}")
+    click.echo(f"tags:       {', '.join(d['tags']) or '-'}")
+    click.echo(f"created:    {d['created']}   bytes on disk: {_human_bytes(d['bytes'])}")
+    click.echo(f"identity:   {d['identity']}")
+    click.echo(f"lineage:    {d['lineage_hash']}")
+    for k, v in (d["lineage"] or {}).items():
+        click.echo(f"  {k}: {v}")
+    s = d["source"]
+    click.echo(f"source:     {s['spec']} ({s['files']} files, fingerprint {str(s['fingerprint'])[:16]})")
+    for sk in s["skipped"]:
+        click.echo(f"  skipped: {sk['reason']}")
+    c = d["checksums"]
+    click.echo(f"checksums:  {c['shards']} shards (SHA-256 of decoded data), overall {c['checksum']}")
+    click.echo(f"code:       daguerre {d['code_version']}; " + ", ".join(f"{k} {v}" for k, v in (d["versions"] or {}).items()))
+    if d["recipe"]:
+        click.echo(f"recipe:     {d['recipe'].get('name') or '-'} (recipe_hash {d['recipe_hash']})")
+        from degrade import Recipe
+
+        click.echo("  " + Recipe.from_dict(d["recipe"]).to_yaml().replace("\n", "\n  ").rstrip())
+
+
+@dataset.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_diff(a: str, b: str, as_json: bool) -> None:
+    """Compare two versions: settings, recipe (per operator and parameter), source, sampled parameters."""
+    from pipelines.versioning import diff
+
+    d = diff(a, b)
+    if as_json:
+        _echo_json(d)
+        return
+    click.echo(f"--- {d['a']}\n+++ {d['b']}" + ("   (identical data)" if d["identical"] else ""))
+    for k, (x, y) in d["settings"].items():
+        click.echo(f"{k}: {x} -> {y}")
+    if d["recipe"]:
+        click.echo("recipe:")
+        for line in d["recipe"]:
+            click.echo(f"  {line}")
+    if d["source"]:
+        src = d["source"]
+        click.echo(f"source: {src['spec'][0]} -> {src['spec'][1]}: {len(src['only_in_a'])} files only in A, "
+                   f"{len(src['only_in_b'])} only in B, {len(src['changed'])} changed")  # fmt: skip
+    for k, (x, y) in d["library_versions"].items():
+        click.echo(f"library {k}: {x} -> {y}")
+    if d["params"]:
+        click.echo("sampled parameters (A | B): applied share, mean [p10, p50, p90] or frequencies")
+
+        def fmt(e):
+            if e is None:
+                return "never applied"
+            if "mean" in e:
+                return f"{e['applied']:5.1%} {e['mean']:.3g} [{e['p10']:.3g}, {e['p50']:.3g}, {e['p90']:.3g}]"
+            return f"{e['applied']:5.1%} " + " ".join(f"{k}:{v:.0%}" for k, v in e["freq"].items())
+
+        for k, (x, y) in d["params"].items():
+            mark = " " if x == y else "*"
+            click.echo(f" {mark}{k:<34} {fmt(x):<42} | {fmt(y)}")
+
+
+@dataset.command("verify")
+@click.argument("ref", required=False)
+@click.option("--all", "all_", is_flag=True, help="Verify every registered version.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
+    """Recompute the SHA-256 of every shard's decoded data; non-zero exit naming any bad shard."""
+    from degrade import DaguerreError
+    from pipelines.catalog import Catalog
+    from pipelines.versioning import verify
+
+    if all_ == bool(ref):
+        raise DaguerreError("give a dataset reference or --all")
+    if all_:
+        cat = Catalog()
+        refs = [v.ref for v in cat.versions()]
+        cat.close()
+    else:
+        refs = [ref]
+    reports = []
+    for r in refs:
+        with _progress(1, f"verifying {r}", "samples") as advance:
+            reports.append(verify(r, on_shard=advance))
+    if as_json:
+        _echo_json([{"ref": x.ref, "shards": x.shards, "ok": x.ok, "problems": x.problems} for x in reports])
+    else:
+        for x in reports:
+            click.echo(f"{x.ref}: {'ok' if x.ok else 'CORRUPT'} ({x.shards} shards)")
+            for p in x.problems:
+                click.echo(f"  {p}", err=True)
+    if not all(x.ok for x in reports):
+        bad = [x for x in reports if not x.ok]
+        raise SystemExit(f"error: {len(bad)} version(s) failed verification: {bad[0].ref}: {bad[0].problems[0]}")
+
+
+@dataset.command("tag")
+@click.argument("ref")
+@click.argument("tag")
+def dataset_tag(ref: str, tag: str) -> None:
+    """Point TAG at a version: then NAME@TAG refers to it."""
+    from pipelines.catalog import Catalog
+
+    cat = Catalog()
+    v = cat.tag(ref, tag)
+    cat.close()
+    click.echo(f"{v.name}@{tag} -> {v.ref}")
+
+
+@dataset.command("untag")
+@click.argument("ref")
+def dataset_untag(ref: str) -> None:
+    """Remove a tag: daguerre dataset untag NAME@TAG."""
+    from degrade import DaguerreError
+    from pipelines.catalog import Catalog
+    from pipelines.refs import parse_ref
+
+    r = parse_ref(ref)
+    if r.path is not None or not r.version:
+        raise DaguerreError(f"expected NAME@TAG, got {ref!r}")
+    cat = Catalog()
+    cat.untag(r.name, r.version)
+    cat.close()
+    click.echo(f"removed tag {ref}")
+
+
+@dataset.command("reproduce")
+@click.argument("ref")
+@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count")
+@click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> None:
+    """Regenerate a version from its recorded lineage into a temporary store and compare checksums."""
+    from pipelines.versioning import reproduce
+
+    with _progress(1, f"reproducing {ref}", "samples") as advance:
+        r = reproduce(ref, workers, scheduler, on_shard=advance)
+    if as_json:
+        _echo_json(r.__dict__)
+    elif r.identical:
+        click.echo(f"{r.ref}: identical (every shard checksum matches)")
+    else:
+        click.echo(f"{r.ref}: DIFFERENT in {len(r.differing_shards)} shard(s)")
+        for line in r.differing_shards[:20]:
+            click.echo(f"  {line}")
+    if r.changed_versions and not as_json:
+        click.echo("library versions changed since generation: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in r.changed_versions.items()))
+    if not r.identical:
+        raise SystemExit(1)
+
+
+@dataset.command("show")
+@click.argument("ref")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
+@click.option("--n", type=click.IntRange(1, 200), default=16, show_default=True, help="Samples on the sheet.")
+def dataset_show(ref: str, out: str, n: int) -> None:
+    """A contact sheet of degraded / clean / mask triplets with key params under each."""
+    from degrade.sheet import save_sheet
+    from pipelines import open_dataset
+    from pipelines.show import dataset_sheet
+
+    ds = open_dataset(ref)
+    save_sheet(dataset_sheet(ds, n), out)
+    click.echo(f"wrote {out} ({min(n, len(ds))} samples of {ds.path})")
+
+
+@dataset.command("rm")
+@click.argument("ref")
+@click.option("--force", is_flag=True, help="Also remove a tagged version (and its tags).")
+def dataset_rm(ref: str, force: bool) -> None:
+    """Remove a version (refuses a tagged one without --force)."""
+    from degrade import DaguerreError
+    from pipelines.catalog import Catalog
+    from pipelines.refs import parse_ref
+
+    r = parse_ref(ref)
+    if r.path is not None or not r.version:
+        raise DaguerreError(f"name the version to remove, e.g. {r.name or 'NAME'}@v1")
+    cat = Catalog()
+    v = cat.remove(ref, force)
+    cat.close()
+    click.echo(f"removed {v.ref} ({_human_bytes(v.bytes)})")
+
+
+@dataset.command("gc")
+@click.option("--dry-run", is_flag=True, help="List what would be removed.")
+def dataset_gc(dry_run: bool) -> None:
+    """Remove data that no catalog entry references (crash leftovers, unfinished generations)."""
+    from pipelines.catalog import Catalog, collect_garbage
+
+    cat = Catalog()
+    found = collect_garbage(cat, dry_run)
+    cat.close()
+    for p, n in found:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {p} ({_human_bytes(n)})")
+    click.echo(f"{len(found)} item(s), {_human_bytes(sum(n for _, n in found))}" + (" (dry run)" if dry_run else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

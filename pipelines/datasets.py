@@ -10,10 +10,10 @@ from pathlib import Path
 from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, encode_png
 
-from .generate import GenerationResult, SCHEDULERS, generate, publish_to
+from .generate import SCHEDULERS, GenerationResult, generate
 from .layout import GenerationSpec
 from .reader import Dataset, open_dataset
-from .refs import check_name, dataset_dir, version_number
+from .refs import check_name, dataset_dir
 from .shards import DEFAULT_ZSTD_LEVEL
 from .sources import CropConfig, scan_source
 
@@ -63,23 +63,20 @@ def build_spec(
     return GenerationSpec(name, src, rec, rhash, int(seed), int(count), int(size), int(shard_size), bool(real), crop or CropConfig(), zstd_level)
 
 
-def _publish_next_version(name: str) -> Callable[[Path], Path]:
-    """Publish as the next ``vN`` of ``name`` (rename onto a fresh name is the atomic claim)."""
-
-    def publish(partial: Path) -> Path:
-        d = dataset_dir(name)
-        while True:
-            taken = [n for p in d.glob("v*.zarr") if (n := version_number(p.name[:-5])) is not None]
-            final = d / f"v{max(taken, default=0) + 1}.zarr"
-            try:
-                os.rename(partial, final)
-                return final
-            except OSError:
-                if not final.exists():
-                    raise
-                # someone published that number meanwhile: take the next one
-
-    return publish
+def _adoptable(spec: GenerationSpec, catalog) -> Path | None:
+    """A complete but unregistered store of this exact lineage (a crash before registration)."""
+    d = dataset_dir(spec.name)
+    refs = catalog.referenced_paths()
+    for p in sorted(d.glob("v*.zarr")) + sorted(d.glob(".trash-v*.zarr-*")):
+        if os.path.abspath(p) in refs:
+            continue
+        try:
+            attrs = json.loads((p / "zarr.json").read_text())["attributes"]["daguerre"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if attrs.get("complete") and attrs.get("lineage_hash") == spec.lineage_hash:
+            return p
+    return None
 
 
 def create_dataset(
@@ -91,18 +88,42 @@ def create_dataset(
     on_start: Callable[[int, int], None] | None = None,
     on_shard: Callable[[int], None] | None = None,
 ) -> GenerationResult:
-    """Generate ``spec`` as the next version of its name (or at ``store``); resumes an interrupted run."""
-    _check_args(spec.count, spec.size, spec.shard_size, workers, scheduler)
-    if store is not None:
-        final = Path(store).expanduser().absolute()
-        if final.exists():
-            raise DaguerreError(f"{final} already exists; choose another --store or remove it")
-        partial = final.parent / f".{final.name}.partial"
-        publish = publish_to(final)
-    else:
-        partial = dataset_dir(spec.name) / f".partial-{spec.lineage_hash[:16]}.zarr"
-        publish = _publish_next_version(spec.name)
-    return generate(spec, partial, publish, workers, scheduler, address, on_start, on_shard)
+    """Generate ``spec`` as the next version of its name (or at ``store``) and register it.
+
+    A version with the same lineage is reused instead of regenerated; an interrupted run of the
+    same command resumes; a second concurrent creator of the same name fails at once.
+    """
+    from .catalog import Catalog, creation_lock
+
+    _check_args(spec.count, spec.size, spec.shard_size, workers, scheduler, spec.zstd_level)
+    final = Path(store).expanduser().absolute() if store is not None else None
+    catalog = Catalog()
+    try:
+        with creation_lock(spec.name):
+            existing = catalog.find_lineage(spec.name, spec.lineage_hash)
+            if existing is not None:
+                return GenerationResult(Path(existing.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, existing, reused=True)
+            if final is not None and final.exists():
+                raise DaguerreError(f"{final} already exists; choose another --store or remove it")
+            orphan = _adoptable(spec, catalog) if final is None else None
+            if orphan is not None:
+                v = catalog.register(spec.name, orphan)
+                return GenerationResult(Path(v.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, v, reused=True)
+            if final is not None:
+                partial = final.parent / f".{final.name}.partial"
+            else:
+                partial = dataset_dir(spec.name) / f".partial-{spec.lineage_hash[:16]}.zarr"
+            registered: list = []
+
+            def publish(done: Path) -> Path:
+                registered.append(catalog.register(spec.name, done, final))
+                return Path(registered[0].path)
+
+            result = generate(spec, partial, publish, workers, scheduler, address, on_start, on_shard)
+            result.version = registered[0]
+            return result
+    finally:
+        catalog.close()
 
 
 def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = None) -> int:

@@ -113,12 +113,16 @@ def generate_shard(spec: GenerationSpec, store: str, k: int) -> dict[str, Any]:
 # -- the whole job ------------------------------------------------------------------------
 @dataclass
 class GenerationResult:
+    """Where a version went, how much was generated now, and its catalog entry."""
+
     path: Path
     spec: GenerationSpec
     shards_written: int
     shards_reused: int
     seconds: float
     skipped: list[dict[str, str]] = field(default_factory=list)
+    version: Any = None  # catalog.Version
+    reused: bool = False  # an existing version with the same lineage was returned
 
 
 def _read_attrs(store: Path) -> dict[str, Any]:
@@ -179,19 +183,6 @@ def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path
     for stray in list(partial.rglob("*.tmp")) + list(partial.rglob("*.partial")):  # writers killed mid-write
         stray.unlink(missing_ok=True)
     return publish(partial)
-
-
-def publish_to(final: Path) -> Callable[[Path], Path]:
-    """Publish a finished store at a fixed path (``--store``)."""
-
-    def publish(partial: Path) -> Path:
-        try:
-            os.rename(partial, final)
-        except OSError as e:
-            raise DaguerreError(f"cannot publish {final}: {e.strerror or e} (does it already exist?)") from None
-        return final
-
-    return publish
 
 
 def run_tasks(

@@ -50,26 +50,19 @@ def _expected_layout(name: str, meta: dict[str, Any]) -> ArrayLayout | None:
 
 
 def resolve(ref: str | DatasetRef | os.PathLike) -> Path:
-    """Find the store a reference points to (the catalog, when present, resolves names and tags)."""
+    """Find the store a reference points to: a path as is, a name or tag through the catalog."""
     r = ref if isinstance(ref, DatasetRef) else parse_ref(str(ref))
     if r.path is not None:
         if not r.path.exists():
             raise DaguerreError(f"no dataset at {r.path}")
         return r.path
-    from .refs import dataset_dir, version_number
+    from .catalog import Catalog
 
-    d = dataset_dir(r.name)
-    versions = sorted(
-        (n, p) for p in d.glob("v*.zarr") if (n := version_number(p.name[:-5])) is not None
-    ) if d.exists() else []
-    if not versions:
-        raise DaguerreError(f"unknown dataset {r.name!r} (see `daguerre dataset ls`)")
-    if r.version is None:
-        return versions[-1][1]
-    for n, p in versions:
-        if p.name == f"{r.version}.zarr":
-            return p
-    raise DaguerreError(f"dataset {r.name!r} has no version {r.version!r} (have {', '.join(p.name[:-5] for _, p in versions)})")
+    cat = Catalog()
+    try:
+        return Path(cat.resolve(r).path)
+    finally:
+        cat.close()
 
 
 class Dataset:

@@ -10,6 +10,14 @@ from hypothesis import HealthCheck, settings
 from degrade.io import read_image
 from degrade.samples import real_photo_paths, sample_photo_paths
 
+def pytest_configure(config):
+    """Never touch the user's ~/.daguerre: tests that forget the ``home`` fixture get a scratch one."""
+    import os
+    import tempfile
+
+    os.environ["DAGUERRE_HOME"] = tempfile.mkdtemp(prefix="daguerre-test-home-")
+
+
 settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
 

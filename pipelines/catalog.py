@@ -1,0 +1,311 @@
+"""The dataset catalog: an embedded SQLite database of immutable versions, their identities and tags.
+
+A version is registered in one transaction, after its data is complete and renamed into
+place, so readers (which resolve names only through the catalog) never see half a version; a
+crash between the rename and the commit leaves an unreferenced directory that ``gc`` removes
+(or that the same ``create`` command adopts). Creation of a name is serialised by a lock file
+(``flock``, released by the kernel if the process dies), the catalog itself by SQLite.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from degrade.errors import DaguerreError
+from degrade.io import atomic_write_bytes
+
+from .layout import ATTR_KEY
+from .refs import NAME_RE, DatasetRef, check_name, daguerre_home, dataset_dir, parse_ref, version_number
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    name TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    recipe_name TEXT,
+    recipe_hash TEXT,
+    lineage_hash TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    created TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (name, number)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    name TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (name, tag)
+);
+"""
+
+
+def identity(lineage_hash: str, checksum: str) -> str:
+    """A version's identity: its lineage and the checksums of its decoded data, hashed together."""
+    return hashlib.sha256(f"{lineage_hash}:{checksum}".encode()).hexdigest()
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Version:
+    """One catalog row, plus its tags."""
+
+    name: str
+    number: int
+    path: str
+    kind: str
+    count: int
+    size: int
+    recipe_name: str | None
+    recipe_hash: str | None
+    lineage_hash: str
+    checksum: str
+    identity: str
+    created: str
+    bytes: int
+    tags: tuple[str, ...] = ()
+
+    @property
+    def version(self) -> str:
+        return f"v{self.number}"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["version"] = self.version
+        d["tags"] = list(self.tags)
+        return d
+
+
+class Catalog:
+    """The catalog under ``$DAGUERRE_HOME`` (``catalog.sqlite``)."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = Path(home) if home else daguerre_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "catalog.sqlite"
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise DaguerreError(f"the catalog {self.path} is unreadable ({e})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT: writers are serialised, a failure rolls everything back."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- reading ------------------------------------------------------------------------------
+    def _row(self, r: sqlite3.Row) -> Version:
+        tags = tuple(t[0] for t in self.db.execute(
+            "SELECT tag FROM tags WHERE name=? AND number=? ORDER BY tag", (r["name"], r["number"])))  # fmt: skip
+        return Version(**{k: r[k] for k in r.keys()}, tags=tags)
+
+    def versions(self, name: str | None = None) -> list[Version]:
+        q, args = "SELECT * FROM versions", ()
+        if name is not None:
+            q, args = q + " WHERE name=?", (name,)
+        return [self._row(r) for r in self.db.execute(q + " ORDER BY name, number", args)]
+
+    def get(self, name: str, number: int) -> Version | None:
+        r = self.db.execute("SELECT * FROM versions WHERE name=? AND number=?", (name, number)).fetchone()
+        return self._row(r) if r else None
+
+    def resolve(self, ref: str | DatasetRef) -> Version:
+        """``NAME`` (newest), ``NAME@vN`` or ``NAME@TAG`` to a registered version."""
+        r = ref if isinstance(ref, DatasetRef) else parse_ref(str(ref))
+        if r.path is not None:
+            raise DaguerreError(f"{r.path} is a store path, not a catalog reference")
+        rows = self.versions(r.name)
+        if not rows:
+            raise DaguerreError(f"unknown dataset {r.name!r} (see `daguerre dataset ls`)")
+        if r.version is None:
+            return rows[-1]
+        n = version_number(r.version)
+        if n is not None:
+            for v in rows:
+                if v.number == n:
+                    return v
+            raise DaguerreError(f"dataset {r.name!r} has no version {r.version} (it has {', '.join(v.version for v in rows)})")
+        t = self.db.execute("SELECT number FROM tags WHERE name=? AND tag=?", (r.name, r.version)).fetchone()
+        if t is None:
+            tags = sorted({tag for v in rows for tag in v.tags})
+            have = f"its tags: {', '.join(tags)}" if tags else "it has no tags"
+            raise DaguerreError(f"dataset {r.name!r} has no version or tag {r.version!r} ({have})")
+        return self.get(r.name, t[0])
+
+    def find_lineage(self, name: str, lineage_hash: str) -> Version | None:
+        r = self.db.execute(
+            "SELECT * FROM versions WHERE name=? AND lineage_hash=? ORDER BY number LIMIT 1", (name, lineage_hash)
+        ).fetchone()
+        return self._row(r) if r else None
+
+    def referenced_paths(self) -> set[str]:
+        return {os.path.abspath(r[0]) for r in self.db.execute("SELECT path FROM versions")}
+
+    # -- writing ------------------------------------------------------------------------------
+    def register(self, name: str, store: Path, final: Path | None = None) -> Version:
+        """Register a complete store as the next version of ``name`` and move it into place.
+
+        ``final`` is the external ``--store`` path; otherwise ``datasets/NAME/vN.zarr``. The
+        rename happens inside the transaction: if anything fails before COMMIT, nothing is
+        registered and the data stays (unreferenced) for ``gc``.
+        """
+        check_name(name)
+        meta = json.loads((store / "zarr.json").read_text())
+        attrs = meta["attributes"][ATTR_KEY]
+        if not attrs.get("complete"):
+            raise DaguerreError(f"{store} is not complete; only complete data is registered")
+        nbytes = disk_bytes(store)
+        with self.transaction() as db:
+            number = (db.execute("SELECT MAX(number) FROM versions WHERE name=?", (name,)).fetchone()[0] or 0) + 1
+            target = final if final is not None else dataset_dir(name) / f"v{number}.zarr"
+            if target.exists() and target.resolve() != store.resolve():
+                if os.path.abspath(target) in self.referenced_paths():
+                    raise DaguerreError(f"{target} already holds a registered dataset")
+                # an unregistered leftover of a crash: set it aside for gc
+                os.rename(target, target.parent / f".trash-{target.name}-{time.time_ns()}")
+            attrs.update(name=name, version=f"v{number}", identity=identity(attrs["lineage_hash"], attrs["checksum"]))
+            meta["attributes"][ATTR_KEY] = attrs
+            atomic_write_bytes(store / "zarr.json", json.dumps(meta, indent=2).encode())
+            if target.resolve() != store.resolve():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(store, target)
+            recipe_name = (attrs.get("recipe") or {}).get("name") or None
+            db.execute(
+                "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (name, number, str(target.absolute()), attrs["kind"], attrs["count"], attrs["size"], recipe_name,
+                 attrs.get("recipe_hash"), attrs["lineage_hash"], attrs["checksum"], attrs["identity"], attrs.get("created") or now(),
+                 nbytes),
+            )  # fmt: skip
+        return self.get(name, number)
+
+    def tag(self, ref: str, tag: str) -> Version:
+        v = self.resolve(ref)
+        if not NAME_RE.match(tag) or version_number(tag) is not None:
+            raise DaguerreError(f"invalid tag {tag!r}: letters, digits, '.', '_', '-', and not of the form vN")
+        with self.transaction() as db:
+            old = db.execute("SELECT number FROM tags WHERE name=? AND tag=?", (v.name, tag)).fetchone()
+            if old is not None and old[0] != v.number:
+                raise DaguerreError(f"tag {v.name}@{tag} already points at v{old[0]}; untag it first")
+            db.execute("INSERT OR REPLACE INTO tags VALUES (?,?,?,?)", (v.name, tag, v.number, now()))
+        return self.get(v.name, v.number)
+
+    def untag(self, name: str, tag: str) -> None:
+        with self.transaction() as db:
+            if db.execute("DELETE FROM tags WHERE name=? AND tag=?", (name, tag)).rowcount == 0:
+                raise DaguerreError(f"dataset {name!r} has no tag {tag!r}")
+
+    def remove(self, ref: str, force: bool = False) -> Version:
+        """Unregister a version (refusing a tagged one without ``force``), then delete its data."""
+        v = self.resolve(ref)
+        if v.tags and not force:
+            raise DaguerreError(f"{v.ref} is tagged ({', '.join(v.tags)}); use --force to remove it anyway")
+        with self.transaction() as db:
+            db.execute("DELETE FROM tags WHERE name=? AND number=?", (v.name, v.number))
+            db.execute("DELETE FROM versions WHERE name=? AND number=?", (v.name, v.number))
+        shutil.rmtree(v.path, ignore_errors=True)  # after COMMIT: a crash here leaves garbage for gc, not a dangling entry
+        return v
+
+
+# -- creation lock ----------------------------------------------------------------------------
+@contextmanager
+def creation_lock(name: str) -> Iterator[None]:
+    """Exclusive right to create versions of ``name``; a second creator fails at once, clearly."""
+    d = dataset_dir(name)
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise DaguerreError(
+                f"dataset {name!r} is being created by another process (pid {holder}); wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def is_locked(name: str) -> bool:
+    p = dataset_dir(name) / ".lock"
+    if not p.exists():
+        return False
+    fd = os.open(p, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def garbage(catalog: Catalog) -> list[Path]:
+    """Data under ``datasets/`` that no catalog entry references (crash leftovers, unfinished runs)."""
+    root = catalog.home / "datasets"
+    if not root.exists():
+        return []
+    refs = catalog.referenced_paths()
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        busy = is_locked(d.name)
+        for p in sorted(d.iterdir()):
+            if p.name == ".lock":
+                continue
+            unfinished = p.name.startswith((".partial-", ".init-")) or ".init-" in p.name
+            if unfinished and busy:
+                continue  # a create is running right now
+            if os.path.abspath(p) not in refs:
+                out.append(p)
+    return out
+
+
+def collect_garbage(catalog: Catalog, dry_run: bool = False) -> list[tuple[Path, int]]:
+    """Remove (or list) unreferenced data; returns (path, bytes)."""
+    found = []
+    for p in garbage(catalog):
+        n = disk_bytes(p) if p.is_dir() else p.stat().st_size
+        found.append((p, n))
+        if not dry_run:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return found

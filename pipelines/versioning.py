@@ -1,0 +1,284 @@
+"""What the versioning commands compute: info, diff, verify, reproduce."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from degrade.errors import DaguerreError
+
+from .catalog import Catalog, Version
+from .generate import field_checksum, shard_checksum
+from .layout import GenerationSpec, library_versions
+from .reader import Dataset, open_dataset
+from .refs import parse_ref
+from .sources import CropConfig, scan_source
+
+
+def open_version(ref: str) -> tuple[Dataset, Version | None]:
+    """The dataset and, for catalog references, its catalog entry."""
+    r = parse_ref(ref)
+    if r.path is not None:
+        return open_dataset(r), None
+    cat = Catalog()
+    try:
+        v = cat.resolve(r)
+    finally:
+        cat.close()
+    return open_dataset(v.path), v
+
+
+# -- info ---------------------------------------------------------------------------------------
+def info(ref: str) -> dict[str, Any]:
+    ds, v = open_version(ref)
+    a = ds.attrs
+    src = a.get("source", {})
+    return {
+        "ref": v.ref if v else str(ds.path),
+        "path": str(ds.path),
+        "tags": list(v.tags) if v else [],
+        "kind": a.get("kind"),
+        "count": a.get("count"),
+        "size": a.get("size"),
+        "fields": ds.fields,
+        "created": a.get("created"),
+        "identity": a.get("identity"),
+        "lineage": a.get("lineage"),
+        "lineage_hash": a.get("lineage_hash"),
+        "recipe_hash": a.get("recipe_hash"),
+        "recipe": a.get("recipe"),
+        "source": {"spec": src.get("spec"), "fingerprint": src.get("fingerprint"), "files": src.get("count"), "skipped": src.get("skipped", [])},
+        "seed": a.get("seed"),
+        "shard_size": a.get("shard_size"),
+        "zstd_level": a.get("zstd_level"),
+        "code_version": a.get("code_version"),
+        "versions": a.get("versions"),
+        "checksums": {"shards": len(a.get("shards", [])), "checksum": a.get("checksum")},
+        "bytes": v.bytes if v else None,
+    }
+
+
+# -- diff ---------------------------------------------------------------------------------------
+def _flatten_recipe(recipe: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Operator nodes by path (``steps[2].one_of[0]``) with their settings; combinator options too."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        kids = [(k, v) for k, v in node.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
+        if "op" in node:
+            out[path] = dict(node)
+        elif "maybe" in node:
+            out[path] = {k: v for k, v in node.items() if k != "maybe"} | {"combinator": "maybe"}
+            walk(node["maybe"], f"{path}.maybe")
+        else:
+            for key, children in kids:
+                out[path] = {k: v for k, v in node.items() if k != key} | {"combinator": key}
+                for i, c in enumerate(children):
+                    walk(c, f"{path}.{key}[{i}]")
+
+    for i, step in enumerate((recipe or {}).get("steps", [])):
+        walk(step, f"steps[{i}]")
+    return out
+
+
+def recipe_diff(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]:
+    """Operator/parameter-level differences: added, removed and changed nodes and settings."""
+    fa, fb = _flatten_recipe(a), _flatten_recipe(b)
+    lines = []
+    for path in sorted(set(fa) | set(fb), key=lambda p: (p.count("."), p)):
+        x, y = fa.get(path), fb.get(path)
+        if x is None:
+            lines.append(f"+ {path}: {y.get('op') or y.get('combinator')} {json.dumps({k: v for k, v in y.items() if k not in ('op', 'combinator')})}")
+        elif y is None:
+            lines.append(f"- {path}: {x.get('op') or x.get('combinator')}")
+        else:
+            what_x, what_y = x.get("op") or x.get("combinator"), y.get("op") or y.get("combinator")
+            if what_x != what_y:
+                lines.append(f"~ {path}: {what_x} -> {what_y}")
+                continue
+            for k in sorted(set(x) | set(y)):
+                if x.get(k) != y.get(k):
+                    lines.append(f"~ {path}.{k} ({what_x}): {json.dumps(x.get(k))} -> {json.dumps(y.get(k))}")
+    return lines
+
+
+def param_stats(ds: Dataset, limit: int = 20000) -> dict[str, dict[str, Any]]:
+    """Per (operator, parameter): share of samples where applied, and mean/quantiles or frequencies."""
+    if "params" not in ds.fields:
+        return {}
+    n = min(len(ds), limit)
+    applied: dict[str, int] = defaultdict(int)
+    values: dict[str, list] = defaultdict(list)
+    for text in ds.read_range("params", 0, n):
+        record = json.loads(text) if text else []
+        for op in {e["op"] for e in record}:
+            applied[op] += 1
+        for e in record:
+            for k, v in e["params"].items():
+                if k != "seed":
+                    values[f"{e['op']}.{k}"].append(v)
+    out = {}
+    for key, vals in sorted(values.items()):
+        op = key.split(".")[0]
+        entry: dict[str, Any] = {"applied": applied[op] / n}
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            arr = np.asarray(vals, dtype=float)
+            entry.update(mean=float(arr.mean()), p10=float(np.quantile(arr, 0.1)), p50=float(np.median(arr)), p90=float(np.quantile(arr, 0.9)))
+        else:
+            counts: dict[str, int] = defaultdict(int)
+            for v in vals:
+                counts[json.dumps(v)] += 1
+            entry["freq"] = {k: c / len(vals) for k, c in sorted(counts.items())}
+        out[key] = entry
+    return out
+
+
+def diff(ref_a: str, ref_b: str) -> dict[str, Any]:
+    da, va = open_version(ref_a)
+    db, vb = open_version(ref_b)
+    a, b = da.attrs, db.attrs
+    settings = {}
+    for k in ("kind", "seed", "count", "size", "shard_size", "zstd_level", "recipe_hash", "crop", "code_version"):
+        if a.get(k) != b.get(k):
+            settings[k] = [a.get(k), b.get(k)]
+    sa, sb = a.get("source", {}), b.get("source", {})
+    files_a = {f["name"]: f["sha256"] for f in sa.get("files", [])}
+    files_b = {f["name"]: f["sha256"] for f in sb.get("files", [])}
+    source = {}
+    if sa.get("fingerprint") != sb.get("fingerprint"):
+        source = {
+            "spec": [sa.get("spec"), sb.get("spec")],
+            "only_in_a": sorted(set(files_a) - set(files_b)),
+            "only_in_b": sorted(set(files_b) - set(files_a)),
+            "changed": sorted(k for k in set(files_a) & set(files_b) if files_a[k] != files_b[k]),
+        }
+    versions = {k: [a.get("versions", {}).get(k), b.get("versions", {}).get(k)]
+                for k in sorted(set(a.get("versions", {})) | set(b.get("versions", {})))
+                if a.get("versions", {}).get(k) != b.get("versions", {}).get(k)}  # fmt: skip
+    pa, pb = param_stats(da), param_stats(db)
+    params = {k: [pa.get(k), pb.get(k)] for k in sorted(set(pa) | set(pb))}
+    return {
+        "a": va.ref if va else str(da.path),
+        "b": vb.ref if vb else str(db.path),
+        "identical": a.get("identity") is not None and a.get("identity") == b.get("identity"),
+        "settings": settings,
+        "recipe": recipe_diff(a.get("recipe"), b.get("recipe")),
+        "source": source,
+        "library_versions": versions,
+        "params": params,
+    }
+
+
+# -- verify -------------------------------------------------------------------------------------
+@dataclass
+class VerifyReport:
+    ref: str
+    shards: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyReport:
+    """Recompute every shard's SHA-256 from the decoded data and compare with the recorded ones."""
+    try:
+        ds, v = open_version(ref)
+    except DaguerreError as e:
+        return VerifyReport(ref, 0, [str(e)])
+    a = ds.attrs
+    shards = a.get("shards", [])
+    report = VerifyReport(v.ref if v else str(ds.path), len(shards))
+    from .catalog import identity
+
+    if "identity" in a and identity(a.get("lineage_hash", ""), a.get("checksum", "")) != a["identity"]:
+        report.problems.append("attributes: identity does not match lineage and checksums")
+    if v is not None and (v.identity != a.get("identity") or v.checksum != a.get("checksum")):
+        report.problems.append("catalog: recorded identity differs from the store's attributes")
+    for k, sh in enumerate(shards):
+        start, stop = sh["samples"]
+        sums = {}
+        for f in ds.fields:
+            try:
+                vals = ds.read_range(f, start, stop)
+                sums[f] = field_checksum(list(vals) if isinstance(vals, list) else [vals[i] for i in range(len(vals))])
+            except (DaguerreError, ValueError, OSError) as e:
+                sums[f] = f"unreadable: {e}"
+        bad = [f for f in ds.fields if sums[f] != sh["fields"].get(f)]
+        if bad:
+            report.problems.append(f"shard {k} (samples {start}-{stop - 1}): {', '.join(bad)} checksum mismatch")
+        elif shard_checksum(sums) != sh["sha256"]:
+            report.problems.append(f"shard {k} (samples {start}-{stop - 1}): shard checksum mismatch")
+        if on_shard:
+            on_shard(stop - start)
+    return report
+
+
+# -- reproduce ----------------------------------------------------------------------------------
+@dataclass
+class ReproduceReport:
+    ref: str
+    identical: bool
+    differing_shards: list[str]
+    changed_versions: dict[str, list[str]]
+    note: str = ""
+
+
+def spec_from_attrs(attrs: dict[str, Any], workers: int = 2) -> GenerationSpec:
+    """Rebuild the generation spec a version records (rescanning and checking its source)."""
+    from degrade import Recipe
+
+    src_attrs = attrs["source"]
+    source = scan_source(src_attrs["spec"], workers=workers)
+    if source.fingerprint != src_attrs["fingerprint"]:
+        recorded = {f["name"]: f["sha256"] for f in src_attrs.get("files", [])}
+        now = {f.name: f.sha256 for f in source.files}
+        changed = sorted(set(recorded) ^ set(now) | {k for k in set(recorded) & set(now) if recorded[k] != now[k]})
+        raise DaguerreError(
+            f"the source {src_attrs['spec']} changed since generation ({len(changed)} files differ, e.g. {changed[:3]})"
+        )
+    recipe = attrs.get("recipe")
+    rhash = None
+    if recipe is not None:
+        r = Recipe.from_dict(recipe)
+        if r.hash != attrs["recipe_hash"]:
+            raise DaguerreError("the recorded recipe no longer hashes the same with the installed operators")
+        recipe, rhash = r.canonical(), r.hash
+    crop = CropConfig(**attrs.get("crop", {}))
+    return GenerationSpec(
+        attrs["name"], source, recipe, rhash, attrs["seed"], attrs["count"], attrs["size"], attrs["shard_size"],
+        attrs["kind"] == "real", crop, attrs.get("zstd_level", -1),
+    )  # fmt: skip
+
+
+def reproduce(ref: str, workers: int = 2, scheduler: str = "processes", keep: Path | None = None, on_shard=None) -> ReproduceReport:
+    """Regenerate a version from its recorded lineage into a temporary store and compare checksums."""
+    from .generate import generate
+
+    ds, v = open_version(ref)
+    a = ds.attrs
+    spec = spec_from_attrs(a, workers)
+    changed = {k: [old, library_versions().get(k)] for k, old in a.get("versions", {}).items() if library_versions().get(k) != old}
+    tmp = Path(tempfile.mkdtemp(prefix="daguerre-reproduce-"))
+    try:
+        target = keep or (tmp / "copy.zarr")
+        generate(spec, tmp / ".copy.partial", lambda p: (p.rename(target), target)[1], workers, scheduler, None, None, on_shard)
+        fresh = json.loads((target / "zarr.json").read_text())["attributes"]["daguerre"]
+    finally:
+        if keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    diffs = []
+    for k, (old, new) in enumerate(zip(a.get("shards", []), fresh["shards"])):
+        if old["sha256"] != new["sha256"]:
+            fields = [f for f in old["fields"] if old["fields"][f] != new["fields"].get(f)]
+            diffs.append(f"shard {k} (samples {old['samples'][0]}-{old['samples'][1] - 1}): {', '.join(fields)}")
+    return ReproduceReport(v.ref if v else str(ds.path), not diffs, diffs, changed)

@@ -1,0 +1,240 @@
+"""Dataset versioning: catalog, immutable versions, tags, diff, verify, reproduce, rm, gc, concurrency."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_helpers import one_line_error, run
+from degrade.errors import DaguerreError
+from pipelines import build_spec, create_dataset, open_dataset
+from pipelines.catalog import Catalog, collect_garbage, creation_lock
+
+ARGS = ["--source", "builtin:samples", "--size", "48", "--shard-size", "4", "--scheduler", "threads", "--workers", "1"]
+
+
+def make(capsys, name, *extra, count=10):
+    r = run(capsys, "dataset", "create", name, "--count", str(count), *ARGS, *extra)
+    assert r.code == 0, r.err
+    return r
+
+
+def test_versions_tags_and_references(capsys, home):
+    make(capsys, "a", "--seed", "1")
+    r = make(capsys, "a", "--seed", "2")
+    assert "created a@v2" in r.out
+    r = make(capsys, "a", "--seed", "1")  # same lineage as v1: reused, not regenerated
+    assert "a@v1 already has this lineage" in r.out
+    assert run(capsys, "dataset", "tag", "a@v1", "paper-2026").code == 0
+    assert open_dataset("a@paper-2026").attrs["seed"] == 1
+    assert open_dataset("a").attrs["seed"] == 2  # NAME alone: newest
+    r = run(capsys, "dataset", "ls", "--json")
+    rows = json.loads(r.out)
+    assert [(x["name"], x["version"], x["tags"]) for x in rows] == [("a", "v1", ["paper-2026"]), ("a", "v2", [])]
+    assert rows[0]["count"] == 10 and rows[0]["bytes"] > 0 and rows[0]["recipe_name"] == "old-photo"
+    r = run(capsys, "dataset", "ls")
+    assert "paper-2026" in r.out and "v2" in r.out
+    r = run(capsys, "dataset", "tag", "a@v2", "paper-2026")
+    assert one_line_error(r) and "already points at v1" in r.err
+    assert run(capsys, "dataset", "untag", "a@paper-2026").code == 0
+    r = run(capsys, "dataset", "untag", "a@paper-2026")
+    assert one_line_error(r) and "has no tag" in r.err
+
+
+@pytest.mark.parametrize(
+    "ref, message",
+    [("a@v99", "has no version v99"), ("a@nosuchtag", "has no version or tag 'nosuchtag'"), ("zzz", "unknown dataset 'zzz'"),
+     ("bad name", "invalid dataset name"), ("a@", "nothing after '@'"), ("/no/such.zarr", "no dataset at")],
+)  # fmt: skip
+def test_bad_references_are_one_line_errors(capsys, home, ref, message):
+    make(capsys, "a")
+    for cmd in (["info", ref], ["verify", ref], ["show", ref, "--out", str(home / "x.png")]):
+        r = run(capsys, "dataset", *cmd)
+        assert one_line_error(r) and message in r.err, (cmd, r.err)
+
+
+def test_info_shows_lineage_recipe_versions_checksums(capsys, home, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    from degrade.samples import sample_photo_paths
+
+    for p in sample_photo_paths()[:3]:
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / "broken.jpg").write_text("nope")
+    r = run(capsys, "dataset", "create", "i", "--count", "6", "--source", str(src), "--size", "32", "--scheduler", "threads")
+    assert r.code == 0 and "warning: skipped" in r.err and "broken.jpg" in r.err
+    r = run(capsys, "dataset", "info", "i")
+    for needle in ("identity:", "lineage:", "recipe_hash", "opencv-python", "imgaug", "zarr", "checksums:", "skipped:", "broken.jpg", "steps:"):
+        assert needle in r.out, needle
+    d = json.loads(run(capsys, "dataset", "info", "i@v1", "--json").out)
+    assert d["checksums"]["shards"] == 1 and len(d["identity"]) == 64 and d["source"]["files"] == 3
+
+
+def test_diff_reports_recipe_settings_and_parameter_distributions(capsys, home, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("steps:\n  - op: jpeg\n    quality: [20, 40]\n  - op: gaussian_noise\n    p: 0.5\n")
+    recipe2 = tmp_path / "r2.yaml"
+    recipe2.write_text("steps:\n  - op: jpeg\n    quality: [70, 90]\n  - op: dust\n")
+    make(capsys, "d", "--recipe", str(recipe), count=40)
+    make(capsys, "d", "--recipe", str(recipe2), "--seed", "3", count=20)
+    d = json.loads(run(capsys, "dataset", "diff", "d@v1", "d@v2", "--json").out)
+    assert d["settings"]["seed"] == [0, 3] and d["settings"]["count"] == [40, 20]
+    assert any("steps[0].quality (jpeg): [20, 40] -> [70, 90]" in line for line in d["recipe"])
+    assert any(line.startswith("~ steps[1]: gaussian_noise -> dust") for line in d["recipe"])
+    q1, q2 = d["params"]["jpeg.quality"]
+    assert q1["applied"] == 1.0 and 20 <= q1["p10"] <= q1["p90"] <= 40 and 70 <= q2["p10"] <= q2["p90"] <= 90
+    noise = d["params"]["gaussian_noise.sigma"]
+    assert 0.25 < noise[0]["applied"] < 0.75 and noise[1] is None
+    r = run(capsys, "dataset", "diff", "d@v1", "d@v2")
+    assert r.code == 0 and "jpeg.quality" in r.out and "steps[0].quality" in r.out
+
+
+def test_verify_detects_a_flipped_bit_and_names_the_shard(capsys, home):
+    make(capsys, "v", count=12)
+    assert run(capsys, "dataset", "verify", "v").code == 0
+    path = Path(open_dataset("v").path)
+    shard = path / "degraded" / "c" / "1" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0x01  # inside a compressed chunk
+    shard.write_bytes(bytes(data))
+    r = run(capsys, "dataset", "verify", "v")
+    assert one_line_error(r)
+    assert "shard 1 (samples 4-7): degraded" in r.err + r.out
+    r = run(capsys, "dataset", "verify", "--all")
+    assert r.code != 0
+
+
+def test_reproduce_untouched_version_is_identical(capsys, home):
+    make(capsys, "p", count=9)
+    r = run(capsys, "dataset", "reproduce", "p", "--scheduler", "threads", "--workers", "1")
+    assert r.code == 0 and "identical" in r.out
+
+
+def test_reproduce_reports_changed_source(capsys, home, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    assert run(capsys, "dataset", "create", "s", "--count", "4", "--source", str(src), "--size", "32", "--scheduler", "threads").code == 0
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / "1.png")
+    r = run(capsys, "dataset", "reproduce", "s", "--scheduler", "threads")
+    assert one_line_error(r) and "changed since generation" in r.err
+
+
+def test_show_writes_a_contact_sheet(capsys, home, tmp_path):
+    make(capsys, "w", count=8)
+    r = run(capsys, "dataset", "show", "w", "--out", tmp_path / "sheet.png", "--n", "4")
+    assert r.code == 0
+    im = Image.open(tmp_path / "sheet.png")
+    assert im.size[0] > 600 and im.size[1] > 200
+
+
+def test_rm_refuses_tagged_without_force(capsys, home):
+    make(capsys, "m", "--seed", "1")
+    make(capsys, "m", "--seed", "2")
+    run(capsys, "dataset", "tag", "m@v1", "keep")
+    r = run(capsys, "dataset", "rm", "m@v1")
+    assert one_line_error(r) and "is tagged (keep)" in r.err
+    p = Path(open_dataset("m@v1").path)
+    assert run(capsys, "dataset", "rm", "m@v1", "--force").code == 0
+    assert not p.exists()
+    r = run(capsys, "dataset", "info", "m@v1")
+    assert one_line_error(r)
+    assert open_dataset("m").attrs["seed"] == 2
+    r = run(capsys, "dataset", "rm", "m")
+    assert one_line_error(r) and "name the version" in r.err
+
+
+def test_crash_between_data_and_registration_leaves_nothing_visible(capsys, home, monkeypatch):
+    spec = build_spec("c", "builtin:samples", 6, 32, 0, shard_size=3)
+
+    def crash(self, *a, **k):
+        raise KeyboardInterrupt("power cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(Catalog, "register", crash)
+        with pytest.raises(KeyboardInterrupt):
+            create_dataset(spec, workers=1, scheduler="threads")
+    with pytest.raises(DaguerreError, match="unknown dataset 'c'"):
+        open_dataset("c")
+    assert json.loads(run(capsys, "dataset", "ls", "--json").out) == []
+    r = run(capsys, "dataset", "gc", "--dry-run")
+    assert "would remove" in r.out and ".partial-" in r.out
+    r = run(capsys, "dataset", "gc")
+    assert r.code == 0 and "removed" in r.out
+    assert not list((home / "datasets" / "c").glob(".partial-*"))
+
+
+def test_crash_after_rename_before_commit_is_adopted_or_collected(capsys, home, monkeypatch):
+    spec = build_spec("o", "builtin:samples", 6, 32, 0, shard_size=3)
+    real_insert = Catalog.transaction
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def failing_commit(self):
+        with real_insert(self) as db:
+            yield db
+            raise KeyboardInterrupt("crash before COMMIT")
+
+    with monkeypatch.context() as m:
+        m.setattr(Catalog, "transaction", failing_commit)
+        with pytest.raises(KeyboardInterrupt):
+            create_dataset(spec, workers=1, scheduler="threads")
+    assert (home / "datasets" / "o" / "v1.zarr").exists()  # data renamed into place…
+    with pytest.raises(DaguerreError, match="unknown dataset"):
+        open_dataset("o")  # …but not registered, so invisible
+    assert [p.name for p, _ in collect_garbage(Catalog(), dry_run=True)] == ["v1.zarr"]
+    res = create_dataset(spec, workers=1, scheduler="threads")  # the same command adopts it
+    assert res.reused and res.version.ref == "o@v1" and res.shards_written == 0
+    assert collect_garbage(Catalog(), dry_run=True) == []
+
+
+def test_same_name_concurrent_create_fails_clearly(home):
+    spec = build_spec("x", "builtin:samples", 3, 32, 0)
+    with creation_lock("x"):
+        with pytest.raises(DaguerreError, match="being created by another process"):
+            create_dataset(spec, workers=1, scheduler="threads")
+    assert create_dataset(spec, workers=1, scheduler="threads").version.ref == "x@v1"
+
+
+def test_concurrent_creates_in_separate_processes(home, tmp_path):
+    env = {**os.environ, "DAGUERRE_HOME": str(home)}
+
+    def start(name, seed):
+        cmd = [sys.executable, "-c", "import cli; cli.main()", "dataset", "create", name, "--count", "60", "--size", "64",
+               "--shard-size", "4", "--seed", str(seed), "--source", "builtin:samples", "--scheduler", "threads", "--workers", "1"]  # fmt: skip
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    procs = [start("one", 1), start("two", 2), start("two", 3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert codes[0] == 0, outs[0]
+    # same name at once: one creates v1, the other either finished after it (v2) or was told clearly
+    two = [(c, o) for c, o in zip(codes[1:], outs[1:])]
+    assert any(c == 0 for c, _ in two)
+    for c, (out, err) in two:
+        assert c == 0 or ("being created by another process" in err and "Traceback" not in err)
+    cat = Catalog()
+    names = [(v.name, v.version) for v in cat.versions()]
+    assert ("one", "v1") in names and ("two", "v1") in names
+    for v in cat.versions():
+        from pipelines.versioning import verify
+
+        assert verify(v.ref).ok
+
+
+def test_catalog_survives_external_store(capsys, home, tmp_path):
+    r = run(capsys, "dataset", "create", "e", "--count", "5", *ARGS, "--store", tmp_path / "ext.zarr")
+    assert r.code == 0 and "e@v1" in r.out
+    assert Path(open_dataset("e@v1").path) == (tmp_path / "ext.zarr").absolute()
+    r = run(capsys, "dataset", "create", "e2", "--count", "5", *ARGS, "--store", tmp_path / "ext.zarr")
+    assert one_line_error(r) and "already exists" in r.err
