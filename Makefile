@@ -24,10 +24,14 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# The demo keeps its datasets in demo-out/ rather than ~/.daguerre.
 demo: $(STAMP)
 	$(VENV)/bin/daguerre degrade builtin:samples --recipe old-photo --seed 0 --count 2 \
 		--out demo-out/degraded --sheet demo-out/degrade-sheet.png
-	@echo "open demo-out/degrade-sheet.png"
+	DAGUERRE_HOME=demo-out/home $(VENV)/bin/daguerre dataset create demo --source builtin:samples \
+		--recipe old-photo --count 96 --size 128 --seed 0 --shard-size 32
+	DAGUERRE_HOME=demo-out/home $(VENV)/bin/daguerre dataset show demo --out demo-out/dataset-sheet.png --n 12
+	@echo "open demo-out/degrade-sheet.png and demo-out/dataset-sheet.png"
 
 bench: $(STAMP)
 	$(PY) bench/degrade_throughput.py

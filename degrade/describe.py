@@ -40,6 +40,7 @@ def operator_info(cls: type[Operator]) -> dict[str, Any]:
         "version": cls.version,
         "summary": (cls.__doc__ or "").strip().splitlines()[0],
         "seeded": cls.seeded,
+        "main": cls.main_param(),
         "params": params,
         "example": cls.example,
     }
@@ -100,7 +101,8 @@ def operators_markdown() -> str:
             out.append("| parameter | range | default | meaning |")
             out.append("| --- | --- | --- | --- |")
             for k, v in info["params"].items():
-                out.append(f"| `{k}` | {v['range']} | `{v['default']}` | {v['doc']} |")
+                star = " (main)" if k == info["main"] else ""
+                out.append(f"| `{k}`{star} | {v['range']} | `{v['default']}` | {v['doc']} |")
             if cls.seeded:
                 out.append("| `seed` | drawn per sample | | pixel-level randomness |")
             out.append(f"\nExample: `{info['example']}`\n")

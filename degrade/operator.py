@@ -32,6 +32,8 @@ class Operator:
     seeded: ClassVar[bool] = False
     colour: ClassVar[bool] = False
     """True when the op needs RGB: grayscale input is expanded to RGB, processed, and converted back."""
+    main: ClassVar[str | None] = None
+    """The parameter that sums the op up (captions, per-parameter benchmark bins); default: the first."""
     example: ClassVar[dict[str, Any] | None] = None
     """Recipe settings that show the op clearly on a photo (docs, contact sheet, tests)."""
 
@@ -46,6 +48,10 @@ class Operator:
             k: spec.normalize(settings[k], f"{path}.{k}") if k in settings else default_setting(spec, f"{path}.{k}")
             for k, spec in self.params.items()
         }
+
+    @classmethod
+    def main_param(cls) -> str | None:
+        return cls.main or next(iter(cls.params), None)
 
     def config(self) -> dict[str, Any]:
         """Canonical settings of this configured op (every parameter explicit)."""

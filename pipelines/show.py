@@ -22,12 +22,14 @@ def _fmt(v: Any) -> str:
 
 
 def summarize(record: list[dict[str, Any]], width: int = 60) -> str:
-    """``blur sigma=1.3 · jpeg quality=40 · scratches count=5`` (first parameter of each op)."""
+    """``blur sigma=1.3 · jpeg quality=40 · scratches count=5`` (each op's main parameter)."""
+    from degrade import get_operator
+
     parts = []
     for e in record:
         name = _SHORT.get(e["op"], e["op"])
-        first = next(((k, v) for k, v in e["params"].items() if k != "seed"), None)
-        parts.append(f"{name} {first[0]}={_fmt(first[1])}" if first else name)
+        key = get_operator(e["op"]).main_param()
+        parts.append(f"{name} {key}={_fmt(e['params'][key])}" if key in e["params"] else name)
     text = " · ".join(parts) or "(nothing applied)"
     return text if len(text) <= width else text[: width - 1] + "…"
 

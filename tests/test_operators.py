@@ -37,6 +37,7 @@ def test_every_operator_has_a_valid_example_and_metadata(name):
     for pname, spec in cls.params.items():
         assert spec.doc, f"{name}.{pname} has no doc"
     cls(**cls.example)  # validates
+    assert cls.main_param() is None and not cls.params or cls.main_param() in cls.params
 
 
 def _params(name, seed=0):

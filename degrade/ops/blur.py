@@ -62,6 +62,7 @@ class GaussianBlur(Operator):
     """Gaussian blur (lens softness, enlarger blur)."""
 
     name = "gaussian_blur"
+    main = "sigma"
     params = {
         "sigma": Float(0.1, 10.0, default=(0.5, 2.0), doc="standard deviation in pixels"),
         "ksize": Choice((0, 3, 5, 7, 9, 11, 13, 15), default=0, doc="kernel size; 0 = from sigma"),
@@ -77,6 +78,7 @@ class MotionBlur(Operator):
     """Linear motion blur (camera shake, moving subject)."""
 
     name = "motion_blur"
+    main = "length_px"
     params = {
         "length_px": Float(1.0, 64.0, default=(3.0, 12.0), doc="blur length in pixels"),
         "angle": Float(0.0, 180.0, default=(0.0, 180.0), doc="direction in degrees, 0 = horizontal"),
@@ -92,6 +94,7 @@ class DefocusBlur(Operator):
     """Defocus blur with a disk kernel (bokeh-like)."""
 
     name = "defocus_blur"
+    main = "radius_px"
     params = {"radius_px": Float(0.5, 24.0, default=(1.0, 3.0), doc="disk radius in pixels")}
     example = {"radius_px": 3.5}
 

@@ -74,6 +74,7 @@ class Jpeg(Operator):
     """JPEG compression artefacts (blocking, ringing, chroma bleeding)."""
 
     name = "jpeg"
+    main = "quality"
     params = {"quality": Int(1, 100, default=(30, 90), doc="libjpeg quality factor")}
     example = {"quality": 12}
 
@@ -86,6 +87,7 @@ class Downscale(Operator):
     """Low resolution: downsample then upsample back to the original size."""
 
     name = "downscale"
+    main = "scale_x"
     params = {
         "scale_x": Float(0.05, 1.0, default=(0.3, 0.9), doc="horizontal size factor of the small image"),
         "scale_y": Float(0.05, 1.0, default=(0.3, 0.9), doc="vertical size factor (ignored when keep_aspect)"),

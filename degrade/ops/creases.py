@@ -127,6 +127,7 @@ class Creases(Operator):
     """Creases and folds: ridge highlight and shadow, worn emulsion, crack networks."""
 
     name = "creases"
+    main = "count"
     kind = STRUCTURED
     params = {
         "count": Int(1, 6, default=(1, 2), doc="number of folds"),

@@ -72,6 +72,7 @@ class Dust(Operator):
     """Dust, dirt specks and fibres on the print, negative or scanner glass."""
 
     name = "dust"
+    main = "density"
     kind = STRUCTURED
     params = {
         "density": Float(0.0, 2000.0, default=(5.0, 80.0), doc="specks per 256×256 pixels"),

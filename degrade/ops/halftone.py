@@ -53,6 +53,7 @@ class Halftone(Operator):
     """Printed halftone dots (newspaper, postcard or book reproductions)."""
 
     name = "halftone"
+    main = "cell_px"
     params = {
         "cell_px": Float(2.0, 16.0, default=(3.0, 6.0), doc="dot pitch in pixels"),
         "angle": Float(0.0, 90.0, default=(0.0, 45.0), doc="screen angle in degrees"),

@@ -110,6 +110,7 @@ class GaussianNoise(Operator):
     """Additive white gaussian noise (sensor/scan noise)."""
 
     name = "gaussian_noise"
+    main = "sigma"
     params = {
         "sigma": Float(0.0, 0.5, default=(0.02, 0.2), doc="standard deviation, fraction of full scale"),
         "per_channel": Bool(default=True, doc="independent noise per channel (colour noise)"),
@@ -126,6 +127,7 @@ class PoissonNoise(Operator):
     """Photon shot noise: variance proportional to intensity."""
 
     name = "poisson_noise"
+    main = "peak"
     params = {
         "peak": Float(1.0, 1000.0, default=(10.0, 300.0), log=True, doc="photons counted at full white"),
         "per_channel": Bool(default=True, doc="independent noise per channel"),
@@ -142,6 +144,7 @@ class SpeckleNoise(Operator):
     """Multiplicative gaussian noise, stronger in bright areas."""
 
     name = "speckle"
+    main = "sigma"
     params = {
         "sigma": Float(0.0, 1.0, default=(0.02, 0.2), doc="standard deviation of the multiplier"),
         "per_channel": Bool(default=True, doc="independent noise per channel"),
@@ -158,6 +161,7 @@ class SaltPepper(Operator):
     """Impulse noise: isolated white and black values."""
 
     name = "salt_pepper"
+    main = "amount"
     params = {
         "amount": Float(0.0, 0.5, default=(0.0, 0.01), doc="fraction of values replaced"),
         "salt_ratio": Float(0.0, 1.0, default=(0.3, 0.8), doc="share of replaced values set to white"),
@@ -175,6 +179,7 @@ class FilmGrain(Operator):
     """Film grain: clumped, luminance-dependent, monochrome or colour."""
 
     name = "film_grain"
+    main = "strength"
     params = {
         "strength": Float(0.0, 1.0, default=(0.03, 0.15), doc="grain deviation at mid-grey, fraction of full scale"),
         "grain_px": Float(1.0, 8.0, default=(1.0, 2.5), doc="clump size in pixels"),

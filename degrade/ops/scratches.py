@@ -99,6 +99,7 @@ class Scratches(Operator):
     """Scratches: thin light or dark curves, some crossing the whole photo."""
 
     name = "scratches"
+    main = "count"
     kind = STRUCTURED
     params = {
         "count": Int(1, 60, default=(2, 10), doc="number of scratches"),

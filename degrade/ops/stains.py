@@ -89,6 +89,7 @@ class Stains(Operator):
     """Blotches and stains: soft, irregular, tinted (water stains, foxing) or bleached."""
 
     name = "stains"
+    main = "count"
     kind = STRUCTURED
     params = {
         "count": Int(1, 20, default=(1, 3), doc="number of blotches"),

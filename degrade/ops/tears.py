@@ -108,6 +108,7 @@ class Tears(Operator):
     """Torn or missing regions: irregular holes, torn corners and edges."""
 
     name = "tears"
+    main = "size"
     kind = STRUCTURED
     params = {
         "count": Int(1, 12, default=(1, 3), doc="number of missing regions"),

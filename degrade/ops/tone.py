@@ -99,6 +99,7 @@ class Fade(Operator):
     """Colour fading: desaturation, contrast loss, lifted blacks, dimmed whites."""
 
     name = "fade"
+    main = "contrast_loss"
     params = {
         "desaturate": Float(0.0, 1.0, default=(0.1, 0.6), doc="mix towards luma"),
         "contrast_loss": Float(0.0, 0.9, default=(0.05, 0.4), doc="contrast reduction about mid-grey"),
@@ -116,6 +117,7 @@ class Sepia(Operator):
     """Sepia toning or yellowing (hue ~30–50°); other hues give cyanotypes and colour casts."""
 
     name = "sepia"
+    main = "strength"
     colour = True
     params = {
         "strength": Float(0.0, 1.0, default=(0.3, 0.9), doc="mix of the toned image"),
@@ -133,6 +135,7 @@ class BrightnessContrastGamma(Operator):
     """Exposure errors: brightness offset, contrast gain and gamma."""
 
     name = "brightness_contrast_gamma"
+    main = "gamma"
     params = {
         "brightness": Float(-0.5, 0.5, default=(-0.1, 0.1), doc="offset, fraction of full scale"),
         "contrast": Float(0.2, 3.0, default=(0.7, 1.2), doc="gain about mid-grey"),
@@ -149,6 +152,7 @@ class Vignette(Operator):
     """Lens vignetting: corners darker than the centre."""
 
     name = "vignette"
+    main = "strength"
     params = {
         "strength": Float(0.0, 1.0, default=(0.15, 0.5), doc="darkening at and beyond the radius"),
         "radius": Float(0.2, 2.0, default=(0.8, 1.4), doc="distance of full darkening, 1 = corner"),
@@ -167,6 +171,7 @@ class Grayscale(Operator):
     """Conversion to monochrome (kept as three channels for RGB input)."""
 
     name = "grayscale"
+    main = "amount"
     params = {"amount": Float(0.0, 1.0, default=1.0, doc="1 = fully grey")}
     example = {"amount": 1.0}
 
