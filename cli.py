@@ -400,19 +400,24 @@ def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
 @dataset.command("tag")
 @click.argument("ref")
 @click.argument("tag")
-def dataset_tag(ref: str, tag: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_tag(ref: str, tag: str, as_json: bool) -> None:
     """Point TAG at a version: then NAME@TAG refers to it."""
     from pipelines.catalog import Catalog
 
     cat = Catalog()
     v = cat.tag(ref, tag)
     cat.close()
-    click.echo(f"{v.name}@{tag} -> {v.ref}")
+    if as_json:
+        _echo_json({"tag": f"{v.name}@{tag}", "version": v.to_dict()})
+    else:
+        click.echo(f"{v.name}@{tag} -> {v.ref}")
 
 
 @dataset.command("untag")
 @click.argument("ref")
-def dataset_untag(ref: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_untag(ref: str, as_json: bool) -> None:
     """Remove a tag: daguerre dataset untag NAME@TAG."""
     from degrade import DaguerreError
     from pipelines.catalog import Catalog
@@ -424,7 +429,7 @@ def dataset_untag(ref: str) -> None:
     cat = Catalog()
     cat.untag(r.name, r.version)
     cat.close()
-    click.echo(f"removed tag {ref}")
+    _echo_json({"untagged": ref}) if as_json else click.echo(f"removed tag {ref}")
 
 
 @dataset.command("reproduce")
@@ -456,7 +461,8 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
 @click.argument("ref")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
 @click.option("--n", type=click.IntRange(1, 200), default=16, show_default=True, help="Samples on the sheet.")
-def dataset_show(ref: str, out: str, n: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_show(ref: str, out: str, n: int, as_json: bool) -> None:
     """A contact sheet of degraded / clean / mask triplets with key params under each."""
     from degrade.sheet import save_sheet
     from pipelines import open_dataset
@@ -464,13 +470,17 @@ def dataset_show(ref: str, out: str, n: int) -> None:
 
     ds = open_dataset(ref)
     save_sheet(dataset_sheet(ds, n), out)
-    click.echo(f"wrote {out} ({min(n, len(ds))} samples of {ds.path})")
+    if as_json:
+        _echo_json({"out": out, "samples": min(n, len(ds)), "dataset": str(ds.path)})
+    else:
+        click.echo(f"wrote {out} ({min(n, len(ds))} samples of {ds.path})")
 
 
 @dataset.command("rm")
 @click.argument("ref")
 @click.option("--force", is_flag=True, help="Also remove a tagged version (and its tags).")
-def dataset_rm(ref: str, force: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
     """Remove a version (refuses a tagged one without --force)."""
     from degrade import DaguerreError
     from pipelines.catalog import Catalog
@@ -482,18 +492,22 @@ def dataset_rm(ref: str, force: bool) -> None:
     cat = Catalog()
     v = cat.remove(ref, force)
     cat.close()
-    click.echo(f"removed {v.ref} ({_human_bytes(v.bytes)})")
+    _echo_json({"removed": v.to_dict()}) if as_json else click.echo(f"removed {v.ref} ({_human_bytes(v.bytes)})")
 
 
 @dataset.command("gc")
 @click.option("--dry-run", is_flag=True, help="List what would be removed.")
-def dataset_gc(dry_run: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_gc(dry_run: bool, as_json: bool) -> None:
     """Remove data that no catalog entry references (crash leftovers, unfinished generations)."""
     from pipelines.catalog import Catalog, collect_garbage
 
     cat = Catalog()
     found = collect_garbage(cat, dry_run)
     cat.close()
+    if as_json:
+        _echo_json({"dry_run": dry_run, "items": [{"path": str(p), "bytes": n} for p, n in found]})
+        return
     for p, n in found:
         click.echo(f"{'would remove' if dry_run else 'removed'} {p} ({_human_bytes(n)})")
     click.echo(f"{len(found)} item(s), {_human_bytes(sum(n for _, n in found))}" + (" (dry run)" if dry_run else ""))

@@ -75,6 +75,7 @@ class GenerationSpec:
             "kind": "real" if self.real else "synthetic",
             "recipe_hash": self.recipe_hash,
             "source_fingerprint": self.source.fingerprint,
+            "source_skipped": len(self.source.skipped),
             "seed": self.seed,
             "count": self.count,
             "size": self.size,

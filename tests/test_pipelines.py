@@ -164,6 +164,14 @@ def test_sources_skip_bad_files_and_convert_modes(home, tmp_path, photo):
     assert len(attrs["source"]["skipped"]) == 2
 
 
+def test_glob_source(home, tmp_path, photo):
+    for i in range(3):
+        (tmp_path / f"p{i}.png").write_bytes(encode_png(np.roll(photo, i * 10, axis=1)))
+    (tmp_path / "skip.txt").write_text("x")
+    source = scan_source(str(tmp_path / "p*.png"))
+    assert [f.name for f in source.files] == ["p0.png", "p1.png", "p2.png"]
+
+
 def test_crop_is_deterministic_and_varied(home):
     source = scan_source("builtin:samples")
     a = [pick_and_crop(source, 1, i, 48, CropConfig())[1] for i in range(30)]
