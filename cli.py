@@ -513,6 +513,121 @@ def dataset_gc(dry_run: bool, as_json: bool) -> None:
     click.echo(f"{len(found)} item(s), {_human_bytes(sum(n for _, n in found))}" + (" (dry run)" if dry_run else ""))
 
 
+# -- training and the model zoo ----------------------------------------------------------------
+_TRAIN_OPTIONS = [
+    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of settings (options override it)."),
+    click.option("--steps", type=int, help="Total optimisation steps [1000]."),
+    click.option("--batch-size", type=int, help="Batch size [8]."),
+    click.option("--size", type=int, help="Random crop side taken from the tiles [128]."),
+    click.option("--lr", type=float, help="Adam learning rate [2e-4]."),
+    click.option("--beta1", type=float, help="Adam beta1 [0.5]."),
+    click.option("--beta2", type=float, help="Adam beta2 [0.999]."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]"),
+    click.option("--workers", type=int, help="DataLoader worker processes [2]."),
+    click.option("--seed", type=int, help="Seed of initialisation, batches and sampling [0]."),
+    click.option("--out", type=click.Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume."),
+    click.option("--name", help="Name in the model store [the run folder's name]."),
+    click.option("--preset", type=click.Choice(["small", "official"]), help="Model size [small]."),
+    click.option("--real", help="vae1: real old photos (R), a dataset reference."),
+    click.option("--synthetic", help="vae1: synthetic degraded photos (X)."),
+    click.option("--clean", help="vae2: clean photos (Y), read from the dataset's clean field."),
+    click.option("--pairs", help="mapping, scratch: a synthetic dataset (degraded, clean, mask)."),
+    click.option("--vae1", help="mapping: trained VAE1 (store name or path)."),
+    click.option("--vae2", help="mapping: trained VAE2 (store name or path)."),
+    click.option("--log-every", type=int, help="[10]"),
+    click.option("--sample-every", type=int, help="Sample sheet every N steps [200]."),
+    click.option("--ckpt-every", type=int, help="Checkpoint every N steps [200]."),
+]
+
+
+def _train_options(f):
+    for opt in reversed(_TRAIN_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@cli.command("train")
+@click.argument("stage", type=click.Choice(["vae1", "vae2", "mapping", "scratch"]))
+@_train_options
+def train_cmd(stage: str, config_file: str | None, **options) -> None:
+    """Train one stage: vae1 (R ∪ X), vae2 (Y), mapping (X→Y, partial nonlocal), scratch (detector).
+
+    Resumable: run the same command again after an interruption. The deployable weights are
+    registered in the model store (`daguerre zoo ls`) with a card.
+    """
+    from zoo.train import run_command_config, train
+
+    cfg = run_command_config(stage, options, config_file)
+    with _progress(cfg.steps, f"train {stage}", "steps") as advance:
+        bar = advance.__self__
+        started = []
+
+        def on_step(step, logs):
+            if not started:
+                bar.start(cfg.steps, step - 1)
+                started.append(1)
+            advance()
+            if bar.bar is not None:
+                bar.bar.update(bar.task, description=f"train {stage} " + " ".join(f"{k}={v:.3g}" for k, v in list(logs.items())[:4]))
+
+        card = train(cfg, on_step=on_step)
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in card["losses"].items())
+    click.echo(f"trained {stage} for {card['steps']} steps ({card['seconds_per_step']:.3f} s/step); registered {card['name']}: {losses}")
+
+
+@cli.group()
+def zoo() -> None:
+    """Trained models and restoration bundles."""
+
+
+@zoo.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def zoo_ls(as_json: bool) -> None:
+    """Registered checkpoints: name, stage, size, trained on, metrics."""
+    from zoo.store import cards
+
+    rows = cards()
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no models yet (daguerre train …)")
+        return
+    for c in rows:
+        trained = ", ".join(d.get("ref") or "?" for d in c.get("datasets", [])) or (
+            ", ".join(sorted(c.get("parts", {}))) if c.get("parts") else "-"
+        )
+        metrics = c.get("metrics") or c.get("losses") or {}
+        shown = " ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:4] if isinstance(v, (int, float)))
+        click.echo(f"{c['name']:<18} {c.get('stage', '?'):<8} {_human_bytes(c['bytes']):>9}  {c['origin']:<7} on {trained}  {shown}")
+
+
+@zoo.command("info")
+@click.argument("ref")
+def zoo_info(ref: str) -> None:
+    """The card of a checkpoint or bundle (store name or path)."""
+    from zoo import checkpoint, store
+
+    path = store.resolve(ref)
+    tensors, card = checkpoint.load(path)
+    n = sum(t.numel() for t in tensors.values())
+    _echo_json({**card, "path": str(path), "parameters": n})
+
+
+@zoo.command("bundle")
+@click.argument("name")
+@click.option("--vae1", required=True)
+@click.option("--vae2", required=True)
+@click.option("--mapping", required=True)
+@click.option("--scratch", required=True)
+def zoo_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str) -> None:
+    """Tie VAE1's encoder, the mapping, VAE2's decoder and the detector into a restoration bundle."""
+    from zoo.bundle import make_bundle
+
+    path = make_bundle(name, vae1, vae2, mapping, scratch)
+    click.echo(f"bundle {name} -> {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: library errors become one line on stderr and exit status 1, never a traceback."""
     try:

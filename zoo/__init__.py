@@ -1,0 +1,23 @@
+"""zoo: the triplet-domain restoration models, their training from zarr shards, and a model registry.
+
+Reads datasets only through ``pipelines.open_dataset`` (via ``zoo.data``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["create_model", "list_models"]
+
+
+def create_model(name: str, config: Any = None, preset: str = "small", **overrides: Any):
+    """Build a registered model (``vae``, ``mapping``, ``scratch_unet``, discriminators)."""
+    from .registry import create_model as _create
+
+    return _create(name, config, preset, **overrides)
+
+
+def list_models():
+    from .registry import list_models as _list
+
+    return _list()

@@ -1,0 +1,83 @@
+"""A restoration bundle: VAE1's encoder, the mapping, VAE2's decoder and the scratch detector, under one name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from degrade.errors import DaguerreError
+
+from . import checkpoint, store
+from .mapping import Mapping
+from .registry import create_model
+from .scratch import ScratchUNet
+from .vae import VAE
+
+PARTS = {"vae1": ("vae", ("encoder", "to_stats")), "vae2": ("vae", ("decoder",)), "mapping": ("mapping", None), "scratch": ("scratch_unet", None)}
+
+
+@dataclass
+class Bundle:
+    """The four networks restoration runs: G_Y ∘ T ∘ E_R, with the detector providing T's mask."""
+
+    vae1: VAE
+    mapping: Mapping
+    vae2: VAE
+    scratch: ScratchUNet
+    card: dict[str, Any]
+
+    @property
+    def stride(self) -> int:
+        return self.vae1.cfg.stride
+
+    def to(self, device) -> Bundle:
+        for m in (self.vae1, self.mapping, self.vae2, self.scratch):
+            m.to(device)
+        return self
+
+
+def _keep(key: str, parts: tuple[str, ...] | None) -> bool:
+    return parts is None or key.split(".", 1)[0] in parts
+
+
+def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, extra_card: dict | None = None) -> Path:
+    """Combine four trained checkpoints (names or paths) into one bundle in the model store."""
+    tensors: dict[str, torch.Tensor] = {}
+    cards = {}
+    for part, ref in (("vae1", vae1), ("vae2", vae2), ("mapping", mapping), ("scratch", scratch)):
+        model, keep = PARTS[part]
+        t, card = checkpoint.load(store.resolve(ref))
+        if card.get("model") != model:
+            raise DaguerreError(f"--{part} {ref} is a {card.get('model')!r} checkpoint, expected {model!r}")
+        for k, v in checkpoint.prefixed(t, "model").items():
+            if _keep(k, keep):
+                tensors[f"{part}.{k}"] = v
+        cards[part] = {k: card.get(k) for k in ("name", "model", "config", "stage", "datasets", "steps", "losses", "saved")}
+    c1, c2, cm = cards["vae1"]["config"], cards["vae2"]["config"], cards["mapping"]["config"]
+    if c1["latent"] != c2["latent"] or c1["n_down"] != c2["n_down"] or cm["latent"] != c1["latent"]:
+        raise DaguerreError("vae1, vae2 and mapping disagree on latent channels or stride")
+    card = {"model": "bundle", "stage": "bundle", "parts": cards, **(extra_card or {})}
+    return store.register(name, tensors, card)
+
+
+def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle by name or path (a corrupt or foreign file is a clear error)."""
+    tensors, card = checkpoint.load(store.resolve(ref))
+    if card.get("model") != "bundle":
+        raise DaguerreError(f"{ref} is a {card.get('model')!r} checkpoint, not a restoration bundle")
+    parts = card["parts"]
+    vae1 = create_model("vae", parts["vae1"]["config"])
+    vae2 = create_model("vae", parts["vae2"]["config"])
+    mapping = create_model("mapping", parts["mapping"]["config"])
+    scratch = create_model("scratch_unet", parts["scratch"]["config"])
+    for sub in ("encoder", "to_stats"):
+        checkpoint.load_module(getattr(vae1, sub), tensors, f"vae1.{sub}", str(ref))
+    checkpoint.load_module(vae2.decoder, tensors, "vae2.decoder", str(ref))
+    checkpoint.load_module(mapping, tensors, "mapping", str(ref))
+    checkpoint.load_module(scratch, tensors, "scratch", str(ref))
+    for m in (vae1, vae2, mapping, scratch):
+        m.eval().requires_grad_(False)
+    return Bundle(vae1, mapping, vae2, scratch, card).to(device)

@@ -1,0 +1,118 @@
+"""Checkpoints: ``NAME.safetensors`` (tensors only, never pickled) plus ``NAME.json`` (the card).
+
+The card holds the model name and config, the stage, the datasets (name, version, identity)
+it was trained on, steps, final losses, metrics, code version and date. The same JSON also
+travels in the safetensors header, so a lone ``.safetensors`` file is self-describing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from degrade.errors import DaguerreError
+from degrade.io import atomic_write_bytes
+
+CARD_KEY = "daguerre_card"
+
+
+def stem_of(path: str | Path) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+
+
+def save(path: str | Path, tensors: dict[str, torch.Tensor], card: dict[str, Any]) -> Path:
+    """Write ``path.safetensors`` and ``path.json`` atomically; returns the .safetensors path."""
+    stem = stem_of(path)
+    card = {**card, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    text = json.dumps(card, indent=2, sort_keys=True, default=_jsonable)
+    data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata={CARD_KEY: text})
+    atomic_write_bytes(stem.with_suffix(".safetensors"), data)
+    atomic_write_bytes(stem.with_suffix(".json"), (text + "\n").encode())
+    return stem.with_suffix(".safetensors")
+
+
+def _jsonable(o: Any) -> Any:
+    if dataclasses.is_dataclass(o):
+        return dataclasses.asdict(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read tensors and card; any unreadable, truncated or foreign file is a one-line DaguerreError."""
+    stem = stem_of(path)
+    st = stem.with_suffix(".safetensors")
+    if not st.exists():
+        raise DaguerreError(f"no checkpoint at {st}")
+    try:
+        raw = st.read_bytes()
+        tensors = st_load(raw)
+        header_len = int.from_bytes(raw[:8], "little")
+        meta = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
+    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as e:
+        raise DaguerreError(f"{st} is not a valid safetensors checkpoint ({str(e).splitlines()[0]})") from None
+    card_text = meta.get(CARD_KEY)
+    js = stem.with_suffix(".json")
+    if card_text is None and js.exists():
+        card_text = js.read_text()
+    if card_text is None:
+        raise DaguerreError(f"{st} has no daguerre card (not a daguerre checkpoint)")
+    try:
+        card = json.loads(card_text)
+    except ValueError:
+        raise DaguerreError(f"{st}: the card is not valid JSON") from None
+    return tensors, card
+
+
+def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The sub-dictionary under ``prefix.`` with the prefix stripped."""
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where: str = "") -> None:
+    """Load ``prefix.*`` tensors into a module strictly; mismatches are a clear error."""
+    sub = prefixed(tensors, prefix)
+    if not sub:
+        raise DaguerreError(f"{where or 'checkpoint'}: no weights for {prefix!r}")
+    try:
+        module.load_state_dict(sub, strict=True)
+    except RuntimeError as e:
+        first = str(e).split("\n")[0]
+        raise DaguerreError(f"{where or 'checkpoint'}: weights for {prefix!r} do not fit the model ({first})") from None
+
+
+def module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+# -- optimizer state as plain tensors (resumable training without pickle) --------------------
+def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = opt.state_dict()
+    tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
+    for pid, st in state["state"].items():
+        meta["state"][str(pid)] = {}
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{prefix}.{pid}.{k}"] = v
+                meta["state"][str(pid)][k] = "tensor"
+            else:
+                meta["state"][str(pid)][k] = v
+    return tensors, meta
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state = {}
+    for pid, st in meta["state"].items():
+        state[int(pid)] = {k: (tensors[f"{prefix}.{pid}.{k}"] if v == "tensor" else v) for k, v in st.items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -1,0 +1,3 @@
+"""Importing this module registers every model."""
+
+from . import discriminators, mapping, scratch, vae  # noqa: F401

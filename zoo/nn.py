@@ -1,0 +1,67 @@
+"""Building blocks shared by the models."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NORMS = ("none", "batch", "group", "instance")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """Normalisation by name. ``none``/``batch`` keep tiled inference seam-free (no per-tile statistics)."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels)
+    raise ValueError(f"unknown norm {kind!r} (use {', '.join(NORMS)})")
+
+
+def act() -> nn.Module:
+    return nn.LeakyReLU(0.2, inplace=True)
+
+
+def conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
+    """A conv with reflection padding that keeps the size (stride 1) or halves it (stride 2)."""
+    return nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2, padding_mode="reflect")
+
+
+class ResBlock(nn.Module):
+    """conv-norm-act-conv-norm plus identity."""
+
+    def __init__(self, ch: int, norm: str = "none") -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv(ch, ch), norm_layer(norm, ch), act(), conv(ch, ch), norm_layer(norm, ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Down(nn.Sequential):
+    def __init__(self, cin: int, cout: int, norm: str) -> None:
+        super().__init__(conv(cin, cout, 3, 2), norm_layer(norm, cout), act())
+
+
+class Up(nn.Sequential):
+    """Nearest upsampling then a conv: no checkerboard artefacts, unlike transposed convs."""
+
+    def __init__(self, cin: int, cout: int, norm: str) -> None:
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), conv(cin, cout), norm_layer(norm, cout), act())
+
+
+def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad H and W up to multiples of ``m``; returns the padded tensor and the original size."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return x[..., : size[0], : size[1]]

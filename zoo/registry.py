@@ -1,0 +1,100 @@
+"""One registry of models: name → builder, default config dataclass, example input (timm-style)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from degrade.errors import DaguerreError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[[Any], torch.nn.Module]
+    config: type
+    summary: str
+    example: Callable[[Any], tuple]
+    """Inputs a forward pass takes for a given config (tests, docs, benchmarks)."""
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, config: type, example: Callable[[Any], tuple]):
+    """Decorator: register ``builder(config) -> nn.Module`` under ``name``."""
+
+    def wrap(builder):
+        summary = (builder.__doc__ or "").strip().splitlines()[0]
+        MODELS[name] = ModelSpec(name, builder, config, summary, example)
+        return builder
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    from . import models  # noqa: F401  (registers)
+
+
+def get_spec(name: str) -> ModelSpec:
+    _ensure_loaded()
+    if name not in MODELS:
+        raise DaguerreError(f"unknown model {name!r} (have {', '.join(sorted(MODELS))})")
+    return MODELS[name]
+
+
+def make_config(name: str, preset: str = "small", **overrides: Any):
+    """The config dataclass of ``name`` from a preset (``small``, ``official``) plus overrides."""
+    spec = get_spec(name)
+    presets = getattr(spec.config, "PRESETS", {"small": {}})
+    if preset not in presets:
+        raise DaguerreError(f"model {name!r} has no preset {preset!r} (have {', '.join(presets)})")
+    fields = {f.name for f in dataclasses.fields(spec.config)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise DaguerreError(f"model {name!r} has no setting {bad[0]!r} (settings: {', '.join(sorted(fields))})")
+    return spec.config(**{**presets[preset], **overrides})
+
+
+def create_model(name: str, config: Any = None, preset: str = "small", **overrides: Any) -> torch.nn.Module:
+    """Build a registered model from a config (or a preset plus overrides)."""
+    spec = get_spec(name)
+    cfg = config if config is not None else make_config(name, preset, **overrides)
+    if not isinstance(cfg, spec.config):
+        cfg = spec.config(**cfg)
+    model = spec.builder(cfg)
+    model.config = cfg
+    model.model_name = name
+    return model
+
+
+def list_models() -> list[ModelSpec]:
+    _ensure_loaded()
+    return [MODELS[k] for k in sorted(MODELS)]
+
+
+def init_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Deterministic initialisation from a private generator (never the global torch seed).
+
+    Convolutions get N(0, 0.02) as in pix2pixHD/BOPBtL, biases zero; zero-initialised layers
+    (marked ``_zero_init``) stay zero.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                w = getattr(m, "weight_orig", m.weight)  # spectral norm keeps the raw weight here
+                if getattr(m, "_zero_init", False):
+                    w.zero_()
+                else:
+                    w.normal_(0.0, 0.02, generator=g)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) and m.weight is not None:
+                m.weight.normal_(1.0, 0.02, generator=g)
+                m.bias.zero_()
+    return model

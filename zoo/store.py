@@ -1,0 +1,60 @@
+"""Where trained models live: ``$DAGUERRE_HOME/models/NAME.{safetensors,json}`` and the shipped weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from degrade.errors import DaguerreError
+from pipelines.refs import NAME_RE, daguerre_home
+
+from . import checkpoint
+
+SHIPPED = Path(__file__).resolve().parent / "weights"
+
+
+def models_dir() -> Path:
+    return daguerre_home() / "models"
+
+
+def register(name: str, tensors, card: dict[str, Any]) -> Path:
+    """Save a checkpoint under ``name`` in the model store (an existing name is overwritten)."""
+    if not NAME_RE.match(name):
+        raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-'")
+    return checkpoint.save(models_dir() / name, tensors, {**card, "name": name})
+
+
+def resolve(ref: str | Path) -> Path:
+    """A model name (store first, then shipped weights) or a checkpoint path, to its .safetensors path."""
+    s = str(ref)
+    p = checkpoint.stem_of(s)
+    if "/" in s or s.endswith((".safetensors", ".json")):
+        if not p.with_suffix(".safetensors").exists():
+            raise DaguerreError(f"no checkpoint at {p.with_suffix('.safetensors')}")
+        return p.with_suffix(".safetensors")
+    for root in (models_dir(), SHIPPED):
+        q = root / f"{s}.safetensors"
+        if q.exists():
+            return q
+    have = sorted({c["name"] for c in cards()})
+    raise DaguerreError(f"unknown model {s!r} (have: {', '.join(have) or 'none'}; see `daguerre zoo ls`)")
+
+
+def cards() -> list[dict[str, Any]]:
+    """The cards of every stored and shipped checkpoint (with ``path`` and ``bytes`` added)."""
+    out = []
+    for root, origin in ((SHIPPED, "shipped"), (models_dir(), "store")):
+        if not root.exists():
+            continue
+        for js in sorted(root.glob("*.json")):
+            st = js.with_suffix(".safetensors")
+            if not st.exists():
+                continue
+            try:
+                card = json.loads(js.read_text())
+            except ValueError:
+                continue
+            card.setdefault("name", js.stem)
+            out.append({**card, "path": str(st), "bytes": st.stat().st_size, "origin": origin})
+    return out

@@ -1,0 +1,585 @@
+"""Training of every stage, in one readable loop (nanoGPT-style).
+
+    daguerre train vae1 --real R --synthetic X      # VAE1 on R ∪ X + latent discriminator
+    daguerre train vae2 --clean Y                   # VAE2 on clean photos
+    daguerre train mapping --pairs XY --vae1 A --vae2 B
+    daguerre train scratch --pairs XY               # defect detector
+
+A run lives in ``--out``: ``last.safetensors`` (models, discriminators, optimizers, step),
+``losses.csv``, ``losses.png``, ``samples/step-NNNNNN.png``, ``config.yaml``. Killed and run
+again with the same command it resumes from the last checkpoint. Batches are a function of
+(seed, step) only, so a resumed run sees exactly the batches an uninterrupted one would. At the
+end the deployable weights are registered in the model store with their card.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from degrade.errors import DaguerreError
+
+from . import checkpoint, losses, store
+from .data import ShardDataset, passthrough
+from .registry import create_model, init_weights, make_config
+
+STAGES = ("vae1", "vae2", "mapping", "scratch")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; recorded in the run folder and the checkpoint card."""
+
+    stage: str
+    steps: int = 1000
+    batch_size: int = 8
+    size: int = 128  # random crop side taken from the dataset tiles
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    device: str = "auto"
+    workers: int = 2
+    seed: int = 0
+    out: str = ""
+    name: str = ""  # model-store name; default: the out folder's name
+    preset: str = "small"  # model preset
+    # datasets and upstream models
+    real: str = ""
+    synthetic: str = ""
+    clean: str = ""
+    pairs: str = ""
+    vae1: str = ""
+    vae2: str = ""
+    # loss weights (official defaults where they exist)
+    kl_weight: float = 0.01
+    l1_weight: float = 10.0  # α of the VAE reconstruction term
+    gan_weight: float = 1.0
+    fm_weight: float = 10.0  # λ2, feature matching
+    latent_gan_weight: float = 1.0
+    map_l1_weight: float = 60.0  # λ1, latent L1 of the mapping
+    # bookkeeping
+    log_every: int = 10
+    sample_every: int = 200
+    ckpt_every: int = 200
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.stage not in STAGES:
+            raise DaguerreError(f"unknown stage {self.stage!r} (use {', '.join(STAGES)})")
+        need = {"vae1": ("real", "synthetic"), "vae2": ("clean",), "mapping": ("pairs", "vae1", "vae2"), "scratch": ("pairs",)}
+        for f in need[self.stage]:
+            if not getattr(self, f):
+                raise DaguerreError(f"train {self.stage} needs --{f}")
+        for f, lo in (("steps", 1), ("batch_size", 1), ("size", 16), ("workers", 0)):
+            if getattr(self, f) < lo:
+                raise DaguerreError(f"--{f.replace('_', '-')} must be at least {lo}, got {getattr(self, f)}")
+        if self.stage == "vae1" and self.batch_size < 2:
+            raise DaguerreError("train vae1 needs --batch-size of at least 2 (half real, half synthetic)")
+        if not self.lr > 0:
+            raise DaguerreError(f"--lr must be positive, got {self.lr}")
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a run folder to be resumed (not steps, workers, device or logging)."""
+        skip = {"steps", "workers", "device", "log_every", "sample_every", "ckpt_every", "out", "name"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DaguerreError("--device cuda: no CUDA device is available here")
+    if name not in ("cpu", "cuda"):
+        raise DaguerreError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def step_generator(seed: int, step: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(step), int(stream))))
+
+
+# -- data -----------------------------------------------------------------------------------------
+class StepSampler(torch.utils.data.Sampler):
+    """Batch indices for steps ``start..stop-1``, each a function of (seed, step, stream) only."""
+
+    def __init__(self, n: int, batch: int, seed: int, stream: int, start: int, stop: int) -> None:
+        self.n, self.batch, self.seed, self.stream, self.start, self.stop = n, batch, seed, stream, start, stop
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            yield step_generator(self.seed, step, self.stream).integers(self.n, size=self.batch).tolist()
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+class Batches:
+    """Training batches of a dataset: random crops of ``size`` and flips on top, as float tensors.
+
+    Images come as B×3×S×S in [-1, 1] and masks as B×1×S×S in {0, 1}, on ``device``.
+    """
+
+    def __init__(self, ref: str, fields: tuple[str, ...], cfg: TrainConfig, batch: int, stream: int, start: int, device) -> None:
+        self.ds = ShardDataset(ref, fields)
+        self.fields, self.cfg, self.stream, self.device = fields, cfg, stream, device
+        tile = int(self.ds.ds.attrs["size"])
+        if cfg.size > tile:
+            raise DaguerreError(f"--size {cfg.size} is larger than the tiles of {ref} ({tile} px)")
+        loader = torch.utils.data.DataLoader(
+            self.ds,
+            batch_sampler=StepSampler(len(self.ds), batch, cfg.seed, stream, start, cfg.steps),
+            collate_fn=passthrough,
+            num_workers=cfg.workers,
+            persistent_workers=False,
+        )
+        self.it = iter(loader)
+        self.step = start
+        self.wait = 0.0  # seconds spent waiting for and preparing batches (data-loading share)
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        t = time.perf_counter()
+        raw = next(self.it)
+        rng = step_generator(self.cfg.seed, self.step, 100 + self.stream)
+        self.step += 1
+        out = augment(raw, self.fields, self.cfg.size, rng, self.device)
+        self.wait += time.perf_counter() - t
+        return out
+
+
+def augment(raw: dict[str, torch.Tensor], fields, size: int, rng: np.random.Generator, device) -> dict[str, torch.Tensor]:
+    """Same random crop and flip for every field of a sample; uint8 NHWC → float NCHW."""
+    first = raw[fields[0]]
+    b, tile = first.shape[0], first.shape[1]
+    ys = rng.integers(0, tile - size + 1, b)
+    xs = rng.integers(0, tile - size + 1, b)
+    flips = rng.random(b) < 0.5
+    out = {}
+    for f in fields:
+        t = raw[f]
+        crops = []
+        for i in range(b):
+            c = t[i, ys[i] : ys[i] + size, xs[i] : xs[i] + size]
+            crops.append(c.flip(1) if flips[i] else c)
+        x = torch.stack(crops).to(device)
+        if f == "mask":
+            out[f] = (x > 0).float().unsqueeze(1)
+        else:
+            out[f] = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return out
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """B×3×H×W in [-1, 1] (or B×1×H×W in [0, 1]) to a list-like uint8 array for sheets."""
+    if x.shape[1] == 1:
+        return (x[:, 0].clamp(0, 1) * 255).round().byte().cpu().numpy()
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+# -- the stages ---------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """Everything a stage trains, freezes and reads."""
+
+    models: dict[str, torch.nn.Module]  # trained, saved and resumed
+    frozen: dict[str, torch.nn.Module]
+    optims: dict[str, torch.optim.Optimizer]
+    batches: dict[str, Batches]
+    step_fn: Callable[..., dict[str, float]]
+    sample_fn: Callable[..., tuple[list, list]]
+    deploy: tuple[str, str]  # (models key, registry model name) of the weights that get registered
+    datasets: list[str]
+
+
+def _adam(cfg: TrainConfig, *mods: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for m in mods for p in m.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def _model(name: str, cfg: TrainConfig, seed_offset: int, device, **overrides):
+    extra = {**cfg.model_overrides.get(name, {}), **overrides}
+    m = create_model(name, make_config(name, cfg.preset, **extra))
+    return init_weights(m, cfg.seed * 1000 + seed_offset).to(device)
+
+
+def load_frozen(ref: str, expected: str, device) -> torch.nn.Module:
+    """A trained model from the store or a path, frozen in eval mode."""
+    tensors, card = checkpoint.load(store.resolve(ref))
+    if card.get("model") != expected:
+        raise DaguerreError(f"{ref} is a {card.get('model')!r} checkpoint, expected {expected!r}")
+    m = create_model(expected, card["config"])
+    checkpoint.load_module(m, tensors, "model", str(ref))
+    m.eval().requires_grad_(False)
+    return m.to(device)
+
+
+def _vae_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -> dict[str, float]:
+    vae, D = run.models["vae"], run.models["D"]
+    if cfg.stage == "vae2":
+        x = next(run.batches["clean"])["clean"]
+        n_real = 0
+    else:
+        r = next(run.batches["real"])["degraded"]
+        s = next(run.batches["synthetic"])["degraded"]
+        x, n_real = torch.cat([r, s]), r.shape[0]
+    mu, logvar = vae.encode(x)
+    xr = vae.decode(vae.sample(mu, logvar, gen))
+    d_fake, d_real = D(xr), D(x)
+    out = {
+        "kl": losses.kl_divergence(mu, logvar),
+        "l1": losses.l1(xr, x),
+        "gan": losses.lsgan_g(d_fake),
+        "fm": losses.feature_matching(d_fake, d_real),
+    }
+    g_loss = cfg.kl_weight * out["kl"] + cfg.l1_weight * out["l1"] + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
+    if n_real:
+        # the encoder makes real-photo latents look synthetic to the latent discriminator (label 0)
+        out["latent_gan"] = losses.lsgan_g(run.models["D_latent"](mu[:n_real]), target=0.0)
+        g_loss = g_loss + cfg.latent_gan_weight * out["latent_gan"]
+    run.optims["G"].zero_grad(set_to_none=True)
+    g_loss.backward()
+    run.optims["G"].step()
+    d_loss = losses.lsgan_d(D(x), D(xr.detach()))
+    if n_real:
+        DL = run.models["D_latent"]
+        mu_d = mu.detach()
+        out["latent_d"] = losses.lsgan_d(DL(mu_d[:n_real]), DL(mu_d[n_real:]))  # real photos 1, synthetic 0
+        d_loss = d_loss + out["latent_d"]
+    run.optims["D"].zero_grad(set_to_none=True)
+    d_loss.backward()
+    run.optims["D"].step()
+    out["d"] = d_loss
+    out["total"] = g_loss
+    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
+
+
+def _vae_samples(run: Run, cfg: TrainConfig, batch: dict[str, torch.Tensor]):
+    vae = run.models["vae"]
+    x = batch["clean"] if "clean" in batch else batch["degraded"]
+    with torch.no_grad():
+        vae.eval()
+        xr = vae(x)[0]
+        vae.train()
+    tiles, labels = [], []
+    for a, b in zip(to_image(x[:6]), to_image(xr[:6])):
+        tiles += [a, b]
+        labels += ["input", "reconstruction"]
+    return tiles, labels
+
+
+def _mapping_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -> dict[str, float]:
+    b = next(run.batches["pairs"])
+    T, D = run.models["mapping"], run.models["D"]
+    vae1, vae2 = run.frozen["vae1"], run.frozen["vae2"]
+    with torch.no_grad():
+        zx, zy = vae1.encode(b["degraded"])[0], vae2.encode(b["clean"])[0]
+    zhat = T(zx, b["mask"])
+    yhat = vae2.decode(zhat)
+    d_fake, d_real = D(yhat), D(b["clean"])
+    out = {"latent_l1": losses.l1(zhat, zy), "gan": losses.lsgan_g(d_fake), "fm": losses.feature_matching(d_fake, d_real)}
+    g_loss = cfg.map_l1_weight * out["latent_l1"] + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
+    run.optims["G"].zero_grad(set_to_none=True)
+    g_loss.backward()
+    run.optims["G"].step()
+    d_loss = losses.lsgan_d(D(b["clean"]), D(yhat.detach()))
+    run.optims["D"].zero_grad(set_to_none=True)
+    d_loss.backward()
+    run.optims["D"].step()
+    with torch.no_grad():
+        out["image_l1"] = losses.l1(yhat, b["clean"])
+    out["d"], out["total"] = d_loss, g_loss
+    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
+
+
+def _mapping_samples(run: Run, cfg: TrainConfig, b: dict[str, torch.Tensor]):
+    T = run.models["mapping"]
+    with torch.no_grad():
+        T.eval()
+        yhat = run.frozen["vae2"].decode(T(run.frozen["vae1"].encode(b["degraded"])[0], b["mask"]))
+        T.train()
+    tiles, labels = [], []
+    for x, y, c in zip(to_image(b["degraded"][:4]), to_image(yhat[:4]), to_image(b["clean"][:4])):
+        tiles += [x, y, c]
+        labels += ["degraded", "restored", "clean"]
+    return tiles, labels
+
+
+def _scratch_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -> dict[str, float]:
+    b = next(run.batches["pairs"])
+    U = run.models["scratch"]
+    logits = U(b["degraded"])
+    loss = losses.balanced_bce(logits, b["mask"])
+    run.optims["G"].zero_grad(set_to_none=True)
+    loss.backward()
+    run.optims["G"].step()
+    with torch.no_grad():
+        pred = logits > 0
+        tp = (pred & (b["mask"] > 0)).sum().item()
+        fp = (pred & (b["mask"] == 0)).sum().item()
+        fn = ((~pred) & (b["mask"] > 0)).sum().item()
+    return {"bce": float(loss), "f1": 2 * tp / max(1, 2 * tp + fp + fn), "total": float(loss)}
+
+
+def _scratch_samples(run: Run, cfg: TrainConfig, b: dict[str, torch.Tensor]):
+    U = run.models["scratch"]
+    with torch.no_grad():
+        U.eval()
+        p = torch.sigmoid(U(b["degraded"]))
+        U.train()
+    tiles, labels = [], []
+    for x, pm, gt in zip(to_image(b["degraded"][:4]), to_image(p[:4]), to_image(b["mask"][:4])):
+        tiles += [x, pm, gt]
+        labels += ["degraded", "predicted", "ground truth"]
+    return tiles, labels
+
+
+def build_run(cfg: TrainConfig, start: int, device) -> Run:
+    """Models, optimizers and data of a stage, from a fresh initialisation."""
+    if cfg.stage in ("vae1", "vae2"):
+        vae = _model("vae", cfg, 1, device)
+        D = _model("patch_discriminator", cfg, 2, device)
+        models = {"vae": vae, "D": D}
+        d_params = [D]
+        if cfg.stage == "vae1":
+            DL = _model("latent_discriminator", cfg, 3, device, latent=vae.config.latent)
+            models["D_latent"] = DL
+            d_params.append(DL)
+            half = cfg.batch_size // 2
+            batches = {
+                "real": Batches(cfg.real, ("degraded",), cfg, half, 0, start, device),
+                "synthetic": Batches(cfg.synthetic, ("degraded",), cfg, cfg.batch_size - half, 1, start, device),
+            }
+            datasets = [cfg.real, cfg.synthetic]
+        else:
+            batches = {"clean": Batches(cfg.clean, ("clean",), cfg, cfg.batch_size, 0, start, device)}
+            datasets = [cfg.clean]
+        optims = {"G": _adam(cfg, vae), "D": _adam(cfg, *d_params)}
+        return Run(models, {}, optims, batches, _vae_step, _vae_samples, ("vae", "vae"), datasets)
+    if cfg.stage == "mapping":
+        vae1, vae2 = load_frozen(cfg.vae1, "vae", device), load_frozen(cfg.vae2, "vae", device)
+        if vae1.config.latent != vae2.config.latent or vae1.config.stride != vae2.config.stride:
+            raise DaguerreError("--vae1 and --vae2 must share latent channels and stride")
+        T = _model("mapping", cfg, 4, device, latent=vae1.config.latent)
+        D = _model("patch_discriminator", cfg, 5, device)
+        batches = {"pairs": Batches(cfg.pairs, ("degraded", "clean", "mask"), cfg, cfg.batch_size, 0, start, device)}
+        return Run({"mapping": T, "D": D}, {"vae1": vae1, "vae2": vae2}, {"G": _adam(cfg, T), "D": _adam(cfg, D)},
+                   batches, _mapping_step, _mapping_samples, ("mapping", "mapping"), [cfg.pairs])  # fmt: skip
+    U = _model("scratch_unet", cfg, 6, device)
+    batches = {"pairs": Batches(cfg.pairs, ("degraded", "mask"), cfg, cfg.batch_size, 0, start, device)}
+    return Run({"scratch": U}, {}, {"G": _adam(cfg, U)}, batches, _scratch_step, _scratch_samples, ("scratch", "scratch_unet"), [cfg.pairs])
+
+
+# -- checkpoints of a run -----------------------------------------------------------------------
+def _state_tensors(run: Run) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, meta = {}, {}
+    for k, m in run.models.items():
+        tensors.update(checkpoint.module_tensors(f"model.{k}", m))
+    for k, o in run.optims.items():
+        t, om = checkpoint.optimizer_tensors(f"optim.{k}", o)
+        tensors.update(t)
+        meta[k] = om
+    return tensors, meta
+
+
+def _dataset_cards(refs: list[str]) -> list[dict[str, Any]]:
+    from pipelines import open_dataset
+
+    out = []
+    for r in refs:
+        ds = open_dataset(r)
+        a = ds.attrs
+        out.append({"ref": r, "name": a.get("name"), "version": a.get("version"), "identity": a.get("identity"),
+                    "recipe_hash": a.get("recipe_hash"), "kind": a.get("kind"), "count": a.get("count")})  # fmt: skip
+    return out
+
+
+def _save_state(path: Path, run: Run, cfg: TrainConfig, step: int, recent: dict[str, float]) -> None:
+    tensors, optim_meta = _state_tensors(run)
+    card = {"kind": "training-state", "stage": cfg.stage, "step": step, "config": dataclasses.asdict(cfg),
+            "identity": cfg.identity(), "optim": optim_meta, "losses": recent,
+            "models": {k: {"model": m.model_name, "config": dataclasses.asdict(m.config)} for k, m in run.models.items()}}  # fmt: skip
+    checkpoint.save(path, tensors, card)
+
+
+def _load_state(path: Path, run: Run) -> int:
+    tensors, card = checkpoint.load(path)
+    for k, m in run.models.items():
+        checkpoint.load_module(m, tensors, f"model.{k}", str(path))
+    for k, o in run.optims.items():
+        checkpoint.restore_optimizer(o, f"optim.{k}", tensors, card["optim"][k])
+    return int(card["step"])
+
+
+# -- logging ------------------------------------------------------------------------------------
+def _plot_losses(csv_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(csv_path.open()))
+    if not rows:
+        return
+    keys = [k for k in rows[0] if k not in ("step", "seconds", "data_seconds")]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 1.6 * len(keys)), sharex=True, squeeze=False)
+    steps = [int(r["step"]) for r in rows]
+    for ax, k in zip(axes[:, 0], keys):
+        ax.plot(steps, [float(r[k]) if r[k] else math.nan for r in rows], lw=1)
+        ax.set_ylabel(k, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a stage; returns the registered checkpoint's card."""
+    cfg.check()
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out or f"runs/{cfg.stage}").absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    state_path = out / "last"
+    start = 0
+    if state_path.with_suffix(".safetensors").exists():
+        _, card = checkpoint.load(state_path)
+        if card.get("identity") != json.loads(json.dumps(cfg.identity())):
+            raise DaguerreError(f"{out} holds a run with other settings; use another --out or remove it")
+        start = int(card["step"])
+    import yaml
+
+    (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    run = build_run(cfg, start, device)
+    if start:
+        _load_state(state_path, run)
+    for m in run.models.values():
+        m.train()
+    csv_path = out / "losses.csv"
+    if start == 0 and csv_path.exists():
+        csv_path.unlink()
+    elif csv_path.exists():  # rows logged after the last checkpoint are replayed: drop them
+        lines = csv_path.read_text().splitlines(keepends=True)
+        keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= start]
+        csv_path.write_text("".join(keep))
+    writer_file = csv_path.open("a", newline="")
+    writer = None
+    recent: dict[str, list[float]] = {}
+    sample_batch = None
+    t_data = t_total = 0.0
+    try:
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            waited = sum(b.wait for b in run.batches.values())
+            gen = torch.Generator(device=device).manual_seed(int(step_generator(cfg.seed, step, 7).integers(2**62)))
+            logs = run.step_fn(run, cfg, step, gen)
+            dt = time.perf_counter() - t0
+            data_dt = sum(b.wait for b in run.batches.values()) - waited
+            t_total += dt
+            t_data += data_dt
+            for k, v in logs.items():
+                recent.setdefault(k, []).append(v)
+                recent[k] = recent[k][-50:]
+            if writer is None:
+                writer = csv.DictWriter(writer_file, fieldnames=["step", *logs, "seconds", "data_seconds"])
+                if start == 0:
+                    writer.writeheader()
+            writer.writerow({"step": step + 1, **{k: f"{v:.6g}" for k, v in logs.items()}, "seconds": f"{dt:.4f}",
+                             "data_seconds": f"{data_dt:.4f}"})  # fmt: skip
+            if on_step:
+                on_step(step + 1, logs)
+            done = step + 1
+            if done % cfg.sample_every == 0 or done == cfg.steps:
+                if sample_batch is None:
+                    sample_batch = augment_fixed(run, cfg, device)
+                tiles, labels = run.sample_fn(run, cfg, sample_batch)
+                from degrade.sheet import contact_sheet, save_sheet
+
+                sheet = contact_sheet(tiles, labels, ncols=6, tile_size=128, title=f"{cfg.stage} step {done}", label_lines=1)
+                save_sheet(sheet, out / "samples" / f"step-{done:06d}.png")
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                writer_file.flush()
+                _save_state(state_path, run, cfg, done, {k: float(np.mean(v)) for k, v in recent.items()})
+                _plot_losses(csv_path, out / "losses.png")
+    finally:
+        writer_file.close()
+    final = {k: float(np.mean(v)) for k, v in recent.items()}
+    if not final:  # resumed a finished run: nothing left to do
+        _, card = checkpoint.load(state_path)
+        final = card.get("losses", {})
+    key, model_name = run.deploy
+    module = run.models[key]
+    card = {
+        "model": model_name,
+        "config": dataclasses.asdict(module.config),
+        "stage": cfg.stage,
+        "datasets": _dataset_cards(run.datasets),
+        "upstream": {k: str(store.resolve(getattr(cfg, k))) for k in ("vae1", "vae2") if getattr(cfg, k)},
+        "steps": cfg.steps,
+        "losses": final,
+        "train_config": dataclasses.asdict(cfg),
+        "device": str(device),
+        "seconds_per_step": t_total / max(1, cfg.steps - start),
+        "data_share": t_data / t_total if t_total else None,
+        "code_version": _code_version(),
+        "vgg_perceptual_loss": False,
+    }
+    name = cfg.name or out.name
+    path = store.register(name, checkpoint.module_tensors("model", module), card)
+    return {**card, "name": name, "path": str(path)}
+
+
+def augment_fixed(run: Run, cfg: TrainConfig, device) -> dict[str, torch.Tensor]:
+    """A fixed batch (first samples, centre crops) so that sample sheets are comparable across steps."""
+    b = next(iter(run.batches.values()))
+    ds = b.ds
+    idx = list(range(min(8, len(ds))))
+    raw = ds.__getitems__(idx)
+    tile = raw[b.fields[0]].shape[1]
+    off = (tile - cfg.size) // 2
+    out = {}
+    for f in b.fields:
+        t = raw[f][:, off : off + cfg.size, off : off + cfg.size].to(device)
+        out[f] = (t > 0).float().unsqueeze(1) if f == "mask" else t.permute(0, 3, 1, 2).float() / 127.5 - 1
+    return out
+
+
+def _code_version() -> str:
+    from pipelines.layout import code_version
+
+    return code_version()
+
+
+def run_command_config(stage: str, options: dict[str, Any], config_file: str | None) -> TrainConfig:
+    """Merge defaults < YAML config file < explicit command-line options into a TrainConfig."""
+    values: dict[str, Any] = {}
+    if config_file:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise DaguerreError(f"cannot read config {config_file}: {str(e).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise DaguerreError(f"config {config_file}: expected a mapping of settings")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        bad = sorted(set(loaded) - known)
+        if bad:
+            raise DaguerreError(f"config {config_file}: unknown setting {bad[0]!r}")
+        values.update(loaded)
+    values.update({k: v for k, v in options.items() if v is not None})
+    values["stage"] = stage
+    values.pop("config", None)
+    return TrainConfig(**values)
+
+
+__all__ = ["STAGES", "TrainConfig", "run_command_config", "train"]
