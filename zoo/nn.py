@@ -53,10 +53,14 @@ class Up(nn.Sequential):
         super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), conv(cin, cout), norm_layer(norm, cout), act())
 
 
-def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad H and W up to multiples of ``m``; returns the padded tensor and the original size."""
+def pad_to_multiple(x: torch.Tensor, m: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad H and W up to multiples of ``m`` (and at least ``minimum``); returns the padded tensor and the original size.
+
+    Reflection where the image is large enough, edge replication otherwise (tiny inputs).
+    """
     h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
+    ph, pw = max(minimum - h, (-h) % m), max(minimum - w, (-w) % m)
+    ph, pw = ph + (-(h + ph)) % m, pw + (-(w + pw)) % m
     if ph or pw:
         mode = "reflect" if ph < h and pw < w else "replicate"
         x = nn.functional.pad(x, (0, pw, 0, ph), mode=mode)

@@ -46,7 +46,7 @@ class ScratchUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.in_channels == 1 and x.shape[1] == 3:
             x = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        x, size = pad_to_multiple(x, self.stride)
+        x, size = pad_to_multiple(x, self.stride, minimum=2 * self.stride)
         skips = [self.stem(x)]
         for d in self.downs:
             skips.append(d(skips[-1]))

@@ -326,7 +326,7 @@ def _scratch_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -
         tp = (pred & (b["mask"] > 0)).sum().item()
         fp = (pred & (b["mask"] == 0)).sum().item()
         fn = ((~pred) & (b["mask"] > 0)).sum().item()
-    return {"bce": float(loss), "f1": 2 * tp / max(1, 2 * tp + fp + fn), "total": float(loss)}
+    return {"bce": float(loss.detach()), "f1": 2 * tp / max(1, 2 * tp + fp + fn), "total": float(loss.detach())}
 
 
 def _scratch_samples(run: Run, cfg: TrainConfig, b: dict[str, torch.Tensor]):

@@ -70,7 +70,7 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """Reconstruct any-size ``x`` (padded to the stride, cropped back): (x_hat, mu, logvar)."""
-        xp, size = pad_to_multiple(x, self.cfg.stride)
+        xp, size = pad_to_multiple(x, self.cfg.stride, minimum=max(8, 2 * self.cfg.stride))
         mu, logvar = self.encode(xp)
         z = self.sample(mu, logvar, generator) if self.training else mu
         return crop_to(self.decode(z), size), mu, logvar

@@ -1,0 +1,181 @@
+"""zoo models: registry examples, shapes at odd sizes, the partial nonlocal property, losses by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from degrade.errors import DaguerreError
+from zoo import losses
+from zoo.mapping import PartialNonLocal, latent_mask
+from zoo.registry import create_model, init_weights, list_models, make_config
+
+NAMES = [s.name for s in list_models()]
+
+
+def test_registry_has_the_five_models():
+    assert set(NAMES) == {"vae", "latent_discriminator", "patch_discriminator", "mapping", "scratch_unet"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("preset", ["small", "official"])
+def test_every_model_builds_from_its_presets_and_runs_its_example(name, preset):
+    spec = [s for s in list_models() if s.name == name][0]
+    assert spec.summary and spec.example is not None, f"{name} has no example"
+    m = init_weights(create_model(name, preset=preset), 0).eval()
+    with torch.no_grad():
+        out = m(*spec.example(m.config))
+    flat = out[0] if isinstance(out, tuple) else out
+    while isinstance(flat, list):
+        flat = flat[-1]
+    assert torch.isfinite(flat).all()
+
+
+def test_unknown_model_preset_and_setting_are_clear():
+    with pytest.raises(DaguerreError, match="unknown model 'vea'"):
+        create_model("vea")
+    with pytest.raises(DaguerreError, match="no preset 'huge'"):
+        create_model("vae", preset="huge")
+    with pytest.raises(DaguerreError, match="no setting 'widht'"):
+        make_config("vae", widht=3)
+
+
+def test_init_is_deterministic_without_global_seeds():
+    a = init_weights(create_model("vae"), 7)
+    torch.rand(100)  # global RNG use in between changes nothing
+    b = init_weights(create_model("vae"), 7)
+    c = init_weights(create_model("vae"), 8)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize("h, w", [(64, 64), (37, 53), (100, 17), (8, 8)])
+def test_vae_and_detector_keep_any_size(h, w):
+    vae = init_weights(create_model("vae"), 0).eval()
+    x = torch.rand(1, 3, h, w) * 2 - 1
+    with torch.no_grad():
+        xr, mu, logvar = vae(x)
+        assert xr.shape == x.shape
+        s = vae.cfg.stride
+        assert mu.shape == (1, vae.cfg.latent, math.ceil(h / s), math.ceil(w / s))
+        u = init_weights(create_model("scratch_unet"), 0).eval()
+        assert u(x).shape == (1, 1, h, w)
+
+
+def test_vae_latent_is_spatial_and_sampling_uses_the_generator():
+    vae = init_weights(create_model("vae"), 0)
+    x = torch.rand(2, 3, 32, 48)
+    mu, logvar = vae.encode(x)
+    assert mu.shape == (2, 32, 8, 12) and logvar.shape == mu.shape
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(vae.sample(mu, logvar, g1), vae.sample(mu, logvar, g2))
+
+
+def test_partial_nonlocal_ignores_damaged_sources():
+    """Changing features at masked positions leaves the global branch's output unchanged elsewhere."""
+    torch.manual_seed(0)  # test-local data only
+    block = PartialNonLocal(8, 4, block=7)
+    with torch.no_grad():
+        block.W.weight.normal_()  # the real block starts at zero: make it visible
+    x = torch.randn(2, 8, 6, 5)
+    m = torch.zeros(2, 1, 6, 5)
+    m[0, 0, 1:3, 2:4] = 1
+    m[1, 0, 4, :] = 1
+    y1 = block(x, m)
+    x2 = x.clone()
+    x2[m.expand_as(x) > 0] = torch.randn(int((m.expand_as(x) > 0).sum())) * 10
+    y2 = block(x2, m)
+    keep = (m == 0).expand_as(y1)
+    assert torch.allclose(y1[keep], y2[keep], atol=1e-5)
+    assert not torch.allclose(y1[~keep], y2[~keep])  # damaged queries do change
+    # a plain (mask-free) attention would have been affected everywhere
+    y3 = block(x2, torch.zeros_like(m))
+    y0 = block(x, torch.zeros_like(m))
+    assert not torch.allclose(y3[keep], y0[keep])
+    # queries restricted to damaged positions give the same values there, with no HW×HW matrix
+    y4 = block(x, m, only_masked=True)
+    assert torch.allclose(y4[~keep], y1[~keep], atol=1e-5)
+
+
+def test_partial_nonlocal_equals_the_formula():
+    block = PartialNonLocal(3, 2, block=1000)
+    with torch.no_grad():
+        block.W.weight.copy_(torch.eye(3, 2).view(3, 2, 1, 1))
+        block.W.bias.zero_()
+    x = torch.randn(1, 3, 2, 3)
+    m = torch.tensor([[[[0, 1, 0], [0, 0, 1]]]], dtype=torch.float32)
+    y = block(x, m)
+    q = block.theta(x).flatten(2)[0].T
+    k = block.phi(x).flatten(2)[0]
+    v = block.g(x).flatten(2)[0].T
+    f = torch.exp((q @ k) * block.scale)  # f_ij
+    valid = 1 - m.flatten()
+    s = (valid[None, :] * f) / (valid[None, :] * f).sum(1, keepdim=True)  # s_ij
+    expected = (s @ v).T.reshape(1, 2, 2, 3)
+    assert torch.allclose(y[:, :2], expected, atol=1e-5)
+
+
+def test_latent_mask_marks_any_damaged_cell():
+    m = torch.zeros(1, 1, 8, 8)
+    m[0, 0, 5, 2] = 1
+    lm = latent_mask(m, (2, 2))
+    assert lm.tolist() == [[[[0.0, 0.0], [1.0, 0.0]]]]
+
+
+def test_mapping_uses_the_mask_and_keeps_shapes():
+    T = init_weights(create_model("mapping"), 0)
+    with torch.no_grad():
+        T.nonlocal_.W.weight.normal_()
+    z = torch.randn(1, 32, 9, 11)
+    mask = torch.zeros(1, 1, 36, 44)
+    mask[..., 10:20, 10:30] = 1
+    T.eval()
+    with torch.no_grad():
+        a, b = T(z, mask), T(z, None)
+    assert a.shape == z.shape
+    assert not torch.allclose(a, b)
+
+
+# -- losses against hand-computed values ------------------------------------------------------------
+def test_kl_divergence_by_hand():
+    mu = torch.tensor([0.0, 1.0])
+    logvar = torch.tensor([0.0, math.log(4.0)])
+    # element 1: 0; element 2: 0.5 (1 + 4 - 1 - ln 4)
+    expected = (0 + 0.5 * (1 + 4 - 1 - math.log(4))) / 2
+    assert abs(losses.kl_divergence(mu, logvar).item() - expected) < 1e-6
+
+
+def test_lsgan_by_hand():
+    real, fake = torch.tensor([0.5, 1.5]), torch.tensor([0.0, 1.0])
+    # D: 0.5 * (mean((0.25, 0.25)) + mean((0, 1))) = 0.5 * (0.25 + 0.5)
+    assert abs(losses.lsgan_d(real, fake).item() - 0.375) < 1e-6
+    # G: mean((1-0)^2, (1-1)^2) = 0.5 ; with target 0: mean(0, 1) = 0.5
+    assert abs(losses.lsgan_g(fake).item() - 0.5) < 1e-6
+    assert abs(losses.lsgan_g(torch.tensor([0.2]), target=0.0).item() - 0.04) < 1e-6
+    # multi-scale: summed over scales, last entry of each scale is the score
+    two = [[torch.zeros(1), torch.tensor([1.0])], [torch.zeros(1), torch.tensor([0.0])]]
+    assert abs(losses.lsgan_g(two).item() - 1.0) < 1e-6
+
+
+def test_feature_matching_by_hand():
+    fake = [[torch.tensor([1.0, 2.0]), torch.tensor([0.0]), torch.tensor([9.0])]]
+    real = [[torch.tensor([0.0, 0.0]), torch.tensor([2.0]), torch.tensor([-9.0])]]
+    # mean L1 per layer (1.5 and 2.0) over 2 layers, one scale; the score layer is ignored
+    assert abs(losses.feature_matching(fake, real).item() - (1.5 + 2.0) / 2) < 1e-6
+
+
+def test_balanced_bce_by_hand():
+    logits = torch.tensor([[[[0.0, 2.0], [-1.0, 0.5]]]])
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    alpha = 3 / 4  # negatives' share weights the one positive
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731  -log(1 - sigmoid(v)) = softplus(v)
+    terms = [alpha * sp(-0.0), (1 - alpha) * sp(2.0), (1 - alpha) * sp(-1.0), (1 - alpha) * sp(0.5)]
+    assert abs(losses.balanced_bce(logits, target).item() - sum(terms) / 4) < 1e-5
+    # balancing: the 2 scratch pixels weigh as much in total as the 98 clean ones
+    t = torch.zeros(1, 1, 10, 10)
+    t[0, 0, 0, :2] = 1
+    zero = torch.zeros(1, 1, 10, 10)
+    assert abs(losses.balanced_bce(zero, t).item() - math.log(2) * 2 * (2 * 98) / 100**2) < 1e-6
