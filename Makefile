@@ -36,6 +36,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/degrade_throughput.py
 	$(PY) bench/generate_throughput.py
+	$(PY) bench/train_throughput.py
 
 constraints: $(STAMP)
 	$(PIP) freeze --exclude-editable | sed 's/+cpu$$//' > constraints.tmp && mv constraints.tmp constraints.txt
