@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench constraints clean
+.PHONY: install test demo bench train-default constraints clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,11 @@ test: $(STAMP)
 
 # The demo keeps its datasets in demo-out/ rather than ~/.daguerre.
 demo: $(STAMP)
-	$(VENV)/bin/daguerre degrade builtin:samples --recipe old-photo --seed 0 --count 2 \
-		--out demo-out/degraded --sheet demo-out/degrade-sheet.png
-	DAGUERRE_HOME=demo-out/home $(VENV)/bin/daguerre dataset create demo --source builtin:samples \
-		--recipe old-photo --count 96 --size 128 --seed 0 --shard-size 32
-	DAGUERRE_HOME=demo-out/home $(VENV)/bin/daguerre dataset show demo --out demo-out/dataset-sheet.png --n 12
-	@echo "open demo-out/degrade-sheet.png and demo-out/dataset-sheet.png"
+	DAGUERRE_HOME=demo-out/home $(VENV)/bin/daguerre demo --out demo-out
+
+# Trains the shipped default bundle on this CPU (hours) and publishes it into zoo/weights.
+train-default: $(STAMP)
+	zoo/default/train.sh
 
 bench: $(STAMP)
 	$(PY) bench/degrade_throughput.py

@@ -513,6 +513,53 @@ def dataset_gc(dry_run: bool, as_json: bool) -> None:
     click.echo(f"{len(found)} item(s), {_human_bytes(sum(n for _, n in found))}" + (" (dry run)" if dry_run else ""))
 
 
+# -- restoration -------------------------------------------------------------------------------
+@cli.command("restore")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
+@click.option("--scratches", default="auto", show_default=True, help="auto (detect), none, or a mask file/folder.")
+@click.option("--tile", type=int, default=256, show_default=True, help="Tile size of the memory-bounded, seam-free tiling.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def restore_cmd(inputs, out, model, scratches, tile, device) -> None:
+    """Restore old photos (files, folders, globs, builtin:real): NAME.png, NAME.mask.png, NAME.compare.png.
+
+    Pipeline: defect detection → VAE1 encoder → latent mapping with the mask → VAE2 decoder.
+    """
+    from pathlib import Path
+
+    from degrade import DaguerreError
+    from degrade.batch import resolve_inputs
+    from zoo.restore import restore_files
+
+    paths = resolve_inputs(inputs)
+    if not paths:
+        raise DaguerreError(f"no images found in {' '.join(inputs)}")
+    with _progress(len(paths), "restoring", "photos") as advance:
+        report = restore_files(paths, Path(out), model, scratches, tile, device, on_file=advance)
+    if report.written:
+        mean = sum(report.seconds) / len(report.seconds)
+        click.echo(f"restored {len(report.written)} photo(s) into {out} ({mean:.2f} s each)")
+    if report.failed:
+        for path, reason in report.failed:
+            click.echo(f"error: {reason}", err=True)
+        raise SystemExit(f"error: {len(report.failed)} of {len(paths)} inputs failed: " + ", ".join(p for p, _ in report.failed))
+
+
+@cli.command("demo")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="demo-out", show_default=True)
+@click.option("--model", "-m", default="default", show_default=True)
+def demo_cmd(out: str, model: str) -> None:
+    """The main job on bundled data: degrade, build a dataset, restore real old photos, write index.html."""
+    from pathlib import Path
+
+    from zoo.demo import build_demo
+
+    t = __import__("time").perf_counter()
+    page = build_demo(Path(out), model, log=lambda m: click.echo(m))
+    click.echo(f"wrote {page} in {__import__('time').perf_counter() - t:.0f} s; open it in a browser")
+
+
 # -- training and the model zoo ----------------------------------------------------------------
 _TRAIN_OPTIONS = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of settings (options override it)."),
@@ -527,7 +574,7 @@ _TRAIN_OPTIONS = [
     click.option("--seed", type=int, help="Seed of initialisation, batches and sampling [0]."),
     click.option("--out", type=click.Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume."),
     click.option("--name", help="Name in the model store [the run folder's name]."),
-    click.option("--preset", type=click.Choice(["small", "official"]), help="Model size [small]."),
+    click.option("--preset", type=click.Choice(["small", "default", "official"]), help="Model size [small]."),
     click.option("--real", help="vae1: real old photos (R), a dataset reference."),
     click.option("--synthetic", help="vae1: synthetic degraded photos (X)."),
     click.option("--clean", help="vae2: clean photos (Y), read from the dataset's clean field."),

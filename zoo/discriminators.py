@@ -21,7 +21,7 @@ class LatentDiscriminatorConfig:
     width: int = 64
     layers: int = 3
 
-    PRESETS = {"small": {}, "official": {"latent": 64, "width": 64, "layers": 3}}
+    PRESETS = {"small": {}, "default": {"latent": 48}, "official": {"latent": 64, "width": 64, "layers": 3}}
 
 
 class LatentDiscriminator(nn.Module):
@@ -47,7 +47,7 @@ class PatchDiscriminatorConfig:
     layers: int = 3
     scales: int = 2
 
-    PRESETS = {"small": {}, "official": {"width": 64, "layers": 3, "scales": 2}}
+    PRESETS = {"small": {}, "default": {}, "official": {"width": 64, "layers": 3, "scales": 2}}
 
 
 class NLayer(nn.Module):

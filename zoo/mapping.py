@@ -72,6 +72,7 @@ class MappingConfig:
 
     PRESETS = {
         "small": {},
+        "default": {"latent": 48, "width": 96, "n_res": 4, "global_res": 2, "inter": 48},
         # BOPBtL: 64 → 512 channels, 6 residual blocks, nonlocal on 512-channel features
         "official": {"latent": 64, "width": 512, "n_res": 6, "global_res": 3, "inter": 256, "norm": "instance"},
     }

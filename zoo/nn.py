@@ -47,10 +47,19 @@ class Down(nn.Sequential):
 
 
 class Up(nn.Sequential):
-    """Nearest upsampling then a conv: no checkerboard artefacts, unlike transposed convs."""
+    """×2 upsampling: nearest then a 3×3 conv (no checkerboard), or a 4×4 stride-2 transposed conv.
 
-    def __init__(self, cin: int, cout: int, norm: str) -> None:
-        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), conv(cin, cout), norm_layer(norm, cout), act())
+    The transposed conv (as in BOPBtL) costs 2.25× fewer multiply-adds at the output resolution.
+    """
+
+    def __init__(self, cin: int, cout: int, norm: str, mode: str = "nearest") -> None:
+        if mode == "transposed":
+            up = [nn.ConvTranspose2d(cin, cout, 4, 2, 1)]
+        elif mode == "nearest":
+            up = [nn.Upsample(scale_factor=2, mode="nearest"), conv(cin, cout)]
+        else:
+            raise ValueError(f"unknown upsampling {mode!r} (nearest or transposed)")
+        super().__init__(*up, norm_layer(norm, cout), act())
 
 
 def pad_to_multiple(x: torch.Tensor, m: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -80,9 +80,14 @@ def list_models() -> list[ModelSpec]:
 def init_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Deterministic initialisation from a private generator (never the global torch seed).
 
-    Convolutions get N(0, 0.02) as in pix2pixHD/BOPBtL, biases zero; zero-initialised layers
-    (marked ``_zero_init``) stay zero.
+    He (Kaiming) normal for LeakyReLU(0.2) networks, since daguerre's generators run without
+    normalisation layers (pix2pixHD's N(0, 0.02) relies on them and makes an unnormalised
+    20-layer network start with vanishing signals); the last convolution of each residual
+    branch is scaled by 0.1 so that blocks start close to identity; biases zero; layers marked
+    ``_zero_init`` stay zero.
     """
+    from .nn import ResBlock
+
     g = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
         for m in model.modules():
@@ -91,10 +96,16 @@ def init_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
                 if getattr(m, "_zero_init", False):
                     w.zero_()
                 else:
-                    w.normal_(0.0, 0.02, generator=g)
+                    torch.nn.init.kaiming_normal_(w, a=0.2, nonlinearity="leaky_relu", generator=g)
                 if m.bias is not None:
                     m.bias.zero_()
             elif isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) and m.weight is not None:
-                m.weight.normal_(1.0, 0.02, generator=g)
+                m.weight.fill_(1.0)
                 m.bias.zero_()
+        for m in model.modules():
+            if isinstance(m, ResBlock):
+                convs = [c for c in m.body if isinstance(c, torch.nn.Conv2d)]
+                convs[-1].weight.mul_(0.1)
+            if hasattr(m, "after_init"):
+                m.after_init()
     return model

@@ -19,7 +19,7 @@ class ScratchUNetConfig:
     norm: str = "none"
     threshold: float = 0.5  # probability above which a pixel is called damaged
 
-    PRESETS = {"small": {}, "official": {"in_channels": 1, "base": 32, "depth": 4, "norm": "batch", "threshold": 0.4}}
+    PRESETS = {"small": {}, "default": {"base": 16, "depth": 3}, "official": {"in_channels": 1, "base": 32, "depth": 4, "norm": "batch", "threshold": 0.4}}
 
 
 class ScratchUNet(nn.Module):

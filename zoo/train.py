@@ -67,6 +67,7 @@ class TrainConfig:
     fm_weight: float = 10.0  # λ2, feature matching
     latent_gan_weight: float = 1.0
     map_l1_weight: float = 60.0  # λ1, latent L1 of the mapping
+    map_image_l1_weight: float = 0.0  # L1 of the decoded mapping output against y (not in the official losses)
     # bookkeeping
     log_every: int = 10
     sample_every: int = 200
@@ -233,14 +234,13 @@ def _vae_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -> di
         x, n_real = torch.cat([r, s]), r.shape[0]
     mu, logvar = vae.encode(x)
     xr = vae.decode(vae.sample(mu, logvar, gen))
-    d_fake, d_real = D(xr), D(x)
-    out = {
-        "kl": losses.kl_divergence(mu, logvar),
-        "l1": losses.l1(xr, x),
-        "gan": losses.lsgan_g(d_fake),
-        "fm": losses.feature_matching(d_fake, d_real),
-    }
-    g_loss = cfg.kl_weight * out["kl"] + cfg.l1_weight * out["l1"] + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
+    out = {"kl": losses.kl_divergence(mu, logvar), "l1": losses.l1(xr, x)}
+    g_loss = cfg.kl_weight * out["kl"] + cfg.l1_weight * out["l1"]
+    adversarial = cfg.gan_weight > 0 or cfg.fm_weight > 0  # weights 0: skip the image discriminator entirely
+    if adversarial:
+        d_fake, d_real = D(xr), D(x)
+        out["gan"], out["fm"] = losses.lsgan_g(d_fake), losses.feature_matching(d_fake, d_real)
+        g_loss = g_loss + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
     if n_real:
         # the encoder makes real-photo latents look synthetic to the latent discriminator (label 0)
         out["latent_gan"] = losses.lsgan_g(run.models["D_latent"](mu[:n_real]), target=0.0)
@@ -248,15 +248,16 @@ def _vae_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -> di
     run.optims["G"].zero_grad(set_to_none=True)
     g_loss.backward()
     run.optims["G"].step()
-    d_loss = losses.lsgan_d(D(x), D(xr.detach()))
+    d_loss = losses.lsgan_d(D(x), D(xr.detach())) if adversarial else torch.zeros(())
     if n_real:
         DL = run.models["D_latent"]
         mu_d = mu.detach()
         out["latent_d"] = losses.lsgan_d(DL(mu_d[:n_real]), DL(mu_d[n_real:]))  # real photos 1, synthetic 0
         d_loss = d_loss + out["latent_d"]
-    run.optims["D"].zero_grad(set_to_none=True)
-    d_loss.backward()
-    run.optims["D"].step()
+    if d_loss.requires_grad:
+        run.optims["D"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        run.optims["D"].step()
     out["d"] = d_loss
     out["total"] = g_loss
     return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
@@ -284,18 +285,22 @@ def _mapping_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -
         zx, zy = vae1.encode(b["degraded"])[0], vae2.encode(b["clean"])[0]
     zhat = T(zx, b["mask"])
     yhat = vae2.decode(zhat)
-    d_fake, d_real = D(yhat), D(b["clean"])
-    out = {"latent_l1": losses.l1(zhat, zy), "gan": losses.lsgan_g(d_fake), "fm": losses.feature_matching(d_fake, d_real)}
-    g_loss = cfg.map_l1_weight * out["latent_l1"] + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
+    out = {"latent_l1": losses.l1(zhat, zy), "image_l1": losses.l1(yhat, b["clean"])}
+    g_loss = cfg.map_l1_weight * out["latent_l1"] + cfg.map_image_l1_weight * out["image_l1"]
+    adversarial = cfg.gan_weight > 0 or cfg.fm_weight > 0
+    if adversarial:
+        d_fake, d_real = D(yhat), D(b["clean"])
+        out["gan"], out["fm"] = losses.lsgan_g(d_fake), losses.feature_matching(d_fake, d_real)
+        g_loss = g_loss + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
     run.optims["G"].zero_grad(set_to_none=True)
     g_loss.backward()
     run.optims["G"].step()
-    d_loss = losses.lsgan_d(D(b["clean"]), D(yhat.detach()))
-    run.optims["D"].zero_grad(set_to_none=True)
-    d_loss.backward()
-    run.optims["D"].step()
-    with torch.no_grad():
-        out["image_l1"] = losses.l1(yhat, b["clean"])
+    d_loss = torch.zeros(())
+    if adversarial:
+        d_loss = losses.lsgan_d(D(b["clean"]), D(yhat.detach()))
+        run.optims["D"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        run.optims["D"].step()
     out["d"], out["total"] = d_loss, g_loss
     return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
 

@@ -22,11 +22,15 @@ class VAEConfig:
     n_down: int = 2  # stride-2 stages: the latent is at H / 2**n_down
     n_res: int = 2  # residual blocks at the latent resolution, in encoder and decoder
     norm: str = "none"
+    up: str = "nearest"  # decoder upsampling: nearest (+conv) or transposed
+    edge_kernel: int = 7  # kernel of the first and last convolutions (full resolution)
 
     PRESETS = {
         "small": {},
+        # the shipped CPU model: thin at full resolution, transposed upsampling, wider latent path
+        "default": {"base": 16, "max_channels": 96, "latent": 48, "n_res": 2, "up": "transposed", "edge_kernel": 3},
         # BOPBtL's VAEs (n_downsample_global 3, start_r 1, mc 64 → two stride-2 stages, 64-channel latent at H/4)
-        "official": {"base": 64, "max_channels": 64, "latent": 64, "n_down": 2, "n_res": 4, "norm": "instance"},
+        "official": {"base": 64, "max_channels": 64, "latent": 64, "n_down": 2, "n_res": 4, "norm": "instance", "up": "transposed"},
     }
 
     @property
@@ -41,7 +45,7 @@ class VAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         chans = [min(cfg.base * 2**i, cfg.max_channels) for i in range(cfg.n_down + 1)]
-        enc = [conv(cfg.in_channels, chans[0], 7), norm_layer(cfg.norm, chans[0]), act()]
+        enc = [conv(cfg.in_channels, chans[0], cfg.edge_kernel), norm_layer(cfg.norm, chans[0]), act()]
         for i in range(cfg.n_down):
             enc.append(Down(chans[i], chans[i + 1], cfg.norm))
         enc += [ResBlock(chans[-1], cfg.norm) for _ in range(cfg.n_res)]
@@ -50,9 +54,14 @@ class VAE(nn.Module):
         dec = [nn.Conv2d(cfg.latent, chans[-1], 1)]
         dec += [ResBlock(chans[-1], cfg.norm) for _ in range(cfg.n_res)]
         for i in reversed(range(cfg.n_down)):
-            dec.append(Up(chans[i + 1], chans[i], cfg.norm))
-        dec += [conv(chans[0], cfg.in_channels, 7), nn.Tanh()]
+            dec.append(Up(chans[i + 1], chans[i], cfg.norm, cfg.up))
+        dec += [conv(chans[0], cfg.in_channels, cfg.edge_kernel), nn.Tanh()]
         self.decoder = nn.Sequential(*dec)
+
+    def after_init(self) -> None:
+        """Start with small posterior variance (σ ≈ 0.05): early training is not drowned in sampling noise."""
+        with torch.no_grad():
+            self.to_stats.bias[self.cfg.latent :] = -6.0
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar), each B×latent×H/s×W/s; H and W must be multiples of the stride."""

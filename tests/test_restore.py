@@ -1,0 +1,171 @@
+"""Restoration: any size and mode, seamless memory-bounded tiling, masks, the API, the CLI, bad inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cli_helpers import one_line_error, run
+from degrade.errors import DaguerreError
+from degrade.io import encode_png, read_image
+from degrade.samples import real_photo_paths
+from zoo import checkpoint, store
+from zoo.bundle import load_bundle, make_bundle
+from zoo.registry import create_model, init_weights, make_config
+from zoo.restore import restore, windows
+
+TINY = {"vae": {"base": 8, "max_channels": 16, "latent": 8, "n_res": 1}, "mapping": {"latent": 8, "width": 16, "n_res": 1, "global_res": 1, "inter": 8},
+        "scratch_unet": {"base": 8, "depth": 2}}  # fmt: skip
+
+
+def make_random_bundle(name: str, seed: int = 0) -> Path:
+    """A bundle of freshly initialised tiny networks (the mechanics of restoration need no training)."""
+    refs = {}
+    for part, model in (("vae1", "vae"), ("vae2", "vae"), ("mapping", "mapping"), ("scratch", "scratch_unet")):
+        m = init_weights(create_model(model, make_config(model, "small", **TINY[model])), seed)
+        if part == "mapping":
+            with torch.no_grad():
+                m.nonlocal_.W.weight.normal_(0, 0.02)  # let the global branch do something
+        card = {"model": model, "config": dataclasses.asdict(m.config), "stage": part, "datasets": [], "steps": 0, "losses": {}}
+        refs[part] = str(store.register(f"{name}-{part}", checkpoint.module_tensors("model", m), card))
+    return make_bundle(name, refs["vae1"], refs["vae2"], refs["mapping"], refs["scratch"])
+
+
+@pytest.fixture()
+def bundle(home):
+    make_random_bundle("rb")
+    return "rb"
+
+
+def test_windows_cover_every_pixel_once_in_their_cores():
+    for length, tile, ov in [(1000, 256, 32), (257, 256, 32), (300, 256, 32), (64, 256, 32), (513, 100, 10)]:
+        ws = windows(length, tile, ov)
+        cores = [(a, b) for _, _, a, b in ws]
+        assert cores[0][0] == 0 and cores[-1][1] == length
+        assert all(cores[i][1] == cores[i + 1][0] for i in range(len(cores) - 1))
+        assert all(s <= a and b <= e and b - a <= tile + 2 * ov for s, e, a, b in ws)
+
+
+def test_restore_a_real_old_photo_same_size_differs_mask_written(bundle, tmp_path):
+    p = [q for q in real_photo_paths() if q.name == "old_w_scratch_a.png"][0]
+    pic = read_image(p)
+    res = restore(np.dstack([pic.pixels, pic.alpha]) if pic.alpha is not None else pic.pixels, bundle)
+    assert res.image.shape[:2] == pic.pixels.shape[:2] and res.image.dtype == np.uint8
+    assert not np.array_equal(res.image[..., :3], pic.pixels[..., :3])
+    assert res.mask.shape == pic.pixels.shape[:2] and set(np.unique(res.mask)) <= {0, 255}
+    if pic.alpha is not None:
+        assert np.array_equal(res.image[..., 3], pic.alpha)  # alpha kept
+
+
+def test_constant_image_stays_constant_across_tile_borders(bundle):
+    img = np.full((300, 420, 3), 120, np.uint8)
+    res = restore(img, bundle, scratches="none", tile=96, overlap=16)
+    out = res.image.astype(int).reshape(-1, 3)
+    assert (out.max(axis=0) - out.min(axis=0)).max() <= 1, "tile borders left a seam on a constant image"
+
+
+def test_tile_borders_are_not_discontinuities(bundle):
+    """No seam: across each tile-core boundary the output changes no more than between ordinary neighbours."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((160, 300, 3)) * 255).astype(np.uint8), (0, 0), 4)
+    tiled = restore(img, bundle, scratches="none", tile=64, overlap=24).image.astype(float)
+    step = np.abs(np.diff(tiled, axis=1)).mean(axis=(0, 2))  # column-to-column change
+    typical = np.median(step)
+    for _, _, a, _ in windows(300, 64, 24)[1:]:
+        assert step[a - 1] <= 3 * typical + 1.0, (a, step[a - 1], typical)
+
+
+@pytest.mark.parametrize("h, w", [(37, 53), (1, 1), (5, 300), (257, 129)])
+def test_odd_sizes(bundle, h, w):
+    img = np.random.default_rng(1).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    res = restore(img, bundle, tile=64, overlap=8)
+    assert res.image.shape == img.shape and res.mask.shape == (h, w)
+
+
+def test_grayscale_rgba_and_16bit(bundle):
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, 255, (64, 80), dtype=np.uint8)
+    assert restore(gray, bundle).image.shape == (64, 80)
+    rgba = rng.integers(0, 255, (64, 80, 4), dtype=np.uint8)
+    out = restore(rgba, bundle).image
+    assert out.shape == (64, 80, 4) and np.array_equal(out[..., 3], rgba[..., 3])
+    deep = rng.integers(0, 65535, (64, 80, 3), dtype=np.uint16)
+    assert restore(deep, bundle).image.dtype == np.uint8
+
+
+def test_given_mask_and_none(bundle):
+    img = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    m = np.zeros((64, 64), np.uint8)
+    m[20:30] = 255
+    with_mask = restore(img, bundle, scratches=m)
+    assert np.array_equal(with_mask.mask, m)
+    without = restore(img, bundle, scratches="none")
+    assert not without.mask.any()
+    assert not np.array_equal(with_mask.image, without.image)  # the partial nonlocal branch was used
+    with pytest.raises(DaguerreError, match="does not match"):
+        restore(img, bundle, scratches=np.zeros((10, 10), np.uint8))
+
+
+def test_unknown_and_corrupt_models(home, tmp_path):
+    img = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(DaguerreError, match="unknown model 'nope'"):
+        restore(img, "nope")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(DaguerreError, match="not a valid safetensors checkpoint"):
+        restore(img, str(bad))
+
+
+def test_cli_restore_continues_past_bad_inputs(capsys, bundle, tmp_path, photo):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "good.png").write_bytes(encode_png(photo))
+    (src / "gray.png").write_bytes(encode_png(photo[..., 0]))
+    (src / "broken.png").write_bytes(encode_png(photo)[:300])
+    out = tmp_path / "out"
+    r = run(capsys, "restore", src, "--out", out, "--model", bundle, "--tile", "64")
+    assert one_line_error(r) and "broken.png" in r.err and "1 of 3 inputs failed" in r.err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{s}.{k}png" for s in ("good", "gray") for k in ("", "mask.", "compare.")
+    )
+    assert read_image(out / "gray.png").pixels.ndim == 2
+    assert read_image(out / "good.png").pixels.shape == photo.shape
+    cmp = read_image(out / "good.compare.png").pixels
+    assert cmp.shape[1] > 2 * photo.shape[1]
+    # a mask given as a file
+    m = np.zeros(photo.shape[:2], np.uint8)
+    m[5:10] = 255
+    (tmp_path / "m.png").write_bytes(encode_png(m))
+    r = run(capsys, "restore", src / "good.png", "--out", tmp_path / "o2", "--model", bundle, "--scratches", tmp_path / "m.png")
+    assert r.code == 0 and np.array_equal(read_image(tmp_path / "o2" / "good.mask.png").pixels, m)
+    r = run(capsys, "restore", src / "good.png", "--out", tmp_path / "o3", "--model", "nope")
+    assert one_line_error(r) and "unknown model 'nope'" in r.err
+
+
+def test_large_image_memory_is_bounded(bundle, tmp_path):
+    """A 2400×1800 scan through the CLI stays far below its full-image working set."""
+    img = np.random.default_rng(4).integers(0, 255, (1800, 2400, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "big.jpg", quality=90)
+    code = (
+        "import resource, cli\n"
+        "try:\n"
+        f"    cli.main(['restore', r'{tmp_path / 'big.jpg'}', '--out', r'{tmp_path / 'o'}', '--model', 'rb'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, timeout=600)
+    assert p.returncode == 0, p.stderr
+    peak_mb = int(p.stdout.strip().splitlines()[-1]) / 1024
+    assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB"
+    assert read_image(tmp_path / "o" / "big.png").pixels.shape == img.shape

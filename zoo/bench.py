@@ -1,0 +1,240 @@
+"""Benchmarking restoration methods on a dataset version: metrics, breakdowns, CIs, traceability.
+
+The engine behind ``daguerre bench``: every method runs on the same samples in worker
+processes (deterministic: results are put back in sample order), per-sample metrics are
+aggregated with 95 % bootstrap confidence intervals, and broken down by the degradations each
+sample's stored params record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from degrade.errors import DaguerreError
+
+from . import metrics
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(ref: str, specs: list[str], mask_source: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from pipelines import open_dataset
+
+    from .methods import get_method
+
+    _STATE.update(ds=open_dataset(ref), methods=[get_method(s) for s in specs], mask_source=mask_source)
+
+
+def _detected_mask(image: np.ndarray) -> np.ndarray:
+    from .methods import detected_mask
+
+    return detected_mask(image)
+
+
+def _one(i: int, keep: bool) -> dict[str, Any]:
+    """Every method on sample ``i``: metrics, timings and (when ``keep``) the restored images."""
+    ds, methods = _STATE["ds"], _STATE["methods"]
+    s = ds[i]
+    degraded = s["degraded"]
+    clean = s.get("clean")
+    truth = s.get("mask")
+    row: dict[str, Any] = {"index": i, "params": s.get("params") or [], "methods": {}}
+    given = None
+    if any(m.needs_mask for m in methods):
+        given = truth if (_STATE["mask_source"] == "gt" and truth is not None) else _detected_mask(degraded)
+    kept = {}
+    for m in methods:
+        t = time.perf_counter()
+        out, used = m.run(degraded, given if m.needs_mask else None)
+        dt = time.perf_counter() - t
+        r: dict[str, Any] = {"seconds": dt}
+        if clean is not None:
+            r["psnr"] = metrics.psnr(out, clean)
+            r["ssim"] = metrics.ssim(out, clean)
+            if truth is not None and truth.any():
+                r["psnr_in_mask"] = metrics.psnr(out, clean, truth > 0)
+                r["psnr_out_mask"] = metrics.psnr(out, clean, truth == 0)
+        if m.detects and used is not None and truth is not None:
+            r["detection"] = metrics.detection(used, truth)
+        row["methods"][m.label] = r
+        if keep:
+            kept[m.label] = out
+    if keep:
+        row["images"] = {"degraded": degraded, "clean": clean, "mask": truth, **kept}
+    return row
+
+
+def bootstrap_ci(values: list[float], n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95 % percentile-bootstrap interval (deterministic resampling)."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return (float("nan"),) * 3
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, (n, v.size))].mean(axis=1)
+    return float(v.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_bench(
+    dataset: str,
+    methods: list[str],
+    n: int | None = None,
+    mask_source: str = "detected",
+    workers: int = 2,
+    sheet_samples: int = 6,
+    on_sample: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``methods`` on the first ``n`` samples of ``dataset``; returns the results dict."""
+    from pipelines import open_dataset
+
+    from .methods import get_method
+
+    if mask_source not in ("gt", "detected"):
+        raise DaguerreError(f"--mask must be gt or detected, got {mask_source!r}")
+    if not methods:
+        raise DaguerreError("no methods to benchmark")
+    probe = [get_method(m) for m in methods]  # unknown names, missing models: fail before any work
+    ds = open_dataset(dataset)
+    real = "clean" not in ds.fields
+    count = len(ds) if n is None else max(1, min(n, len(ds)))
+    keep = set(np.linspace(0, count - 1, min(sheet_samples, count)).round().astype(int).tolist())
+    rows: list[dict[str, Any]] = [None] * count  # type: ignore[list-item]
+    t0 = time.perf_counter()
+    if workers <= 1:
+        _init_worker(str(ds.path), methods, mask_source)
+        for i in range(count):
+            rows[i] = _one(i, i in keep)
+            if on_sample:
+                on_sample()
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(str(ds.path), methods, mask_source)) as pool:  # fmt: skip
+            futures = {pool.submit(_one, i, i in keep): i for i in range(count)}
+            for fut in _as_completed(futures):
+                rows[futures[fut]] = fut.result()
+                if on_sample:
+                    on_sample()
+    wall = time.perf_counter() - t0
+    a = ds.attrs
+    result = {
+        "schema": 1,
+        "dataset": {"ref": dataset, "path": str(ds.path), "name": a.get("name"), "version": a.get("version"),
+                    "identity": a.get("identity"), "lineage_hash": a.get("lineage_hash"), "recipe_hash": a.get("recipe_hash"),
+                    "kind": a.get("kind"), "count": a.get("count"), "size": a.get("size")},  # fmt: skip
+        "samples": count,
+        "mask_source": mask_source,
+        "real_photos": real,
+        "methods": {m.label: m.card() for m in probe},
+        "wall_seconds": wall,
+        "workers": workers,
+        "aggregate": aggregate(rows, [m.label for m in probe]),
+        "breakdown": breakdown(rows, [m.label for m in probe]) if not real else {},
+        "per_sample": [{k: v for k, v in r.items() if k != "images"} for r in rows],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    result["sheet_rows"] = [r for r in rows if "images" in r]
+    return result
+
+
+def _as_completed(futures):
+    from concurrent.futures import as_completed
+
+    return as_completed(futures)
+
+
+def aggregate(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    out = {}
+    for label in labels:
+        per = [r["methods"][label] for r in rows]
+        agg: dict[str, Any] = {}
+        for key in ("psnr", "ssim", "psnr_in_mask", "psnr_out_mask", "seconds"):
+            vals = [p[key] for p in per if key in p]
+            if vals:
+                mean, lo, hi = bootstrap_ci(vals)
+                agg[key] = {"mean": mean, "ci95": [lo, hi], "n": len(vals)}
+        dets = [p["detection"] for p in per if "detection" in p]
+        if dets:
+            tp, fp, fn = (sum(d[k] for d in dets) for k in ("tp", "fp", "fn"))
+            f1 = [d["f1"] for d in dets if math.isfinite(d["f1"])]
+            agg["detection"] = {"pooled": metrics.scores(tp, fp, fn), "per_image_f1": bootstrap_ci(f1)[0] if f1 else float("nan")}
+        out[label] = agg
+    return out
+
+
+def breakdown(rows: list[dict[str, Any]], labels: list[str], bins: int = 4) -> dict[str, Any]:
+    """Per operator: PSNR/SSIM where it was applied vs not, and by quantile bins of its main parameter."""
+    from degrade import get_operator
+
+    applied: dict[str, list[int]] = defaultdict(list)
+    main_values: dict[str, dict[int, float]] = defaultdict(dict)
+    for k, r in enumerate(rows):
+        for e in r["params"]:
+            applied[e["op"]].append(k)
+            key = get_operator(e["op"]).main_param()
+            v = e["params"].get(key) if key else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                main_values[e["op"]][k] = float(v)
+    out = {}
+    for op in sorted(applied):
+        with_op = sorted(set(applied[op]))
+        without = [k for k in range(len(rows)) if k not in set(with_op)]
+        entry: dict[str, Any] = {"applied": len(with_op), "not_applied": len(without), "main": get_operator(op).main_param()}
+        for label in labels:
+            def mean(idx, key):
+                vals = [rows[k]["methods"][label].get(key) for k in idx]
+                vals = [v for v in vals if v is not None and math.isfinite(v)]
+                return float(np.mean(vals)) if vals else None
+
+            entry.setdefault("methods", {})[label] = {
+                "psnr_applied": mean(with_op, "psnr"), "psnr_not_applied": mean(without, "psnr"),
+                "ssim_applied": mean(with_op, "ssim"), "ssim_not_applied": mean(without, "ssim"),
+            }  # fmt: skip
+        vals = main_values.get(op, {})
+        if len(vals) >= bins:
+            edges = np.quantile(list(vals.values()), np.linspace(0, 1, bins + 1))
+            edges = np.unique(edges)
+            groups = []
+            for b in range(len(edges) - 1):
+                lo, hi = edges[b], edges[b + 1]
+                idx = [k for k, v in vals.items() if (lo <= v < hi) or (b == len(edges) - 2 and v == hi)]
+                groups.append({"range": [float(lo), float(hi)], "n": len(idx),
+                               "psnr": {lab: _mean_metric(rows, idx, lab, "psnr") for lab in labels},
+                               "ssim": {lab: _mean_metric(rows, idx, lab, "ssim") for lab in labels}})  # fmt: skip
+            entry["bins"] = groups
+        out[op] = entry
+    return out
+
+
+def _mean_metric(rows, idx, label, key):
+    vals = [rows[k]["methods"][label].get(key) for k in idx]
+    vals = [v for v in vals if v is not None and math.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def save_results(result: dict[str, Any], path: Path) -> None:
+    from degrade.io import atomic_write_bytes
+
+    data = {k: v for k, v in result.items() if k != "sheet_rows"}
+    data["results_sha256"] = _sha(data)
+    atomic_write_bytes(path, json.dumps(data, indent=1, default=float).encode())
+
+
+__all__ = ["bootstrap_ci", "run_bench", "save_results"]

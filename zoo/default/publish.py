@@ -1,0 +1,89 @@
+"""Publish the trained default bundle: card with provenance and metrics, weights into zoo/weights,
+before/after sheets of every real old photo into docs/img.
+
+``python -m zoo.default.publish WORK`` (the last step of ``make train-default``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def provenance(work: Path) -> dict:
+    files = json.loads((work / "provenance.json").read_text())
+    return {"clean_training_photos": len(files), "by_source": dict(Counter(files.values())),
+            "held_out_for_testing": "every third CBSD68 image by name (22 images), used only by the test datasets",
+            "real_old_photos": "../shared/data/real_old_photos: 9 from microsoft/Bringing-Old-Photos-Back-to-Life (MIT), "
+                               "248 historical photographs from jantic/DeOldify's test_images history (mostly public domain)"}  # fmt: skip
+
+
+def before_after_sheets(model: str, photos: list[Path], out_prefix: Path, per_sheet: int = 64, tile: int = 128) -> list[Path]:
+    """Restore every photo and write sheets of (before | after) pairs, ``per_sheet`` photos each."""
+    import cv2
+
+    from degrade.io import read_image
+    from degrade.sheet import contact_sheet, save_sheet
+    from zoo.restore import restore
+
+    written = []
+    tiles, labels = [], []
+
+    def flush(k):
+        path = out_prefix.parent / f"{out_prefix.name}-{k}.png"
+        title = f"Real old photos, before | after (default bundle), sheet {k}"
+        save_sheet(contact_sheet(tiles, labels, ncols=8, tile_size=tile, title=title, label_lines=1), path)
+        written.append(path)
+
+    for i, p in enumerate(photos):
+        pic = read_image(p)
+        rgb = pic.rgb()
+        s = min(1.0, 768 / max(rgb.shape[:2]))
+        if s < 1:
+            rgb = cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
+        res = restore(rgb, model)
+        tiles += [rgb, res.image]
+        labels += [p.name[:24], "restored"]
+        if len(tiles) == 2 * per_sheet:
+            flush(len(written) + 1)
+            tiles, labels = [], []
+    if tiles:
+        flush(len(written) + 1)
+    return written
+
+
+def main(work: str) -> None:
+    work = Path(work)
+    sys.path.insert(0, str(ROOT / "bench"))
+    import restore_quality
+
+    from zoo import checkpoint, store
+
+    quality = restore_quality.evaluate("default", ["test-bopbtl", "test-old-photo"], workers=2)
+    (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
+    (ROOT / "bench" / "out" / "restore_quality.json").write_text(json.dumps(quality, indent=2))
+    tensors, card = checkpoint.load(store.resolve("default"))
+    card["provenance"] = provenance(work)
+    card["metrics"] = {ref: {"psnr": r["methods"]["zoo:default"]["psnr"], "ssim": r["methods"]["zoo:default"]["ssim"],
+                             "gain_psnr": r["gain_over_input"]["psnr"], "gain_ssim": r["gain_over_input"]["ssim"],
+                             "detection_f1": (r["detection"] or {}).get("pooled", {}).get("f1")} for ref, r in quality.items()}  # fmt: skip
+    card["vgg_perceptual_loss"] = False
+    card["licence"] = "weights: MIT (this project); training photographs: see provenance"
+    checkpoint.save(ROOT / "zoo" / "weights" / "default", tensors, card)
+    shared = ROOT.parent / "shared" / "data" / "real_old_photos"
+    photos = sorted(p for p in shared.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    for old in (ROOT / "docs" / "img").glob("real-before-after-*.png"):
+        old.unlink()
+    sheets = before_after_sheets(str(ROOT / "zoo" / "weights" / "default.safetensors"), photos, ROOT / "docs" / "img" / "real-before-after")
+    print(json.dumps(card["metrics"], indent=1))
+    print(f"published zoo/weights/default.safetensors; {len(sheets)} before/after sheets in docs/img/")
+    shutil.rmtree(ROOT / "bench" / "out" / "tmp", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "work/default")

@@ -1,0 +1,83 @@
+"""The photographs behind the shipped default model: which, under what licence, and the held-out split.
+
+``python -m zoo.default.sources DIR`` links the training photographs into ``DIR/clean-train``
+and the held-out ones into ``DIR/clean-test`` (``DIR/real`` gets the real old photos), so that
+``daguerre dataset create`` can read each set as one folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+# Photographs (not renders) from Debian packages, with their licences (debian/copyright).
+DEBIAN_PHOTOS = {
+    "/usr/share/wallpapers/BytheWater/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
+    "/usr/share/wallpapers/ColdRipple/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
+    "/usr/share/wallpapers/EveningGlow/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
+    "/usr/share/wallpapers/FallenLeaf/contents/images/2560x1600.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
+    "/usr/share/wallpapers/Grey/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
+    "/usr/share/wallpapers/OneStandsOut/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
+    "/usr/share/wallpapers/Path/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
+    "/usr/share/wallpapers/Volna/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
+    "/usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg": "lomiri-wallpapers, CC-BY-SA-4.0 (Sander Klootwijk)",
+    "/usr/share/backgrounds/Dragonfly_by_Bolly.jpg": "lomiri-wallpapers, CC-BY-SA-4.0 (Bolly)",
+    "/usr/share/backgrounds/Infinite-Sea_by_Aury88.jpg": "lomiri-wallpapers (Aury88), see debian/copyright",
+    "/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg": "lomiri-wallpapers (Lukas Baubkus), see debian/copyright",
+    "/usr/share/backgrounds/Painting-Colors_by__herobrine7gamer.jpg": "lomiri-wallpapers (herobrine7gamer), see debian/copyright",
+    "/usr/share/backgrounds/Picture_0B_by_freespace.jpg": "lomiri-wallpapers, CC-BY-4.0 (Trevor Freespace)",
+    "/usr/share/backgrounds/Picture_1A_by_freespace.jpg": "lomiri-wallpapers, CC-BY-4.0 (Trevor Freespace)",
+    "/usr/share/backgrounds/Wine_by_Jakkub_Mede.jpg": "lomiri-wallpapers (Jakkub Mede), see debian/copyright",
+    "/usr/share/backgrounds/aitzgorri_by_Aitzol_Berasategi.jpg": "lomiri-wallpapers, CC-BY-4.0 (Aitzol Berasategi)",
+    "/usr/share/backgrounds/friends_by_Aitzol_Berasategi.jpg": "lomiri-wallpapers, CC-BY-4.0 (Aitzol Berasategi)",
+    "/usr/share/backgrounds/life_by_Aitzol_Berasategi.jpg": "lomiri-wallpapers, CC-BY-4.0 (Aitzol Berasategi)",
+    "/usr/share/backgrounds/picosdeeuropa_by_Aitzol_Berasategi.jpg": "lomiri-wallpapers, CC-BY-4.0 (Aitzol Berasategi)",
+    "/usr/share/backgrounds/seeding_by_Clements_Engelhardt.jpg": "lomiri-wallpapers, CC0-1.0 (Clemens Engelhardt)",
+    "/usr/share/backgrounds/sunset_by_Aitzol_Berasategi.jpg": "lomiri-wallpapers, CC-BY-4.0 (Aitzol Berasategi)",
+    "/usr/share/backgrounds/umang_by_Abhishek_Mudgal.jpg": "lomiri-wallpapers (Abhishek Mudgal), see debian/copyright",
+}
+
+
+def cbsd68_split() -> tuple[list[Path], list[Path]]:
+    """CBSD68 sorted by name: every third image (from the third) is held out for testing."""
+    files = sorted((SHARED / "clean_photos" / "CBSD68").glob("*"))
+    test = [f for i, f in enumerate(files) if i % 3 == 2]
+    return [f for f in files if f not in test], test
+
+
+def training_photos() -> dict[str, str]:
+    """Path → provenance of every clean training photograph available on this machine."""
+    from degrade.samples import sample_photo_paths
+
+    out = {str(p): "scikit-image sample data (BSD-3-Clause and per-image public licences)" for p in sample_photo_paths()}
+    out.update({str(p): "McMaster colour dataset (research use; via cszn/FFDNet testsets)" for p in sorted((SHARED / "clean_photos" / "McMaster").glob("*"))})
+    train, _ = cbsd68_split()
+    out.update({str(p): "CBSD68, Berkeley Segmentation Dataset test split (research use; via cszn/FFDNet)" for p in train})
+    out.update({p: lic for p, lic in DEBIAN_PHOTOS.items() if Path(p).exists()})
+    return out
+
+
+def link(files, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(files):
+        dst = folder / f"{i:03d}-{Path(f).name}"
+        if not dst.exists():
+            os.symlink(os.path.abspath(f), dst)
+
+
+def main(root: str) -> None:
+    r = Path(root)
+    train = training_photos()
+    link(list(train), r / "clean-train")
+    link(cbsd68_split()[1], r / "clean-test")
+    link(sorted(p for p in (SHARED / "real_old_photos").rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")), r / "real")
+    (r / "provenance.json").write_text(json.dumps(train, indent=1))
+    print(f"{len(train)} training photos, {len(cbsd68_split()[1])} held out, real old photos linked under {r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "work/default")

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Train the shipped default bundle on this machine's CPU (`make train-default`), about 2–3 hours
+# on 2 cores. Every step is a daguerre command; every stage resumes if interrupted. The result
+# is copied to zoo/weights/default.{safetensors,json} and evaluated on held-out photographs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+WORK=${WORK:-work/default}
+export DAGUERRE_HOME=${DAGUERRE_HOME:-$WORK/home}
+DG=${DG:-.venv/bin/daguerre}
+PY=${PY:-.venv/bin/python}
+
+# Openly licensed photographs from Debian (skipped where packages cannot be installed).
+if [ "$(id -u)" = 0 ] && ! [ -d /usr/share/wallpapers/Path ]; then
+    apt-get install -y --no-install-recommends plasma-workspace-wallpapers lomiri-wallpapers >/dev/null 2>&1 || true
+fi
+$PY -m zoo.default.sources "$WORK"
+
+$DG dataset create x --recipe zoo/default/train-mix.yaml --source "$WORK/clean-train" --count 8000 --size 256 --seed 1
+$DG dataset create r --real --source "$WORK/real" --count 4000 --size 256 --seed 2
+$DG dataset create test-bopbtl --recipe bopbtl --source "$WORK/clean-test" --count 240 --size 256 --seed 101
+$DG dataset create test-old-photo --recipe old-photo --source "$WORK/clean-test" --count 240 --size 256 --seed 102
+
+$DG train vae1 --config zoo/default/vae1.yaml --real r --synthetic x --out "$WORK/runs/vae1" --name default-vae1
+$DG train vae2 --config zoo/default/vae2.yaml --clean x --out "$WORK/runs/vae2" --name default-vae2
+$DG train mapping --config zoo/default/mapping.yaml --pairs x --vae1 default-vae1 --vae2 default-vae2 \
+    --out "$WORK/runs/mapping" --name default-mapping
+$DG train scratch --config zoo/default/scratch.yaml --pairs x --out "$WORK/runs/scratch" --name default-scratch
+$DG zoo bundle default --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping --scratch default-scratch
+$PY -m zoo.default.publish "$WORK"

@@ -1,0 +1,271 @@
+"""Restoration end to end: defect detection → E_R (VAE1) → T with the mask → G_Y (VAE2), tiled.
+
+Any size: the image is cut into windows of ``tile`` pixels plus ``overlap`` of context on each
+inner side, processed one at a time (memory bounded by the window, not the photo) and blended
+with linear ramps across the overlaps, so tile borders leave no seam. The detector runs first
+over the whole photo (tiled the same way) so that every window of the restoration sees the
+same mask. Grayscale stays grayscale, RGBA keeps its alpha, 16-bit input is scaled to 8 bits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from degrade.errors import DaguerreError, ImageError
+from degrade.io import to_uint8
+
+from .bundle import Bundle, load_bundle
+
+DEFAULT_MODEL = "default"
+
+
+@dataclass
+class RestoreResult:
+    image: np.ndarray  # same shape as the input (uint8)
+    mask: np.ndarray  # uint8 H×W, 255 where defects were detected (or given)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    from .train import resolve_device as _resolve
+
+    return _resolve(str(device))
+
+
+@lru_cache(maxsize=4)
+def _cached_bundle(model: str, device: str) -> Bundle:
+    return load_bundle(model, device)
+
+
+def get_bundle(model: str | Path | Bundle = DEFAULT_MODEL, device: str = "cpu") -> Bundle:
+    """A loaded restoration bundle (cached per name and device)."""
+    if isinstance(model, Bundle):
+        return model
+    return _cached_bundle(str(model), str(device))
+
+
+def windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Along one axis: (start, stop) of each processed window and (core_start, core_stop) it owns."""
+    if length <= tile + 2 * overlap:
+        return [(0, length, 0, length)]
+    n = -(-length // tile)
+    bounds = [round(i * length / n) for i in range(n + 1)]
+    return [(max(0, a - overlap), min(length, b + overlap), a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def ramp(start: int, stop: int, core_start: int, core_stop: int, length: int) -> np.ndarray:
+    """Blend weights of a window along one axis: 1 in its core, linear to ~0 across inner overlaps."""
+    w = np.ones(stop - start, np.float32)
+    left, right = core_start - start, stop - core_stop
+    if start > 0 and left > 0:
+        w[: 2 * left] = np.minimum(w[: 2 * left], (np.arange(2 * left, dtype=np.float32) + 0.5) / (2 * left))
+    if stop < length and right > 0:
+        w[-2 * right :] = np.minimum(w[-2 * right :], ((np.arange(2 * right, dtype=np.float32) + 0.5) / (2 * right))[::-1])
+    return w
+
+
+def _tiles(h: int, w: int, tile: int, overlap: int):
+    for y0, y1, cy0, cy1 in windows(h, tile, overlap):
+        for x0, x1, cx0, cx1 in windows(w, tile, overlap):
+            weight = np.outer(ramp(y0, y1, cy0, cy1, h), ramp(x0, x1, cx0, cx1, w))
+            yield (y0, y1, x0, x1), weight
+
+
+def _to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
+
+
+def detect(bundle: Bundle, rgb: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu") -> np.ndarray:
+    """Defect probability map (float32 H×W in [0, 1]) from the bundle's detector, tiled and blended."""
+    h, w = rgb.shape[:2]
+    acc = np.zeros((h, w), np.float32)
+    wsum = np.zeros((h, w), np.float32)
+    with torch.inference_mode():
+        for (y0, y1, x0, x1), weight in _tiles(h, w, tile, overlap):
+            p = torch.sigmoid(bundle.scratch(_to_tensor(rgb[y0:y1, x0:x1], device)))[0, 0].cpu().numpy()
+            acc[y0:y1, x0:x1] += p * weight
+            wsum[y0:y1, x0:x1] += weight
+    return acc / np.maximum(wsum, 1e-6)
+
+
+def translate(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu") -> np.ndarray:
+    """G_Y(T(E_R(x), m)) over windows, blended; returns uint8 H×W×3."""
+    from .nn import pad_to_multiple
+
+    h, w = rgb.shape[:2]
+    acc = np.zeros((h, w, 3), np.float32)
+    wsum = np.zeros((h, w, 1), np.float32)
+    s = bundle.stride
+    with torch.inference_mode():
+        for (y0, y1, x0, x1), weight in _tiles(h, w, tile, overlap):
+            x = _to_tensor(rgb[y0:y1, x0:x1], device)
+            m = torch.from_numpy(mask[y0:y1, x0:x1] > 0).to(device)[None, None].float()
+            xp, size = pad_to_multiple(x, s, minimum=max(8, 2 * s))
+            mp = torch.nn.functional.pad(m, (0, xp.shape[-1] - m.shape[-1], 0, xp.shape[-2] - m.shape[-2]))
+            z = bundle.vae1.encode(xp)[0]
+            y = bundle.vae2.decode(bundle.mapping(z, mp))[..., : size[0], : size[1]]
+            out = ((y[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).cpu().numpy()
+            acc[y0:y1, x0:x1] += out * weight[..., None]
+            wsum[y0:y1, x0:x1] += weight[..., None]
+    return np.clip(acc / np.maximum(wsum, 1e-6) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """RGB uint8, alpha (or None), whether the input was grayscale."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected a numpy image, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        image = to_uint8(image)  # 16-bit (and other integer depths) scaled to 8 bits
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2), None, True
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        return np.ascontiguousarray(image[..., :3]), (image[..., 3].copy() if image.shape[2] == 4 else None), False
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2), None, True
+    raise ImageError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {image.shape}")
+
+
+def restore(
+    image: np.ndarray,
+    model: str | Path | Bundle = DEFAULT_MODEL,
+    scratches: str | np.ndarray = "auto",
+    tile: int = 256,
+    overlap: int = 32,
+    device: str = "auto",
+) -> RestoreResult:
+    """Restore an old photo: returns the restored image (same shape and mode) and the defect mask.
+
+    ``scratches``: ``auto`` (the bundle's detector), ``none`` (no inpainting branch), or a mask
+    array (H×W, nonzero = damaged).
+    """
+    if tile < 32:
+        raise DaguerreError(f"--tile must be at least 32 pixels, got {tile}")
+    if overlap < 0 or overlap >= tile:
+        raise DaguerreError(f"overlap must be in [0, tile), got {overlap}")
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    bundle = get_bundle(model, str(dev))
+    rgb, alpha, gray = _split(image)
+    h, w = rgb.shape[:2]
+    if min(h, w) < 1:
+        raise ImageError(f"empty image of shape {image.shape}")
+    times = {"load": time.perf_counter() - t0}
+    t = time.perf_counter()
+    if isinstance(scratches, np.ndarray):
+        if scratches.shape[:2] != (h, w):
+            raise ImageError(f"mask of shape {scratches.shape[:2]} does not match the image ({h}×{w})")
+        m = scratches if scratches.ndim == 2 else scratches[..., 0]
+        mask = np.where(m > 0, np.uint8(255), np.uint8(0))
+    elif scratches == "auto":
+        prob = detect(bundle, rgb, tile, overlap, dev)
+        mask = np.where(prob > bundle.scratch.cfg.threshold, np.uint8(255), np.uint8(0))
+    elif scratches == "none":
+        mask = np.zeros((h, w), np.uint8)
+    else:
+        raise DaguerreError(f"scratches must be auto, none or a mask, got {scratches!r}")
+    times["detect"] = time.perf_counter() - t
+    t = time.perf_counter()
+    out = translate(bundle, rgb, mask, tile, overlap, dev)
+    times["restore"] = time.perf_counter() - t
+    if gray:
+        import cv2
+
+        out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+        if image.ndim == 3:
+            out = out[..., None]
+    elif alpha is not None:
+        out = np.dstack([out, alpha])
+    return RestoreResult(out, mask, times)
+
+
+def bundle_info(model: str = DEFAULT_MODEL) -> dict[str, Any]:
+    return get_bundle(model).card
+
+
+@dataclass
+class FileReport:
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def compare_image(before: np.ndarray, after: np.ndarray, max_width: int = 3000) -> np.ndarray:
+    """Input | restored side by side (alpha composited on white, gray as RGB), at most ``max_width`` wide."""
+    import cv2
+
+    def rgb(a):
+        if a.ndim == 2 or a.shape[2] == 1:
+            return cv2.cvtColor(a.reshape(a.shape[:2]), cv2.COLOR_GRAY2RGB)
+        if a.shape[2] == 4:
+            al = a[..., 3:].astype(np.float32) / 255
+            return (a[..., :3] * al + 255 * (1 - al)).round().astype(np.uint8)
+        return a
+
+    gap = np.full((before.shape[0], max(4, before.shape[1] // 100), 3), 255, np.uint8)
+    sheet = np.hstack([rgb(before), gap, rgb(after)])
+    if sheet.shape[1] > max_width:
+        s = max_width / sheet.shape[1]
+        sheet = cv2.resize(sheet, (max_width, max(1, round(sheet.shape[0] * s))), interpolation=cv2.INTER_AREA)
+    return sheet
+
+
+def _mask_for(spec: str, path: Path, shape: tuple[int, int]) -> np.ndarray:
+    from degrade.io import read_image
+
+    p = Path(spec)
+    if p.is_dir():
+        for cand in (p / f"{path.stem}.png", p / f"{path.stem}.mask.png"):
+            if cand.exists():
+                p = cand
+                break
+        else:
+            raise ImageError(f"no mask for {path.name} in {spec} (expected {path.stem}.png or {path.stem}.mask.png)")
+    m = read_image(p).pixels
+    m = m if m.ndim == 2 else m.max(axis=2)
+    if m.shape != shape:
+        raise ImageError(f"mask {p} is {m.shape[1]}×{m.shape[0]}, the image {shape[1]}×{shape[0]}")
+    return m
+
+
+def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str = "auto", tile: int = 256,
+                  device: str = "auto", on_file=None) -> FileReport:  # fmt: skip
+    """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected."""
+    from degrade.batch import output_stems
+    from degrade.io import atomic_write_bytes, encode_png, read_image
+
+    report = FileReport()
+    dev = resolve_device(device)
+    get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
+    stems = output_stems(list(paths))
+    for path, stem in zip(paths, stems):
+        t = time.perf_counter()
+        try:
+            pic = read_image(path)
+            px = pic.pixels if pic.alpha is None else np.dstack([np.repeat(pic.pixels[..., None], 3, 2) if pic.is_gray else pic.pixels, pic.alpha])
+            mode = scratches if scratches in ("auto", "none") else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
+            res = restore(px, model, mode, tile, device=str(dev))
+            restored = res.image
+            if pic.is_gray and pic.alpha is not None:  # gray + alpha in, gray + alpha out
+                import cv2
+
+                restored = np.dstack([cv2.cvtColor(restored[..., :3], cv2.COLOR_RGB2GRAY), restored[..., 3]])
+            out_px, out_alpha = (restored[..., :-1], restored[..., -1]) if pic.alpha is not None else (restored, None)
+            if out_px.ndim == 3 and out_px.shape[2] == 1:
+                out_px = out_px[..., 0]
+            atomic_write_bytes(out / f"{stem}.png", encode_png(np.ascontiguousarray(out_px), out_alpha))
+            atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask))
+            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare_image(px, restored)))
+            report.written.append(out / f"{stem}.png")
+            report.seconds.append(time.perf_counter() - t)
+        except (ImageError, DaguerreError) as e:
+            report.failed.append((str(path), str(e)))
+        if on_file:
+            on_file()
+    return report
