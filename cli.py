@@ -560,6 +560,72 @@ def demo_cmd(out: str, model: str) -> None:
     click.echo(f"wrote {page} in {__import__('time').perf_counter() - t:.0f} s; open it in a browser")
 
 
+# -- benchmarking --------------------------------------------------------------------------------
+@cli.group("bench", invoke_without_command=True)
+@click.option("--dataset", "-d", help="Dataset reference NAME[@V] or store path.")
+@click.option("--methods", default="identity,nlm,telea,nlm+telea,zoo:default", show_default=True,
+              help="Comma-separated: identity, nlm, telea, ns, nlm+telea, median, bilateral, zoo:NAME|PATH.")
+@click.option("--n", type=int, help="Number of samples (default: all).")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="bench-out", show_default=True)
+@click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,
+              help="Mask given to inpainting methods: the dataset's ground truth or the default detector's.")
+@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count")
+@click.pass_context
+def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
+    """Benchmark restoration methods on a versioned dataset: metrics with CIs, breakdowns, report.
+
+    Writes results.json, report.md, report.html, sheet.png and per-parameter plots into --out.
+    `daguerre bench compare A B` prints the differences between two results.json files.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from pathlib import Path
+
+    from degrade import DaguerreError
+    from zoo.bench import run_bench
+    from zoo.report import summary_rows, write_report
+
+    if not dataset:
+        raise DaguerreError("bench needs --dataset NAME[@VERSION] (or a subcommand: compare)")
+    specs = [m.strip() for m in methods.split(",") if m.strip()]
+    from pipelines import open_dataset
+
+    count = len(open_dataset(dataset)) if n is None else n
+    with _progress(count, "benchmarking", "samples") as advance:
+        result = run_bench(dataset, specs, n, mask_source, workers, on_sample=advance)
+    files = write_report(result, Path(out))
+    if result["real_photos"]:
+        click.echo("real old photos: no ground truth, so no scores; timings and the sheet are in the report")
+    else:
+        for row in summary_rows(result):
+            click.echo(f"{row[0]:<16} PSNR {row[1]:<22} SSIM {row[2]:<26} F1 {row[7]:<6} {row[9]} ms")
+    click.echo(f"wrote {files['md']}, {files['html']}, {files['results']}")
+
+
+@bench.command("compare")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def bench_compare(a: str, b: str, as_json: bool) -> None:
+    """Differences (B − A) between two results.json files."""
+    from zoo.report import compare
+
+    d = compare(a, b)
+    if as_json:
+        _echo_json(d)
+        return
+    if not d["same_dataset"]:
+        click.echo("note: the two results are on different datasets")
+    for label, row in d["methods"].items():
+        parts = []
+        for key, v in row.items():
+            if v["delta"] is not None:
+                parts.append(f"{key} {v['a']:.4g} -> {v['b']:.4g} ({v['delta']:+.4g})")
+            else:
+                parts.append(f"{key} only in {'A' if v['a'] is not None else 'B'}" if (v["a"] is None) != (v["b"] is None) else "")
+        click.echo(f"{label:<16} " + "; ".join(p for p in parts if p))
+
+
 # -- training and the model zoo ----------------------------------------------------------------
 _TRAIN_OPTIONS = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of settings (options override it)."),

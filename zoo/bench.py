@@ -35,13 +35,16 @@ def _init_worker(ref: str, specs: list[str], mask_source: str) -> None:
 
     from .methods import get_method
 
-    _STATE.update(ds=open_dataset(ref), methods=[get_method(s) for s in specs], mask_source=mask_source)
+    zoo = [s.partition(":")[2] for s in specs if s.startswith("zoo:")]
+    _STATE.update(ds=open_dataset(ref), methods=[get_method(s) for s in specs], mask_source=mask_source,
+                  detector=zoo[0] if zoo else "default")  # fmt: skip
 
 
 def _detected_mask(image: np.ndarray) -> np.ndarray:
+    """The detector of the first zoo method benchmarked (else the default bundle's)."""
     from .methods import detected_mask
 
-    return detected_mask(image)
+    return detected_mask(image, _STATE["detector"])
 
 
 def _one(i: int, keep: bool) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def _tiles(h: int, w: int, tile: int, overlap: int):
 
 
 def _to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
+    return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(device).permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
 
 
 def detect(bundle: Bundle, rgb: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu") -> np.ndarray:

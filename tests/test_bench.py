@@ -1,0 +1,146 @@
+"""daguerre bench: metrics by hand, breakdown bins, reports, comparison, traceability, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cli_helpers import one_line_error, run
+from degrade.errors import DaguerreError
+from pipelines import build_spec, create_dataset
+from test_restore import make_random_bundle
+from zoo import metrics
+from zoo.bench import bootstrap_ci, run_bench
+from zoo.methods import METHODS, Method, get_method, register_method
+
+
+def test_psnr_of_a_known_noise_level():
+    rng = np.random.default_rng(0)
+    clean = np.full((200, 200, 3), 128, np.uint8)
+    noisy = (clean + rng.choice([-10, 10], clean.shape)).astype(np.uint8)  # MSE exactly 100
+    assert abs(metrics.psnr(noisy, clean) - 10 * math.log10(255**2 / 100)) < 1e-9
+    assert metrics.psnr(clean, clean) == float("inf")
+    mask = np.zeros((200, 200), bool)
+    mask[:10] = True
+    half = clean.copy()
+    half[:10] = 138
+    assert abs(metrics.psnr(half, clean, mask) - 10 * math.log10(255**2 / 100)) < 1e-9
+    assert metrics.psnr(half, clean, ~mask) == float("inf")
+
+
+def test_ssim_identical_is_one_and_detection_counts():
+    img = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    assert metrics.ssim(img, img) == pytest.approx(1.0)
+    assert metrics.ssim(img, 255 - img) < 0.5
+    pred = np.array([[1, 1, 0, 0]])
+    truth = np.array([[1, 0, 1, 0]])
+    d = metrics.detection(pred, truth)
+    assert (d["tp"], d["fp"], d["fn"]) == (1, 1, 1)
+    assert d["precision"] == 0.5 and d["recall"] == 0.5 and d["f1"] == 0.5 and d["iou"] == pytest.approx(1 / 3)
+
+
+def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
+    vals = list(np.random.default_rng(2).normal(10, 1, 200))
+    m, lo, hi = bootstrap_ci(vals)
+    assert lo < m < hi and hi - lo < 0.5
+    assert bootstrap_ci(vals) == (m, lo, hi)
+
+
+def test_method_registry_and_user_methods():
+    assert {"identity", "nlm", "telea", "ns", "nlm+telea", "median", "bilateral", "zoo"} <= set(METHODS)
+    with pytest.raises(DaguerreError, match="unknown method 'foo'"):
+        get_method("foo")
+    with pytest.raises(DaguerreError, match="zoo:default or zoo:PATH"):
+        get_method("zoo")
+
+    @register_method("invert-test")
+    class Invert(Method):
+        """Inverted colours (a test method)."""
+
+        def run(self, image, mask=None):
+            return 255 - image, None
+
+    try:
+        out, _ = get_method("invert-test").run(np.zeros((2, 2, 3), np.uint8))
+        assert out.max() == 255
+    finally:
+        METHODS.pop("invert-test")
+
+
+@pytest.fixture()
+def tiny(home):
+    make_random_bundle("rb")
+    res = create_dataset(build_spec("b", "builtin:samples", 24, 48, 3, "severe", shard_size=8), workers=1, scheduler="threads")
+    return res
+
+
+def test_bench_results_breakdown_and_traceability(tiny):
+    r = run_bench("b", ["identity", "nlm", "nlm+telea", "zoo:rb"], mask_source="gt", workers=1, sheet_samples=3)
+    assert r["samples"] == 24 and r["dataset"]["identity"] == tiny.version.identity
+    agg = r["aggregate"]
+    assert set(agg) == {"identity", "nlm", "nlm+telea", "zoo:rb"}
+    assert agg["identity"]["psnr"]["n"] == 24 and agg["identity"]["psnr"]["ci95"][0] <= agg["identity"]["psnr"]["mean"]
+    assert "detection" in agg["zoo:rb"] and "detection" not in agg["nlm"]
+    assert r["methods"]["zoo:rb"]["card_sha256"] and r["methods"]["nlm"]["doc"]
+    # identity's PSNR equals the degraded-vs-clean PSNR computed directly
+    from pipelines import open_dataset
+
+    ds = open_dataset("b")
+    direct = np.mean([metrics.psnr(ds.read("degraded", i), ds.read("clean", i)) for i in range(24)])
+    assert agg["identity"]["psnr"]["mean"] == pytest.approx(direct)
+    br = r["breakdown"]
+    assert "jpeg" in br and br["jpeg"]["applied"] + br["jpeg"]["not_applied"] == 24
+    binned = [e for e in br.values() if "bins" in e]
+    assert binned and all(sum(b["n"] for b in e["bins"]) == e["applied"] for e in binned)
+    assert len(r["sheet_rows"]) == 3
+
+
+def test_parallel_bench_equals_serial(tiny):
+    a = run_bench("b", ["identity", "median"], n=10, mask_source="gt", workers=1)
+    b = run_bench("b", ["identity", "median"], n=10, mask_source="gt", workers=2)
+    strip = lambda rows: [{k: {m: {x: y for x, y in v.items() if x != "seconds"} for m, v in r["methods"].items()} for k in ("methods",)} for r in rows]  # noqa: E731
+    assert strip(a["per_sample"]) == strip(b["per_sample"])
+
+
+def test_cli_bench_report_compare_and_errors(capsys, tiny, tmp_path):
+    out = tmp_path / "r1"
+    r = run(capsys, "bench", "--dataset", "b", "--methods", "identity,median,telea,zoo:rb", "--mask", "gt", "--out", out, "--workers", "1")
+    assert r.code == 0, r.err
+    for f in ("results.json", "report.md", "report.html", "sheet.png"):
+        assert (out / f).exists(), f
+    md = (out / "report.md").read_text()
+    for name in ("identity", "median", "telea", "zoo:rb", "By degradation"):
+        assert name in md
+    assert list(out.glob("plot-*.png"))
+    html = (out / "report.html").read_text()
+    assert "<table>" in html and "zoo:rb" in html
+    res = json.loads((out / "results.json").read_text())
+    assert res["dataset"]["identity"] and res["results_sha256"] and res["methods"]["zoo:rb"]["card_sha256"]
+    r = run(capsys, "bench", "--dataset", "b", "--methods", "identity,median", "--n", "8", "--out", tmp_path / "r2", "--mask", "gt", "--workers", "1")
+    assert r.code == 0
+    r = run(capsys, "bench", "compare", out / "results.json", tmp_path / "r2" / "results.json", "--json")
+    d = json.loads(r.out)
+    assert d["same_dataset"] and d["methods"]["median"]["psnr"]["delta"] is not None
+    assert d["methods"]["zoo:rb"]["psnr"]["b"] is None
+    r = run(capsys, "bench", "compare", out / "results.json", tmp_path / "r2" / "results.json")
+    assert r.code == 0 and "median" in r.out
+    for args, msg in [
+        (["--dataset", "b", "--methods", "identity,bogus"], "unknown method 'bogus'"),
+        (["--dataset", "missing", "--methods", "identity"], "unknown dataset 'missing'"),
+        (["--dataset", "b", "--methods", "zoo:nope"], "unknown model 'nope'"),
+        (["--methods", "identity"], "bench needs --dataset"),
+        (["compare", str(tmp_path / "none.json"), str(out / "results.json")], "cannot read results"),
+    ]:
+        r = run(capsys, "bench", *args)
+        assert one_line_error(r) and msg in r.err, (args, r.err)
+
+
+def test_real_photo_dataset_gets_no_scores(capsys, home, tmp_path):
+    create_dataset(build_spec("rp", "builtin:real", 6, 48, 0, real=True), workers=1, scheduler="threads")
+    r = run(capsys, "bench", "--dataset", "rp", "--methods", "identity,median", "--out", tmp_path / "o", "--workers", "1")
+    assert r.code == 0 and "no ground truth" in r.out
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "no ground truth" in md and "PSNR dB" not in md

@@ -1,0 +1,211 @@
+"""Benchmark reports: results.json, report.md, report.html, contact sheets and plots; comparisons."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from degrade.errors import DaguerreError
+from degrade.io import atomic_write_bytes
+
+
+def _f(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def summary_rows(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for label, agg in result["aggregate"].items():
+        def ci(key, d=2):
+            a = agg.get(key)
+            return "–" if not a else f"{_f(a['mean'], d)} [{_f(a['ci95'][0], d)}, {_f(a['ci95'][1], d)}]"
+
+        det = agg.get("detection", {}).get("pooled", {})
+        rows.append([label, ci("psnr"), ci("ssim", 4), ci("psnr_in_mask"), ci("psnr_out_mask"),
+                     _f(det.get("precision"), 3), _f(det.get("recall"), 3), _f(det.get("f1"), 3), _f(det.get("iou"), 3),
+                     _f(agg["seconds"]["mean"] * 1000, 1) if "seconds" in agg else "–"])  # fmt: skip
+    return rows
+
+
+HEADER = ["method", "PSNR dB [95% CI]", "SSIM [95% CI]", "PSNR in mask", "PSNR outside mask", "precision", "recall",
+          "F1", "IoU", "ms/image"]  # fmt: skip
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def breakdown_rows(result: dict[str, Any]) -> list[list[str]]:
+    labels = list(result["aggregate"])
+    rows = []
+    for op, e in result["breakdown"].items():
+        cells = [op, f"{e['applied']}/{e['applied'] + e['not_applied']}"]
+        for lab in labels:
+            m = e["methods"][lab]
+            cells.append(f"{_f(m['psnr_applied'])} / {_f(m['psnr_not_applied'])}")
+        rows.append(cells)
+    return rows
+
+
+def plot_bins(result: dict[str, Any], out: Path) -> list[Path]:
+    """One PNG per operator with a main parameter: PSNR per bin of that parameter, a line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for op, e in result["breakdown"].items():
+        bins = e.get("bins")
+        if not bins:
+            continue
+        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        centers = [f"{b['range'][0]:.3g}–{b['range'][1]:.3g}" for b in bins]
+        for lab in result["aggregate"]:
+            ax.plot(range(len(bins)), [b["psnr"][lab] if b["psnr"][lab] is not None else np.nan for b in bins], marker="o", label=lab)
+        ax.set_xticks(range(len(bins)), centers, fontsize=7)
+        ax.set_xlabel(f"{op}.{e['main']}")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(f"PSNR by {op} {e['main']} (samples where applied)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = out / f"plot-{op}.png"
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def sheet(result: dict[str, Any], out: Path) -> Path | None:
+    """input | each method | ground truth (and mask) for the kept samples, with PSNR under each."""
+    from degrade.sheet import contact_sheet, save_sheet
+
+    rows = result.get("sheet_rows") or []
+    if not rows:
+        return None
+    labels_m = list(result["aggregate"])
+    tiles, labels = [], []
+    for r in rows:
+        im = r["images"]
+        tiles.append(im["degraded"])
+        labels.append(f"#{r['index']} input")
+        for lab in labels_m:
+            tiles.append(im[lab])
+            p = r["methods"][lab].get("psnr")
+            labels.append(f"{lab} {_f(p)} dB" if p is not None else lab)
+        if im.get("clean") is not None:
+            tiles.append(im["clean"])
+            labels.append("ground truth")
+    ncols = 1 + len(labels_m) + (1 if rows[0]["images"].get("clean") is not None else 0)
+    p = out / "sheet.png"
+    save_sheet(contact_sheet(tiles, labels, ncols=ncols, tile_size=160, label_lines=1,
+                             title=f"{result['dataset']['name']}@{result['dataset']['version']}: input | methods | ground truth"), p)  # fmt: skip
+    return p
+
+
+def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
+    """results.json, report.md, report.html, sheet.png and plots in ``out``."""
+    from .bench import save_results
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_results(result, out / "results.json")
+    sheet_path = sheet(result, out)
+    plots = plot_bins(result, out) if not result["real_photos"] else []
+    d = result["dataset"]
+    md = [f"# Benchmark: {d['name']}@{d['version']}", "",
+          f"{result['samples']} samples of {d['size']} px; dataset identity `{d['identity']}`, recipe `{d['recipe_hash']}`; "
+          f"inpainting methods use the {result['mask_source']} mask; {result['workers']} workers, {result['wall_seconds']:.0f} s.", ""]  # fmt: skip
+    if result["real_photos"]:
+        md += ["Real old photos have no ground truth: no score is computed, only the visual sheet and timings.", ""]
+        md += [_md_table(["method", "ms/image"], [[k, _f(v["seconds"]["mean"] * 1000, 1)] for k, v in result["aggregate"].items()])]
+    else:
+        md += ["## Scores (mean and 95 % bootstrap interval)", "", _md_table(HEADER, summary_rows(result)), ""]
+        md += ["## By degradation", "", "PSNR where the operator was applied / where it was not.", "",
+               _md_table(["operator", "applied"] + list(result["aggregate"]), breakdown_rows(result)), ""]  # fmt: skip
+        md += [f"![{p.stem}]({p.name})" for p in plots]
+    if sheet_path:
+        md += ["", "## Samples", "", f"![samples]({sheet_path.name})"]
+    md += ["", "## Methods", ""] + [f"* `{k}`: {v['doc']}" for k, v in result["methods"].items()]
+    md += ["", "LPIPS, DISTS and FID need ImageNet-trained weights that are not available offline; they are not reported."]
+    text = "\n".join(md) + "\n"
+    atomic_write_bytes(out / "report.md", text.encode())
+    atomic_write_bytes(out / "report.html", markdown_to_html(text, f"Benchmark {d['name']}@{d['version']}").encode())
+    return {"results": out / "results.json", "md": out / "report.md", "html": out / "report.html"}
+
+
+def markdown_to_html(md: str, title: str) -> str:
+    """The small Markdown subset the reports use (headings, paragraphs, tables, images, lists)."""
+    out, table = [], []
+
+    def inline(s: str) -> str:
+        import re
+
+        s = html.escape(s)
+        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+        return s
+
+    def flush_table():
+        if not table:
+            return
+        head, *body = [r for r in table if not set(r.replace("|", "").strip()) <= {"-", " "}]
+        cells = lambda r: [c.strip() for c in r.strip().strip("|").split("|")]  # noqa: E731
+        out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells(head)) + "</tr>")
+        out.extend("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in cells(r)) + "</tr>" for r in body)
+        out.append("</table>")
+        table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            out.append(f'<p><img src="{html.escape(src.rstrip(")"))}" alt="{html.escape(alt)}"></p>')
+        elif line.startswith("* "):
+            out.append(f"<li>{inline(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    flush_table()
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ddd;padding:.25em .6em;font-size:.9em}"
+             "img{max-width:100%}code{background:#f4f4f4}")  # fmt: skip
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(out)}</body></html>"
+
+
+def compare(a_path: str, b_path: str) -> dict[str, Any]:
+    """Differences between two results.json files: per method, metric deltas (B − A)."""
+    def load(p):
+        try:
+            return json.loads(Path(p).read_text())
+        except (OSError, ValueError) as e:
+            raise DaguerreError(f"cannot read results {p}: {e}") from None
+
+    a, b = load(a_path), load(b_path)
+    out = {"a": {"file": a_path, "dataset": a.get("dataset")}, "b": {"file": b_path, "dataset": b.get("dataset")},
+           "same_dataset": a.get("dataset", {}).get("identity") == b.get("dataset", {}).get("identity"), "methods": {}}  # fmt: skip
+    for label in sorted(set(a.get("aggregate", {})) | set(b.get("aggregate", {}))):
+        ma, mb = a["aggregate"].get(label, {}), b["aggregate"].get(label, {})
+        row = {}
+        for key in ("psnr", "ssim", "psnr_in_mask", "psnr_out_mask", "seconds"):
+            va, vb = (ma.get(key) or {}).get("mean"), (mb.get(key) or {}).get("mean")
+            row[key] = {"a": va, "b": vb, "delta": (vb - va) if va is not None and vb is not None else None}
+        fa = (ma.get("detection") or {}).get("pooled", {}).get("f1")
+        fb = (mb.get("detection") or {}).get("pooled", {}).get("f1")
+        if fa is not None or fb is not None:
+            row["f1"] = {"a": fa, "b": fb, "delta": (fb - fa) if fa is not None and fb is not None else None}
+        out["methods"][label] = row
+    return out
