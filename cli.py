@@ -626,6 +626,28 @@ def bench_compare(a: str, b: str, as_json: bool) -> None:
         click.echo(f"{label:<16} " + "; ".join(p for p in parts if p))
 
 
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--model", "-m", default="default", show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Restorations running at once.")
+@click.option("--queue", type=int, default=8, show_default=True, help="Requests that may wait; beyond: 503.")
+@click.option("--max-upload-mb", type=int, default=25, show_default=True)
+@click.option("--max-megapixels", type=float, default=40.0, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True, help="Seconds per restoration.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, timeout_s, device) -> None:
+    """Serve restoration over HTTP (POST /v1/restore, GET /v1/models, /healthz) and a web page at /."""
+    from degrade import DaguerreError
+    from zoo.serve import ServeConfig, serve
+
+    if workers < 1 or queue < 0:
+        raise DaguerreError("--workers must be at least 1 and --queue at least 0")
+    cfg = ServeConfig(model, workers, queue, max_upload_mb * 2**20, int(max_megapixels * 1e6), timeout_s, device)
+    click.echo(f"daguerre serving {model} on http://{host}:{port}/ (Ctrl-C to stop)")
+    serve(host, port, cfg)
+
+
 # -- training and the model zoo ----------------------------------------------------------------
 _TRAIN_OPTIONS = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of settings (options override it)."),

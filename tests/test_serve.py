@@ -1,0 +1,235 @@
+"""daguerre serve: the HTTP API (test client), the page in headless Chromium, and a bounded load test."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from degrade.io import encode_png, read_image
+from degrade.samples import real_photo_paths
+from test_restore import make_random_bundle
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def png_bytes(h=48, w=64, seed=0, mode="RGB") -> bytes:
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if mode == "L" else (h, w, 4 if mode == "RGBA" else 3)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def client(home):
+    from fastapi.testclient import TestClient
+
+    from zoo.serve import ServeConfig, create_app
+
+    make_random_bundle("rb")
+    app = create_app(ServeConfig(model="rb", workers=1, queue=2, max_upload_bytes=200_000, max_pixels=500_000))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c, app
+
+
+def test_health_models_page(client):
+    c, _ = client
+    assert c.get("/healthz").json()["status"] == "ok"
+    models = c.get("/v1/models").json()
+    assert models["default"] == "rb" and any(m["name"] == "rb" for m in models["models"])
+    page = c.get("/")
+    assert page.status_code == 200 and "Drop a photo here" in page.text and "/v1/restore" in page.text
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_restore_png_keeps_size_and_mode(client, mode):
+    c, _ = client
+    r = c.post("/v1/restore", files={"file": ("x.png", png_bytes(mode=mode), "image/png")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    im = Image.open(io.BytesIO(r.content))
+    assert im.size == (64, 48)
+    assert im.mode == {"RGB": "RGB", "L": "L", "RGBA": "RGBA"}[mode]
+    assert float(r.headers["x-restore-seconds"]) >= 0
+
+
+def test_restore_json_with_mask(client):
+    c, _ = client
+    r = c.post("/v1/restore", files={"file": ("x.png", png_bytes(), "image/png")}, data={"format": "json", "scratches": "none"})
+    body = r.json()
+    assert r.status_code == 200 and body["width"] == 64 and body["height"] == 48
+    img = Image.open(io.BytesIO(base64.b64decode(body["image"])))
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask"]))))
+    assert img.size == (64, 48) and mask.shape == (48, 64) and not mask.any()
+
+
+def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(client):
+    c, _ = client
+    big = np.zeros((800, 800), np.uint8)  # 640,000 pixels > 500,000, a tiny file: a decompression-bomb stand-in
+    buf = io.BytesIO()
+    Image.fromarray(big).save(buf, format="PNG")
+    cases = [
+        ({"files": {"file": ("notes.txt", b"hello, not an image", "text/plain")}}, 415),
+        ({"files": {"file": ("trunc.png", png_bytes()[:100], "image/png")}}, 415),
+        ({"files": {"file": ("empty.png", b"", "image/png")}}, 400),
+        ({"files": {"file": ("huge.bin", b"\x00" * 300_000, "application/octet-stream")}}, 413),
+        ({"files": {"file": ("bomb.png", buf.getvalue(), "image/png")}}, 413),
+        ({"files": {"other": ("x.png", png_bytes(), "image/png")}}, 400),
+        ({"data": {"scratches": "auto"}}, 400),
+        ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"scratches": "maybe"}}, 422),
+        ({"content": b"garbage", "headers": {"content-type": "multipart/form-data; boundary=zzz"}}, 400),
+    ]
+    for kwargs, status in cases:
+        r = c.post("/v1/restore", **kwargs)
+        assert r.status_code == status, (kwargs.get("files"), r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/json") and "error" in r.json()
+    assert c.post("/v1/restore", files={"file": ("x.png", png_bytes(), "image/png")}).status_code == 200
+    assert c.get("/healthz").json()["errors"] == 0
+
+
+def test_back_pressure_503_with_retry_after(home, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import zoo.serve as serve_mod
+
+    make_random_bundle("rb")
+    release = threading.Event()
+    real = serve_mod._run_restore
+
+    def slow(*args):
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(serve_mod, "_run_restore", slow)
+    app = serve_mod.create_app(serve_mod.ServeConfig(model="rb", workers=1, queue=0))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        results = []
+        t = threading.Thread(target=lambda: results.append(c.post("/v1/restore", files={"file": ("a.png", png_bytes(), "image/png")})))
+        t.start()
+        for _ in range(100):
+            if app.state.gate.inside == 1:
+                break
+            time.sleep(0.02)
+        busy = c.post("/v1/restore", files={"file": ("b.png", png_bytes(), "image/png")})
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
+        release.set()
+        t.join(20)
+        assert results[0].status_code == 200
+
+
+# -- a real server --------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(home):
+    make_random_bundle("rb")
+    port = free_port()
+    env = {**os.environ, "DAGUERRE_HOME": str(home)}
+    p = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--model", "rb", "--port", str(port),
+                          "--workers", "1", "--queue", "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    import httpx
+
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        p.kill()
+        raise RuntimeError(p.stderr.read().decode())
+    yield url, p
+    p.terminate()
+    p.wait(10)
+
+
+def test_page_in_headless_chromium(server, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian packages chromium and chromium-driver; .ci/run installs them)")
+    pw = pytest.importorskip("playwright.sync_api", reason="the playwright Python driver is not installed")
+    url, _ = server
+    photo = [p for p in real_photo_paths() if p.name == "old_w_scratch_c.png"][0]
+    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]  # fmt: skip
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url + "/")
+        assert "Restore an old photo" in page.inner_text("h1")
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector("#compare img#after[src^='data:image/png']", timeout=60_000)
+        page.wait_for_function("document.getElementById('compare').style.display !== 'none'", timeout=60_000)
+        assert "Restored" in page.inner_text("#status")
+        after = page.eval_on_selector("#after", "el => [el.naturalWidth, el.naturalHeight]")
+        src = read_image(photo).pixels
+        assert after == [src.shape[1], src.shape[0]]
+        page.fill("#slider", "70")
+        assert page.eval_on_selector("#after-wrap", "el => el.style.width") == "70%"
+        assert page.get_attribute("#download", "href").startswith("data:image/png")
+        page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "serve.png").stat().st_size > 10_000
+    if os.environ.get("DAGUERRE_UPDATE_DOCS"):
+        shutil.copy(tmp_path / "serve.png", ROOT / "docs" / "img" / "serve.png")
+
+
+def test_load_on_loopback(server):
+    """200 requests, 8 at a time, a quarter of them bad: only 4xx for bad ones, no 5xx but 503, all good ones answered."""
+    import httpx
+
+    url, proc = server
+    good = png_bytes(64, 64, 1)
+    bad = [b"not an image", good[:60], b""]
+    statuses: list[tuple[bool, int]] = []
+    lock = threading.Lock()
+
+    def rss() -> float:
+        return httpx.get(url + "/healthz").json()["rss_mb"]
+
+    with httpx.Client(timeout=60) as c:  # warm up: the first requests allocate the steady-state buffers
+        for _ in range(4):
+            c.post(url + "/v1/restore", files={"file": ("w.png", good, "image/png")})
+    before = rss()
+
+    def worker(k: int) -> None:
+        with httpx.Client(timeout=60) as c:
+            for i in range(k, 200, 8):
+                is_good = i % 4 != 0
+                body = good if is_good else bad[i % 3]
+                for _attempt in range(60):
+                    r = c.post(url + "/v1/restore", files={"file": ("f.png", body, "image/png")})
+                    if r.status_code != 503:
+                        break
+                    time.sleep(float(r.headers.get("retry-after", "1")) / 4)
+                with lock:
+                    statuses.append((is_good, r.status_code))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert len(statuses) == 200
+    assert all(s == 200 for ok, s in statuses if ok), sorted({s for ok, s in statuses if ok})
+    assert all(400 <= s < 500 for ok, s in statuses if not ok)
+    health = httpx.get(url + "/healthz").json()
+    assert health["errors"] == 0 and health["served"] >= 150
+    assert rss() - before < 150, f"server memory grew by {rss() - before:.0f} MB over 200 requests"
+    assert proc.poll() is None

@@ -1,0 +1,228 @@
+"""``daguerre serve``: restoration over HTTP (FastAPI under uvicorn) and a page to use it.
+
+Endpoints: ``POST /v1/restore`` (multipart field ``file``; ``scratches=auto|none``;
+``format=png|json``), ``GET /v1/models``, ``GET /healthz``, ``GET /`` (the page).
+
+The host is protected: uploads are capped in bytes (streamed, refused past the cap) and in
+pixels (checked from the header, before the image is decoded: decompression bombs), at most
+``workers`` restorations run at once with a bounded queue behind them (beyond it: 503 with
+Retry-After), each request has a timeout, and every bad request is a 4xx JSON error: the server
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from degrade.errors import DaguerreError, ImageError
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@dataclass
+class ServeConfig:
+    model: str = "default"
+    workers: int = 1  # restorations running at once
+    queue: int = 8  # requests allowed to wait for a worker
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    timeout_s: float = 300.0
+    device: str = "auto"
+
+
+class Gate:
+    """At most ``workers`` running and ``queue`` waiting; anyone beyond is turned away (503)."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self.slots = threading.Semaphore(workers)
+        self.lock = threading.Lock()
+        self.capacity = workers + queue
+        self.inside = 0
+
+    def enter(self) -> bool:
+        with self.lock:
+            if self.inside >= self.capacity:
+                return False
+            self.inside += 1
+            return True
+
+    def leave(self) -> None:
+        with self.lock:
+            self.inside -= 1
+
+
+def _rss_mb() -> float:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def create_app(cfg: ServeConfig | None = None):
+    """The FastAPI application (the model is loaded once, at start-up)."""
+    import torch
+
+    from degrade.io import decode_image, encode_png
+
+    from .restore import get_bundle, resolve_device, restore
+
+    cfg = cfg or ServeConfig()
+    device = resolve_device(cfg.device)
+    bundle = get_bundle(cfg.model, str(device))  # unknown model or bad weights: fail at start-up
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // max(1, cfg.workers)))
+    gate = Gate(cfg.workers, cfg.queue)
+    stats = {"served": 0, "rejected": 0, "errors": 0}
+    from pipelines.layout import code_version
+
+    app = FastAPI(title="daguerre", version=code_version(), docs_url="/docs")
+
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", []))
+        return error(422, f"invalid request: {where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # last resort: never leak a traceback
+        stats["errors"] += 1
+        return error(500, f"internal error: {type(exc).__name__}")
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok", "model": cfg.model, "in_flight": gate.inside, "capacity": gate.capacity,
+                "rss_mb": round(_rss_mb(), 1), **stats}  # fmt: skip
+
+    @app.get("/v1/models")
+    async def models():
+        from .store import cards
+
+        rows = [{k: c.get(k) for k in ("name", "stage", "origin", "bytes", "metrics", "saved")} for c in cards() if c.get("model") == "bundle"]
+        return {"default": cfg.model, "models": rows}
+
+    @app.get("/")
+    async def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    async def read_upload(request: Request) -> tuple[bytes, dict[str, str]]:
+        """The multipart body, streamed with a byte cap; returns the file bytes and the form fields."""
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            raise ImageError("expected multipart/form-data with the image in field 'file'")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > cfg.max_upload_bytes + 64 * 1024:
+            raise OverflowError
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > cfg.max_upload_bytes + 64 * 1024:
+                raise OverflowError
+        from starlette.datastructures import Headers
+        from starlette.formparsers import MultiPartParser
+
+        async def replay():
+            yield bytes(body)
+
+        form = await MultiPartParser(Headers(raw=request.headers.raw), replay(), max_part_size=cfg.max_upload_bytes).parse()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise ImageError("no file in field 'file'")
+        data = await upload.read()
+        if len(data) > cfg.max_upload_bytes:
+            raise OverflowError
+        if not data:
+            raise ImageError("the uploaded file is empty")
+        return data, {k: v for k, v in form.items() if isinstance(v, str)}
+
+    @app.post("/v1/restore")
+    async def restore_endpoint(request: Request):
+        try:
+            data, fields = await read_upload(request)
+        except OverflowError:
+            return error(413, f"upload larger than {cfg.max_upload_bytes // 2**20} MiB")
+        except ImageError as e:
+            return error(400, str(e))
+        except Exception as e:  # noqa: BLE001  malformed multipart bodies
+            return error(400, f"malformed upload ({type(e).__name__})")
+        scratches = fields.get("scratches", "auto")
+        fmt = fields.get("format", "json" if "application/json" in request.headers.get("accept", "") else "png")
+        if scratches not in ("auto", "none"):
+            return error(422, "scratches must be auto or none")
+        if fmt not in ("png", "json"):
+            return error(422, "format must be png or json")
+        try:
+            pic = decode_image(data, "upload", cfg.max_pixels)
+        except ImageError as e:
+            msg = str(e).replace("upload: ", "", 1)
+            return error(413 if "exceeds the limit" in msg or "too many pixels" in msg else 415, msg)
+        if not gate.enter():
+            stats["rejected"] += 1
+            return error(503, "busy: too many restorations in progress, retry shortly", {"Retry-After": "2"})
+        try:
+            px = pic.pixels if pic.alpha is None else np.dstack(
+                [np.repeat(pic.pixels[..., None], 3, 2) if pic.is_gray else pic.pixels, pic.alpha]
+            )
+            t = time.perf_counter()
+            work = asyncio.get_running_loop().run_in_executor(None, _run_restore, restore, bundle, px, scratches, str(device))
+            res = await asyncio.wait_for(work, timeout=cfg.timeout_s)
+            seconds = time.perf_counter() - t
+        except asyncio.TimeoutError:
+            return error(504, f"restoration took longer than {cfg.timeout_s:.0f} s")
+        except (DaguerreError, ImageError) as e:
+            return error(422, str(e))
+        finally:
+            gate.leave()
+        stats["served"] += 1
+        img = res.image
+        if pic.is_gray and pic.alpha is not None:
+            import cv2
+
+            img = np.dstack([cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2GRAY), img[..., 3]])
+        pixels, alpha = (img[..., :-1], img[..., -1]) if pic.alpha is not None else (img, None)
+        if pixels.ndim == 3 and pixels.shape[2] == 1:
+            pixels = pixels[..., 0]
+        png = encode_png(np.ascontiguousarray(pixels), alpha)
+        headers = {"X-Restore-Seconds": f"{seconds:.3f}"}
+        if fmt == "json":
+            return JSONResponse({"width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "seconds": round(seconds, 3),
+                                 "model": cfg.model, "image": base64.b64encode(png).decode(),
+                                 "mask": base64.b64encode(encode_png(res.mask)).decode()}, headers=headers)  # fmt: skip
+        return Response(png, media_type="image/png", headers=headers)
+
+    app.state.config = cfg
+    app.state.gate = gate
+    return app
+
+
+def _run_restore(restore, bundle, px, scratches, device):
+    return restore(px, bundle, scratches, device=device)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, cfg: ServeConfig | None = None) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning", timeout_keep_alive=5)
+
+
+__all__ = ["ServeConfig", "create_app", "serve"]
