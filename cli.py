@@ -763,6 +763,20 @@ def zoo_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str) -> N
     click.echo(f"bundle {name} -> {path}")
 
 
+@zoo.command("calibrate")
+@click.argument("name")
+@click.option("--dataset", "-d", required=True, help="Validation dataset with masks (made from training photos).")
+@click.option("--n", type=int, default=200, show_default=True)
+def zoo_calibrate(name: str, dataset: str, n: int) -> None:
+    """Set a bundle's detector threshold to the one with the best pixel F1 on a validation dataset."""
+    from zoo.bundle import calibrate_threshold
+
+    with _progress(n, "calibrating", "samples") as advance:
+        c = calibrate_threshold(name, dataset, n, on_sample=advance)
+    best = c["f1"][c["thresholds"].index(c["chosen"])]
+    click.echo(f"{name}: detector threshold {c['chosen']} (pixel F1 {best:.3f} on {c['samples']} samples of {dataset})")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: library errors become one line on stderr and exit status 1, never a traceback."""
     try:

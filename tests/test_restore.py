@@ -169,3 +169,15 @@ def test_large_image_memory_is_bounded(bundle, tmp_path):
     peak_mb = int(p.stdout.strip().splitlines()[-1]) / 1024
     assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB"
     assert read_image(tmp_path / "o" / "big.png").pixels.shape == img.shape
+
+
+def test_calibrate_threshold_picks_the_best_f1(capsys, bundle):
+    from pipelines import build_spec, create_dataset
+
+    create_dataset(build_spec("v", "builtin:samples", 6, 48, 0, "severe"), workers=1, scheduler="threads")
+    r = run(capsys, "zoo", "calibrate", bundle, "--dataset", "v", "--n", "6")
+    assert r.code == 0 and "detector threshold" in r.out
+    card = load_bundle(bundle).card
+    c = card["calibration"]
+    assert c["chosen"] == card["parts"]["scratch"]["config"]["threshold"]
+    assert c["f1"][c["thresholds"].index(c["chosen"])] == max(x for x in c["f1"] if x == x)

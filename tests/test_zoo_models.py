@@ -20,7 +20,7 @@ def test_registry_has_the_five_models():
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("preset", ["small", "official"])
+@pytest.mark.parametrize("preset", ["small", "default", "official"])
 def test_every_model_builds_from_its_presets_and_runs_its_example(name, preset):
     spec = [s for s in list_models() if s.name == name][0]
     assert spec.summary and spec.example is not None, f"{name} has no example"

@@ -81,3 +81,44 @@ def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     for m in (vae1, vae2, mapping, scratch):
         m.eval().requires_grad_(False)
     return Bundle(vae1, mapping, vae2, scratch, card).to(device)
+
+
+def calibrate_threshold(name: str, dataset: str, n: int = 200, on_sample=None) -> dict[str, Any]:
+    """Pick the detector threshold that maximises pooled pixel F1 on a validation dataset, store it in the bundle.
+
+    Use a dataset made from training photographs (never the test set): the choice is part of training.
+    """
+    import numpy as np
+
+    from pipelines import open_dataset
+
+    from .metrics import scores
+    from .restore import detect
+
+    path = store.resolve(name)
+    tensors, card = checkpoint.load(path)
+    b = load_bundle(path)
+    ds = open_dataset(dataset)
+    if "mask" not in ds.fields:
+        raise DaguerreError(f"{dataset} has no masks to calibrate against")
+    grid = np.round(np.arange(0.1, 0.91, 0.05), 2)
+    counts = np.zeros((len(grid), 3), np.int64)
+    for i in range(min(n, len(ds))):
+        s = ds[i]
+        prob = detect(b, s["degraded"])
+        t = s["mask"] > 0
+        for k, th in enumerate(grid):
+            p = prob > th
+            counts[k] += (int(np.sum(p & t)), int(np.sum(p & ~t)), int(np.sum(~p & t)))
+        if on_sample:
+            on_sample()
+    f1 = [scores(*c)["f1"] for c in counts]
+    best = int(np.nanargmax(f1))
+    card["parts"]["scratch"]["config"]["threshold"] = float(grid[best])
+    card["calibration"] = {"dataset": dataset, "identity": ds.attrs.get("identity"), "samples": min(n, len(ds)),
+                           "thresholds": grid.tolist(), "f1": [round(float(x), 4) for x in f1], "chosen": float(grid[best])}  # fmt: skip
+    checkpoint.save(path, tensors, card)
+    from .restore import _cached_bundle
+
+    _cached_bundle.cache_clear()
+    return card["calibration"]

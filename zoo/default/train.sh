@@ -26,4 +26,6 @@ $DG train mapping --config zoo/default/mapping.yaml --pairs x --vae1 default-vae
     --out "$WORK/runs/mapping" --name default-mapping
 $DG train scratch --config zoo/default/scratch.yaml --pairs x --out "$WORK/runs/scratch" --name default-scratch
 $DG zoo bundle default --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping --scratch default-scratch
+$DG dataset create val --recipe zoo/default/train-mix.yaml --source "$WORK/clean-train" --count 200 --size 256 --seed 7
+$DG zoo calibrate default --dataset val
 $PY -m zoo.default.publish "$WORK"
