@@ -116,6 +116,17 @@ def test_given_mask_and_none(bundle):
         restore(img, bundle, scratches=np.zeros((10, 10), np.uint8))
 
 
+def test_package_level_api_is_the_restore_function(bundle):
+    import zoo
+
+    img = np.random.default_rng(4).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    via_package = zoo.restore(img, model=bundle)
+    direct = restore(img, bundle)
+    assert via_package.image.shape == img.shape and via_package.mask.shape == img.shape[:2]
+    assert np.array_equal(via_package.image, direct.image) and np.array_equal(via_package.mask, direct.mask)
+    assert zoo.restore.windows is windows  # still the module for attribute access
+
+
 def test_unknown_and_corrupt_models(home, tmp_path):
     img = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(DaguerreError, match="unknown model 'nope'"):

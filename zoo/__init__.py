@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["create_model", "list_models"]
+__all__ = ["create_model", "list_models", "restore"]
 
 
 def create_model(name: str, config: Any = None, preset: str = "small", **overrides: Any):
@@ -21,3 +21,12 @@ def list_models():
     from .registry import list_models as _list
 
     return _list()
+
+
+def __getattr__(name: str):
+    # `zoo.restore(image, model=...)`: the restore module is callable; imported (with torch) on first use.
+    if name == "restore":
+        import importlib
+
+        return importlib.import_module(".restore", __name__)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

@@ -9,6 +9,7 @@ same mask. Grayscale stays grayscale, RGBA keeps its alpha, 16-bit input is scal
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -269,3 +270,13 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
         if on_file:
             on_file()
     return report
+
+
+class _CallableModule(type(sys.modules[__name__])):
+    """Lets ``zoo.restore(image, model=...)`` call :func:`restore` while the module stays importable."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> RestoreResult:
+        return restore(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
