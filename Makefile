@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench train-default constraints clean
+.PHONY: install test demo bench bench-restore train-default constraints clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 	$(PY) bench/degrade_throughput.py
 	$(PY) bench/generate_throughput.py
 	$(PY) bench/train_throughput.py
+
+# Restoration quality needs the held-out test datasets that `make train-default` builds.
+bench-restore: $(STAMP)
+	DAGUERRE_HOME=$${DAGUERRE_HOME:-work/default/home} $(PY) bench/restore_quality.py
+	$(PY) bench/restore_speed.py
 
 constraints: $(STAMP)
 	$(PIP) freeze --exclude-editable | sed 's/+cpu$$//' > constraints.tmp && mv constraints.tmp constraints.txt

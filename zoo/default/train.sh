@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the shipped default bundle on this machine's CPU (`make train-default`), about 2–3 hours
+# Train the shipped default bundle on this machine's CPU (`make train-default`), about 2¼ hours
 # on 2 cores. Every step is a daguerre command; every stage resumes if interrupted. The result
 # is copied to zoo/weights/default.{safetensors,json} and evaluated on held-out photographs.
 set -euo pipefail
