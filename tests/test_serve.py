@@ -138,9 +138,10 @@ def free_port() -> int:
 @pytest.fixture()
 def server(home):
     make_random_bundle("rb")
+    model = "default" if os.environ.get("DAGUERRE_UPDATE_DOCS") else "rb"  # the docs screenshot shows the shipped model
     port = free_port()
     env = {**os.environ, "DAGUERRE_HOME": str(home)}
-    p = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--model", "rb", "--port", str(port),
+    p = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--model", model, "--port", str(port),
                           "--workers", "1", "--queue", "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     import httpx
 

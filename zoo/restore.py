@@ -165,7 +165,8 @@ def restore(
         m = scratches if scratches.ndim == 2 else scratches[..., 0]
         mask = np.where(m > 0, np.uint8(255), np.uint8(0))
     elif scratches == "auto":
-        prob = detect(bundle, rgb, tile, overlap, dev)
+        # The detector is small: windows twice the tile cost less overlap and stay well within memory.
+        prob = detect(bundle, rgb, 2 * tile, overlap, dev)
         mask = np.where(prob > bundle.scratch.cfg.threshold, np.uint8(255), np.uint8(0))
     elif scratches == "none":
         mask = np.zeros((h, w), np.uint8)
