@@ -197,19 +197,15 @@ def breakdown(rows: list[dict[str, Any]], labels: list[str], bins: int = 4) -> d
                 main_values[e["op"]][k] = float(v)
     out = {}
     for op in sorted(applied):
-        with_op = sorted(set(applied[op]))
-        without = [k for k in range(len(rows)) if k not in set(with_op)]
+        applied_set = set(applied[op])
+        with_op = sorted(applied_set)
+        without = [k for k in range(len(rows)) if k not in applied_set]
         entry: dict[str, Any] = {"applied": len(with_op), "not_applied": len(without), "main": get_operator(op).main_param()}
-        for label in labels:
-            def mean(idx, key):
-                vals = [rows[k]["methods"][label].get(key) for k in idx]
-                vals = [v for v in vals if v is not None and math.isfinite(v)]
-                return float(np.mean(vals)) if vals else None
-
-            entry.setdefault("methods", {})[label] = {
-                "psnr_applied": mean(with_op, "psnr"), "psnr_not_applied": mean(without, "psnr"),
-                "ssim_applied": mean(with_op, "ssim"), "ssim_not_applied": mean(without, "ssim"),
-            }  # fmt: skip
+        entry["methods"] = {
+            label: {f"{key}_{side}": _mean_metric(rows, idx, label, key)
+                    for key in ("psnr", "ssim") for side, idx in (("applied", with_op), ("not_applied", without))}
+            for label in labels
+        }  # fmt: skip
         vals = main_values.get(op, {})
         if len(vals) >= bins:
             edges = np.quantile(list(vals.values()), np.linspace(0, 1, bins + 1))
