@@ -17,6 +17,27 @@ def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
+def _pair_command(group: click.Group, name: str, target: str):
+    """Declare ``NAME A B [--json]`` on ``group``: ``target`` ("module:function", imported on use) computes
+    the comparison, printed as JSON or by the decorated function (whose docstring is the help)."""
+
+    def wrap(printer):
+        @group.command(name, help=printer.__doc__)
+        @click.argument("a")
+        @click.argument("b")
+        @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+        def command(a: str, b: str, as_json: bool) -> None:
+            import importlib
+
+            module, func = target.split(":")
+            d = getattr(importlib.import_module(module), func)(a, b)
+            _echo_json(d) if as_json else printer(d)
+
+        return command
+
+    return wrap
+
+
 class _Progress:
     """A rich progress bar (count, rate, ETA) on a terminal; silent in CI, pipes and logs.
 
@@ -323,18 +344,9 @@ def dataset_info(ref: str, as_json: bool) -> None:
         click.echo("  " + Recipe.from_dict(d["recipe"]).to_yaml().replace("\n", "\n  ").rstrip())
 
 
-@dataset.command("diff")
-@click.argument("a")
-@click.argument("b")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def dataset_diff(a: str, b: str, as_json: bool) -> None:
+@_pair_command(dataset, "diff", "pipelines.versioning:diff")
+def dataset_diff(d: dict) -> None:
     """Compare two versions: settings, recipe (per operator and parameter), source, sampled parameters."""
-    from pipelines.versioning import diff
-
-    d = diff(a, b)
-    if as_json:
-        _echo_json(d)
-        return
     click.echo(f"--- {d['a']}\n+++ {d['b']}" + ("   (identical data)" if d["identical"] else ""))
     for k, (x, y) in d["settings"].items():
         click.echo(f"{k}: {x} -> {y}")
@@ -602,18 +614,9 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
     click.echo(f"wrote {files['md']}, {files['html']}, {files['results']}")
 
 
-@bench.command("compare")
-@click.argument("a")
-@click.argument("b")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bench_compare(a: str, b: str, as_json: bool) -> None:
+@_pair_command(bench, "compare", "zoo.report:compare")
+def bench_compare(d: dict) -> None:
     """Differences (B − A) between two results.json files."""
-    from zoo.report import compare
-
-    d = compare(a, b)
-    if as_json:
-        _echo_json(d)
-        return
     if not d["same_dataset"]:
         click.echo("note: the two results are on different datasets")
     for label, row in d["methods"].items():
@@ -621,9 +624,9 @@ def bench_compare(a: str, b: str, as_json: bool) -> None:
         for key, v in row.items():
             if v["delta"] is not None:
                 parts.append(f"{key} {v['a']:.4g} -> {v['b']:.4g} ({v['delta']:+.4g})")
-            else:
-                parts.append(f"{key} only in {'A' if v['a'] is not None else 'B'}" if (v["a"] is None) != (v["b"] is None) else "")
-        click.echo(f"{label:<16} " + "; ".join(p for p in parts if p))
+            elif (v["a"] is None) != (v["b"] is None):
+                parts.append(f"{key} only in {'A' if v['a'] is not None else 'B'}")
+        click.echo(f"{label:<16} " + "; ".join(parts))
 
 
 @cli.command("serve")
