@@ -72,50 +72,53 @@ def ramp(start: int, stop: int, core_start: int, core_stop: int, length: int) ->
     return w
 
 
-def _tiles(h: int, w: int, tile: int, overlap: int):
+def _blend(h: int, w: int, channels: int, tile: int, overlap: int, fn) -> np.ndarray:
+    """Run ``fn(y0, y1, x0, x1)`` (→ float32 window × ``channels``) over overlapping windows, blended by ramps."""
+    acc = np.zeros((h, w, channels), np.float32)
+    wsum = np.zeros((h, w, 1), np.float32)
     for y0, y1, cy0, cy1 in windows(h, tile, overlap):
         for x0, x1, cx0, cx1 in windows(w, tile, overlap):
-            weight = np.outer(ramp(y0, y1, cy0, cy1, h), ramp(x0, x1, cx0, cx1, w))
-            yield (y0, y1, x0, x1), weight
+            weight = np.outer(ramp(y0, y1, cy0, cy1, h), ramp(x0, x1, cx0, cx1, w))[..., None]
+            acc[y0:y1, x0:x1] += fn(y0, y1, x0, x1).reshape(y1 - y0, x1 - x0, channels) * weight
+            wsum[y0:y1, x0:x1] += weight
+    return acc / np.maximum(wsum, 1e-6)
 
 
 def _to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(device).permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
 
 
-def detect(bundle: Bundle, rgb: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu") -> np.ndarray:
-    """Defect probability map (float32 H×W in [0, 1]) from the bundle's detector, tiled and blended."""
-    h, w = rgb.shape[:2]
-    acc = np.zeros((h, w), np.float32)
-    wsum = np.zeros((h, w), np.float32)
+def detect(bundle: Bundle, rgb: np.ndarray, tile: int = 512, overlap: int = 32, device="cpu") -> np.ndarray:
+    """Defect probability map (float32 H×W in [0, 1]) from the bundle's detector, tiled and blended.
+
+    Its windows default to twice the restoration tile: the detector is the smaller network, and
+    fewer, larger windows spend less on overlaps.
+    """
+
+    def window(y0, y1, x0, x1):
+        return torch.sigmoid(bundle.scratch(_to_tensor(rgb[y0:y1, x0:x1], device)))[0, 0].cpu().numpy()
+
     with torch.inference_mode():
-        for (y0, y1, x0, x1), weight in _tiles(h, w, tile, overlap):
-            p = torch.sigmoid(bundle.scratch(_to_tensor(rgb[y0:y1, x0:x1], device)))[0, 0].cpu().numpy()
-            acc[y0:y1, x0:x1] += p * weight
-            wsum[y0:y1, x0:x1] += weight
-    return acc / np.maximum(wsum, 1e-6)
+        return _blend(*rgb.shape[:2], 1, tile, overlap, window)[..., 0]
 
 
 def translate(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu") -> np.ndarray:
     """G_Y(T(E_R(x), m)) over windows, blended; returns uint8 H×W×3."""
     from .nn import pad_to_multiple
 
-    h, w = rgb.shape[:2]
-    acc = np.zeros((h, w, 3), np.float32)
-    wsum = np.zeros((h, w, 1), np.float32)
     s = bundle.stride
+
+    def window(y0, y1, x0, x1):
+        x = _to_tensor(rgb[y0:y1, x0:x1], device)
+        m = torch.from_numpy(mask[y0:y1, x0:x1] > 0).to(device)[None, None].float()
+        xp, size = pad_to_multiple(x, s, minimum=max(8, 2 * s))
+        mp = torch.nn.functional.pad(m, (0, xp.shape[-1] - m.shape[-1], 0, xp.shape[-2] - m.shape[-2]))
+        y = bundle.vae2.decode(bundle.mapping(bundle.vae1.encode(xp)[0], mp))[..., : size[0], : size[1]]
+        return ((y[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).cpu().numpy()
+
     with torch.inference_mode():
-        for (y0, y1, x0, x1), weight in _tiles(h, w, tile, overlap):
-            x = _to_tensor(rgb[y0:y1, x0:x1], device)
-            m = torch.from_numpy(mask[y0:y1, x0:x1] > 0).to(device)[None, None].float()
-            xp, size = pad_to_multiple(x, s, minimum=max(8, 2 * s))
-            mp = torch.nn.functional.pad(m, (0, xp.shape[-1] - m.shape[-1], 0, xp.shape[-2] - m.shape[-2]))
-            z = bundle.vae1.encode(xp)[0]
-            y = bundle.vae2.decode(bundle.mapping(z, mp))[..., : size[0], : size[1]]
-            out = ((y[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).cpu().numpy()
-            acc[y0:y1, x0:x1] += out * weight[..., None]
-            wsum[y0:y1, x0:x1] += weight[..., None]
-    return np.clip(acc / np.maximum(wsum, 1e-6) + 0.5, 0, 255).astype(np.uint8)
+        out = _blend(*rgb.shape[:2], 3, tile, overlap, window)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
@@ -165,7 +168,6 @@ def restore(
         m = scratches if scratches.ndim == 2 else scratches[..., 0]
         mask = np.where(m > 0, np.uint8(255), np.uint8(0))
     elif scratches == "auto":
-        # The detector is small: windows twice the tile cost less overlap and stay well within memory.
         prob = detect(bundle, rgb, 2 * tile, overlap, dev)
         mask = np.where(prob > bundle.scratch.cfg.threshold, np.uint8(255), np.uint8(0))
     elif scratches == "none":
