@@ -92,7 +92,7 @@ def calibrate_threshold(name: str, dataset: str, n: int = 200, on_sample=None) -
 
     from pipelines import open_dataset
 
-    from .metrics import scores
+    from .metrics import detection, scores
     from .restore import detect
 
     path = store.resolve(name)
@@ -106,10 +106,9 @@ def calibrate_threshold(name: str, dataset: str, n: int = 200, on_sample=None) -
     for i in range(min(n, len(ds))):
         s = ds[i]
         prob = detect(b, s["degraded"])
-        t = s["mask"] > 0
         for k, th in enumerate(grid):
-            p = prob > th
-            counts[k] += (int(np.sum(p & t)), int(np.sum(p & ~t)), int(np.sum(~p & t)))
+            d = detection(prob > th, s["mask"])
+            counts[k] += (d["tp"], d["fp"], d["fn"])
         if on_sample:
             on_sample()
     f1 = [scores(*c)["f1"] for c in counts]
