@@ -101,6 +101,20 @@ def test_grayscale_rgba_and_16bit(bundle):
     assert out.shape == (64, 80, 4) and np.array_equal(out[..., 3], rgba[..., 3])
     deep = rng.integers(0, 65535, (64, 80, 3), dtype=np.uint16)
     assert restore(deep, bundle).image.dtype == np.uint8
+    gray_alpha = np.dstack([gray, rgba[..., 3]])
+    out = restore(gray_alpha, bundle).image
+    assert out.shape == (64, 80, 2) and np.array_equal(out[..., 1], rgba[..., 3])
+
+
+def test_cli_keeps_gray_and_alpha(capsys, bundle, tmp_path, photo):
+    alpha = np.full(photo.shape[:2], 200, np.uint8)
+    alpha[:10] = 0
+    (tmp_path / "la.png").write_bytes(encode_png(photo[..., 0], alpha))
+    r = run(capsys, "restore", tmp_path / "la.png", "--out", tmp_path / "out", "--model", bundle, "--tile", "64")
+    assert r.code == 0, r.err
+    pic = read_image(tmp_path / "out" / "la.png")
+    assert pic.pixels.ndim == 2 and np.array_equal(pic.alpha, alpha)
+    assert read_image(tmp_path / "out" / "la.compare.png").pixels.shape[2] == 3
 
 
 def test_given_mask_and_none(bundle):

@@ -131,9 +131,9 @@ def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
         return np.repeat(image[..., None], 3, axis=2), None, True
     if image.ndim == 3 and image.shape[2] in (3, 4):
         return np.ascontiguousarray(image[..., :3]), (image[..., 3].copy() if image.shape[2] == 4 else None), False
-    if image.ndim == 3 and image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2), None, True
-    raise ImageError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {image.shape}")
+    if image.ndim == 3 and image.shape[2] in (1, 2):  # gray, gray + alpha
+        return np.repeat(image[..., :1], 3, axis=2), (image[..., 1].copy() if image.shape[2] == 2 else None), True
+    raise ImageError(f"expected an H×W, H×W×1, H×W×2 (gray + alpha), H×W×3 or H×W×4 image, got shape {image.shape}")
 
 
 def restore(
@@ -184,7 +184,7 @@ def restore(
         out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
         if image.ndim == 3:
             out = out[..., None]
-    elif alpha is not None:
+    if alpha is not None:
         out = np.dstack([out, alpha])
     return RestoreResult(out, mask, times)
 
@@ -205,6 +205,8 @@ def compare_image(before: np.ndarray, after: np.ndarray, max_width: int = 3000) 
     import cv2
 
     def rgb(a):
+        if a.ndim == 3 and a.shape[2] == 2:
+            a = np.dstack([np.repeat(a[..., :1], 3, axis=2), a[..., 1]])
         if a.ndim == 2 or a.shape[2] == 1:
             return cv2.cvtColor(a.reshape(a.shape[:2]), cv2.COLOR_GRAY2RGB)
         if a.shape[2] == 4:
@@ -252,14 +254,10 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
         t = time.perf_counter()
         try:
             pic = read_image(path)
-            px = pic.pixels if pic.alpha is None else np.dstack([np.repeat(pic.pixels[..., None], 3, 2) if pic.is_gray else pic.pixels, pic.alpha])
+            px = pic.pixels if pic.alpha is None else np.dstack([pic.pixels, pic.alpha])  # gray + alpha: H×W×2
             mode = scratches if scratches in ("auto", "none") else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
             res = restore(px, model, mode, tile, device=str(dev))
             restored = res.image
-            if pic.is_gray and pic.alpha is not None:  # gray + alpha in, gray + alpha out
-                import cv2
-
-                restored = np.dstack([cv2.cvtColor(restored[..., :3], cv2.COLOR_RGB2GRAY), restored[..., 3]])
             out_px, out_alpha = (restored[..., :-1], restored[..., -1]) if pic.alpha is not None else (restored, None)
             if out_px.ndim == 3 and out_px.shape[2] == 1:
                 out_px = out_px[..., 0]
