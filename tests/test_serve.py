@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def png_bytes(h=48, w=64, seed=0, mode="RGB") -> bytes:
     rng = np.random.default_rng(seed)
-    shape = (h, w) if mode == "L" else (h, w, 4 if mode == "RGBA" else 3)
+    shape = (h, w) if mode == "L" else (h, w, {"LA": 2, "RGBA": 4}.get(mode, 3))
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(buf, format="PNG")
     return buf.getvalue()
@@ -53,14 +53,14 @@ def test_health_models_page(client):
     assert page.status_code == 200 and "Drop a photo here" in page.text and "/v1/restore" in page.text
 
 
-@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA"])
 def test_restore_png_keeps_size_and_mode(client, mode):
     c, _ = client
     r = c.post("/v1/restore", files={"file": ("x.png", png_bytes(mode=mode), "image/png")})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     im = Image.open(io.BytesIO(r.content))
     assert im.size == (64, 48)
-    assert im.mode == {"RGB": "RGB", "L": "L", "RGBA": "RGBA"}[mode]
+    assert im.mode == {"RGB": "RGB", "L": "L", "RGBA": "RGBA", "LA": "LA"}[mode]
     assert float(r.headers["x-restore-seconds"]) >= 0
 
 

@@ -240,6 +240,21 @@ def _mask_for(spec: str, path: Path, shape: tuple[int, int]) -> np.ndarray:
     return m
 
 
+def picture_array(pic) -> np.ndarray:
+    """A decoded :class:`degrade.io.Picture` as the array :func:`restore` takes (alpha as the last channel)."""
+    return pic.pixels if pic.alpha is None else np.dstack([pic.pixels, pic.alpha])
+
+
+def encode_restored(image: np.ndarray, has_alpha: bool) -> bytes:
+    """PNG of a :func:`restore` result: gray stays 1 channel, alpha (the last channel) stays alpha."""
+    from degrade.io import encode_png
+
+    pixels, alpha = (image[..., :-1], image[..., -1]) if has_alpha else (image, None)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    return encode_png(np.ascontiguousarray(pixels), alpha)
+
+
 def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str = "auto", tile: int = 256,
                   device: str = "auto", on_file=None) -> FileReport:  # fmt: skip
     """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected."""
@@ -254,14 +269,11 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
         t = time.perf_counter()
         try:
             pic = read_image(path)
-            px = pic.pixels if pic.alpha is None else np.dstack([pic.pixels, pic.alpha])  # gray + alpha: H×W×2
+            px = picture_array(pic)
             mode = scratches if scratches in ("auto", "none") else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
             res = restore(px, model, mode, tile, device=str(dev))
             restored = res.image
-            out_px, out_alpha = (restored[..., :-1], restored[..., -1]) if pic.alpha is not None else (restored, None)
-            if out_px.ndim == 3 and out_px.shape[2] == 1:
-                out_px = out_px[..., 0]
-            atomic_write_bytes(out / f"{stem}.png", encode_png(np.ascontiguousarray(out_px), out_alpha))
+            atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None))
             atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask))
             atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare_image(px, restored)))
             report.written.append(out / f"{stem}.png")

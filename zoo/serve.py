@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -79,7 +78,7 @@ def create_app(cfg: ServeConfig | None = None):
 
     from degrade.io import decode_image, encode_png
 
-    from .restore import get_bundle, resolve_device, restore
+    from .restore import encode_restored, get_bundle, picture_array, resolve_device, restore
 
     cfg = cfg or ServeConfig()
     device = resolve_device(cfg.device)
@@ -180,9 +179,7 @@ def create_app(cfg: ServeConfig | None = None):
             stats["rejected"] += 1
             return error(503, "busy: too many restorations in progress, retry shortly", {"Retry-After": "2"})
         try:
-            px = pic.pixels if pic.alpha is None else np.dstack(
-                [np.repeat(pic.pixels[..., None], 3, 2) if pic.is_gray else pic.pixels, pic.alpha]
-            )
+            px = picture_array(pic)
             t = time.perf_counter()
             work = asyncio.get_running_loop().run_in_executor(None, _run_restore, restore, bundle, px, scratches, str(device))
             res = await asyncio.wait_for(work, timeout=cfg.timeout_s)
@@ -194,18 +191,10 @@ def create_app(cfg: ServeConfig | None = None):
         finally:
             gate.leave()
         stats["served"] += 1
-        img = res.image
-        if pic.is_gray and pic.alpha is not None:
-            import cv2
-
-            img = np.dstack([cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2GRAY), img[..., 3]])
-        pixels, alpha = (img[..., :-1], img[..., -1]) if pic.alpha is not None else (img, None)
-        if pixels.ndim == 3 and pixels.shape[2] == 1:
-            pixels = pixels[..., 0]
-        png = encode_png(np.ascontiguousarray(pixels), alpha)
+        png = encode_restored(res.image, pic.alpha is not None)
         headers = {"X-Restore-Seconds": f"{seconds:.3f}"}
         if fmt == "json":
-            return JSONResponse({"width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "seconds": round(seconds, 3),
+            return JSONResponse({"width": int(px.shape[1]), "height": int(px.shape[0]), "seconds": round(seconds, 3),
                                  "model": cfg.model, "image": base64.b64encode(png).decode(),
                                  "mask": base64.b64encode(encode_png(res.mask)).decode()}, headers=headers)  # fmt: skip
         return Response(png, media_type="image/png", headers=headers)
