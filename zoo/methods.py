@@ -65,6 +65,10 @@ def get_method(spec: str) -> Method:
     return METHODS[name](arg or None)
 
 
+def _nlm(image: np.ndarray) -> np.ndarray:
+    return cv2.fastNlMeansDenoisingColored(image, None, 7, 7, 7, 21)
+
+
 def _inpaint(image: np.ndarray, mask: np.ndarray | None, flag: int) -> np.ndarray:
     if mask is None or not mask.any():
         return image
@@ -85,7 +89,7 @@ class NonLocalMeans(Method):
     """OpenCV fast non-local means denoising (colour), h = 7."""
 
     def run(self, image, mask=None):
-        return cv2.fastNlMeansDenoisingColored(image, None, 7, 7, 7, 21), None
+        return _nlm(image), None
 
 
 @register_method("telea")
@@ -115,7 +119,7 @@ class NlmTelea(Method):
     needs_mask = True
 
     def run(self, image, mask=None):
-        return _inpaint(cv2.fastNlMeansDenoisingColored(image, None, 7, 7, 7, 21), mask, cv2.INPAINT_TELEA), mask
+        return _inpaint(_nlm(image), mask, cv2.INPAINT_TELEA), mask
 
 
 @register_method("median")
@@ -163,8 +167,6 @@ class ZooBundle(Method):
 
 def detected_mask(image: np.ndarray, bundle: str = "default") -> np.ndarray:
     """The zoo detector's mask of an image (what 'detected mask' baselines inpaint)."""
-    from .restore import detect, get_bundle
+    from .restore import detect_mask, get_bundle
 
-    b = get_bundle(bundle)
-    prob = detect(b, image)
-    return np.where(prob > b.scratch.cfg.threshold, np.uint8(255), np.uint8(0))
+    return detect_mask(get_bundle(bundle), image)

@@ -102,6 +102,11 @@ def detect(bundle: Bundle, rgb: np.ndarray, tile: int = 512, overlap: int = 32, 
         return _blend(*rgb.shape[:2], 1, tile, overlap, window)[..., 0]
 
 
+def detect_mask(bundle: Bundle, rgb: np.ndarray, tile: int = 512, overlap: int = 32, device="cpu") -> np.ndarray:
+    """The detector's defect mask (uint8 H×W, 255 = damaged) at the bundle's calibrated threshold."""
+    return np.where(detect(bundle, rgb, tile, overlap, device) > bundle.scratch.cfg.threshold, np.uint8(255), np.uint8(0))
+
+
 def translate(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu") -> np.ndarray:
     """G_Y(T(E_R(x), m)) over windows, blended; returns uint8 H×W×3."""
     from .nn import pad_to_multiple
@@ -168,8 +173,7 @@ def restore(
         m = scratches if scratches.ndim == 2 else scratches[..., 0]
         mask = np.where(m > 0, np.uint8(255), np.uint8(0))
     elif scratches == "auto":
-        prob = detect(bundle, rgb, 2 * tile, overlap, dev)
-        mask = np.where(prob > bundle.scratch.cfg.threshold, np.uint8(255), np.uint8(0))
+        mask = detect_mask(bundle, rgb, 2 * tile, overlap, dev)
     elif scratches == "none":
         mask = np.zeros((h, w), np.uint8)
     else:
