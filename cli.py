@@ -563,13 +563,14 @@ def restore_cmd(inputs, out, model, scratches, tile, device) -> None:
 @click.option("--model", "-m", default="default", show_default=True)
 def demo_cmd(out: str, model: str) -> None:
     """The main job on bundled data: degrade, build a dataset, restore real old photos, write index.html."""
+    import time
     from pathlib import Path
 
     from zoo.demo import build_demo
 
-    t = __import__("time").perf_counter()
-    page = build_demo(Path(out), model, log=lambda m: click.echo(m))
-    click.echo(f"wrote {page} in {__import__('time').perf_counter() - t:.0f} s; open it in a browser")
+    t = time.perf_counter()
+    page = build_demo(Path(out), model, log=click.echo)
+    click.echo(f"wrote {page} in {time.perf_counter() - t:.0f} s; open it in a browser")
 
 
 # -- benchmarking --------------------------------------------------------------------------------
@@ -580,7 +581,7 @@ def demo_cmd(out: str, model: str) -> None:
 @click.option("--n", type=int, help="Number of samples (default: all).")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="bench-out", show_default=True)
 @click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,
-              help="Mask given to inpainting methods: the dataset's ground truth or the default detector's.")
+              help="Mask given to inpainting methods: the dataset's ground truth, or the detector of the first zoo method (else the default bundle's).")
 @click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count")
 @click.pass_context
 def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
