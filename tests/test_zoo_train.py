@@ -218,3 +218,35 @@ def test_dataloader_workers_give_the_same_batches(data, tmp_path):
     ta, _ = checkpoint.load(a["path"])
     tb, _ = checkpoint.load(b["path"])
     assert all(torch.allclose(ta[k], tb[k], atol=1e-6) for k in ta)
+
+
+def test_lr_schedule_is_constant_then_linear_to_zero():
+    c = TrainConfig(stage="scratch", lr=1e-3, decay_start=10, decay_steps=20)
+    assert [c.lr_at(s) for s in (0, 9, 10)] == [1e-3, 1e-3, 1e-3]
+    assert c.lr_at(20) == pytest.approx(5e-4) and c.lr_at(30) == 0.0 and c.lr_at(99) == 0.0
+    assert TrainConfig(stage="scratch", lr=1e-3).lr_at(10**6) == 1e-3
+    with pytest.raises(DaguerreError, match="--decay-steps must be at least 0"):
+        TrainConfig(stage="scratch", pairs="x", decay_steps=-1).check()
+
+
+def test_fine_tune_starts_from_init_and_decays(data, tmp_path):
+    base = train(cfg("scratch", tmp_path / "base", steps=30, lr=3e-3, pairs="x", name="ft-base"))
+    before = held_loss("scratch", trained_model(base))
+    # a vanishing learning rate leaves the init weights where they were (a fresh initialisation is far from them)
+    still = train(cfg("scratch", tmp_path / "still", steps=2, lr=1e-12, pairs="x", name="ft-still", init="ft-base"))
+    a, _ = checkpoint.load(base["path"])
+    b, _ = checkpoint.load(still["path"])
+    assert all(torch.allclose(a[k], b[k], atol=1e-9) for k in a)
+    assert still["upstream"]["init"].endswith("ft-base.safetensors")
+    tuned = train(cfg("scratch", tmp_path / "ft", steps=30, lr=1e-3, pairs="x", name="ft", init="ft-base", decay_steps=30))
+    assert held_loss("scratch", trained_model(tuned)) < before
+    rows = list(csv.DictReader((tmp_path / "ft" / "losses.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, 31))
+    other = {**TINY, "scratch_unet": {"base": 4, "depth": 2}}
+    with pytest.raises(DaguerreError, match="--init ft-base: its scratch_unet configuration differs"):
+        train(cfg("scratch", tmp_path / "o", steps=1, pairs="x", init="ft-base", model_overrides=other))
+    with pytest.raises(DaguerreError, match="no checkpoint|unknown model"):
+        train(cfg("scratch", tmp_path / "n", steps=1, pairs="x", init="nothing-here"))
+    store.register("ft-vae", {"w": torch.zeros(2)}, {"model": "vae", "config": {}})
+    with pytest.raises(DaguerreError, match="--init ft-vae is a 'vae' checkpoint, expected 'scratch_unet'"):
+        train(cfg("scratch", tmp_path / "k", steps=1, pairs="x", init="ft-vae"))

@@ -45,6 +45,8 @@ class TrainConfig:
     batch_size: int = 8
     size: int = 128  # random crop side taken from the dataset tiles
     lr: float = 2e-4
+    decay_start: int = 0  # with decay_steps > 0: lr falls linearly to 0 over decay_steps steps from here
+    decay_steps: int = 0  # (the official schedule: niter steps at lr, then niter_decay steps decaying)
     beta1: float = 0.5
     beta2: float = 0.999
     device: str = "auto"
@@ -60,6 +62,7 @@ class TrainConfig:
     pairs: str = ""
     vae1: str = ""
     vae2: str = ""
+    init: str = ""  # fine-tune: start the trained model from this checkpoint (store name or path)
     # loss weights (official defaults where they exist)
     kl_weight: float = 0.01
     l1_weight: float = 10.0  # α of the VAE reconstruction term
@@ -81,13 +84,19 @@ class TrainConfig:
         for f in need[self.stage]:
             if not getattr(self, f):
                 raise DaguerreError(f"train {self.stage} needs --{f}")
-        for f, lo in (("steps", 1), ("batch_size", 1), ("size", 16), ("workers", 0)):
+        for f, lo in (("steps", 1), ("batch_size", 1), ("size", 16), ("workers", 0), ("decay_start", 0), ("decay_steps", 0)):
             if getattr(self, f) < lo:
                 raise DaguerreError(f"--{f.replace('_', '-')} must be at least {lo}, got {getattr(self, f)}")
         if self.stage == "vae1" and self.batch_size < 2:
             raise DaguerreError("train vae1 needs --batch-size of at least 2 (half real, half synthetic)")
         if not self.lr > 0:
             raise DaguerreError(f"--lr must be positive, got {self.lr}")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimisation step ``step`` (0-based)."""
+        if self.decay_steps <= 0 or step < self.decay_start:
+            return self.lr
+        return self.lr * max(0.0, 1.0 - (step - self.decay_start) / self.decay_steps)
 
     def identity(self) -> dict[str, Any]:
         """What must match for a run folder to be resumed (not steps, workers, device or logging)."""
@@ -415,6 +424,17 @@ def _save_state(path: Path, run: Run, cfg: TrainConfig, step: int, recent: dict[
     checkpoint.save(path, tensors, card)
 
 
+def _init_from(run: Run, ref: str) -> None:
+    """Fine-tuning: load the deployable model's weights from a trained checkpoint of the same model."""
+    key, model_name = run.deploy
+    tensors, card = checkpoint.load(store.resolve(ref))
+    if card.get("model") != model_name:
+        raise DaguerreError(f"--init {ref} is a {card.get('model')!r} checkpoint, expected {model_name!r}")
+    if card.get("config") != json.loads(json.dumps(dataclasses.asdict(run.models[key].config))):
+        raise DaguerreError(f"--init {ref}: its {model_name} configuration differs from this run's (preset, overrides)")
+    checkpoint.load_module(run.models[key], tensors, "model", str(ref))
+
+
 def _load_state(path: Path, run: Run) -> int:
     tensors, card = checkpoint.load(path)
     for k, m in run.models.items():
@@ -467,6 +487,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     run = build_run(cfg, start, device)
     if start:
         _load_state(state_path, run)
+    elif cfg.init:
+        _init_from(run, cfg.init)
     for m in run.models.values():
         m.train()
     csv_path = out / "losses.csv"
@@ -485,6 +507,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             waited = sum(b.wait for b in run.batches.values())
+            for o in run.optims.values():
+                for g in o.param_groups:
+                    g["lr"] = cfg.lr_at(step)
             gen = torch.Generator(device=device).manual_seed(int(step_generator(cfg.seed, step, 7).integers(2**62)))
             logs = run.step_fn(run, cfg, step, gen)
             dt = time.perf_counter() - t0
@@ -528,7 +553,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         "config": dataclasses.asdict(module.config),
         "stage": cfg.stage,
         "datasets": _dataset_cards(run.datasets),
-        "upstream": {k: str(store.resolve(getattr(cfg, k))) for k in ("vae1", "vae2") if getattr(cfg, k)},
+        "upstream": {k: str(store.resolve(getattr(cfg, k))) for k in ("vae1", "vae2", "init") if getattr(cfg, k)},
         "steps": cfg.steps,
         "losses": final,
         "train_config": dataclasses.asdict(cfg),
