@@ -250,3 +250,18 @@ def test_fine_tune_starts_from_init_and_decays(data, tmp_path):
     store.register("ft-vae", {"w": torch.zeros(2)}, {"model": "vae", "config": {}})
     with pytest.raises(DaguerreError, match="--init ft-vae is a 'vae' checkpoint, expected 'scratch_unet'"):
         train(cfg("scratch", tmp_path / "k", steps=1, pairs="x", init="ft-vae"))
+
+
+def test_default_training_configs_are_valid():
+    """Every config zoo/default/train.sh uses parses into a TrainConfig (a typo would surface hours into training)."""
+    import re
+
+    from zoo.train import run_command_config
+
+    root = Path(__file__).resolve().parents[1] / "zoo" / "default"
+    used = re.findall(r"train (\w+) --config (zoo/default/[\w-]+\.yaml)", (root / "train.sh").read_text())
+    assert len(used) == 6, used
+    for stage, path in used:
+        c = run_command_config(stage, {}, str(root.parents[1] / path))
+        assert c.preset == "default" and c.steps > 0
+        assert c.decay_steps == 0 or c.lr_at(c.steps - 1) < c.lr  # a decay ends inside the run

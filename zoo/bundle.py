@@ -101,7 +101,7 @@ def calibrate_threshold(name: str, dataset: str, n: int = 200, on_sample=None) -
     ds = open_dataset(dataset)
     if "mask" not in ds.fields:
         raise DaguerreError(f"{dataset} has no masks to calibrate against")
-    grid = np.round(np.arange(0.1, 0.91, 0.05), 2)
+    grid = np.round(np.r_[np.arange(0.1, 0.91, 0.05), 0.925, 0.95, 0.965, 0.98, 0.99], 3)  # balanced CE over-predicts: fine at the top
     counts = np.zeros((len(grid), 3), np.int64)
     for i in range(min(n, len(ds))):
         s = ds[i]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the shipped default bundle on this machine's CPU (`make train-default`), about 2¼ hours
+# Train the shipped default bundle on this machine's CPU (`make train-default`), about 3¾ hours
 # on 2 cores. Every step is a daguerre command; every stage resumes if interrupted. The result
 # is copied to zoo/weights/default.{safetensors,json} and evaluated on held-out photographs.
 set -euo pipefail
@@ -25,7 +25,12 @@ $DG train vae2 --config zoo/default/vae2.yaml --clean x --out "$WORK/runs/vae2" 
 $DG train mapping --config zoo/default/mapping.yaml --pairs x --vae1 default-vae1 --vae2 default-vae2 \
     --out "$WORK/runs/mapping" --name default-mapping
 $DG train scratch --config zoo/default/scratch.yaml --pairs x --out "$WORK/runs/scratch" --name default-scratch
-$DG zoo bundle default --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping --scratch default-scratch
+# second phases: fidelity-first mapping and the detector, each with its learning rate decayed to zero
+$DG train mapping --config zoo/default/mapping-ft.yaml --pairs x --vae1 default-vae1 --vae2 default-vae2 \
+    --init default-mapping --out "$WORK/runs/mapping-ft" --name default-mapping-ft
+$DG train scratch --config zoo/default/scratch-ft.yaml --pairs x --init default-scratch \
+    --out "$WORK/runs/scratch-ft" --name default-scratch-ft
+$DG zoo bundle default --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping-ft --scratch default-scratch-ft
 $DG dataset create val --recipe zoo/default/train-mix.yaml --source "$WORK/clean-train" --count 200 --size 256 --seed 7
 $DG zoo calibrate default --dataset val
 $PY -m zoo.default.publish "$WORK"
