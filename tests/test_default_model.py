@@ -30,6 +30,8 @@ def test_card_records_provenance_metrics_and_data():
         # docs/benchmarks.md); this guards what was measured: it improves on the input on both.
         assert m[ref]["gain_psnr"] > 0 and m[ref]["gain_ssim"] > 0
         assert 0 < m[ref]["detection_f1"] <= 1
+    # the second phases started from the first ones: the card says so
+    assert card["parts"]["mapping"]["upstream"]["init"] == "default-mapping"
     assert card["vgg_perceptual_loss"] is False
     assert (SHIPPED / "default.safetensors").stat().st_size < 20 * 2**20
 

@@ -131,6 +131,7 @@ def test_every_stage_trains_and_its_loss_falls(data, tmp_path):
     path = make_bundle("b", "vae1", "vae2", "mapping", "scratch")
     b = load_bundle("b")
     assert b.card["parts"]["mapping"]["stage"] == "mapping" and path.exists()
+    assert b.card["parts"]["mapping"]["upstream"] == {"vae1": "vae1", "vae2": "vae2"}
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         z = b.mapping(b.vae1.encode(x)[0], (torch.sigmoid(b.scratch(x)) > 0.5).float())

@@ -56,6 +56,8 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
             if _keep(k, keep):
                 tensors[f"{part}.{k}"] = v
         cards[part] = {k: card.get(k) for k in ("name", "model", "config", "stage", "datasets", "steps", "losses", "saved")}
+        # a fine-tuned part names what it started from (its steps count from there)
+        cards[part]["upstream"] = {k: Path(v).stem for k, v in (card.get("upstream") or {}).items()}
     c1, c2, cm = cards["vae1"]["config"], cards["vae2"]["config"], cards["mapping"]["config"]
     if c1["latent"] != c2["latent"] or c1["n_down"] != c2["n_down"] or cm["latent"] != c1["latent"]:
         raise DaguerreError("vae1, vae2 and mapping disagree on latent channels or stride")
