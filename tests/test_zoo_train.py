@@ -181,8 +181,10 @@ def test_bad_checkpoint_files_are_clear_errors(data, tmp_path, kind):
 
 def test_wrong_upstream_model_kind(data, tmp_path):
     train(cfg("scratch", tmp_path / "s", steps=1, pairs="x", name="s"))
-    with pytest.raises(DaguerreError, match="is a 'scratch_unet' checkpoint, expected 'vae'"):
+    with pytest.raises(DaguerreError, match="--vae1 s is a 'scratch_unet' checkpoint, expected 'vae'"):
         train(cfg("mapping", tmp_path / "m", steps=1, pairs="x", vae1="s", vae2="s"))
+    with pytest.raises(DaguerreError, match="--vae1 s is a 'scratch_unet' checkpoint, expected 'vae'"):
+        make_bundle("bad", "s", "s", "s", "s")
 
 
 def test_cli_train_zoo_ls_info_and_errors(capsys, data, tmp_path):

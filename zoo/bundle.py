@@ -49,9 +49,7 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
     cards = {}
     for part, ref in (("vae1", vae1), ("vae2", vae2), ("mapping", mapping), ("scratch", scratch)):
         model, keep = PARTS[part]
-        t, card = checkpoint.load(store.resolve(ref))
-        if card.get("model") != model:
-            raise DaguerreError(f"--{part} {ref} is a {card.get('model')!r} checkpoint, expected {model!r}")
+        t, card = store.load(ref, model, f"--{part}")
         for k, v in checkpoint.prefixed(t, "model").items():
             if _keep(k, keep):
                 tensors[f"{part}.{k}"] = v

@@ -41,6 +41,15 @@ def resolve(ref: str | Path) -> Path:
     raise DaguerreError(f"unknown model {s!r} (have: {', '.join(have) or 'none'}; see `daguerre zoo ls`)")
 
 
+def load(ref: str | Path, expected: str, option: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, card) of a stored checkpoint that must hold a ``expected`` model; ``option`` names where it was given."""
+    tensors, card = checkpoint.load(resolve(ref))
+    if card.get("model") != expected:
+        where = f"{option} {ref}" if option else str(ref)
+        raise DaguerreError(f"{where} is a {card.get('model')!r} checkpoint, expected {expected!r}")
+    return tensors, card
+
+
 def cards() -> list[dict[str, Any]]:
     """The cards of every stored and shipped checkpoint (with ``path`` and ``bytes`` added)."""
     out = []

@@ -221,11 +221,9 @@ def _model(name: str, cfg: TrainConfig, seed_offset: int, device, **overrides):
     return init_weights(m, cfg.seed * 1000 + seed_offset).to(device)
 
 
-def load_frozen(ref: str, expected: str, device) -> torch.nn.Module:
+def load_frozen(ref: str, expected: str, device, option: str = "") -> torch.nn.Module:
     """A trained model from the store or a path, frozen in eval mode."""
-    tensors, card = checkpoint.load(store.resolve(ref))
-    if card.get("model") != expected:
-        raise DaguerreError(f"{ref} is a {card.get('model')!r} checkpoint, expected {expected!r}")
+    tensors, card = store.load(ref, expected, option)
     m = create_model(expected, card["config"])
     checkpoint.load_module(m, tensors, "model", str(ref))
     m.eval().requires_grad_(False)
@@ -379,7 +377,7 @@ def build_run(cfg: TrainConfig, start: int, device) -> Run:
         optims = {"G": _adam(cfg, vae), "D": _adam(cfg, *d_params)}
         return Run(models, {}, optims, batches, _vae_step, _vae_samples, ("vae", "vae"), datasets)
     if cfg.stage == "mapping":
-        vae1, vae2 = load_frozen(cfg.vae1, "vae", device), load_frozen(cfg.vae2, "vae", device)
+        vae1, vae2 = load_frozen(cfg.vae1, "vae", device, "--vae1"), load_frozen(cfg.vae2, "vae", device, "--vae2")
         if vae1.config.latent != vae2.config.latent or vae1.config.stride != vae2.config.stride:
             raise DaguerreError("--vae1 and --vae2 must share latent channels and stride")
         T = _model("mapping", cfg, 4, device, latent=vae1.config.latent)
@@ -427,9 +425,7 @@ def _save_state(path: Path, run: Run, cfg: TrainConfig, step: int, recent: dict[
 def _init_from(run: Run, ref: str) -> None:
     """Fine-tuning: load the deployable model's weights from a trained checkpoint of the same model."""
     key, model_name = run.deploy
-    tensors, card = checkpoint.load(store.resolve(ref))
-    if card.get("model") != model_name:
-        raise DaguerreError(f"--init {ref} is a {card.get('model')!r} checkpoint, expected {model_name!r}")
+    tensors, card = store.load(ref, model_name, "--init")
     if card.get("config") != json.loads(json.dumps(dataclasses.asdict(run.models[key].config))):
         raise DaguerreError(f"--init {ref}: its {model_name} configuration differs from this run's (preset, overrides)")
     checkpoint.load_module(run.models[key], tensors, "model", str(ref))
