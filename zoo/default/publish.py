@@ -1,5 +1,5 @@
 """Publish the trained default bundle: card with provenance and metrics, weights into zoo/weights,
-before/after sheets of every real old photo into docs/img.
+before/after sheets of every real old photo and the README's before | after into docs/img.
 
 ``python -m zoo.default.publish WORK`` (the last step of ``make train-default``).
 """
@@ -57,6 +57,15 @@ def before_after_sheets(model: str, photos: list[Path], out_prefix: Path, per_sh
     return written
 
 
+def readme_image(model: str, photo: Path, out: Path) -> None:
+    """The README's before | after: what `daguerre restore` writes as NAME.compare.png."""
+    from degrade.io import atomic_write_bytes, encode_png, read_image
+    from zoo.restore import compare_image, picture_array, restore
+
+    px = picture_array(read_image(photo))
+    atomic_write_bytes(out, encode_png(compare_image(px, restore(px, model).image)))
+
+
 def main(work: str) -> None:
     work = Path(work)
     sys.path.insert(0, str(ROOT / "bench"))
@@ -80,6 +89,8 @@ def main(work: str) -> None:
     for old in (ROOT / "docs" / "img").glob("real-before-after-*.png"):
         old.unlink()
     sheets = before_after_sheets(str(ROOT / "zoo" / "weights" / "default.safetensors"), photos, ROOT / "docs" / "img" / "real-before-after")
+    readme_image(str(ROOT / "zoo" / "weights" / "default.safetensors"), shared / "old_w_scratch" / "a.png",
+                 ROOT / "docs" / "img" / "readme-before-after.png")  # fmt: skip
     print(json.dumps(card["metrics"], indent=1))
     print(f"published zoo/weights/default.safetensors; {len(sheets)} before/after sheets in docs/img/")
     shutil.rmtree(ROOT / "bench" / "out" / "tmp", ignore_errors=True)
