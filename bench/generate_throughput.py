@@ -1,6 +1,6 @@
 """Dataset generation and reading throughput on this machine (2 cores), 256 px, ``old-photo``.
 
-Usage: python bench/generate_throughput.py [--count 2048] [--rounds 3] [--scheduler processes]
+Usage: python bench/generate_throughput.py [--count 2048] [--rounds 3] [--scheduler processes] [--generation-only]
 
 Measured in one run, rounds interleaved:
   (a) pure compute: the same dask tasks making the samples (pick, crop, degrade) without writing;
@@ -61,6 +61,12 @@ def run_dask(fn, spec, workers: int, scheduler: str, *args) -> float:
     return spec.count / (time.perf_counter() - t)
 
 
+def fresh(store: Path) -> None:
+    """Remove a store and the catalog that registered it, so the next create generates again."""
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.rmtree(os.environ["DAGUERRE_HOME"], ignore_errors=True)
+
+
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -108,6 +114,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scheduler", default="processes")
     ap.add_argument("--out", default="bench/out/generate_throughput.json")
+    ap.add_argument("--generation-only", action="store_true", help="only (a) and (b): compute vs zarr, 1 and 2 workers")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="daguerre-bench-"))
     os.environ["DAGUERRE_HOME"] = str(tmp / "home")
@@ -125,12 +132,14 @@ def main() -> None:
         print(f"round {r + 1}/{args.rounds}")
         for w in (1, 2):
             add(f"compute_{w}w", run_dask(compute_only, spec, w, args.scheduler))
-            shutil.rmtree(zarr_path, ignore_errors=True)
+            fresh(zarr_path)
             t = time.perf_counter()
             create_dataset(spec, store=str(zarr_path), workers=w, scheduler=args.scheduler)
             add(f"zarr_{w}w", spec.count / (time.perf_counter() - t))
+        if args.generation_only:
+            continue
         other = "threads" if args.scheduler == "processes" else "processes"
-        shutil.rmtree(zarr_path, ignore_errors=True)
+        fresh(zarr_path)
         t = time.perf_counter()
         create_dataset(spec, store=str(zarr_path), workers=2, scheduler=other)
         add(f"zarr_2w_{other}", spec.count / (time.perf_counter() - t))
@@ -143,6 +152,9 @@ def main() -> None:
         add("read_zarr_dataloader", loader_rate(ShardDataset(str(zarr_path), ("degraded", "clean")), n_read, passthrough))
         add("read_png_dataloader", loader_rate(PngTorch(png_dir), n_read))
     med = {k: statistics.median(v) for k, v in rates.items()}
+    if args.generation_only:
+        print({f"zarr_vs_compute_{w}w": round(med[f"zarr_{w}w"] / med[f"compute_{w}w"], 3) for w in (1, 2)})
+        return
     result = {
         "count": args.count,
         "scheduler": args.scheduler,

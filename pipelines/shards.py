@@ -53,21 +53,33 @@ class ArrayLayout:
     def index_nbytes(self) -> int:
         return self.shard_size * 16 + 4
 
-    def create(self, group) -> None:
-        """Create the array's metadata in a zarr-python group (the data is written shard by shard)."""
-        from zarr.codecs import ZstdCodec
-
-        kwargs = dict(
-            name=self.name,
-            shape=self.shape,
-            chunks=(1, *self.sample_shape),
-            shards=(self.shard_size, *self.sample_shape),
-            compressors=ZstdCodec(level=self.zstd_level),
-        )
-        if self.dtype == STRING:
-            group.create_array(dtype=str, **kwargs)
-        else:
-            group.create_array(dtype=self.dtype, fill_value=0, **kwargs)
+    def metadata(self) -> dict:
+        """The array's ``zarr.json`` (what zarr-python writes for the same array; tested), so that
+        generation needs no zarr-python import (~0.4 s per dataset)."""
+        string = self.dtype == STRING
+        bytes_codec = {"name": "vlen-utf8", "configuration": {}} if string else {"name": "bytes"}
+        return {
+            "shape": list(self.shape),
+            "data_type": "string" if string else self.dtype,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [self.shard_size, *self.sample_shape]}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "fill_value": "" if string else 0,
+            "codecs": [
+                {
+                    "name": "sharding_indexed",
+                    "configuration": {
+                        "chunk_shape": [1, *self.sample_shape],
+                        "codecs": [bytes_codec, {"name": "zstd", "configuration": {"level": self.zstd_level, "checksum": False}}],
+                        "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+                        "index_location": "end",
+                    },
+                }
+            ],
+            "attributes": {},
+            "zarr_format": 3,
+            "node_type": "array",
+            "storage_transformers": [],
+        }
 
 
 # -- chunks -------------------------------------------------------------------------------

@@ -79,6 +79,36 @@ def test_layout_attributes_and_zarr_compatibility(small_spec, home):
     assert np.array_equal(again, s["degraded"]) and np.array_equal(mask, s["mask"])
 
 
+@pytest.mark.parametrize("field,level", [("degraded", -1), ("mask", 3), ("params", -7)])
+def test_hand_written_metadata_is_what_zarr_python_writes(small_spec, tmp_path, field, level):
+    layout = small_spec(count=10, shard_size=4, zstd_level=level).layouts()[field]
+    g = zarr.open_group(str(tmp_path / "ref.zarr"), mode="w", zarr_format=3)
+    kw = dict(name=field, shape=layout.shape, chunks=(1, *layout.sample_shape), shards=(4, *layout.sample_shape),
+              compressors=zarr.codecs.ZstdCodec(level=level))  # fmt: skip
+    g.create_array(dtype=str, **kw) if layout.dtype == "string" else g.create_array(dtype="uint8", fill_value=0, **kw)
+    theirs = json.loads((tmp_path / "ref.zarr" / field / "zarr.json").read_text())
+    assert layout.metadata() == theirs
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_shard_checksums_match_the_definition(small_spec, tmp_path, overlap):
+    from pipelines.generate import field_checksum, generate_shard, make_samples, prepare_store
+
+    spec = small_spec(count=12, shard_size=8)
+    prepare_store(spec, tmp_path / "p.zarr")
+    marker = generate_shard(spec, str(tmp_path / "p.zarr"), 1, overlap)
+    samples = make_samples(spec, 8, 12)
+    assert marker["samples"] == [8, 12]
+    assert marker["fields"] == {f: field_checksum(samples[f]) for f in spec.fields}
+    from pipelines.shards import decode_chunk, decode_index
+
+    layout = spec.layouts()["degraded"]
+    blob = (tmp_path / "p.zarr" / "degraded" / layout.shard_key(1)).read_bytes()
+    index = decode_index(layout, blob[-layout.index_nbytes :])
+    for j, (off, n) in enumerate(index[:4]):  # chunks land in sample order whatever order they were made in
+        assert np.array_equal(decode_chunk(layout, blob[int(off) : int(off + n)]), samples["degraded"][j])
+
+
 def test_result_is_independent_of_workers_scheduler_and_shard_size(small_spec, tmp_path):
     stores = []
     for i, (workers, scheduler, shard) in enumerate([(1, "threads", 64), (2, "threads", 5), (2, "processes", 7)]):
