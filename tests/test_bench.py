@@ -93,6 +93,12 @@ def test_bench_results_breakdown_and_traceability(tiny):
     assert agg["identity"]["psnr"]["mean"] == pytest.approx(direct)
     br = r["breakdown"]
     assert "jpeg" in br and br["jpeg"]["applied"] + br["jpeg"]["not_applied"] == 24
+    f1s = [e["methods"]["zoo:rb"].get("f1_applied") for e in br.values()]  # detection F1 by operator, detectors only
+    assert any(f is not None and 0 <= f <= 1 for f in f1s) and all("f1_applied" not in e["methods"]["nlm"] for e in br.values())
+    from zoo.report import breakdown_header, breakdown_rows
+
+    assert "zoo:rb detection F1" in breakdown_header(r)
+    assert all(len(row) == len(breakdown_header(r)) for row in breakdown_rows(r))
     binned = [e for e in br.values() if "bins" in e]
     assert binned and all(sum(b["n"] for b in e["bins"]) == e["applied"] for e in binned)
     assert len(r["sheet_rows"]) == 3

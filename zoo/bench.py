@@ -206,6 +206,11 @@ def breakdown(rows: list[dict[str, Any]], labels: list[str], bins: int = 4) -> d
                     for key in ("psnr", "ssim") for side, idx in (("applied", with_op), ("not_applied", without))}
             for label in labels
         }  # fmt: skip
+        for label in labels:  # which defects the detector misses: pooled F1 with and without this operator
+            for side, idx in (("applied", with_op), ("not_applied", without)):
+                f1 = _pooled_f1(rows, idx, label)
+                if f1 is not None:
+                    entry["methods"][label][f"f1_{side}"] = f1
         vals = main_values.get(op, {})
         if len(vals) >= bins:
             edges = np.quantile(list(vals.values()), np.linspace(0, 1, bins + 1))
@@ -220,6 +225,13 @@ def breakdown(rows: list[dict[str, Any]], labels: list[str], bins: int = 4) -> d
             entry["bins"] = groups
         out[op] = entry
     return out
+
+
+def _pooled_f1(rows, idx, label) -> float | None:
+    dets = [rows[k]["methods"][label]["detection"] for k in idx if "detection" in rows[k]["methods"][label]]
+    if not dets:
+        return None
+    return metrics.scores(*(sum(d[k] for d in dets) for k in ("tp", "fp", "fn")))["f1"]
 
 
 def _mean_metric(rows, idx, label, key):

@@ -44,6 +44,17 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _detecting(result: dict[str, Any]) -> set[str]:
+    return {lab for lab, agg in result["aggregate"].items() if "detection" in agg}
+
+
+def breakdown_header(result: dict[str, Any]) -> list[str]:
+    cols = ["operator", "applied"]
+    for lab in result["aggregate"]:
+        cols += [lab] + ([f"{lab} detection F1"] if lab in _detecting(result) else [])
+    return cols
+
+
 def breakdown_rows(result: dict[str, Any]) -> list[list[str]]:
     labels = list(result["aggregate"])
     rows = []
@@ -52,6 +63,8 @@ def breakdown_rows(result: dict[str, Any]) -> list[list[str]]:
         for lab in labels:
             m = e["methods"][lab]
             cells.append(f"{_f(m['psnr_applied'])} / {_f(m['psnr_not_applied'])}")
+            if lab in _detecting(result):
+                cells.append(f"{_f(m.get('f1_applied'), 3)} / {_f(m.get('f1_not_applied'), 3)}")
         rows.append(cells)
     return rows
 
@@ -130,8 +143,8 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
         md += [_md_table(["method", "ms/image"], [[k, _f(v["seconds"]["mean"] * 1000, 1)] for k, v in result["aggregate"].items()])]
     else:
         md += ["## Scores (mean and 95 % bootstrap interval)", "", _md_table(HEADER, summary_rows(result)), ""]
-        md += ["## By degradation", "", "PSNR where the operator was applied / where it was not.", "",
-               _md_table(["operator", "applied"] + list(result["aggregate"]), breakdown_rows(result)), ""]  # fmt: skip
+        md += ["## By degradation", "", "PSNR (and, for methods that detect defects, pooled pixel F1) where the operator "
+               "was applied / where it was not.", "", _md_table(breakdown_header(result), breakdown_rows(result)), ""]  # fmt: skip
         md += [f"![{p.stem}]({p.name})" for p in plots]
     if sheet_path:
         md += ["", "## Samples", "", f"![samples]({sheet_path.name})"]
