@@ -263,7 +263,7 @@ def test_default_training_configs_are_valid():
 
     root = Path(__file__).resolve().parents[1] / "zoo" / "default"
     used = re.findall(r"train (\w+) --config (zoo/default/[\w-]+\.yaml)", (root / "train.sh").read_text())
-    assert len(used) == 6, used
+    assert len(used) == 7, used
     for stage, path in used:
         c = run_command_config(stage, {}, str(root.parents[1] / path))
         assert c.preset == "default" and c.steps > 0

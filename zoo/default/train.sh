@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the shipped default bundle on this machine's CPU (`make train-default`), about 3¾ hours
+# Train the shipped default bundle on this machine's CPU (`make train-default`), about 4¾ hours
 # on 2 cores. Every step is a daguerre command; every stage resumes if interrupted. The result
 # is copied to zoo/weights/default.{safetensors,json} and evaluated on held-out photographs.
 set -euo pipefail
@@ -30,7 +30,10 @@ $DG train mapping --config zoo/default/mapping-ft.yaml --pairs x --vae1 default-
     --init default-mapping --out "$WORK/runs/mapping-ft" --name default-mapping-ft
 $DG train scratch --config zoo/default/scratch-ft.yaml --pairs x --init default-scratch \
     --out "$WORK/runs/scratch-ft" --name default-scratch-ft
-$DG zoo bundle default --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping-ft --scratch default-scratch-ft
+# third mapping phase: the same losses again at a lower rate, decayed to zero
+$DG train mapping --config zoo/default/mapping-ft2.yaml --pairs x --vae1 default-vae1 --vae2 default-vae2 \
+    --init default-mapping-ft --out "$WORK/runs/mapping-ft2" --name default-mapping-ft2
+$DG zoo bundle default --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping-ft2 --scratch default-scratch-ft
 $DG dataset create val --recipe zoo/default/train-mix.yaml --source "$WORK/clean-train" --count 200 --size 256 --seed 7
 $DG zoo calibrate default --dataset val
 $PY -m zoo.default.publish "$WORK"
