@@ -1,12 +1,12 @@
 """Generate a dataset version: one dask task per zarr shard, resumable, published when complete.
 
 Each task makes the samples of one shard (pick and crop a clean tile, degrade it with the
-recipe), encodes each array's shard and writes it whole through a temporary file and a rename,
-then records a progress marker with the shard's SHA-256 checksums. No two tasks touch the same
-file, so a crashed or retried task is harmless; a re-run skips shards that have a marker and
-gives the same bytes. The store lives under a hidden ``.partial`` name until every shard is in,
-then the attributes are completed and the directory renamed into place in one step. The
-metadata is written directly (tested equal to zarr-python's), so generation never imports zarr.
+recipe; when a core is free, a second thread encodes them meanwhile), writes each array's shard
+whole through a temporary file and a rename, then records a progress marker with the shard's
+SHA-256 checksums. No two tasks touch the same file, so a crashed or retried task is harmless;
+a re-run skips shards that have a marker and gives the same bytes. The store lives under a
+hidden ``.partial`` name until every shard is in, then the attributes are completed and the
+directory renamed into place in one step. Metadata is written directly (no zarr-python import).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +29,7 @@ from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes
 
 from .layout import ATTR_KEY, GenerationSpec
-from .shards import encode_chunk, encode_shard
+from .shards import ArrayLayout, encode_chunk, encode_shard
 from .sources import CROP_STREAM, pick_and_crop
 
 PROGRESS_DIR = ".progress"
@@ -53,8 +54,8 @@ def _first_pick(seed: int, i: int, n: int) -> int:
     return int(rng.integers(n))
 
 
-def make_samples(spec: GenerationSpec, start: int, stop: int) -> dict[str, list]:
-    """Samples ``start..stop-1`` as lists per field (computed grouped by source image, returned in order)."""
+def iter_samples(spec: GenerationSpec, start: int, stop: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(i - start, sample)`` for samples ``start..stop-1``, grouped by source image (one decode each)."""
     import cv2
 
     from degrade.runtime import tune_malloc
@@ -63,32 +64,41 @@ def make_samples(spec: GenerationSpec, start: int, stop: int) -> dict[str, list]
     cv2.setNumThreads(1)
     recipe = None if spec.real else _recipe(spec)
     n = len(spec.source.files)
-    # Grouping by source image lets one decode serve every sample that uses it.
-    order = sorted(range(start, stop), key=lambda i: (_first_pick(spec.seed, i, n), i))
-    out: dict[str, list] = {f: [None] * (stop - start) for f in spec.fields}
-    for i in order:
+    for i in sorted(range(start, stop), key=lambda i: (_first_pick(spec.seed, i, n), i)):
         tile, where = pick_and_crop(spec.source, spec.seed, i, spec.size, spec.crop)
-        k = i - start
-        out["source"][k] = json.dumps(where, sort_keys=True)
+        sample = {"source": json.dumps(where, sort_keys=True)}
         if spec.real:
-            out["degraded"][k] = tile
-            continue
-        d = recipe.apply(tile, seed=spec.seed, index=i)
-        out["clean"][k], out["degraded"][k], out["mask"][k] = tile, d.image, d.mask
-        out["params"][k] = json.dumps(d.params, sort_keys=True, separators=(",", ":"))
+            sample["degraded"] = tile
+        else:
+            d = recipe.apply(tile, seed=spec.seed, index=i)
+            sample.update(clean=tile, degraded=d.image, mask=d.mask)
+            sample["params"] = json.dumps(d.params, sort_keys=True, separators=(",", ":"))
+        yield i - start, sample
+
+
+def make_samples(spec: GenerationSpec, start: int, stop: int) -> dict[str, list]:
+    """Samples ``start..stop-1`` as lists per field, in order."""
+    out: dict[str, list] = {f: [None] * (stop - start) for f in spec.fields}
+    for k, sample in iter_samples(spec, start, stop):
+        for f in spec.fields:
+            out[f][k] = sample[f]
     return out
+
+
+def _hash_value(h, v) -> None:
+    if isinstance(v, str):
+        b = v.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    else:
+        h.update(np.ascontiguousarray(v).data)
 
 
 def field_checksum(values: list) -> str:
     """SHA-256 of one field's decoded samples, in order (strings length-prefixed)."""
     h = hashlib.sha256()
     for v in values:
-        if isinstance(v, str):
-            b = v.encode("utf-8")
-            h.update(len(b).to_bytes(8, "little"))
-            h.update(b)
-        else:
-            h.update(np.ascontiguousarray(v).data)
+        _hash_value(h, v)
     return h.hexdigest()
 
 
@@ -96,19 +106,58 @@ def shard_checksum(per_field: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(per_field, sort_keys=True).encode()).hexdigest()
 
 
-def generate_shard(spec: GenerationSpec, store: str, k: int) -> dict[str, Any]:
-    """Make, encode and write shard ``k`` of every array, then its progress marker. Returns the marker."""
+class _ShardEncoder:
+    """Encodes samples as they come (any order) and hashes them in order; fed from one thread only."""
+
+    def __init__(self, layouts: dict[str, ArrayLayout], n: int):
+        self.layouts, self.n, self.next = layouts, n, 0
+        self.chunks = {f: [b""] * n for f in layouts}
+        self.hashes = {f: hashlib.sha256() for f in layouts}
+        self.waiting: dict[int, dict[str, Any]] = {}
+
+    def add(self, k: int, sample: dict[str, Any]) -> None:
+        for f, layout in self.layouts.items():
+            self.chunks[f][k] = encode_chunk(layout, sample[f])
+        self.waiting[k] = sample
+        while self.next in self.waiting:
+            done = self.waiting.pop(self.next)
+            for f, h in self.hashes.items():
+                _hash_value(h, done[f])
+            self.next += 1
+
+    def checksums(self) -> dict[str, str]:
+        if self.next != self.n:
+            raise RuntimeError(f"shard encoder got {self.next} of {self.n} samples")
+        return {f: h.hexdigest() for f, h in self.hashes.items()}
+
+
+def generate_shard(spec: GenerationSpec, store: str, k: int, overlap: bool = False) -> dict[str, Any]:
+    """Make, encode and write shard ``k`` of every array, then its progress marker. Returns the marker.
+
+    With ``overlap`` (a core is idle: fewer workers than cores) a second thread encodes and hashes
+    each sample while the next one is made; with every core busy that only adds contention.
+    """
     layouts = spec.layouts()
     start, stop = layouts[spec.fields[0]].shard_range(k)
-    samples = make_samples(spec, start, stop)
-    sums = {}
+    enc = _ShardEncoder(layouts, stop - start)
+    if overlap:
+        with ThreadPoolExecutor(1, thread_name_prefix="daguerre-encode") as pool:
+            pending = [pool.submit(enc.add, j, sample) for j, sample in iter_samples(spec, start, stop)]
+            for fut in pending:
+                fut.result()
+    else:
+        for j, sample in iter_samples(spec, start, stop):
+            enc.add(j, sample)
     for f, layout in layouts.items():
-        chunks = [encode_chunk(layout, v) for v in samples[f]]
-        atomic_write_bytes(Path(store) / f / layout.shard_key(k), encode_shard(layout, chunks))
-        sums[f] = field_checksum(samples[f])
+        atomic_write_bytes(Path(store) / f / layout.shard_key(k), encode_shard(layout, enc.chunks[f]))
+    sums = enc.checksums()
     marker = {"shard": k, "samples": [start, stop], "fields": sums, "sha256": shard_checksum(sums)}
     atomic_write_bytes(Path(store) / PROGRESS_DIR / f"shard-{k:06d}.json", json.dumps(marker).encode())
     return marker
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # -- the whole job ------------------------------------------------------------------------
@@ -196,7 +245,8 @@ def run_tasks(
     """Run one dask task per pending shard on threads, processes or a dask.distributed cluster."""
     import dask
 
-    tasks = [dask.delayed(generate_shard, pure=False)(spec, str(store), k, dask_key_name=f"shard-{k}") for k in pending]
+    overlap = address is None and workers < cores()  # a local core left idle by the workers
+    tasks = [dask.delayed(generate_shard, pure=False)(spec, str(store), k, overlap, dask_key_name=f"shard-{k}") for k in pending]
     if not tasks:
         return
     if address:
