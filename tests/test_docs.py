@@ -22,3 +22,18 @@ def test_readme_starts_with_the_two_commands():
 def test_contact_sheets_exist():
     for name in ("operators.png", "old-photo-vs-real.png"):
         assert (ROOT / "docs" / "img" / name).stat().st_size > 10_000
+
+
+def test_docs_have_no_repeated_text_and_their_local_links_resolve():
+    """Guards against a scripted edit gone wrong (a paragraph pasted thousands of times) and dead links."""
+    import re
+    from collections import Counter
+
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        counts = Counter(line for line in text.splitlines() if len(line) >= 40 and not line.startswith("|"))
+        repeated = [line for line, n in counts.items() if n > 3]
+        assert not repeated, f"{doc.name}: repeated lines {repeated[:2]}"
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" not in target and not target.startswith("mailto:"):
+                assert (doc.parent / target).exists(), f"{doc.name}: broken link {target}"
