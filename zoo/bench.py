@@ -175,9 +175,8 @@ def aggregate(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
                 agg[key] = {"mean": mean, "ci95": [lo, hi], "n": len(vals)}
         dets = [p["detection"] for p in per if "detection" in p]
         if dets:
-            tp, fp, fn = (sum(d[k] for d in dets) for k in ("tp", "fp", "fn"))
             f1 = [d["f1"] for d in dets if math.isfinite(d["f1"])]
-            agg["detection"] = {"pooled": metrics.scores(tp, fp, fn), "per_image_f1": bootstrap_ci(f1)[0] if f1 else float("nan")}
+            agg["detection"] = {"pooled": pooled_detection(dets), "per_image_f1": bootstrap_ci(f1)[0] if f1 else float("nan")}
         out[label] = agg
     return out
 
@@ -227,11 +226,14 @@ def breakdown(rows: list[dict[str, Any]], labels: list[str], bins: int = 4) -> d
     return out
 
 
+def pooled_detection(dets: list[dict[str, Any]]) -> dict[str, float]:
+    """Precision, recall, F1 and IoU over all pixels of several images (their tp/fp/fn summed)."""
+    return metrics.scores(*(sum(d[k] for d in dets) for k in ("tp", "fp", "fn")))
+
+
 def _pooled_f1(rows, idx, label) -> float | None:
     dets = [rows[k]["methods"][label]["detection"] for k in idx if "detection" in rows[k]["methods"][label]]
-    if not dets:
-        return None
-    return metrics.scores(*(sum(d[k] for d in dets) for k in ("tp", "fp", "fn")))["f1"]
+    return pooled_detection(dets)["f1"] if dets else None
 
 
 def _mean_metric(rows, idx, label, key):

@@ -49,21 +49,21 @@ def _detecting(result: dict[str, Any]) -> set[str]:
 
 
 def breakdown_header(result: dict[str, Any]) -> list[str]:
-    cols = ["operator", "applied"]
+    cols, detecting = ["operator", "applied"], _detecting(result)
     for lab in result["aggregate"]:
-        cols += [lab] + ([f"{lab} detection F1"] if lab in _detecting(result) else [])
+        cols += [lab] + ([f"{lab} detection F1"] if lab in detecting else [])
     return cols
 
 
 def breakdown_rows(result: dict[str, Any]) -> list[list[str]]:
-    labels = list(result["aggregate"])
+    labels, detecting = list(result["aggregate"]), _detecting(result)
     rows = []
     for op, e in result["breakdown"].items():
         cells = [op, f"{e['applied']}/{e['applied'] + e['not_applied']}"]
         for lab in labels:
             m = e["methods"][lab]
             cells.append(f"{_f(m['psnr_applied'])} / {_f(m['psnr_not_applied'])}")
-            if lab in _detecting(result):
+            if lab in detecting:
                 cells.append(f"{_f(m.get('f1_applied'), 3)} / {_f(m.get('f1_not_applied'), 3)}")
         rows.append(cells)
     return rows
