@@ -36,7 +36,7 @@ def main() -> None:
     from pipelines import open_dataset
     from zoo import checkpoint, metrics, store
     from zoo.bundle import load_bundle
-    from zoo.train import load_frozen
+    from zoo.train import load_frozen, to_image
 
     torch.set_num_threads(2)
     b = load_bundle(args.bundle)
@@ -51,7 +51,7 @@ def main() -> None:
         return torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 127.5 - 1
 
     def u(x):
-        return ((x[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy().astype(np.uint8)
+        return to_image(x)[0]
 
     ds = open_dataset(args.dataset)
     rows: dict[str, list[float]] = {}

@@ -156,7 +156,8 @@ def generate_shard(spec: GenerationSpec, store: str, k: int, overlap: bool = Fal
     return marker
 
 
-def cores() -> int:
+def _cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count, where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -245,7 +246,7 @@ def run_tasks(
     """Run one dask task per pending shard on threads, processes or a dask.distributed cluster."""
     import dask
 
-    overlap = address is None and workers < cores()  # a local core left idle by the workers
+    overlap = address is None and workers < _cores()  # a local core left idle by the workers
     tasks = [dask.delayed(generate_shard, pure=False)(spec, str(store), k, overlap, dask_key_name=f"shard-{k}") for k in pending]
     if not tasks:
         return
