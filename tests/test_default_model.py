@@ -75,3 +75,22 @@ def test_default_on_a_real_old_photo(home):
     res = restore(pic.rgb())
     assert res.image.shape == pic.rgb().shape and res.mask.any()
     assert np.abs(res.image.astype(int) - pic.rgb()).mean() > 2
+
+
+def test_bundle_layout_is_channels_last_and_changes_nothing_visible(home):
+    """Channels-last is a speed choice only: the restored photo moves by at most one grey level."""
+    import torch
+
+    from zoo.bundle import load_bundle
+    from zoo.restore import restore
+
+    fast, plain = load_bundle("default"), load_bundle("default")
+    convs = [m for m in fast.mapping.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    for m in (plain.vae1, plain.mapping, plain.vae2, plain.scratch):
+        m.to(memory_format=torch.contiguous_format)
+    p = [q for q in real_photo_paths() if q.name == "old_w_scratch_a.png"][0]
+    rgb = read_image(p).rgb()[:200, :300]
+    a, b = restore(rgb, fast), restore(rgb, plain)
+    assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1
+    assert (a.mask != b.mask).mean() < 1e-3
