@@ -8,7 +8,9 @@ Measured in one run, rounds interleaved:
   (c) the same samples written as a PNG folder (clean, degraded, mask PNGs + params JSON per
       sample, as the seed project stored its data), 2 workers;
   reader: random-access samples/s through a torch DataLoader (2 workers, shuffled, batch 32)
-  from the zarr store vs from the PNG folder; bytes on disk for both.
+  from the zarr store vs from the PNG folder; bytes on disk for both;
+  (d) in this one process, serially: making a shard's samples vs making, encoding, hashing and
+      writing it (``generate_shard``), i.e. the share of a busy core that the write path costs.
 Also compares the threads and processes schedulers for generation.
 """
 
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from degrade.io import atomic_write_bytes, encode_png, read_image  # noqa: E402
 from pipelines import build_spec, create_dataset, open_dataset  # noqa: E402
-from pipelines.generate import make_samples  # noqa: E402
+from pipelines.generate import generate_shard, make_samples, prepare_store  # noqa: E402
 
 
 # -- task bodies (top level: they travel to worker processes) --------------------------------
@@ -65,6 +67,23 @@ def fresh(store: Path) -> None:
     """Remove a store and the catalog that registered it, so the next create generates again."""
     shutil.rmtree(store, ignore_errors=True)
     shutil.rmtree(os.environ["DAGUERRE_HOME"], ignore_errors=True)
+
+
+def serial_share(spec, store: Path, shards: int = 8) -> tuple[float, float]:
+    """ms per sample to make shards ``0..shards-1`` and to make+encode+hash+write them, interleaved, one process."""
+    prepare_store(spec, store)
+    make_samples(spec, 0, spec.shard_size)  # warm caches and imports
+    t_make = t_write = 0.0
+    for k in range(shards):
+        a, b = k * spec.shard_size, (k + 1) * spec.shard_size
+        t = time.perf_counter()
+        make_samples(spec, a, b)
+        t_make += time.perf_counter() - t
+        t = time.perf_counter()
+        generate_shard(spec, str(store), k)
+        t_write += time.perf_counter() - t
+    n = shards * spec.shard_size
+    return 1e3 * t_make / n, 1e3 * t_write / n
 
 
 def du(path: Path) -> int:
@@ -124,7 +143,8 @@ def main() -> None:
 
     def add(key, v):
         rates.setdefault(key, []).append(v)
-        print(f"  {key:<28} {v:8.1f} samples/s", flush=True)
+        unit = "ms/sample" if key.endswith("_ms_per_sample") else "samples/s"
+        print(f"  {key:<40} {v:8.2f} {unit}", flush=True)
 
     zarr_path = tmp / "gen.zarr"
     png_dir = tmp / "png"
@@ -136,6 +156,10 @@ def main() -> None:
             t = time.perf_counter()
             create_dataset(spec, store=str(zarr_path), workers=w, scheduler=args.scheduler)
             add(f"zarr_{w}w", spec.count / (time.perf_counter() - t))
+        shutil.rmtree(tmp / "serial.zarr", ignore_errors=True)
+        make_ms, write_ms = serial_share(spec, tmp / "serial.zarr")
+        add("serial_make_ms_per_sample", make_ms)
+        add("serial_make_encode_write_ms_per_sample", write_ms)
         if args.generation_only:
             continue
         other = "threads" if args.scheduler == "processes" else "processes"
@@ -153,16 +177,19 @@ def main() -> None:
         add("read_png_dataloader", loader_rate(PngTorch(png_dir), n_read))
     med = {k: statistics.median(v) for k, v in rates.items()}
     if args.generation_only:
-        print({f"zarr_vs_compute_{w}w": round(med[f"zarr_{w}w"] / med[f"compute_{w}w"], 3) for w in (1, 2)})
+        print({f"zarr_vs_compute_{w}w": round(med[f"zarr_{w}w"] / med[f"compute_{w}w"], 3) for w in (1, 2)},
+              {"serial_make_vs_make_encode_write": round(med["serial_make_ms_per_sample"] / med["serial_make_encode_write_ms_per_sample"], 3)})
         return
     result = {
         "count": args.count,
         "scheduler": args.scheduler,
-        "samples_per_s": {k: round(v, 1) for k, v in med.items()},
+        "samples_per_s": {k: round(v, 1) for k, v in med.items() if not k.endswith("_ms_per_sample")},
+        "ms_per_sample": {k: round(v, 2) for k, v in med.items() if k.endswith("_ms_per_sample")},
         "spread": {k: [round(min(v), 1), round(max(v), 1)] for k, v in rates.items()},
         "zarr_vs_compute_1w": round(med["zarr_1w"] / med["compute_1w"], 3),
         "zarr_vs_compute_2w": round(med["zarr_2w"] / med["compute_2w"], 3),
         "zarr_2w_vs_1w": round(med["zarr_2w"] / med["zarr_1w"], 2),
+        "serial_make_vs_make_encode_write": round(med["serial_make_ms_per_sample"] / med["serial_make_encode_write_ms_per_sample"], 3),
         "zarr_vs_png_2w": round(med["zarr_2w"] / med["png_2w"], 2),
         "read_zarr_vs_png": round(med["read_zarr_dataloader"] / med["read_png_dataloader"], 2),
         "bytes_zarr": du(zarr_path),
