@@ -774,14 +774,22 @@ def zoo_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str) -> N
 @click.argument("name")
 @click.option("--dataset", "-d", required=True, help="Validation dataset with masks (made from training photos).")
 @click.option("--n", type=int, default=200, show_default=True)
-def zoo_calibrate(name: str, dataset: str, n: int) -> None:
-    """Set a bundle's detector threshold to the one with the best pixel F1 on a validation dataset."""
+@click.option("--objective", type=click.Choice(["restore", "f1"]), default="restore", show_default=True,
+              help="restore: F1's threshold, then the hysteresis seeds that restore best (PSNR); f1: F1 only.")
+def zoo_calibrate(name: str, dataset: str, n: int, objective: str) -> None:
+    """Calibrate a bundle's defect mask (threshold, hysteresis seeds) on a validation dataset."""
     from zoo.bundle import calibrate_threshold
 
-    with _progress(n, "calibrating", "samples") as advance:
-        c = calibrate_threshold(name, dataset, n, on_sample=advance)
-    best = c["f1"][c["thresholds"].index(c["chosen"])]
-    click.echo(f"{name}: detector threshold {c['chosen']} (pixel F1 {best:.3f} on {c['samples']} samples of {dataset})")
+    with _progress(n * (2 if objective == "restore" else 1), "calibrating", "samples") as advance:
+        c = calibrate_threshold(name, dataset, n, on_sample=advance, objective=objective)
+    f1 = c["f1"][c["thresholds"].index(c["chosen"])]
+    if objective == "f1":
+        click.echo(f"{name}: detector threshold {c['chosen']} (pixel F1 {f1:.3f} on {c['samples']} samples of {dataset})")
+        return
+    k = c["seeds"].index(c["seed"])
+    seeds = f"regions seeded above {c['seed']}" if c["seed"] else "no hysteresis"
+    click.echo(f"{name}: detector threshold {c['chosen']}, {seeds} (restoration PSNR {c['psnr'][k]:.2f} dB, "
+               f"pixel F1 {c['seed_f1'][k]:.3f} on {c['samples']} samples of {dataset})")
 
 
 def main(argv: list[str] | None = None) -> None:

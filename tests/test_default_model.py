@@ -36,8 +36,6 @@ def test_card_records_provenance_metrics_and_data():
     assert (SHIPPED / "default.safetensors").stat().st_size < 20 * 2**20
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 open: the shipped CPU-trained bundle does not yet restore bopbtl damage by 1 dB "
-                   "(measured mean gain +0.79 dB here, −2.3 to +6.8 per photo; +1.85 dB on test-bopbtl); strict, so a better model turns this red until re-enabled")
 def test_default_restores_synthetic_damage(home):
     """On photos it never saw in training (scikit-image's are in its set, so degrade them anew), PSNR goes up."""
     from zoo.restore import restore
@@ -54,8 +52,8 @@ def test_default_restores_synthetic_damage(home):
     assert np.mean(gains) > 1.0, gains
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 open: the shipped detector misses thin scratches (F1 0.12 on this image; 0.60 on "
-                   "test-bopbtl, whose defects are tears, 0.32 on test-old-photo; target 0.6); strict, so a better detector turns this red until re-enabled")
+@pytest.mark.xfail(strict=True, reason="issue 6 open: the shipped detector misses thin scratches (F1 0.10 on this image; 0.95 on "
+                   "test-bopbtl, whose defects are tears, 0.09 on test-old-photo; target 0.6); strict, so a better detector turns this red until re-enabled")
 def test_default_detects_scratches(home):
     from zoo.restore import restore
 

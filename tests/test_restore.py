@@ -196,13 +196,50 @@ def test_large_image_memory_is_bounded(bundle, tmp_path):
     assert read_image(tmp_path / "o" / "big.png").pixels.shape == img.shape
 
 
-def test_calibrate_threshold_picks_the_best_f1(capsys, bundle):
-    from pipelines import build_spec, create_dataset
+def test_hysteresis_keeps_seeded_regions_whole_and_drops_unseeded_ones():
+    from zoo.restore import hysteresis
+
+    prob = np.zeros((40, 60), np.float32)
+    prob[5, 5:50] = 0.9  # a scratch, confident in one pixel only
+    prob[5, 30] = 0.99
+    prob[20:23, 10:13] = 0.9  # a weak speck: no seed
+    prob[30:32, 40:45] = 0.995  # a confident blotch
+    prob[31, 45:50] = 0.7  # below the low threshold: never part of a region
+    m = hysteresis(prob, 0.85, 0.98)
+    assert m[5, 5:50].all() and not m[20:23, 10:13].any() and m[30:32, 40:45].all() and not m[31, 45:50].any()
+    assert m.sum() == 45 + 10
+    assert np.array_equal(hysteresis(prob, 0.85, 0.0), prob > 0.85)  # no seeds: plain threshold
+    assert np.array_equal(hysteresis(prob, 0.85, 0.85), prob > 0.85)
+    diagonal = np.zeros((5, 5), np.float32)
+    np.fill_diagonal(diagonal, 0.9)
+    diagonal[0, 0] = 0.99
+    assert hysteresis(diagonal, 0.85, 0.98).sum() == 5  # 8-connected: a diagonal scratch is one region
+
+
+def test_calibrate_threshold_picks_the_best_restoration_or_f1(capsys, bundle):
+    from pipelines import build_spec, create_dataset, open_dataset
+    from zoo.bundle import calibrate_threshold
+    from zoo.metrics import psnr
+    from zoo.restore import restore
 
     create_dataset(build_spec("v", "builtin:samples", 6, 48, 0, "severe"), workers=1, scheduler="threads")
+    c = calibrate_threshold(bundle, "v", 6, objective="f1")
+    assert c["objective"] == "f1" and c["f1"][c["thresholds"].index(c["chosen"])] == max(x for x in c["f1"] if x == x)
+    cfg = load_bundle(bundle).card["parts"]["scratch"]["config"]
+    assert cfg["threshold"] == c["chosen"] and cfg["seed_threshold"] == 0.0
     r = run(capsys, "zoo", "calibrate", bundle, "--dataset", "v", "--n", "6")
-    assert r.code == 0 and "detector threshold" in r.out
+    assert r.code == 0 and "detector threshold" in r.out and "restoration PSNR" in r.out
     card = load_bundle(bundle).card
     c = card["calibration"]
-    assert c["chosen"] == card["parts"]["scratch"]["config"]["threshold"]
-    assert c["f1"][c["thresholds"].index(c["chosen"])] == max(x for x in c["f1"] if x == x)
+    cfg = card["parts"]["scratch"]["config"]
+    assert c["objective"] == "restore" and c["chosen"] == cfg["threshold"] and c["seed"] == cfg["seed_threshold"]
+    assert c["chosen"] == c["thresholds"][int(np.nanargmax(c["f1"]))]  # the extent threshold is F1's
+    assert c["seeds"][0] == 0.0 and all(h > c["chosen"] for h in c["seeds"][1:])
+    k = c["seeds"].index(c["seed"])  # the lowest seed within one standard error of the best PSNR
+    best, se = max(c["psnr"]), c["psnr_se_vs_best"]
+    assert c["psnr"][k] >= best - se[k] - 1e-3 and all(p < best - e + 1e-3 for p, e in zip(c["psnr"][:k], se[:k]))
+    ds = open_dataset("v")  # the recorded PSNR is what restoring with the stored mask settings gives
+    got = np.mean([psnr(restore(ds[i]["degraded"], bundle).image, ds[i]["clean"]) for i in range(6)])
+    assert abs(got - c["psnr"][k]) < 0.02
+    bad = run(capsys, "zoo", "calibrate", bundle, "--dataset", "v", "--objective", "ssim")
+    assert bad.code != 0

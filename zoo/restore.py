@@ -102,9 +102,25 @@ def detect(bundle: Bundle, rgb: np.ndarray, tile: int = 512, overlap: int = 32, 
         return _blend(*rgb.shape[:2], 1, tile, overlap, window)[..., 0]
 
 
+def hysteresis(prob: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Boolean mask of the 8-connected regions of ``prob > low`` that contain a pixel ``> high``
+    (plain ``prob > low`` when ``high <= low``): isolated weak responses go, whole scratches stay."""
+    region = prob > low
+    if high <= low or not region.any():
+        return region
+    import cv2
+
+    n, labels = cv2.connectedComponents(region.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    keep = np.zeros(n, bool)
+    keep[labels[prob > high]] = True
+    keep[0] = False
+    return keep[labels]
+
+
 def detect_mask(bundle: Bundle, rgb: np.ndarray, tile: int = 512, overlap: int = 32, device="cpu") -> np.ndarray:
-    """The detector's defect mask (uint8 H×W, 255 = damaged) at the bundle's calibrated threshold."""
-    return np.where(detect(bundle, rgb, tile, overlap, device) > bundle.scratch.cfg.threshold, np.uint8(255), np.uint8(0))
+    """The detector's defect mask (uint8 H×W, 255 = damaged) at the bundle's calibrated thresholds."""
+    cfg = bundle.scratch.cfg
+    return np.where(hysteresis(detect(bundle, rgb, tile, overlap, device), cfg.threshold, cfg.seed_threshold), np.uint8(255), np.uint8(0))
 
 
 def translate(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu") -> np.ndarray:

@@ -18,6 +18,9 @@ class ScratchUNetConfig:
     depth: int = 3  # downsamplings
     norm: str = "none"
     threshold: float = 0.5  # probability above which a pixel is called damaged
+    # hysteresis: when above ``threshold``, a region of pixels above ``threshold`` counts only if
+    # it holds a pixel above this (confident seeds decide whether, the threshold how far)
+    seed_threshold: float = 0.0
 
     PRESETS = {"small": {}, "default": {"base": 16, "depth": 3}, "official": {"in_channels": 1, "base": 32, "depth": 4, "norm": "batch", "threshold": 0.4}}
 
