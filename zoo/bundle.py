@@ -34,7 +34,7 @@ class Bundle:
         return self.vae1.cfg.stride
 
     def to(self, device) -> Bundle:
-        """Move to ``device``, weights channels-last: oneDNN's convolutions run ~12 % faster on
+        """Move to ``device``, weights channels-last: oneDNN's convolutions run 3–21 % faster on
         this CPU in that layout (bench/restore_speed.py), with outputs equal to ±1 grey level."""
         for m in (self.vae1, self.mapping, self.vae2, self.scratch):
             m.to(device, memory_format=torch.channels_last)
