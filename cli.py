@@ -772,24 +772,26 @@ def zoo_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str) -> N
 
 @zoo.command("calibrate")
 @click.argument("name")
-@click.option("--dataset", "-d", required=True, help="Validation dataset with masks (made from training photos).")
-@click.option("--n", type=int, default=200, show_default=True)
+@click.option("--dataset", "-d", "datasets", required=True, multiple=True,
+              help="Validation dataset with masks, made from training photos; repeat it for several (one per damage recipe).")
+@click.option("--n", type=int, default=200, show_default=True, help="Samples per dataset.")
 @click.option("--objective", type=click.Choice(["restore", "f1"]), default="restore", show_default=True,
               help="restore: F1's threshold, then the hysteresis seeds that restore best (PSNR); f1: F1 only.")
-def zoo_calibrate(name: str, dataset: str, n: int, objective: str) -> None:
-    """Calibrate a bundle's defect mask (threshold, hysteresis seeds) on a validation dataset."""
+def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str) -> None:
+    """Calibrate a bundle's defect mask (threshold, hysteresis seeds) on validation datasets."""
     from zoo.bundle import calibrate_threshold
 
-    with _progress(n * (2 if objective == "restore" else 1), "calibrating", "samples") as advance:
-        c = calibrate_threshold(name, dataset, n, on_sample=advance, objective=objective)
+    with _progress(n * len(datasets) * (2 if objective == "restore" else 1), "calibrating", "samples") as advance:
+        c = calibrate_threshold(name, list(datasets), n, on_sample=advance, objective=objective)
     f1 = c["f1"][c["thresholds"].index(c["chosen"])]
     if objective == "f1":
-        click.echo(f"{name}: detector threshold {c['chosen']} (pixel F1 {f1:.3f} on {c['samples']} samples of {dataset})")
+        click.echo(f"{name}: detector threshold {c['chosen']} (pixel F1 {f1:.3f} on {c['samples']} samples)")
         return
     k = c["seeds"].index(c["seed"])
     seeds = f"regions seeded above {c['seed']}" if c["seed"] else "no hysteresis"
-    click.echo(f"{name}: detector threshold {c['chosen']}, {seeds} (restoration PSNR {c['psnr'][k]:.2f} dB, "
-               f"pixel F1 {c['seed_f1'][k]:.3f} on {c['samples']} samples of {dataset})")
+    psnr = ", ".join(f"{t['psnr'][k]:.2f} dB on {d}" for d, t in c["restoration"].items())
+    click.echo(f"{name}: detector threshold {c['chosen']}, {seeds} ({c['rule']}; restoration PSNR {psnr}; "
+               f"pixel F1 {c['seed_f1'][k]:.3f} on {c['samples']} samples)")
 
 
 def main(argv: list[str] | None = None) -> None:

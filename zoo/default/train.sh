@@ -35,5 +35,8 @@ $DG train mapping --config zoo/default/mapping-ft2.yaml --pairs x --vae1 default
     --init default-mapping-ft --out "$WORK/runs/mapping-ft2" --name default-mapping-ft2
 $DG zoo bundle default --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping-ft2 --scratch default-scratch-ft
 $DG dataset create val --recipe zoo/default/train-mix.yaml --source "$WORK/clean-train" --count 200 --size 256 --seed 7
-$DG zoo calibrate default --dataset val
+# the mask is calibrated on one validation set per damage recipe (training photographs, new crops)
+$DG dataset create val-bopbtl --recipe bopbtl --source "$WORK/clean-train" --count 200 --size 256 --seed 9
+$DG dataset create val-old-photo --recipe old-photo --source "$WORK/clean-train" --count 200 --size 256 --seed 8
+$DG zoo calibrate default --dataset val-bopbtl --dataset val-old-photo
 $PY -m zoo.default.publish "$WORK"
