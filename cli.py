@@ -530,7 +530,9 @@ def dataset_gc(dry_run: bool, as_json: bool) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
-@click.option("--scratches", default="auto", show_default=True, help="auto (detect), none, or a mask file/folder.")
+@click.option("--scratches", default="auto", show_default=True,
+              help="auto (detect; the bundle's calibrated mask), all (every detection, also unconfident ones: "
+                   "more faint scratches inpainted, more false alarms), none, or a mask file/folder.")
 @click.option("--tile", type=int, default=256, show_default=True, help="Tile size of the memory-bounded, seam-free tiling.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def restore_cmd(inputs, out, model, scratches, tile, device) -> None:

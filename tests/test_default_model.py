@@ -96,3 +96,18 @@ def test_bundle_layout_is_channels_last_and_changes_nothing_visible(home):
     a, b = restore(rgb, fast), restore(rgb, plain)
     assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1
     assert (a.mask != b.mask).mean() < 1e-3
+
+
+def test_scratches_all_inpaints_every_detection_auto_only_the_confident(home, tmp_path, capsys):
+    from cli_helpers import run
+
+    from zoo.restore import restore
+
+    p = [q for q in real_photo_paths() if q.name == "old_w_scratch_a.png"][0]
+    rgb = read_image(p).rgb()
+    auto, every = restore(rgb, scratches="auto"), restore(rgb, scratches="all")
+    assert auto.mask.any() and not (auto.mask & ~every.mask).any()  # the seeds only ever remove regions
+    assert (every.mask > 0).sum() > 1.5 * (auto.mask > 0).sum()
+    assert not np.array_equal(auto.image, every.image)
+    r = run(capsys, "restore", str(p), "--out", str(tmp_path), "--scratches", "all")
+    assert r.code == 0 and np.array_equal(read_image(tmp_path / "old_w_scratch_a.mask.png").pixels, every.mask)

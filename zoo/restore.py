@@ -117,10 +117,12 @@ def hysteresis(prob: np.ndarray, low: float, high: float) -> np.ndarray:
     return keep[labels]
 
 
-def detect_mask(bundle: Bundle, rgb: np.ndarray, tile: int = 512, overlap: int = 32, device="cpu") -> np.ndarray:
-    """The detector's defect mask (uint8 H×W, 255 = damaged) at the bundle's calibrated thresholds."""
+def detect_mask(bundle: Bundle, rgb: np.ndarray, tile: int = 512, overlap: int = 32, device="cpu", seeds: bool = True) -> np.ndarray:
+    """The detector's defect mask (uint8 H×W, 255 = damaged) at the bundle's calibrated thresholds
+    (without ``seeds``: every region above the threshold, confident or not)."""
     cfg = bundle.scratch.cfg
-    return np.where(hysteresis(detect(bundle, rgb, tile, overlap, device), cfg.threshold, cfg.seed_threshold), np.uint8(255), np.uint8(0))
+    prob = detect(bundle, rgb, tile, overlap, device)
+    return np.where(hysteresis(prob, cfg.threshold, cfg.seed_threshold if seeds else 0.0), np.uint8(255), np.uint8(0))
 
 
 def translate(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu") -> np.ndarray:
@@ -157,6 +159,9 @@ def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
     raise ImageError(f"expected an H×W, H×W×1, H×W×2 (gray + alpha), H×W×3 or H×W×4 image, got shape {image.shape}")
 
 
+SCRATCH_MODES = ("auto", "all", "none")
+
+
 def restore(
     image: np.ndarray,
     model: str | Path | Bundle = DEFAULT_MODEL,
@@ -167,8 +172,9 @@ def restore(
 ) -> RestoreResult:
     """Restore an old photo: returns the restored image (same shape and mode) and the defect mask.
 
-    ``scratches``: ``auto`` (the bundle's detector), ``none`` (no inpainting branch), or a mask
-    array (H×W, nonzero = damaged).
+    ``scratches``: ``auto`` (the bundle's detector and calibrated mask), ``all`` (every detection
+    above the threshold, without the hysteresis seeds: more faint defects inpainted, more false
+    alarms), ``none`` (no inpainting branch), or a mask array (H×W, nonzero = damaged).
     """
     if tile < 32:
         raise DaguerreError(f"--tile must be at least 32 pixels, got {tile}")
@@ -188,12 +194,12 @@ def restore(
             raise ImageError(f"mask of shape {scratches.shape[:2]} does not match the image ({h}×{w})")
         m = scratches if scratches.ndim == 2 else scratches[..., 0]
         mask = np.where(m > 0, np.uint8(255), np.uint8(0))
-    elif scratches == "auto":
-        mask = detect_mask(bundle, rgb, 2 * tile, overlap, dev)
+    elif scratches in ("auto", "all"):
+        mask = detect_mask(bundle, rgb, 2 * tile, overlap, dev, seeds=scratches == "auto")
     elif scratches == "none":
         mask = np.zeros((h, w), np.uint8)
     else:
-        raise DaguerreError(f"scratches must be auto, none or a mask, got {scratches!r}")
+        raise DaguerreError(f"scratches must be auto, all, none or a mask, got {scratches!r}")
     times["detect"] = time.perf_counter() - t
     t = time.perf_counter()
     out = translate(bundle, rgb, mask, tile, overlap, dev)
@@ -290,7 +296,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
         try:
             pic = read_image(path)
             px = picture_array(pic)
-            mode = scratches if scratches in ("auto", "none") else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
+            mode = scratches if scratches in SCRATCH_MODES else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
             res = restore(px, model, mode, tile, device=str(dev))
             restored = res.image
             atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None))
