@@ -70,19 +70,20 @@ def fresh(store: Path) -> None:
 
 
 def serial_share(spec, store: Path, shards: int = 8) -> tuple[float, float]:
-    """ms per sample to make shards ``0..shards-1`` and to make+encode+hash+write them, interleaved, one process."""
+    """ms per sample to make the first ``shards`` shards and to make+encode+hash+write them, interleaved, one process."""
     prepare_store(spec, store)
     make_samples(spec, 0, spec.shard_size)  # warm caches and imports
     t_make = t_write = 0.0
-    for k in range(shards):
-        a, b = k * spec.shard_size, (k + 1) * spec.shard_size
+    n = 0
+    for k in range(min(shards, spec.n_shards)):
+        a, b = k * spec.shard_size, min(spec.count, (k + 1) * spec.shard_size)
+        n += b - a
         t = time.perf_counter()
         make_samples(spec, a, b)
         t_make += time.perf_counter() - t
         t = time.perf_counter()
         generate_shard(spec, str(store), k)
         t_write += time.perf_counter() - t
-    n = shards * spec.shard_size
     return 1e3 * t_make / n, 1e3 * t_write / n
 
 
