@@ -49,9 +49,7 @@ def main() -> None:
     photo = read_image([p for p in sample_photo_paths() if p.name == "astronaut.png"][0]).rgb()
     img = cv2.resize(photo, (512, 512), interpolation=cv2.INTER_AREA)
     # same-run baseline: the same weights in PyTorch's default (NCHW) layout
-    nchw = load_bundle(args.model)
-    for m in (nchw.vae1, nchw.mapping, nchw.vae2, nchw.scratch):
-        m.to(memory_format=torch.contiguous_format)
+    nchw = load_bundle(args.model).to("cpu", channels_last=False)
     restore(img, bundle)  # warm-up
     restore(img, nchw)
     times, parts, nchw_times = [], [], []
