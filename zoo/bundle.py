@@ -168,14 +168,14 @@ def calibrate_threshold(
             x = per_dataset[d] = np.zeros((len(probs[d]), len(seeds)))
             for i, prob in enumerate(probs[d]):
                 s = ds[i]
-                previous = out = None
+                previous = None
                 for k, h in enumerate(seeds):
                     pred = hysteresis(prob, low, h)
-                    r = detection(pred, s["mask"])
+                    if previous is None or not np.array_equal(pred, previous):  # same mask: same scores
+                        r = detection(pred, s["mask"])
+                        score = psnr(translate(b, s["degraded"], pred.view(np.uint8)), s["clean"])
                     seed_counts[k] += (r["tp"], r["fp"], r["fn"])
-                    if previous is None or not np.array_equal(pred, previous):  # same mask, same restoration
-                        out = translate(b, s["degraded"], pred.view(np.uint8))
-                    x[i, k] = psnr(out, s["clean"])
+                    x[i, k] = score
                     previous = pred
                 if on_sample:
                     on_sample()
