@@ -150,3 +150,68 @@ def test_real_photo_dataset_gets_no_scores(capsys, home, tmp_path):
     assert r.code == 0 and "no ground truth" in r.out
     md = (tmp_path / "o" / "report.md").read_text()
     assert "no ground truth" in md and "PSNR dB" not in md
+
+
+def _bench_script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_damage_breakdown_per_operator_masks_make_up_the_recorded_mask(photo):
+    """bench/damage_breakdown.py: replaying a record op by op gives masks whose union is the sample's mask."""
+    from degrade import load_recipe
+
+    bench = _bench_script("damage_breakdown")
+    clean = np.ascontiguousarray(photo[:160, :160])
+    recipe = load_recipe("old-photo")
+    seen = set()
+    for i in range(12):
+        d = recipe.apply(clean, seed=3, index=i)
+        own = bench.own_masks(clean, d.params)
+        seen |= set(own)
+        union = np.zeros(clean.shape[:2], bool)
+        for m in own.values():
+            union |= m
+        assert np.array_equal(union, d.mask > 127)
+    assert {"scratches", "dust"} <= seen
+
+
+def test_damage_breakdown_colour_oracle_undoes_a_global_affine_change(photo):
+    bench = _bench_script("damage_breakdown")
+    clean = np.ascontiguousarray(photo[:128, :128])
+    a = np.array([[0.6, 0.1, 0.0], [0.05, 0.55, 0.05], [0.0, 0.1, 0.5]])
+    faded = np.clip(clean @ a.T + [60, 50, 30], 0, 255).astype(np.uint8)  # a sepia-ish fade
+    fixed = bench.affine_oracle(faded, clean)
+    assert metrics.psnr(fixed, clean) > max(35, metrics.psnr(faded, clean) + 10)
+    damaged = np.zeros(clean.shape[:2], bool)
+    damaged[40:60] = True
+    scratched = faded.copy()
+    scratched[damaged] = 255
+    # damaged pixels are left out of the fit, so they do not bend it
+    assert metrics.psnr(bench.affine_oracle(scratched, clean, damaged), clean, ~damaged) > 35
+
+
+def test_colour_trial_gray_safe_variant_keeps_gray_photos_gray(gray_photo, photo):
+    """bench/colour_correction_trial.py: whatever its weights, the gray-safe correction adds no colour."""
+    import torch
+
+    trial = _bench_script("colour_correction_trial")
+    gray = np.repeat(gray_photo[..., None], 3, axis=2)
+    f = trial.colour_features(gray)
+    assert f.shape == (108,) and np.isfinite(f).all()
+    for variant in ("gray-safe", "affine"):
+        net = trial.make_net(f.size, variant).requires_grad_(False)
+        assert np.allclose(net(torch.from_numpy(f)[None])[0].numpy(), np.eye(3, 4), atol=1e-6)  # starts at identity
+        net.mlp[-1].weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+        a = net(torch.from_numpy(f)[None])[0].numpy()
+        out = trial.correct(gray, a)
+        spread = np.abs(out.astype(int) - out.mean(2, keepdims=True)).max()
+        assert (spread <= 1) if variant == "gray-safe" else (spread > 1)
+        assert not np.array_equal(out, gray)
+    assert trial.correct(photo, np.eye(3, 4)).tolist() == photo.tolist()
