@@ -8,7 +8,10 @@ Two questions, on a synthetic dataset (clean, degraded, mask, params):
 1. **Which defects make up the mask, and which does the detector find?** Each sample's params
    record is replayed operator by operator to get every structured operator's own mask; per
    operator we report its share of the mask pixels and the detector's recall on them, with the
-   threshold alone and with the bundle's calibrated (hysteresis) mask.
+   threshold alone and with the bundle's calibrated (hysteresis) mask. Replaying the record
+   without its structured operators (``apply`` is pure, so every other step is the same) gives
+   the damage-free twin of the degraded image; a mask pixel is *visible* where the two differ by
+   more than ``--visible`` grey levels, and recall and F1 are also reported on visible pixels.
 2. **How much of the input's PSNR loss is global colour and tone?** An oracle fits, per image and
    by least squares against the clean image, one affine colour transform (3×3 matrix + offset).
    ``input + colour oracle`` bounds what any global correction (fading, sepia, exposure) could
@@ -50,11 +53,20 @@ def own_masks(clean, record) -> dict[str, "np.ndarray"]:
     return masks
 
 
+def without_defects(clean, record):
+    """The degraded image the record gives with its structured operators left out."""
+    from degrade.operator import STRUCTURED, get_operator
+    from degrade.recipe import replay
+
+    return replay(clean, [e for e in record if get_operator(e["op"], "record").kind != STRUCTURED], validate=False)[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--n", type=int, default=240)
     ap.add_argument("--bundle", default="default")
+    ap.add_argument("--visible", type=int, default=10, help="grey levels a defect must change to count as visible")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -73,6 +85,8 @@ def main() -> None:
     ds = open_dataset(args.dataset)
     n = min(args.n, len(ds))
     pixels, samples, found = Counter(), Counter(), {"threshold": Counter(), "calibrated": Counter()}
+    seen, seen_found = Counter(), {k: Counter() for k in found}
+    on_visible = {k: Counter() for k in found}
     counts = {k: Counter() for k in found}
     rows: dict[str, list[float]] = {}
 
@@ -84,13 +98,19 @@ def main() -> None:
         clean, deg, gt = s["clean"], s["degraded"], s["mask"] > 127
         prob = detect(b, deg)
         preds = {"threshold": prob > cfg.threshold, "calibrated": hysteresis(prob, cfg.threshold, cfg.seed_threshold)}
+        changed = np.abs(deg.astype(np.int16) - without_defects(clean, s["params"])).max(2) > args.visible
+        visible = gt & changed
         for op, m in own_masks(clean, s["params"]).items():
             samples[op] += 1
             pixels[op] += int(m.sum())
+            seen[op] += int((m & changed).sum())
             for k, p in preds.items():
                 found[k][op] += int((p & m).sum())
+                seen_found[k][op] += int((p & m & changed).sum())
         for k, p in preds.items():
             counts[k].update(tp=int((p & gt).sum()), fp=int((p & ~gt).sum()), fn=int((~p & gt).sum()))
+            # against the visible defects; detections of invisible ones count neither way
+            on_visible[k].update(tp=int((p & visible).sum()), fp=int((p & ~gt).sum()), fn=int((~p & visible).sum()))
         restored = translate(b, deg, np.where(preds["calibrated"], np.uint8(255), np.uint8(0)))
         add("input", deg, clean)
         add("input + colour oracle", affine_oracle(deg, clean, gt), clean)
@@ -103,29 +123,36 @@ def main() -> None:
         op: {
             "samples": samples[op],
             "mask_share": pixels[op] / total,
+            "visible_share": seen[op] / max(pixels[op], 1),
             **{f"recall_{k}": found[k][op] / max(pixels[op], 1) for k in found},
+            **{f"visible_recall_{k}": seen_found[k][op] / max(seen[op], 1) for k in found},
         }
         for op in sorted(pixels, key=lambda o: -pixels[o])
     }
-    detection = {}
-    for k, c in counts.items():
+    def scores(c):
         p, r = c["tp"] / max(c["tp"] + c["fp"], 1), c["tp"] / max(c["tp"] + c["fn"], 1)
-        detection[k] = {"precision": p, "recall": r, "f1": 2 * p * r / max(p + r, 1e-12)}
+        return {"precision": p, "recall": r, "f1": 2 * p * r / max(p + r, 1e-12)}
+
+    detection = {k: scores(c) for k, c in counts.items()}
+    detection.update({f"{k}, visible defects": scores(c) for k, c in on_visible.items()})
     result = {
         "dataset": args.dataset,
         "n": n,
         "bundle": args.bundle,
         "threshold": cfg.threshold,
         "seed_threshold": cfg.seed_threshold,
+        "visible_grey_levels": args.visible,
         "operators": ops,
         "detection": detection,
         "psnr": {k: float(np.mean(v)) for k, v in rows.items()},
     }
     print(f"{args.dataset}, {n} samples, bundle {args.bundle} (threshold {cfg.threshold}, seeds {cfg.seed_threshold})")
-    print("| operator | samples | share of mask pixels | recall, threshold | recall, calibrated mask |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"| operator | samples | share of mask pixels | visible (> {args.visible} grey levels) | recall, threshold "
+          "| recall, calibrated mask | same, visible pixels |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for op, o in ops.items():
-        print(f"| {op} | {o['samples']} | {o['mask_share']:.2f} | {o['recall_threshold']:.2f} | {o['recall_calibrated']:.2f} |")
+        print(f"| {op} | {o['samples']} | {o['mask_share']:.2f} | {o['visible_share']:.2f} | {o['recall_threshold']:.2f} "
+              f"| {o['recall_calibrated']:.2f} | {o['visible_recall_threshold']:.2f}, {o['visible_recall_calibrated']:.2f} |")
     for k, d in detection.items():
         print(f"{k}: precision {d['precision']:.2f} recall {d['recall']:.2f} F1 {d['f1']:.2f}")
     print("| PSNR (dB) | mean |")

@@ -167,6 +167,8 @@ def test_damage_breakdown_per_operator_masks_make_up_the_recorded_mask(photo):
     """bench/damage_breakdown.py: replaying a record op by op gives masks whose union is the sample's mask."""
     from degrade import load_recipe
 
+    import cv2
+
     bench = _bench_script("damage_breakdown")
     clean = np.ascontiguousarray(photo[:160, :160])
     recipe = load_recipe("old-photo")
@@ -179,6 +181,11 @@ def test_damage_breakdown_per_operator_masks_make_up_the_recorded_mask(photo):
         for m in own.values():
             union |= m
         assert np.array_equal(union, d.mask > 127)
+        # the damage-free twin differs from the degraded image only at and next to the defects
+        changed = np.abs(d.image.astype(int) - bench.without_defects(clean, d.params)).max(2) > 10
+        assert changed.any() if union.sum() > 50 else not (changed.any() and not own)
+        near = cv2.dilate(union.astype(np.uint8), np.ones((17, 17), np.uint8)) > 0
+        assert not (changed & ~near).any()
     assert {"scratches", "dust"} <= seen
 
 
