@@ -222,3 +222,21 @@ def test_colour_trial_gray_safe_variant_keeps_gray_photos_gray(gray_photo, photo
         assert (spread <= 1) if variant == "gray-safe" else (spread > 1)
         assert not np.array_equal(out, gray)
     assert trial.correct(photo, np.eye(3, 4)).tolist() == photo.tolist()
+
+
+def test_damage_breakdown_runs_end_to_end(tiny, tmp_path, monkeypatch, capsys):
+    from pipelines import open_dataset
+
+    bench = _bench_script("damage_breakdown")
+    out = tmp_path / "b.json"
+    monkeypatch.setattr("sys.argv", ["damage_breakdown", "--dataset", "b", "--n", "8", "--bundle", "rb", "--json", str(out)])
+    bench.main()
+    r = json.loads(out.read_text())
+    assert r["n"] == 8 and "| operator |" in capsys.readouterr().out
+    assert r["operators"] and abs(sum(o["mask_share"] for o in r["operators"].values()) - 1) < 1e-9
+    for o in r["operators"].values():
+        assert 0 <= o["visible_share"] <= 1 and 0 <= o["recall_threshold"] <= 1
+        assert o["recall_calibrated"] <= o["recall_threshold"]  # hysteresis only removes regions
+    ds = open_dataset("b")
+    assert abs(r["psnr"]["input"] - np.mean([metrics.psnr(ds[i]["degraded"], ds[i]["clean"]) for i in range(8)])) < 1e-9
+    assert r["psnr"]["input + colour oracle"] > r["psnr"]["input"]
