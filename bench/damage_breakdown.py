@@ -104,7 +104,8 @@ def main() -> None:
         preds = {"threshold": prob > cfg.threshold, "calibrated": hysteresis(prob, cfg.threshold, cfg.seed_threshold)}
         changed = np.abs(deg.astype(np.int16) - without_defects(clean, s["params"])).max(2) > args.visible
         visible = gt & changed
-        for op, m in own_masks(clean, s["params"]).items():
+        masks = own_masks(clean, s["params"])
+        for op, m in masks.items():
             samples[op] += 1
             pixels[op] += int(m.sum())
             seen[op] += int((m & changed).sum())
@@ -122,7 +123,6 @@ def main() -> None:
         add("restored + colour oracle", affine_oracle(restored, clean), clean)
         full = psnr(translate(b, deg, np.where(gt, np.uint8(255), np.uint8(0))), clean)
         rows.setdefault("restored (ground-truth mask)", []).append(full)
-        masks = own_masks(clean, s["params"])
         for op, m in masks.items():
             rest = np.zeros_like(gt)
             for other, mo in masks.items():
