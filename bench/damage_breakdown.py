@@ -79,7 +79,7 @@ def main() -> None:
 
     from pipelines import open_dataset
     from zoo.bundle import load_bundle
-    from zoo.metrics import psnr
+    from zoo.metrics import detection, psnr, scores
     from zoo.restore import detect, hysteresis, translate
 
     torch.set_num_threads(2)
@@ -89,9 +89,8 @@ def main() -> None:
     n = min(args.n, len(ds))
     pixels, samples, found = Counter(), Counter(), {"threshold": Counter(), "calibrated": Counter()}
     seen, seen_found = Counter(), {k: Counter() for k in found}
-    on_visible = {k: Counter() for k in found}
     worth: dict[str, list[float]] = {}
-    counts = {k: Counter() for k in found}
+    counts = {k: Counter() for k in (*found, *(f"{k}, visible defects" for k in found))}
     rows: dict[str, list[float]] = {}
 
     def add(key, img, clean):
@@ -113,23 +112,21 @@ def main() -> None:
                 found[k][op] += int((p & m).sum())
                 seen_found[k][op] += int((p & m & changed).sum())
         for k, p in preds.items():
-            counts[k].update(tp=int((p & gt).sum()), fp=int((p & ~gt).sum()), fn=int((~p & gt).sum()))
-            # against the visible defects; detections of invisible ones count neither way
-            on_visible[k].update(tp=int((p & visible).sum()), fp=int((p & ~gt).sum()), fn=int((~p & visible).sum()))
-        restored = translate(b, deg, np.where(preds["calibrated"], np.uint8(255), np.uint8(0)))
+            # against the visible defects, detections of invisible ones count neither way
+            for key, pred, truth in ((k, p, gt), (f"{k}, visible defects", p & ~(gt & ~changed), visible)):
+                r = detection(pred, truth)
+                counts[key].update(tp=r["tp"], fp=r["fp"], fn=r["fn"])
+        restored = translate(b, deg, preds["calibrated"].view(np.uint8))
         add("input", deg, clean)
         add("input + colour oracle", affine_oracle(deg, clean, gt), clean)
         add("restored", restored, clean)
         add("restored + colour oracle", affine_oracle(restored, clean), clean)
-        full = psnr(translate(b, deg, np.where(gt, np.uint8(255), np.uint8(0))), clean)
+        full = psnr(translate(b, deg, gt.view(np.uint8)), clean)
         rows.setdefault("restored (ground-truth mask)", []).append(full)
         for op, m in masks.items():
-            rest = np.zeros_like(gt)
-            for other, mo in masks.items():
-                if other != op:
-                    rest |= mo
+            rest = np.logical_or.reduce([np.zeros_like(gt)] + [mo for other, mo in masks.items() if other != op])
             if m.any():
-                worth.setdefault(op, []).append(full - psnr(translate(b, deg, np.where(rest, np.uint8(255), np.uint8(0))), clean))
+                worth.setdefault(op, []).append(full - psnr(translate(b, deg, rest.view(np.uint8)), clean))
 
     total = sum(pixels.values()) or 1
     ops = {
@@ -144,12 +141,7 @@ def main() -> None:
         }
         for op in sorted(pixels, key=lambda o: -pixels[o])
     }
-    def scores(c):
-        p, r = c["tp"] / max(c["tp"] + c["fp"], 1), c["tp"] / max(c["tp"] + c["fn"], 1)
-        return {"precision": p, "recall": r, "f1": 2 * p * r / max(p + r, 1e-12)}
-
-    detection = {k: scores(c) for k, c in counts.items()}
-    detection.update({f"{k}, visible defects": scores(c) for k, c in on_visible.items()})
+    pooled = {k: scores(c["tp"], c["fp"], c["fn"]) for k, c in counts.items()}
     result = {
         "dataset": args.dataset,
         "n": n,
@@ -158,7 +150,7 @@ def main() -> None:
         "seed_threshold": cfg.seed_threshold,
         "visible_grey_levels": args.visible,
         "operators": ops,
-        "detection": detection,
+        "detection": pooled,
         "psnr": {k: float(np.mean(v)) for k, v in rows.items()},
     }
     print(f"{args.dataset}, {n} samples, bundle {args.bundle} (threshold {cfg.threshold}, seeds {cfg.seed_threshold})")
@@ -168,7 +160,7 @@ def main() -> None:
     for op, o in ops.items():
         print(f"| {op} | {o['samples']} | {o['mask_share']:.2f} | {o['visible_share']:.2f} | {o['recall_threshold']:.2f} "
               f"| {o['recall_calibrated']:.2f} | {o['visible_recall_threshold']:.2f}, {o['visible_recall_calibrated']:.2f} |")
-    for k, d in detection.items():
+    for k, d in pooled.items():
         print(f"{k}: precision {d['precision']:.2f} recall {d['recall']:.2f} F1 {d['f1']:.2f}")
     print("| operator | samples | PSNR gained by inpainting it (dB, ± s.e.), ground-truth masks |")
     print("| --- | --- | --- |")
