@@ -144,7 +144,7 @@ def calibrate_threshold(
             raise DaguerreError(f"{d} has no masks and clean images to calibrate against")
     grid = np.array(F1_GRID)
     counts = np.zeros((len(grid), 3), np.int64)
-    probs: dict[str, list] = {d: [] for d in names}
+    kept: dict[str, list] = {d: [] for d in names}  # (sample, detector output) for the restore objective
     for d, ds in sets.items():
         for i in range(min(n, len(ds))):
             s = ds[i]
@@ -153,7 +153,7 @@ def calibrate_threshold(
                 r = detection(prob > th, s["mask"])
                 counts[k] += (r["tp"], r["fp"], r["fn"])
             if objective == "restore":
-                probs[d].append(prob)
+                kept[d].append((s, prob))
             if on_sample:
                 on_sample()
     f1 = [scores(*c)["f1"] for c in counts]
@@ -164,10 +164,9 @@ def calibrate_threshold(
         seeds = [0.0] + [h for h in SEED_GRID if h > low]
         seed_counts = np.zeros((len(seeds), 3), np.int64)
         per_dataset = {}
-        for d, ds in sets.items():
-            x = per_dataset[d] = np.zeros((len(probs[d]), len(seeds)))
-            for i, prob in enumerate(probs[d]):
-                s = ds[i]
+        for d in names:
+            x = per_dataset[d] = np.zeros((len(kept[d]), len(seeds)))
+            for i, (s, prob) in enumerate(kept[d]):
                 previous = None
                 for k, h in enumerate(seeds):
                     pred = hysteresis(prob, low, h)
