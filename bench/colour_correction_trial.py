@@ -138,6 +138,7 @@ def main() -> None:
     import cv2
     import torch
 
+    from degrade.io import list_images, read_image
     from zoo.bundle import load_bundle
     from zoo.metrics import psnr, ssim
     from zoo.restore import detect_mask, translate
@@ -166,10 +167,10 @@ def main() -> None:
         print(f"| {name} ({len(rows['input'])} damaged) | " + " | ".join(cells) + " |")
 
     if args.sheet:
-        files = sorted(p for p in args.photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[::20][:12]
+        files = sorted(list_images([args.photos]))[::20][:12]
         sheet = []
         for p in files:
-            im = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+            im = read_image(p).rgb()
             s = 320 / max(im.shape[:2])
             im = cv2.resize(im, (int(im.shape[1] * s), int(im.shape[0] * s)), interpolation=cv2.INTER_AREA)
             m = detect_mask(b, im)
