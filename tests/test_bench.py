@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+import bench_scripts
 from cli_helpers import one_line_error, run
 from degrade.errors import DaguerreError
 from pipelines import build_spec, create_dataset
@@ -152,24 +153,13 @@ def test_real_photo_dataset_gets_no_scores(capsys, home, tmp_path):
     assert "no ground truth" in md and "PSNR dB" not in md
 
 
-def _bench_script(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_damage_breakdown_per_operator_masks_make_up_the_recorded_mask(photo):
     """bench/damage_breakdown.py: replaying a record op by op gives masks whose union is the sample's mask."""
     from degrade import load_recipe
 
     import cv2
 
-    bench = _bench_script("damage_breakdown")
+    bench = bench_scripts.load("damage_breakdown")
     clean = np.ascontiguousarray(photo[:160, :160])
     recipe = load_recipe("old-photo")
     seen = set()
@@ -190,7 +180,7 @@ def test_damage_breakdown_per_operator_masks_make_up_the_recorded_mask(photo):
 
 
 def test_damage_breakdown_colour_oracle_undoes_a_global_affine_change(photo):
-    bench = _bench_script("damage_breakdown")
+    bench = bench_scripts.load("damage_breakdown")
     clean = np.ascontiguousarray(photo[:128, :128])
     a = np.array([[0.6, 0.1, 0.0], [0.05, 0.55, 0.05], [0.0, 0.1, 0.5]])
     faded = np.clip(clean @ a.T + [60, 50, 30], 0, 255).astype(np.uint8)  # a sepia-ish fade
@@ -208,7 +198,7 @@ def test_colour_trial_gray_safe_variant_keeps_gray_photos_gray(gray_photo, photo
     """bench/colour_correction_trial.py: whatever its weights, the gray-safe correction adds no colour."""
     import torch
 
-    trial = _bench_script("colour_correction_trial")
+    trial = bench_scripts.load("colour_correction_trial")
     gray = np.repeat(gray_photo[..., None], 3, axis=2)
     f = trial.colour_features(gray)
     assert f.shape == (108,) and np.isfinite(f).all()
@@ -227,7 +217,7 @@ def test_colour_trial_gray_safe_variant_keeps_gray_photos_gray(gray_photo, photo
 def test_damage_breakdown_runs_end_to_end(tiny, tmp_path, monkeypatch, capsys):
     from pipelines import open_dataset
 
-    bench = _bench_script("damage_breakdown")
+    bench = bench_scripts.load("damage_breakdown")
     out = tmp_path / "b.json"
     monkeypatch.setattr("sys.argv", ["damage_breakdown", "--dataset", "b", "--n", "8", "--bundle", "rb", "--json", str(out)])
     bench.main()

@@ -114,12 +114,9 @@ def test_shard_bytes_and_checksums_with_and_without_overlap(small_spec, tmp_path
 
 def test_benchmark_serial_share_covers_a_short_last_shard(small_spec, tmp_path):
     """bench/generate_throughput.py's (d): fewer shards than asked for, the last one short, still timed per sample."""
-    import importlib.util
+    import bench_scripts
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "generate_throughput.py"
-    spec_ = importlib.util.spec_from_file_location("generate_throughput", path)
-    bench = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(bench)
+    bench = bench_scripts.load("generate_throughput")
     spec = small_spec(count=10, shard_size=4)
     make_ms, write_ms = bench.serial_share(spec, tmp_path / "s.zarr", shards=8)
     assert make_ms > 0 and write_ms > 0  # (their ratio is timing, not tested)
