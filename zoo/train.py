@@ -467,6 +467,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     """Run (or resume) a stage; returns the registered checkpoint's card."""
     cfg.check()
     device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed tile sizes: let cuDNN pick its fastest kernels
     out = Path(cfg.out or f"runs/{cfg.stage}").absolute()
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)

@@ -1,0 +1,64 @@
+"""Gather what `zoo/default/train-gpu.sh` needs on a GPU machine into one folder (default `.gpu/`).
+
+The device tool carries at most 64 MiB with the working tree, so the large wallpapers are
+downscaled (short side 1536 px, JPEG quality 93) and the McMaster TIFFs become lossless PNGs;
+the other photographs travel as they are. Usage: DAGUERRE_HOME=… python -m zoo.default.gpu_inputs WORK [DEST]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+WHEELS = ["zarr==3.1.6", "numcodecs==0.16.6", "donfig==0.8.1.post1", "google-crc32c==1.9.0",
+          "dask==2026.8.0", "partd==1.4.2", "locket==1.0.0"]  # fmt: skip
+MODELS = ["default-vae1", "default-vae2", "default-mapping-ft2"]
+SHORT_SIDE = 1536
+
+
+def copy_photos(src: Path, dst: Path) -> int:
+    """Training photographs, each under its own name; returns the bytes written."""
+    dst.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for f in sorted(src.iterdir()):
+        real = f.resolve()
+        if "backgrounds" in str(real) or "wallpapers" in str(real):
+            im = cv2.imread(str(real), cv2.IMREAD_COLOR)
+            s = SHORT_SIDE / min(im.shape[:2])
+            if s < 1:
+                im = cv2.resize(im, (round(im.shape[1] * s), round(im.shape[0] * s)), interpolation=cv2.INTER_AREA)
+            out = dst / f"{f.stem}.jpg"
+            cv2.imwrite(str(out), im, [cv2.IMWRITE_JPEG_QUALITY, 93])
+        elif real.suffix.lower() in (".tif", ".tiff"):
+            out = dst / f"{f.stem}.png"
+            cv2.imwrite(str(out), cv2.imread(str(real), cv2.IMREAD_UNCHANGED), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        else:
+            out = dst / f.name
+            shutil.copyfile(real, out)
+        total += out.stat().st_size
+    return total
+
+
+def main(work: str, dest: str = ".gpu") -> None:
+    work_p, dest_p = Path(work), Path(dest)
+    n = copy_photos(work_p / "clean-train", dest_p / "clean-train")
+    home = Path(os.environ.get("DAGUERRE_HOME", work_p / "home"))  # where train.sh registered them
+    models = dest_p / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for m in MODELS:
+        for ext in (".safetensors", ".json"):
+            shutil.copyfile(home / "models" / f"{m}{ext}", models / f"{m}{ext}")
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                    "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+                    "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
+                    "-d", str(dest_p / "whl"), *WHEELS], check=True)  # fmt: skip
+    print(f"{dest_p}: photos {n / 1e6:.1f} MB, models {', '.join(MODELS)}, wheels {len(WHEELS)}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A fourth, longer mapping phase of the default bundle on a lent GPU, in one call of under ten
+# minutes (the device tool's limit): it builds a larger training set there with every CPU core,
+# times a few steps, sizes the phase to the time left and trains from the shipped mapping.
+# Inputs come in $IN (made here by `zoo/default/gpu_inputs.py`): the training photographs, the
+# shipped VAEs and mapping, and wheels for what the GPU image lacks. docs/training-gpu.md has
+# the command that ran it and what came out.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+IN=${IN:-.gpu}
+WORK=${WORK:-/tmp/daguerre-gpu}
+DEST=${OUT:-$WORK/out}
+BUDGET=${BUDGET:-540}       # seconds for this whole script
+COUNT=${COUNT:-16000}       # samples in the training set built there
+BATCH=${BATCH:-32}
+SIZE=${SIZE:-256}
+DEVICE=${DEVICE:-cuda}
+WORKERS=${WORKERS:-12}      # DataLoader workers
+PY=${PY:-python3}
+export DAGUERRE_HOME=$WORK/home PYTHONUNBUFFERED=1
+mkdir -p "$DAGUERRE_HOME/models" "$DEST"
+exec > >(tee "$DEST/gpu.log") 2>&1
+
+if ! $PY -c "import zarr, dask" 2>/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" "$IN"/whl/*.whl
+    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+DG="$PY cli.py"
+cp "$IN"/models/* "$DAGUERRE_HOME/models/"
+$PY -c "import torch, numpy, cv2, zarr, dask, skimage; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', '| numpy', numpy.__version__, '| cv2', cv2.__version__, '| zarr', zarr.__version__, '| dask', dask.__version__, '| skimage', skimage.__version__)"
+echo "cpus $(nproc)"
+
+# the training set: same recipe as `x`, more samples, another seed
+$DG dataset create x-gpu --recipe zoo/default/train-mix.yaml --source "$IN/clean-train" --count "$COUNT" \
+    --size 256 --seed 11 --workers "$(nproc)" --scheduler processes
+$DG dataset info x-gpu --json > "$DEST/x-gpu-info.json"
+echo "[$SECONDS s] dataset done"
+
+phase() {  # phase STEPS DECAY_START DECAY_STEPS > yaml
+    cat <<EOF
+# Fourth mapping phase of the default bundle, on a GPU: from default-mapping-ft2, the same
+# fidelity-first losses, full 256 px tiles, batch $BATCH, rate held then decayed to zero.
+preset: default
+steps: $1
+batch_size: $BATCH
+size: $SIZE
+lr: 0.0001
+decay_start: $2
+decay_steps: $3
+beta1: 0.9
+map_l1_weight: 10.0
+map_image_l1_weight: 60.0
+gan_weight: 0.0
+fm_weight: 0.0
+sample_every: 1000000
+ckpt_every: 500
+EOF
+}
+train() {  # train YAML OUT NAME
+    $DG train mapping --config "$1" --pairs x-gpu --vae1 default-vae1 --vae2 default-vae2 \
+        --init default-mapping-ft2 --out "$2" --name "$3" --device "$DEVICE" --workers "$WORKERS"
+}
+
+# time a few steps, then size the phase to what is left (10 % for checkpoints and start-up)
+phase 40 1000000 0 > "$WORK/probe.yaml"
+train "$WORK/probe.yaml" "$WORK/runs/probe" probe
+STEP_S=$($PY -c "import csv, statistics as s; r = list(csv.DictReader(open('$WORK/runs/probe/losses.csv'))); print(s.median(float(x['seconds']) for x in r[15:]))")
+LEFT=$((BUDGET - SECONDS - 45))
+STEPS=$($PY -c "print(max(50, int($LEFT / ($STEP_S * 1.1))))")
+HOLD=$((STEPS * 3 / 10))
+echo "[$SECONDS s] probe: $STEP_S s/step; $LEFT s left -> $STEPS steps (rate held for $HOLD)"
+phase "$STEPS" "$HOLD" "$((STEPS - HOLD))" > "$DEST/mapping-gpu.yaml"
+timeout $((BUDGET - SECONDS - 10)) $DG train mapping --config "$DEST/mapping-gpu.yaml" --pairs x-gpu \
+    --vae1 default-vae1 --vae2 default-vae2 --init default-mapping-ft2 --out "$WORK/runs/mapping-gpu" \
+    --name default-mapping-gpu --device "$DEVICE" --workers "$WORKERS" || echo "training stopped early (exit $?)"
+echo "[$SECONDS s] training done"
+
+R=$WORK/runs/mapping-gpu
+cp "$R/losses.csv" "$R/losses.png" "$DEST/" 2>/dev/null || true
+last=$(ls "$R"/samples/*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$DEST/samples-last.png"
+if [ -f "$DAGUERRE_HOME/models/default-mapping-gpu.safetensors" ]; then
+    cp "$DAGUERRE_HOME"/models/default-mapping-gpu.{safetensors,json} "$DEST/"
+elif [ -f "$R/last.safetensors" ]; then  # stopped early: keep the mapping of the last checkpoint only
+    $PY -c "
+from safetensors.torch import load_file, save_file
+t = load_file('$R/last.safetensors')
+save_file({k: v for k, v in t.items() if k.startswith('model.mapping.')}, '$DEST/mapping-partial.safetensors')"
+    cp "$R/last.json" "$DEST/mapping-partial.json" 2>/dev/null || true
+fi
+echo "[$SECONDS s] all done"
