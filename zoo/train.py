@@ -354,6 +354,10 @@ def _scratch_samples(run: Run, cfg: TrainConfig, b: dict[str, torch.Tensor]):
     return tiles, labels
 
 
+# (models key, registry model name) of the weights each stage registers
+DEPLOYED = {"vae1": ("vae", "vae"), "vae2": ("vae", "vae"), "mapping": ("mapping", "mapping"), "scratch": ("scratch", "scratch_unet")}
+
+
 def build_run(cfg: TrainConfig, start: int, device) -> Run:
     """Models, optimizers and data of a stage, from a fresh initialisation."""
     if cfg.stage in ("vae1", "vae2"):
@@ -375,7 +379,7 @@ def build_run(cfg: TrainConfig, start: int, device) -> Run:
             batches = {"clean": Batches(cfg.clean, ("clean",), cfg, cfg.batch_size, 0, start, device)}
             datasets = [cfg.clean]
         optims = {"G": _adam(cfg, vae), "D": _adam(cfg, *d_params)}
-        return Run(models, {}, optims, batches, _vae_step, _vae_samples, ("vae", "vae"), datasets)
+        return Run(models, {}, optims, batches, _vae_step, _vae_samples, DEPLOYED[cfg.stage], datasets)
     if cfg.stage == "mapping":
         vae1, vae2 = load_frozen(cfg.vae1, "vae", device, "--vae1"), load_frozen(cfg.vae2, "vae", device, "--vae2")
         if vae1.config.latent != vae2.config.latent or vae1.config.stride != vae2.config.stride:
@@ -384,10 +388,10 @@ def build_run(cfg: TrainConfig, start: int, device) -> Run:
         D = _model("patch_discriminator", cfg, 5, device)
         batches = {"pairs": Batches(cfg.pairs, ("degraded", "clean", "mask"), cfg, cfg.batch_size, 0, start, device)}
         return Run({"mapping": T, "D": D}, {"vae1": vae1, "vae2": vae2}, {"G": _adam(cfg, T), "D": _adam(cfg, D)},
-                   batches, _mapping_step, _mapping_samples, ("mapping", "mapping"), [cfg.pairs])  # fmt: skip
+                   batches, _mapping_step, _mapping_samples, DEPLOYED["mapping"], [cfg.pairs])  # fmt: skip
     U = _model("scratch_unet", cfg, 6, device)
     batches = {"pairs": Batches(cfg.pairs, ("degraded", "mask"), cfg, cfg.batch_size, 0, start, device)}
-    return Run({"scratch": U}, {}, {"G": _adam(cfg, U)}, batches, _scratch_step, _scratch_samples, ("scratch", "scratch_unet"), [cfg.pairs])
+    return Run({"scratch": U}, {}, {"G": _adam(cfg, U)}, batches, _scratch_step, _scratch_samples, DEPLOYED["scratch"], [cfg.pairs])
 
 
 # -- checkpoints of a run -----------------------------------------------------------------------
@@ -566,6 +570,41 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     return {**card, "name": name, "path": str(path)}
 
 
+def export_state(state: str | Path, name: str) -> dict[str, Any]:
+    """Register the trained model of a run's last checkpoint, e.g. of a run stopped before its last step.
+
+    The card says at which step of how many the weights were saved (``steps`` of ``planned_steps``).
+    """
+    tensors, st = checkpoint.load(state)
+    if st.get("kind") != "training-state":
+        raise DaguerreError(f"{state} is not a training checkpoint (a run folder's `last`)")
+    cfg = st["config"]
+    key, model_name = DEPLOYED[st["stage"]]
+    prefix = f"model.{key}."
+    model = {"model." + k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    refs = [cfg[f] for f in ("real", "synthetic", "clean", "pairs") if cfg.get(f)]
+    try:
+        datasets = _dataset_cards(refs)
+    except DaguerreError:  # exported away from the training machine: name the datasets only
+        datasets = [{"ref": r} for r in refs]
+    card = {
+        "model": model_name,
+        "config": st["models"][key]["config"],
+        "stage": st["stage"],
+        "datasets": datasets,
+        "upstream": {k: str(store.resolve(cfg[k])) for k in ("vae1", "vae2", "init") if cfg.get(k)},
+        "steps": int(st["step"]),
+        "planned_steps": int(cfg["steps"]),
+        "losses": st.get("losses", {}),
+        "train_config": cfg,
+        "code_version": _code_version(),
+        "vgg_perceptual_loss": False,
+        "exported_from": str(checkpoint.stem_of(state).with_suffix(".safetensors")),
+    }
+    path = store.register(name, model, card)
+    return {**card, "name": name, "path": str(path)}
+
+
 def augment_fixed(run: Run, cfg: TrainConfig, device) -> dict[str, torch.Tensor]:
     """A fixed batch (first samples, centre crops) so that sample sheets are comparable across steps."""
     b = next(iter(run.batches.values()))
@@ -610,4 +649,4 @@ def run_command_config(stage: str, options: dict[str, Any], config_file: str | N
     return TrainConfig(**values)
 
 
-__all__ = ["STAGES", "TrainConfig", "run_command_config", "train"]
+__all__ = ["STAGES", "TrainConfig", "export_state", "run_command_config", "train"]
