@@ -154,6 +154,29 @@ def test_checkpoint_round_trip_and_resume_is_exact(data, tmp_path):
     assert card["model"] == "scratch_unet" and card["config"]["base"] == 8
 
 
+def test_export_state_registers_a_run_stopped_early(data, tmp_path):
+    """A run killed after its checkpoint at step 5 of 10 still yields a loadable model, marked as such."""
+    from zoo.train import export_state
+
+    def stop(step, logs):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg("scratch", tmp_path / "killed", steps=10, ckpt_every=5, name="killed", pairs="x"), on_step=stop)
+    assert not (Path(data) / "models" / "killed.safetensors").exists()
+    card = export_state(tmp_path / "killed" / "last", "killed-5")
+    assert (card["steps"], card["planned_steps"], card["model"]) == (5, 10, "scratch_unet")
+    assert card["datasets"][0]["ref"] == "x" and card["datasets"][0]["identity"]
+    five = train(cfg("scratch", tmp_path / "five", steps=5, ckpt_every=5, name="five", pairs="x"))
+    a, _ = checkpoint.load(five["path"])
+    b, loaded = store.load("killed-5", "scratch_unet")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert loaded["planned_steps"] == 10
+    with pytest.raises(DaguerreError, match="not a training checkpoint"):
+        export_state(five["path"], "nope")
+
+
 def test_resume_refuses_a_different_run(data, tmp_path):
     train(cfg("scratch", tmp_path / "o", steps=2, pairs="x"))
     with pytest.raises(DaguerreError, match="holds a run with other settings"):
