@@ -2,6 +2,7 @@
 
 Usage: python bench/stage_diagnostics.py --dataset val [--n 60] [--vae1 default-vae1] [--vae2 default-vae2]
                                          [--bundle default] [--mappings default-mapping,default-mapping-ft]
+                                         [--source-regex REGEX]
 
 On samples whose degraded and clean images differ, mean PSNR (dB) of: the degraded input against
 the clean image; VAE2 reconstructing the clean image (G_Y(E_Y(y)), the ceiling of any restoration);
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +30,7 @@ def main() -> None:
     ap.add_argument("--vae1", default="default-vae1")
     ap.add_argument("--vae2", default="default-vae2")
     ap.add_argument("--mappings", default="", help="comma-separated mapping checkpoints to compare")
+    ap.add_argument("--source-regex", default="", help="only samples whose source file name matches (e.g. one photo collection)")
     args = ap.parse_args()
 
     import numpy as np
@@ -57,6 +60,8 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     with torch.inference_mode():
         for i in range(min(args.n, len(ds))):
+            if args.source_regex and not re.search(args.source_regex, json.loads(ds.read("source", i))["file"]):
+                continue
             x, y, mask = ds.read("degraded", i), ds.read("clean", i), ds.read("mask", i)
             if np.array_equal(x, y):
                 continue
@@ -67,7 +72,7 @@ def main() -> None:
             for name, T in maps.items():
                 rows.setdefault(f"restored, gt mask: {name}", []).append(metrics.psnr(u(b.vae2.decode(T(zx, m))), y))
     out = {k: {"psnr": round(float(np.mean(v)), 3), "samples": len(v)} for k, v in rows.items()}
-    print(json.dumps({"dataset": args.dataset, "results": out}, indent=2))
+    print(json.dumps({"dataset": args.dataset, "source_regex": args.source_regex, "results": out}, indent=2))
 
 
 if __name__ == "__main__":
