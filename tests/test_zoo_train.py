@@ -291,3 +291,18 @@ def test_default_training_configs_are_valid():
         c = run_command_config(stage, {}, str(root.parents[1] / path))
         assert c.preset == "default" and c.steps > 0
         assert c.decay_steps == 0 or c.lr_at(c.steps - 1) < c.lr  # a decay ends inside the run
+
+
+def test_training_photos_take_each_wallpapers_largest_size(tmp_path):
+    """A listed Debian photograph is found at whatever sizes the installed package ships, or reported missing."""
+    from zoo.default.sources import PLASMA_PHOTOS, debian_photos, largest_image
+
+    images = tmp_path / PLASMA_PHOTOS[0] / "contents" / "images"
+    images.mkdir(parents=True)
+    for name in ("640x480.jpg", "2560x1440.jpg", "2560x1600.jpg", "1920x1200.jpg", "notes.jpg"):
+        (images / name).write_bytes(b"")
+    assert largest_image(images) == images / "2560x1600.jpg"
+    assert largest_image(tmp_path / "absent") is None
+    found, missing = debian_photos(tmp_path)
+    assert str(images / "2560x1600.jpg") in found and "GPL" in found[str(images / "2560x1600.jpg")]
+    assert set(PLASMA_PHOTOS[1:]) <= set(missing) and PLASMA_PHOTOS[0] not in missing

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 # Photographs (not renders) from Debian packages, with their licences (debian/copyright).
+# plasma-workspace-wallpapers: each folder's largest size (5.27 ships most of them up to 2560×1600).
+PLASMA_PHOTOS = ["BytheWater", "ColdRipple", "EveningGlow", "FallenLeaf", "Grey", "OneStandsOut", "Path", "Volna"]
+PLASMA_LICENCE = "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)"
 DEBIAN_PHOTOS = {
-    "/usr/share/wallpapers/BytheWater/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
-    "/usr/share/wallpapers/ColdRipple/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
-    "/usr/share/wallpapers/EveningGlow/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
-    "/usr/share/wallpapers/FallenLeaf/contents/images/2560x1600.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
-    "/usr/share/wallpapers/Grey/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
-    "/usr/share/wallpapers/OneStandsOut/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
-    "/usr/share/wallpapers/Path/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
-    "/usr/share/wallpapers/Volna/contents/images/5120x2880.jpg": "plasma-workspace-wallpapers, GPL-2+ (KDE VDG)",
     "/usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg": "lomiri-wallpapers, CC-BY-SA-4.0 (Sander Klootwijk)",
     "/usr/share/backgrounds/Dragonfly_by_Bolly.jpg": "lomiri-wallpapers, CC-BY-SA-4.0 (Bolly)",
     "/usr/share/backgrounds/Infinite-Sea_by_Aury88.jpg": "lomiri-wallpapers (Aury88), see debian/copyright",
@@ -42,6 +38,29 @@ DEBIAN_PHOTOS = {
 }
 
 
+def largest_image(folder: Path) -> Path | None:
+    """The biggest WIDTHxHEIGHT.jpg of a wallpaper's images folder, or None where it is not installed."""
+    sized = [(int(m[1]) * int(m[2]), f) for f in folder.glob("*.jpg") if (m := re.fullmatch(r"(\d+)x(\d+)", f.stem))]
+    return max(sized)[1] if sized else None
+
+
+def debian_photos(wallpapers: Path = Path("/usr/share/wallpapers")) -> tuple[dict[str, str], list[str]]:
+    """Path → licence of the listed Debian photographs that are installed, and the names of those that are not."""
+    found, missing = {}, []
+    for name in PLASMA_PHOTOS:
+        f = largest_image(wallpapers / name / "contents" / "images")
+        if f is None:
+            missing.append(name)
+        else:
+            found[str(f)] = PLASMA_LICENCE
+    for p, lic in DEBIAN_PHOTOS.items():
+        if Path(p).exists():
+            found[p] = lic
+        else:
+            missing.append(Path(p).name)
+    return found, missing
+
+
 def cbsd68_split() -> tuple[list[Path], list[Path]]:
     """CBSD68 sorted by name: every third image (from the third) is held out for testing."""
     files = sorted((SHARED / "clean_photos" / "CBSD68").glob("*"))
@@ -57,7 +76,7 @@ def training_photos() -> dict[str, str]:
     out.update({str(p): "McMaster colour dataset (research use; via cszn/FFDNet testsets)" for p in sorted((SHARED / "clean_photos" / "McMaster").glob("*"))})
     train, _ = cbsd68_split()
     out.update({str(p): "CBSD68, Berkeley Segmentation Dataset test split (research use; via cszn/FFDNet)" for p in train})
-    out.update({p: lic for p, lic in DEBIAN_PHOTOS.items() if Path(p).exists()})
+    out.update(debian_photos()[0])
     return out
 
 
@@ -76,6 +95,10 @@ def main(root: str) -> None:
     link(cbsd68_split()[1], r / "clean-test")
     link(sorted(p for p in (SHARED / "real_old_photos").rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")), r / "real")
     (r / "provenance.json").write_text(json.dumps(train, indent=1))
+    missing = debian_photos()[1]
+    if missing:
+        print(f"warning: {len(missing)} listed Debian photographs are not installed (plasma-workspace-wallpapers, "
+              f"lomiri-wallpapers): {', '.join(missing)}")  # fmt: skip
     print(f"{len(train)} training photos, {len(cbsd68_split()[1])} held out, real old photos linked under {r}")
 
 
