@@ -230,3 +230,23 @@ def test_damage_breakdown_runs_end_to_end(tiny, tmp_path, monkeypatch, capsys):
     ds = open_dataset("b")
     assert abs(r["psnr"]["input"] - np.mean([metrics.psnr(ds[i]["degraded"], ds[i]["clean"]) for i in range(8)])) < 1e-9
     assert r["psnr"]["input + colour oracle"] > r["psnr"]["input"]
+
+
+def test_restore_device_check_compares_two_runs(monkeypatch, capsys):
+    """CPU against CPU (what CI can run): two separate restorations, identical, reported as such."""
+    import sys
+
+    from zoo.store import SHIPPED
+
+    if not (SHIPPED / "default.safetensors").exists():
+        pytest.skip("no shipped default weights")
+    check = bench_scripts.load("restore_device_check")
+    monkeypatch.setattr(sys, "argv", ["restore_device_check", "--devices", "cpu,cpu", "--n", "2", "--size", "96", "--json"])
+    assert check.main() == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 2 and all(max(s) <= 96 for s in report["sizes"])
+    assert [d for d, _ in report["seconds_per_image"]] == ["cpu", "cpu"]
+    assert report["max_abs_diff"] == 0 and report["mask_pixels_differing"] == 0
+    monkeypatch.setattr(sys, "argv", ["restore_device_check", "--devices", "cpu,cuda"])
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert check.main() == 1 and "no CUDA device" in capsys.readouterr().out
