@@ -291,6 +291,11 @@ def test_default_training_configs_are_valid():
         c = run_command_config(stage, {}, str(root.parents[1] / path))
         assert c.preset == "default" and c.steps > 0
         assert c.decay_steps == 0 or c.lr_at(c.steps - 1) < c.lr  # a decay ends inside the run
+    # a phase that continues another draws its own batches, not the earlier phase's again
+    seeds = {}
+    for stage, path in re.findall(r"train (\w+) --config (zoo/default/[\w-]+\.yaml)", (root / "train.sh").read_text()):
+        seeds.setdefault(stage, []).append(run_command_config(stage, {}, str(root.parents[1] / path)).seed)
+    assert all(len(set(s)) == len(s) for s in seeds.values()), seeds
 
 
 def test_training_photos_take_each_wallpapers_largest_size(tmp_path):
