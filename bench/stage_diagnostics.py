@@ -7,7 +7,9 @@ Usage: python bench/stage_diagnostics.py --dataset val [--n 60] [--vae1 default-
 On samples whose degraded and clean images differ, mean PSNR (dB) of: the degraded input against
 the clean image; VAE2 reconstructing the clean image (G_Y(E_Y(y)), the ceiling of any restoration);
 VAE1 reconstructing the degraded image (G_X(E_X(x)), how much E_X keeps); and G_Y(T(E_X(x), m)) with
-the ground-truth mask for each mapping checkpoint (the bundle's own and any others given).
+the ground-truth mask for each mapping checkpoint (the bundle's own and any others given). From
+the second ``--mappings`` entry on, each also gets its paired difference from the first, with a
+95 % interval.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ def main() -> None:
             for name, T in maps.items():
                 rows.setdefault(f"restored, gt mask: {name}", []).append(metrics.psnr(u(b.vae2.decode(T(zx, m))), y))
     out = {k: {"psnr": round(float(np.mean(v)), 3), "samples": len(v)} for k, v in rows.items()}
+    names = [k for k in rows if k.startswith("restored, gt mask: ")]
+    for k in names[2:]:  # each further mapping against the first one given: paired per-sample differences
+        d = np.array(rows[k]) - np.array(rows[names[1]])
+        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        out[k]["minus_first"] = {"mean": round(float(d.mean()), 3), "ci95": [round(float(d.mean() - half), 3), round(float(d.mean() + half), 3)]}
     print(json.dumps({"dataset": args.dataset, "source_regex": args.source_regex, "results": out}, indent=2))
 
 

@@ -250,3 +250,32 @@ def test_restore_device_check_compares_two_runs(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["restore_device_check", "--devices", "cpu,cuda"])
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert check.main() == 1 and "no CUDA device" in capsys.readouterr().out
+
+
+def test_stage_diagnostics_pairs_mappings_and_filters_by_source(tiny, monkeypatch, capsys):
+    """bench/stage_diagnostics.py: the bundle's own mapping given again scores the same; a second one gets
+    its paired difference; --source-regex keeps exactly the samples cut from matching photographs."""
+    import re
+
+    from pipelines import open_dataset
+
+    make_random_bundle("rb2", seed=1)
+    bench = bench_scripts.load("stage_diagnostics")
+
+    def run_it(*extra):
+        argv = ["stage_diagnostics", "--dataset", "b", "--n", "8", "--bundle", "rb", "--vae1", "rb-vae1", "--vae2", "rb-vae2",
+                "--mappings", "rb-mapping,rb2-mapping", *extra]  # fmt: skip
+        monkeypatch.setattr("sys.argv", argv)
+        bench.main()
+        return json.loads(capsys.readouterr().out)["results"]
+
+    r = run_it()
+    own, first, second = (r[f"restored, gt mask: {k}"] for k in ("rb (its mapping)", "rb-mapping", "rb2-mapping"))
+    assert own["psnr"] == first["psnr"] and "minus_first" not in first
+    d = second["minus_first"]
+    assert abs(d["mean"] - (second["psnr"] - first["psnr"])) < 2e-3 and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+    ds = open_dataset("b")
+    damaged = [i for i in range(8) if not np.array_equal(ds[i]["degraded"], ds[i]["clean"])]
+    name = ds[damaged[0]]["source"]["file"]
+    expected = sum(ds[i]["source"]["file"] == name for i in damaged)
+    assert run_it("--source-regex", f"^{re.escape(name)}$")["degraded input"]["samples"] == expected < len(damaged)
