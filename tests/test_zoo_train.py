@@ -177,6 +177,23 @@ def test_export_state_registers_a_run_stopped_early(data, tmp_path):
         export_state(five["path"], "nope")
 
 
+def test_fidelity_only_mapping_has_no_discriminator(data, tmp_path):
+    """Without GAN or feature-matching losses the mapping run neither trains nor saves a PatchGAN, and resumes."""
+    from test_restore import make_random_bundle
+
+    make_random_bundle("fo")
+    kw = dict(pairs="x", vae1="fo-vae1", vae2="fo-vae2")
+    plain = train(cfg("mapping", tmp_path / "plain", steps=2, ckpt_every=2, gan_weight=0.0, fm_weight=0.0, **kw))
+    state, card = checkpoint.load(tmp_path / "plain" / "last")
+    assert not any(k.startswith(("model.D.", "optim.D.")) for k in state) and set(card["optim"]) == {"G"}
+    assert "gan" not in plain["losses"] and plain["losses"]["d"] == 0
+    resumed = train(cfg("mapping", tmp_path / "plain", steps=4, ckpt_every=2, gan_weight=0.0, fm_weight=0.0, **kw))
+    assert resumed["steps"] == 4
+    train(cfg("mapping", tmp_path / "gan", steps=2, ckpt_every=2, **kw))
+    state, card = checkpoint.load(tmp_path / "gan" / "last")
+    assert any(k.startswith("model.D.") for k in state) and set(card["optim"]) == {"G", "D"}
+
+
 def test_resume_refuses_a_different_run(data, tmp_path):
     train(cfg("scratch", tmp_path / "o", steps=2, pairs="x"))
     with pytest.raises(DaguerreError, match="holds a run with other settings"):

@@ -286,7 +286,7 @@ def _vae_samples(run: Run, cfg: TrainConfig, batch: dict[str, torch.Tensor]):
 
 def _mapping_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -> dict[str, float]:
     b = next(run.batches["pairs"])
-    T, D = run.models["mapping"], run.models["D"]
+    T, D = run.models["mapping"], run.models.get("D")
     vae1, vae2 = run.frozen["vae1"], run.frozen["vae2"]
     with torch.no_grad():
         zx, zy = vae1.encode(b["degraded"])[0], vae2.encode(b["clean"])[0]
@@ -294,7 +294,7 @@ def _mapping_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -
     yhat = vae2.decode(zhat)
     out = {"latent_l1": losses.l1(zhat, zy), "image_l1": losses.l1(yhat, b["clean"])}
     g_loss = cfg.map_l1_weight * out["latent_l1"] + cfg.map_image_l1_weight * out["image_l1"]
-    adversarial = cfg.gan_weight > 0 or cfg.fm_weight > 0
+    adversarial = D is not None
     if adversarial:
         d_fake, d_real = D(yhat), D(b["clean"])
         out["gan"], out["fm"] = losses.lsgan_g(d_fake), losses.feature_matching(d_fake, d_real)
@@ -385,10 +385,13 @@ def build_run(cfg: TrainConfig, start: int, device) -> Run:
         if vae1.config.latent != vae2.config.latent or vae1.config.stride != vae2.config.stride:
             raise DaguerreError("--vae1 and --vae2 must share latent channels and stride")
         T = _model("mapping", cfg, 4, device, latent=vae1.config.latent)
-        D = _model("patch_discriminator", cfg, 5, device)
+        models, optims = {"mapping": T}, {"G": _adam(cfg, T)}
+        if cfg.gan_weight > 0 or cfg.fm_weight > 0:  # a fidelity-only run has no discriminator to train or save
+            models["D"] = _model("patch_discriminator", cfg, 5, device)
+            optims["D"] = _adam(cfg, models["D"])
         batches = {"pairs": Batches(cfg.pairs, ("degraded", "clean", "mask"), cfg, cfg.batch_size, 0, start, device)}
-        return Run({"mapping": T, "D": D}, {"vae1": vae1, "vae2": vae2}, {"G": _adam(cfg, T), "D": _adam(cfg, D)},
-                   batches, _mapping_step, _mapping_samples, DEPLOYED["mapping"], [cfg.pairs])  # fmt: skip
+        return Run(models, {"vae1": vae1, "vae2": vae2}, optims, batches, _mapping_step, _mapping_samples,
+                   DEPLOYED["mapping"], [cfg.pairs])  # fmt: skip
     U = _model("scratch_unet", cfg, 6, device)
     batches = {"pairs": Batches(cfg.pairs, ("degraded", "mask"), cfg, cfg.batch_size, 0, start, device)}
     return Run({"scratch": U}, {}, {"G": _adam(cfg, U)}, batches, _scratch_step, _scratch_samples, DEPLOYED["scratch"], [cfg.pairs])
