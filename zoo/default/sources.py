@@ -35,6 +35,18 @@ DEBIAN_PHOTOS = {
     "/usr/share/backgrounds/seeding_by_Clements_Engelhardt.jpg": "lomiri-wallpapers, CC0-1.0 (Clemens Engelhardt)",
     "/usr/share/backgrounds/sunset_by_Aitzol_Berasategi.jpg": "lomiri-wallpapers, CC-BY-4.0 (Aitzol Berasategi)",
     "/usr/share/backgrounds/umang_by_Abhishek_Mudgal.jpg": "lomiri-wallpapers (Abhishek Mudgal), see debian/copyright",
+    "/usr/share/backgrounds/mate/nature/Aqua.jpg": "mate-backgrounds, GPL-2+ (Charles Barbin)",
+    "/usr/share/backgrounds/mate/nature/Blinds.jpg": "mate-backgrounds, GPL-2+ (Lennart Poettering, Andrea Cimitan)",
+    "/usr/share/backgrounds/mate/nature/Dune.jpg": "mate-backgrounds, GPL-2+ (Marco Cogoni, Hylke Bons)",
+    "/usr/share/backgrounds/mate/nature/FreshFlower.jpg": "mate-backgrounds, GPL-2+ (Jens Ansorg)",
+    "/usr/share/backgrounds/mate/nature/Garden.jpg": "mate-backgrounds, GPL-2+ (Charles Barbin)",
+    "/usr/share/backgrounds/mate/nature/GreenMeadow.jpg": "mate-backgrounds, GPL-2+ (Timothy Schellhase, Lapo Calamandrei)",
+    "/usr/share/backgrounds/mate/nature/LadyBird.jpg": "mate-backgrounds, GPL-2+ (Charles Barbin)",
+    "/usr/share/backgrounds/mate/nature/RainDrops.jpg": "mate-backgrounds, GPL-2+ (blackcombwhistler07)",
+    "/usr/share/backgrounds/mate/nature/Storm.jpg": "mate-backgrounds, GPL-2+ (Sergey Nazarov)",
+    "/usr/share/backgrounds/mate/nature/TwoWings.jpg": "mate-backgrounds, GPL-2+ (Charles Barbin, Hylke Bons)",
+    "/usr/share/backgrounds/mate/nature/Wood.jpg": "mate-backgrounds, GPL-2+ (Jean-François Fortin Tam)",
+    "/usr/share/backgrounds/mate/nature/YellowFlower.jpg": "mate-backgrounds, GPL-2+ (Charles Barbin)",
 }
 
 
