@@ -57,7 +57,11 @@ def main(work: str, dest: str = ".gpu") -> None:
                     "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
                     "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
                     "-d", str(dest_p / "whl"), *WHEELS], check=True)  # fmt: skip
-    print(f"{dest_p}: photos {n / 1e6:.1f} MB, models {', '.join(MODELS)}, wheels {len(WHEELS)}")
+    total = sum(f.stat().st_size for f in dest_p.rglob("*") if f.is_file())
+    print(f"{dest_p}: {total / 2**20:.0f} MiB (photos {n / 2**20:.0f} MiB), models {', '.join(MODELS)}, wheels {len(WHEELS)}")
+    if total > 30 * 2**20:  # the working tree itself is about 31 MB, and a call carries 64 MiB in all
+        print(f"warning: with the working tree this is over the device tool's 64 MiB; lower SHORT_SIDE (now {SHORT_SIDE})"
+              " or move large tracked files (docs/img) aside for the call")  # fmt: skip
 
 
 if __name__ == "__main__":
