@@ -177,6 +177,19 @@ def test_export_state_registers_a_run_stopped_early(data, tmp_path):
         export_state(five["path"], "nope")
 
 
+def test_export_state_away_from_the_training_machine(data, tmp_path, monkeypatch):
+    """Where the run's datasets and upstream models are not in the store, the card keeps their references."""
+    from zoo.train import export_state
+
+    train(cfg("scratch", tmp_path / "base", steps=1, name="away-base", pairs="x"))
+    train(cfg("scratch", tmp_path / "run", steps=2, ckpt_every=2, name="run", pairs="x", init="away-base"))
+    monkeypatch.setenv("DAGUERRE_HOME", str(tmp_path / "elsewhere"))
+    card = export_state(tmp_path / "run" / "last", "moved")
+    assert card["datasets"] == [{"ref": "x"}] and card["upstream"] == {"init": "away-base"}
+    assert card["steps"] == card["planned_steps"] == 2
+    assert store.load("moved", "scratch_unet")[1]["exported_from"].endswith("last.safetensors")
+
+
 def test_fidelity_only_mapping_has_no_discriminator(data, tmp_path):
     """Without GAN or feature-matching losses the mapping run neither trains nor saves a PatchGAN, and resumes."""
     from test_restore import make_random_bundle

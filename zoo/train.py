@@ -573,6 +573,13 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     return {**card, "name": name, "path": str(path)}
 
 
+def _resolved(ref: str) -> str:
+    try:
+        return str(store.resolve(ref))
+    except DaguerreError:  # not in this machine's store: keep the reference as given
+        return ref
+
+
 def export_state(state: str | Path, name: str) -> dict[str, Any]:
     """Register the trained model of a run's last checkpoint, e.g. of a run stopped before its last step.
 
@@ -595,7 +602,7 @@ def export_state(state: str | Path, name: str) -> dict[str, Any]:
         "config": st["models"][key]["config"],
         "stage": st["stage"],
         "datasets": datasets,
-        "upstream": {k: str(store.resolve(cfg[k])) for k in ("vae1", "vae2", "init") if cfg.get(k)},
+        "upstream": {k: _resolved(cfg[k]) for k in ("vae1", "vae2", "init") if cfg.get(k)},
         "steps": int(st["step"]),
         "planned_steps": int(cfg["steps"]),
         "losses": st.get("losses", {}),

@@ -3,8 +3,8 @@
 # minutes (the device tool's limit): it builds a larger training set there with every CPU core,
 # times a few steps, sizes the phase to the time left and trains from the shipped mapping.
 # Inputs come in $IN (made here by `zoo/default/gpu_inputs.py`): the training photographs, the
-# shipped VAEs and mapping, and wheels for what the GPU image lacks. docs/training-gpu.md has
-# the command that ran it and what came out.
+# shipped VAEs and mapping, and wheels for what the GPU image lacks. zoo/default/gpu-run/README.md
+# has the command that ran it and what came out; docs/benchmarks.md what it did to quality.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 IN=${IN:-.gpu}
