@@ -34,6 +34,9 @@ from .data import ShardDataset, passthrough
 from .registry import create_model, init_weights, make_config
 
 STAGES = ("vae1", "vae2", "mapping", "scratch")
+STAGE_DATASETS = {"vae1": ("real", "synthetic"), "vae2": ("clean",), "mapping": ("pairs",), "scratch": ("pairs",)}
+# (models key, registry model name) of the weights each stage registers
+DEPLOYED = {"vae1": ("vae", "vae"), "vae2": ("vae", "vae"), "mapping": ("mapping", "mapping"), "scratch": ("scratch", "scratch_unet")}
 
 
 @dataclass
@@ -80,8 +83,7 @@ class TrainConfig:
     def check(self) -> None:
         if self.stage not in STAGES:
             raise DaguerreError(f"unknown stage {self.stage!r} (use {', '.join(STAGES)})")
-        need = {"vae1": ("real", "synthetic"), "vae2": ("clean",), "mapping": ("pairs", "vae1", "vae2"), "scratch": ("pairs",)}
-        for f in need[self.stage]:
+        for f in STAGE_DATASETS[self.stage] + (("vae1", "vae2") if self.stage == "mapping" else ()):
             if not getattr(self, f):
                 raise DaguerreError(f"train {self.stage} needs --{f}")
         for f, lo in (("steps", 1), ("batch_size", 1), ("size", 16), ("workers", 0), ("decay_start", 0), ("decay_steps", 0)):
@@ -206,8 +208,6 @@ class Run:
     batches: dict[str, Batches]
     step_fn: Callable[..., dict[str, float]]
     sample_fn: Callable[..., tuple[list, list]]
-    deploy: tuple[str, str]  # (models key, registry model name) of the weights that get registered
-    datasets: list[str]
 
 
 def _adam(cfg: TrainConfig, *mods: torch.nn.Module) -> torch.optim.Optimizer:
@@ -354,10 +354,6 @@ def _scratch_samples(run: Run, cfg: TrainConfig, b: dict[str, torch.Tensor]):
     return tiles, labels
 
 
-# (models key, registry model name) of the weights each stage registers
-DEPLOYED = {"vae1": ("vae", "vae"), "vae2": ("vae", "vae"), "mapping": ("mapping", "mapping"), "scratch": ("scratch", "scratch_unet")}
-
-
 def build_run(cfg: TrainConfig, start: int, device) -> Run:
     """Models, optimizers and data of a stage, from a fresh initialisation."""
     if cfg.stage in ("vae1", "vae2"):
@@ -374,12 +370,10 @@ def build_run(cfg: TrainConfig, start: int, device) -> Run:
                 "real": Batches(cfg.real, ("degraded",), cfg, half, 0, start, device),
                 "synthetic": Batches(cfg.synthetic, ("degraded",), cfg, cfg.batch_size - half, 1, start, device),
             }
-            datasets = [cfg.real, cfg.synthetic]
         else:
             batches = {"clean": Batches(cfg.clean, ("clean",), cfg, cfg.batch_size, 0, start, device)}
-            datasets = [cfg.clean]
         optims = {"G": _adam(cfg, vae), "D": _adam(cfg, *d_params)}
-        return Run(models, {}, optims, batches, _vae_step, _vae_samples, DEPLOYED[cfg.stage], datasets)
+        return Run(models, {}, optims, batches, _vae_step, _vae_samples)
     if cfg.stage == "mapping":
         vae1, vae2 = load_frozen(cfg.vae1, "vae", device, "--vae1"), load_frozen(cfg.vae2, "vae", device, "--vae2")
         if vae1.config.latent != vae2.config.latent or vae1.config.stride != vae2.config.stride:
@@ -390,11 +384,10 @@ def build_run(cfg: TrainConfig, start: int, device) -> Run:
             models["D"] = _model("patch_discriminator", cfg, 5, device)
             optims["D"] = _adam(cfg, models["D"])
         batches = {"pairs": Batches(cfg.pairs, ("degraded", "clean", "mask"), cfg, cfg.batch_size, 0, start, device)}
-        return Run(models, {"vae1": vae1, "vae2": vae2}, optims, batches, _mapping_step, _mapping_samples,
-                   DEPLOYED["mapping"], [cfg.pairs])  # fmt: skip
+        return Run(models, {"vae1": vae1, "vae2": vae2}, optims, batches, _mapping_step, _mapping_samples)
     U = _model("scratch_unet", cfg, 6, device)
     batches = {"pairs": Batches(cfg.pairs, ("degraded", "mask"), cfg, cfg.batch_size, 0, start, device)}
-    return Run({"scratch": U}, {}, {"G": _adam(cfg, U)}, batches, _scratch_step, _scratch_samples, DEPLOYED["scratch"], [cfg.pairs])
+    return Run({"scratch": U}, {}, {"G": _adam(cfg, U)}, batches, _scratch_step, _scratch_samples)
 
 
 # -- checkpoints of a run -----------------------------------------------------------------------
@@ -429,9 +422,10 @@ def _save_state(path: Path, run: Run, cfg: TrainConfig, step: int, recent: dict[
     checkpoint.save(path, tensors, card)
 
 
-def _init_from(run: Run, ref: str) -> None:
+def _init_from(run: Run, cfg: TrainConfig) -> None:
     """Fine-tuning: load the deployable model's weights from a trained checkpoint of the same model."""
-    key, model_name = run.deploy
+    ref = cfg.init
+    key, model_name = DEPLOYED[cfg.stage]
     tensors, card = store.load(ref, model_name, "--init")
     if card.get("config") != json.loads(json.dumps(dataclasses.asdict(run.models[key].config))):
         raise DaguerreError(f"--init {ref}: its {model_name} configuration differs from this run's (preset, overrides)")
@@ -493,7 +487,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     if start:
         _load_state(state_path, run)
     elif cfg.init:
-        _init_from(run, cfg.init)
+        _init_from(run, cfg)
     for m in run.models.values():
         m.train()
     csv_path = out / "losses.csv"
@@ -551,26 +545,26 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     if not final:  # resumed a finished run: nothing left to do
         _, card = checkpoint.load(state_path)
         final = card.get("losses", {})
-    key, model_name = run.deploy
-    module = run.models[key]
-    card = {
-        "model": model_name,
-        "config": dataclasses.asdict(module.config),
-        "stage": cfg.stage,
-        "datasets": _dataset_cards(run.datasets),
-        "upstream": {k: str(store.resolve(getattr(cfg, k))) for k in ("vae1", "vae2", "init") if getattr(cfg, k)},
-        "steps": cfg.steps,
-        "losses": final,
-        "train_config": dataclasses.asdict(cfg),
-        "device": str(device),
-        "seconds_per_step": t_total / max(1, cfg.steps - start),
-        "data_share": t_data / t_total if t_total else None,
-        "code_version": _code_version(),
-        "vgg_perceptual_loss": False,
-    }
+    module = run.models[DEPLOYED[cfg.stage][0]]
+    card = _model_card(cfg.stage, dataclasses.asdict(cfg), dataclasses.asdict(module.config), cfg.steps, final,
+                       device=str(device), seconds_per_step=t_total / max(1, cfg.steps - start),
+                       data_share=t_data / t_total if t_total else None)  # fmt: skip
     name = cfg.name or out.name
     path = store.register(name, checkpoint.module_tensors("model", module), card)
     return {**card, "name": name, "path": str(path)}
+
+
+def _model_card(stage: str, cfg: dict[str, Any], config: dict[str, Any], steps: int, losses: dict, **extra) -> dict[str, Any]:
+    """The card a trained model is registered with (by ``train`` at its end, by ``export_state`` from a checkpoint)."""
+    refs = [cfg[f] for f in STAGE_DATASETS[stage]]
+    try:
+        datasets = _dataset_cards(refs)
+    except DaguerreError:  # exported away from the training machine: name the datasets only
+        datasets = [{"ref": r} for r in refs]
+    return {"model": DEPLOYED[stage][1], "config": config, "stage": stage, "datasets": datasets,
+            "upstream": {k: _resolved(cfg[k]) for k in ("vae1", "vae2", "init") if cfg.get(k)},
+            "steps": steps, "losses": losses, "train_config": cfg, **extra,
+            "code_version": _code_version(), "vgg_perceptual_loss": False}  # fmt: skip
 
 
 def _resolved(ref: str) -> str:
@@ -589,28 +583,11 @@ def export_state(state: str | Path, name: str) -> dict[str, Any]:
     if st.get("kind") != "training-state":
         raise DaguerreError(f"{state} is not a training checkpoint (a run folder's `last`)")
     cfg = st["config"]
-    key, model_name = DEPLOYED[st["stage"]]
+    key = DEPLOYED[st["stage"]][0]
     prefix = f"model.{key}."
     model = {"model." + k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    refs = [cfg[f] for f in ("real", "synthetic", "clean", "pairs") if cfg.get(f)]
-    try:
-        datasets = _dataset_cards(refs)
-    except DaguerreError:  # exported away from the training machine: name the datasets only
-        datasets = [{"ref": r} for r in refs]
-    card = {
-        "model": model_name,
-        "config": st["models"][key]["config"],
-        "stage": st["stage"],
-        "datasets": datasets,
-        "upstream": {k: _resolved(cfg[k]) for k in ("vae1", "vae2", "init") if cfg.get(k)},
-        "steps": int(st["step"]),
-        "planned_steps": int(cfg["steps"]),
-        "losses": st.get("losses", {}),
-        "train_config": cfg,
-        "code_version": _code_version(),
-        "vgg_perceptual_loss": False,
-        "exported_from": str(checkpoint.stem_of(state).with_suffix(".safetensors")),
-    }
+    card = _model_card(st["stage"], cfg, st["models"][key]["config"], int(st["step"]), st.get("losses", {}),
+                       planned_steps=int(cfg["steps"]), exported_from=str(checkpoint.stem_of(state).with_suffix(".safetensors")))  # fmt: skip
     path = store.register(name, model, card)
     return {**card, "name": name, "path": str(path)}
 
