@@ -45,13 +45,13 @@ def affine_oracle(x, y, mask=None):
 
 def own_masks(clean, record) -> dict[str, "np.ndarray"]:
     """Each structured operator's own mask (bool), replaying ``record`` on ``clean``."""
-    from degrade.operator import get_operator
-    from degrade.recipe import _instance
+    from degrade.operator import STRUCTURED, get_operator
+    from degrade.recipe import replay
 
     out, masks = clean, {}
     for entry in record:
-        out, m = _instance(get_operator(entry["op"], "record")).apply_to(out, None, entry["params"])
-        if m is not None:
+        out, m = replay(out, [entry], validate=False)
+        if get_operator(entry["op"], "record").kind == STRUCTURED:
             masks[entry["op"]] = masks.get(entry["op"], False) | (m > 127)
     return masks
 
