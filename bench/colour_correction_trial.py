@@ -139,6 +139,7 @@ def main() -> None:
     import torch
 
     from degrade.io import list_images, read_image
+    from degrade.sheet import contact_sheet, save_sheet
     from zoo.bundle import load_bundle
     from zoo.metrics import psnr, ssim
     from zoo.restore import detect_mask, translate
@@ -167,17 +168,15 @@ def main() -> None:
         print(f"| {name} ({len(rows['input'])} damaged) | " + " | ".join(cells) + " |")
 
     if args.sheet:
-        files = sorted(list_images([args.photos]))[::20][:12]
-        sheet = []
-        for p in files:
+        tiles, labels = [], []
+        for p in sorted(list_images([args.photos]))[::20][:12]:
             im = read_image(p).rgb()
             s = 320 / max(im.shape[:2])
             im = cv2.resize(im, (int(im.shape[1] * s), int(im.shape[0] * s)), interpolation=cv2.INTER_AREA)
             m = detect_mask(b, im)
-            row = np.concatenate([im, translate(b, im, m), translate(b, correct(im, predict(im)), m)], 1)
-            sheet.append(cv2.resize(row, (960, round(row.shape[0] * 960 / row.shape[1])), interpolation=cv2.INTER_AREA))
-        args.sheet.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(args.sheet), cv2.cvtColor(np.concatenate(sheet, 0), cv2.COLOR_RGB2BGR))
+            tiles += [im, translate(b, im, m), translate(b, correct(im, predict(im)), m)]
+            labels += [p.name[:24], "restored", f"{args.variant}, then restored"]
+        save_sheet(contact_sheet(tiles, labels, ncols=3, tile_size=320, title="colour-correction trial", label_lines=1), args.sheet)
         print(f"sheet: {args.sheet}")
 
 
