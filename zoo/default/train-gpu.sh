@@ -58,8 +58,8 @@ sample_every: 1000000
 ckpt_every: $CKPT
 EOF
 }
-train() {  # train YAML OUT NAME
-    $DG train mapping --config "$1" --pairs x-gpu --vae1 default-vae1 --vae2 default-vae2 \
+train() {  # train YAML OUT NAME SECONDS
+    timeout "$4" $DG train mapping --config "$1" --pairs x-gpu --vae1 default-vae1 --vae2 default-vae2 \
         --init default-mapping-ft2 --out "$2" --name "$3" --device "$DEVICE" --workers "$WORKERS"
 }
 
@@ -68,7 +68,7 @@ train() {  # train YAML OUT NAME
 # 45 % of it), hence the factor 1.6.
 if [ -z "${STEPS:-}" ]; then
 phase 40 1000000 0 > "$WORK/probe.yaml"
-train "$WORK/probe.yaml" "$WORK/runs/probe" probe
+train "$WORK/probe.yaml" "$WORK/runs/probe" probe $((BUDGET - SECONDS))
 STEP_S=$($PY -c "import csv, statistics as s; r = list(csv.DictReader(open('$WORK/runs/probe/losses.csv'))); print(s.median(float(x['seconds']) for x in r[15:]))")
 LEFT=$((BUDGET - SECONDS - 45))
 STEPS=$($PY -c "print(max(50, int($LEFT / ($STEP_S * 1.6))))")
@@ -76,19 +76,16 @@ echo "[$SECONDS s] probe: $STEP_S s/step; $LEFT s left -> $STEPS steps"
 fi
 HOLD=$((STEPS * 3 / 10))
 phase "$STEPS" "$HOLD" "$((STEPS - HOLD))" > "$DEST/mapping-gpu.yaml"
-timeout $((BUDGET - SECONDS - 10)) $DG train mapping --config "$DEST/mapping-gpu.yaml" --pairs x-gpu \
-    --vae1 default-vae1 --vae2 default-vae2 --init default-mapping-ft2 --out "$WORK/runs/mapping-gpu" \
-    --name default-mapping-gpu --device "$DEVICE" --workers "$WORKERS" || echo "training stopped early (exit $?)"
+R=$WORK/runs/mapping-gpu
+train "$DEST/mapping-gpu.yaml" "$R" default-mapping-gpu $((BUDGET - SECONDS - 10)) || echo "training stopped early (exit $?)"
 echo "[$SECONDS s] training done"
 
-R=$WORK/runs/mapping-gpu
 cp "$R/losses.csv" "$R/losses.png" "$DEST/" 2>/dev/null || true
 last=$(ls "$R"/samples/*.png 2>/dev/null | tail -1 || true)
 [ -z "$last" ] || cp "$last" "$DEST/samples-last.png"
-if [ -f "$DAGUERRE_HOME/models/default-mapping-gpu.safetensors" ]; then
-    cp "$DAGUERRE_HOME"/models/default-mapping-gpu.{safetensors,json} "$DEST/"
-elif [ -f "$R/last.safetensors" ]; then  # stopped by the time limit: register its last checkpoint
+M=$DAGUERRE_HOME/models/default-mapping-gpu
+if ! [ -f "$M.safetensors" ] && [ -f "$R/last.safetensors" ]; then  # stopped by the time limit: its last checkpoint
     $PY -c "from zoo.train import export_state; export_state('$R/last', 'default-mapping-gpu')"
-    cp "$DAGUERRE_HOME"/models/default-mapping-gpu.{safetensors,json} "$DEST/"
 fi
+if [ -f "$M.safetensors" ]; then cp "$M".{safetensors,json} "$DEST/"; fi
 echo "[$SECONDS s] all done"
