@@ -535,10 +535,13 @@ def dataset_gc(dry_run: bool, as_json: bool) -> None:
                    "more faint scratches inpainted, more false alarms), none, or a mask file/folder.")
 @click.option("--tile", type=int, default=256, show_default=True, help="Tile size of the memory-bounded, seam-free tiling.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def restore_cmd(inputs, out, model, scratches, tile, device) -> None:
+@click.option("--anchor/--no-anchor", default=True, show_default=True,
+              help="Re-anchor the restoration's local tones to the input outside the mask, as the bundle's calibration says.")
+def restore_cmd(inputs, out, model, scratches, tile, device, anchor) -> None:
     """Restore old photos (files, folders, globs, builtin:real): NAME.png, NAME.mask.png, NAME.compare.png.
 
-    Pipeline: defect detection → VAE1 encoder → latent mapping with the mask → VAE2 decoder.
+    Pipeline: defect detection → VAE1 encoder → latent mapping with the mask → VAE2 decoder →
+    tone anchoring (if the bundle is calibrated with one).
     """
     from pathlib import Path
 
@@ -550,7 +553,7 @@ def restore_cmd(inputs, out, model, scratches, tile, device) -> None:
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(inputs)}")
     with _progress(len(paths), "restoring", "photos") as advance:
-        report = restore_files(paths, Path(out), model, scratches, tile, device, on_file=advance)
+        report = restore_files(paths, Path(out), model, scratches, tile, device, on_file=advance, anchor=anchor)
     if report.written:
         mean = sum(report.seconds) / len(report.seconds)
         click.echo(f"restored {len(report.written)} photo(s) into {out} ({mean:.2f} s each)")
@@ -778,9 +781,10 @@ def zoo_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str) -> N
               help="Validation dataset with masks, made from training photos; repeat it for several (one per damage recipe).")
 @click.option("--n", type=int, default=200, show_default=True, help="Samples per dataset.")
 @click.option("--objective", type=click.Choice(["restore", "f1"]), default="restore", show_default=True,
-              help="restore: F1's threshold, then the hysteresis seeds that restore best (PSNR); f1: F1 only.")
+              help="restore: F1's threshold, then the hysteresis seeds and the tone anchoring that restore best (PSNR); "
+                   "f1: F1 only, no anchoring.")
 def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str) -> None:
-    """Calibrate a bundle's defect mask (threshold, hysteresis seeds) on validation datasets."""
+    """Calibrate a bundle's defect mask (threshold, hysteresis seeds) and tone anchoring on validation datasets."""
     from zoo.bundle import calibrate_threshold
 
     with _progress(n * len(datasets) * (2 if objective == "restore" else 1), "calibrating", "samples") as advance:
@@ -794,6 +798,11 @@ def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str) 
     psnr = ", ".join(f"{t['psnr'][k]:.2f} dB on {d}" for d, t in c["restoration"].items())
     click.echo(f"{name}: detector threshold {c['chosen']}, {seeds} ({c['rule']}; restoration PSNR {psnr}; "
                f"pixel F1 {c['seed_f1'][k]:.3f} on {c['samples']} samples)")
+    a = c["anchor"]
+    j, chosen = a["grid"].index(a["chosen"]), a["chosen"]
+    what = f"sigma {chosen['sigma']:g} px, tau {chosen['tau'] or 'none'}" if chosen else "none"
+    psnr = ", ".join(f"{t['psnr'][j]:.2f} dB on {d}" for d, t in a["restoration"].items())
+    click.echo(f"{name}: tone anchoring {what} ({a['rule']}; restoration PSNR {psnr})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,8 @@ from degrade.errors import DaguerreError
 from degrade.io import encode_png, read_image
 from degrade.samples import real_photo_paths
 from zoo import checkpoint, store
+from zoo.anchor import GRID as ANCHOR_GRID
+from zoo.anchor import AnchorConfig, anchor
 from zoo.bundle import load_bundle, make_bundle
 from zoo.registry import create_model, init_weights, make_config
 from zoo.restore import restore, windows
@@ -227,8 +229,9 @@ def test_calibrate_threshold_picks_the_best_restoration_or_f1(capsys, bundle):
     assert c["objective"] == "f1" and c["f1"][c["thresholds"].index(c["chosen"])] == max(x for x in c["f1"] if x == x)
     cfg = load_bundle(bundle).card["parts"]["scratch"]["config"]
     assert cfg["threshold"] == c["chosen"] and cfg["seed_threshold"] == 0.0
+    assert load_bundle(bundle).card["anchor"] is None  # f1 restores nothing, so it anchors nothing
     r = run(capsys, "zoo", "calibrate", bundle, "--dataset", "v", "--n", "6")
-    assert r.code == 0 and "detector threshold" in r.out and "restoration PSNR" in r.out
+    assert r.code == 0 and "detector threshold" in r.out and "restoration PSNR" in r.out and "tone anchoring" in r.out
     card = load_bundle(bundle).card
     c = card["calibration"]
     cfg = card["parts"]["scratch"]["config"]
@@ -240,9 +243,17 @@ def test_calibrate_threshold_picks_the_best_restoration_or_f1(capsys, bundle):
     best, se = max(t["psnr"]), t["psnr_se_vs_best"]
     assert c["rule"] == "one standard error"
     assert t["psnr"][k] >= best - se[k] - 1e-3 and all(p < best - e + 1e-3 for p, e in zip(t["psnr"][:k], se[:k]))
-    ds = open_dataset("v")  # the recorded PSNR is what restoring with the stored mask settings gives
+    # then the tone anchoring, by the same rule, on the chosen mask's restorations
+    a = c["anchor"]
+    assert a["grid"] == [None if g is None else g.to_dict() for g in ANCHOR_GRID] and card["anchor"] == a["chosen"]
+    j, ta = a["grid"].index(a["chosen"]), a["restoration"]["v"]
+    assert ta["psnr"][0] == pytest.approx(t["psnr"][k], abs=1e-3)  # "none" is the chosen seed's restoration
+    assert ta["psnr"][j] >= max(ta["psnr"]) - ta["psnr_se_vs_best"][j] - 1e-3
+    ds = open_dataset("v")  # the recorded PSNR is what restoring with the stored settings gives
     got = np.mean([psnr(restore(ds[i]["degraded"], bundle).image, ds[i]["clean"]) for i in range(6)])
-    assert abs(got - t["psnr"][k]) < 0.02
+    assert abs(got - ta["psnr"][j]) < 0.02
+    plain = np.mean([psnr(restore(ds[i]["degraded"], bundle, anchor=False).image, ds[i]["clean"]) for i in range(6)])
+    assert abs(plain - t["psnr"][k]) < 0.02
     bad = run(capsys, "zoo", "calibrate", bundle, "--dataset", "v", "--objective", "ssim")
     assert bad.code != 0
 
@@ -264,3 +275,38 @@ def test_calibrating_on_several_datasets_minimises_the_worst_shortfall(capsys, b
     assert set(c["restoration"]) == {"va", "vb"} and c["samples"] == 8 and c["rule"] == "minimax shortfall"
     worst = np.max([max(t["psnr"]) - np.array(t["psnr"]) for t in c["restoration"].values()], axis=0)
     assert worst[c["seeds"].index(c["seed"])] <= worst.min() + 2e-3
+
+
+def test_restore_applies_the_bundles_tone_anchoring(capsys, bundle, tmp_path):
+    from zoo.restore import _cached_bundle, detect_mask, translate
+
+    p = [q for q in real_photo_paths() if q.name == "old_w_scratch_a.png"][0]
+    rgb = read_image(p).rgb()[:96, :128]
+    before = restore(rgb, bundle)
+    assert "anchor" not in before.seconds  # an uncalibrated bundle has none
+    tensors, card = checkpoint.load(store.resolve(bundle))
+    checkpoint.save(store.resolve(bundle), tensors, {**card, "anchor": {"sigma": 2.0, "tau": 32.0}})
+    _cached_bundle.cache_clear()
+    b = load_bundle(bundle)
+    assert b.anchor == AnchorConfig(2.0, 32.0)
+    after = restore(rgb, bundle)
+    mask = detect_mask(b, rgb)
+    assert np.array_equal(after.mask, mask) and "anchor" in after.seconds
+    np.testing.assert_allclose(after.image, anchor(rgb, translate(b, rgb, mask), mask, b.anchor), atol=1)
+    assert np.abs(after.image.astype(int) - before.image).mean() > 1  # it does something
+    np.testing.assert_allclose(restore(rgb, bundle, anchor=False).image, before.image, atol=1)
+    gray = restore(rgb.mean(2).astype(np.uint8), bundle)  # grayscale stays grayscale
+    assert gray.image.shape == rgb.shape[:2]
+    src = tmp_path / "in.png"
+    src.write_bytes(encode_png(rgb))
+    for flag in ("--anchor", "--no-anchor"):
+        r = run(capsys, "restore", str(src), "--model", bundle, "--out", str(tmp_path / flag), flag)
+        assert r.code == 0, r.err
+    on, off = (read_image(tmp_path / f / "in.png").rgb() for f in ("--anchor", "--no-anchor"))
+    np.testing.assert_allclose(off, before.image, atol=1)
+    assert np.abs(on.astype(int) - off).mean() > 1
+    tensors, card = checkpoint.load(store.resolve(bundle))
+    checkpoint.save(store.resolve(bundle), tensors, {**card, "anchor": {"sigma": -1}})
+    _cached_bundle.cache_clear()
+    bad = run(capsys, "restore", str(src), "--model", bundle, "--out", str(tmp_path / "bad"))
+    assert one_line_error(bad) and "sigma" in bad.err and "inputs failed" not in bad.err  # refused before any input

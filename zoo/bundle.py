@@ -12,6 +12,8 @@ import torch
 from degrade.errors import DaguerreError
 
 from . import checkpoint, store
+from .anchor import GRID as ANCHOR_GRID
+from .anchor import AnchorConfig
 from .mapping import Mapping
 from .registry import create_model
 from .scratch import ScratchUNet
@@ -33,6 +35,11 @@ class Bundle:
     @property
     def stride(self) -> int:
         return self.vae1.cfg.stride
+
+    @property
+    def anchor(self) -> AnchorConfig | None:
+        """The calibrated tone anchoring applied after G_Y (None: the bundle has none)."""
+        return AnchorConfig.from_card(self.card.get("anchor"))
 
     def to(self, device, channels_last: bool = True) -> Bundle:
         """Move to ``device``; weights channels-last by default: oneDNN's convolutions run 3–21 %
@@ -73,6 +80,7 @@ def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     if card.get("model") != "bundle":
         raise DaguerreError(f"{ref} is a {card.get('model')!r} checkpoint, not a restoration bundle")
     parts = card["parts"]
+    AnchorConfig.from_card(card.get("anchor"))  # a bad card fails here, not on the first photo
     vae1 = create_model("vae", parts["vae1"]["config"])
     vae2 = create_model("vae", parts["vae2"]["config"])
     mapping = create_model("mapping", parts["mapping"]["config"])
@@ -95,9 +103,10 @@ OBJECTIVES = ("restore", "f1")
 
 
 def _choose_seed(per_dataset: dict[str, np.ndarray]) -> tuple[int, str, dict[str, dict]]:
-    """Index of the chosen seed from per-sample PSNRs (samples × seeds) per dataset, the rule used, and the per-dataset table.
+    """Index of the chosen candidate from per-sample PSNRs (samples × candidates, most conservative
+    first) per dataset, the rule used, and the per-dataset table. Used for seeds and for anchoring.
 
-    One dataset: the lowest seed within one standard error (paired differences) of the best mean.
+    One dataset: the first candidate within one standard error (paired differences) of the best mean.
     Several (say, one per damage recipe): the seed whose worst shortfall from a dataset's own best
     mean is smallest, so that no kind of damage pays much for another's optimum.
     """
@@ -115,6 +124,23 @@ def _choose_seed(per_dataset: dict[str, np.ndarray]) -> tuple[int, str, dict[str
     return int(np.argmin(np.max([gap for gap, _ in shortfall], axis=0))), "minimax shortfall", table
 
 
+def _calibrate_anchor(restored: dict[str, list]) -> tuple[dict | None, dict]:
+    """Choose the tone anchoring (or none) from ``(sample, (restoration, mask))`` pairs per dataset, by the seeds' rule."""
+    from .anchor import anchor
+    from .metrics import psnr
+
+    per_dataset = {}
+    for d, pairs in restored.items():
+        x = per_dataset[d] = np.zeros((len(pairs), len(ANCHOR_GRID)))
+        for i, (s, (out, pred)) in enumerate(pairs):
+            mask = pred.view(np.uint8)
+            for k, cfg in enumerate(ANCHOR_GRID):
+                x[i, k] = psnr(out if cfg is None else anchor(s["degraded"], out, mask, cfg), s["clean"])
+    best, rule, table = _choose_seed(per_dataset)
+    grid = [None if c is None else c.to_dict() for c in ANCHOR_GRID]
+    return grid[best], {"grid": grid, "chosen": grid[best], "rule": rule, "restoration": table}
+
+
 def calibrate_threshold(
     name: str, datasets: str | list[str], n: int = 200, on_sample=None, objective: str = "restore"
 ) -> dict[str, Any]:
@@ -123,7 +149,9 @@ def calibrate_threshold(
     ``f1``: the threshold with the best pooled pixel F1. ``restore`` (default): that threshold sets
     how far a defect reaches; the hysteresis seed threshold (or none) then decides which regions
     count, by the PSNR of the whole restoration (see ``_choose_seed``): false alarms cost the
-    mapping more than faint misses. Use datasets made from training photographs, ``n`` samples each.
+    mapping more than faint misses. Then, on the chosen mask's restorations, the tone anchoring
+    (:mod:`zoo.anchor`, or none) by the same rule; ``f1`` leaves the bundle without anchoring.
+    Use datasets made from training photographs, ``n`` samples each.
     """
     from pipelines import open_dataset
 
@@ -167,20 +195,26 @@ def calibrate_threshold(
         for d in names:
             x = per_dataset[d] = np.zeros((len(kept[d]), len(seeds)))
             for i, (s, prob) in enumerate(kept[d]):
-                previous = None
+                previous, restored = None, []
                 for k, h in enumerate(seeds):
                     pred = hysteresis(prob, low, h)
                     if previous is None or not np.array_equal(pred, previous):  # same mask: same scores
                         r = detection(pred, s["mask"])
-                        score = psnr(translate(b, s["degraded"], pred.view(np.uint8)), s["clean"])
+                        out = (translate(b, s["degraded"], pred.view(np.uint8)), pred)
+                        score = psnr(out[0], s["clean"])
                     seed_counts[k] += (r["tp"], r["fp"], r["fn"])
                     x[i, k] = score
+                    restored.append(out)
                     previous = pred
+                kept[d][i] = (s, restored)
                 if on_sample:
                     on_sample()
         best, rule, table = _choose_seed(per_dataset)
         cal.update(seeds=seeds, seed=seeds[best], rule=rule, restoration=table,
                    seed_f1=[round(float(scores(*c)["f1"]), 4) for c in seed_counts])  # fmt: skip
+        card["anchor"], cal["anchor"] = _calibrate_anchor({d: [(s, r[best]) for s, r in kept[d]] for d in names})
+    else:
+        card["anchor"] = None  # nothing restored to calibrate it on
     card["parts"]["scratch"]["config"]["threshold"] = low
     card["parts"]["scratch"]["config"]["seed_threshold"] = cal["seed"]
     card["calibration"] = cal

@@ -169,12 +169,14 @@ def restore(
     tile: int = 256,
     overlap: int = 32,
     device: str = "auto",
+    anchor: bool = True,
 ) -> RestoreResult:
     """Restore an old photo: returns the restored image (same shape and mode) and the defect mask.
 
     ``scratches``: ``auto`` (the bundle's detector and calibrated mask), ``all`` (every detection
     above the threshold, without the hysteresis seeds: more faint defects inpainted, more false
     alarms), ``none`` (no inpainting branch), or a mask array (H×W, nonzero = damaged).
+    ``anchor``: apply the bundle's calibrated tone anchoring (:mod:`zoo.anchor`), if it has one.
     """
     if tile < 32:
         raise DaguerreError(f"--tile must be at least 32 pixels, got {tile}")
@@ -204,6 +206,13 @@ def restore(
     t = time.perf_counter()
     out = translate(bundle, rgb, mask, tile, overlap, dev)
     times["restore"] = time.perf_counter() - t
+    cfg = bundle.anchor if anchor else None
+    if cfg is not None:
+        from .anchor import anchor as anchor_tones
+
+        t = time.perf_counter()
+        out = anchor_tones(rgb, out, mask, cfg)
+        times["anchor"] = time.perf_counter() - t
     if gray:
         import cv2
 
@@ -282,7 +291,7 @@ def encode_restored(image: np.ndarray, has_alpha: bool) -> bytes:
 
 
 def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str = "auto", tile: int = 256,
-                  device: str = "auto", on_file=None) -> FileReport:  # fmt: skip
+                  device: str = "auto", on_file=None, anchor: bool = True) -> FileReport:  # fmt: skip
     """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected."""
     from degrade.batch import output_stems
     from degrade.io import atomic_write_bytes, encode_png, read_image
@@ -297,7 +306,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             pic = read_image(path)
             px = picture_array(pic)
             mode = scratches if scratches in SCRATCH_MODES else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
-            res = restore(px, model, mode, tile, device=str(dev))
+            res = restore(px, model, mode, tile, device=str(dev), anchor=anchor)
             restored = res.image
             atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None))
             atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask))

@@ -1,0 +1,129 @@
+"""Tone anchoring: the restoration's low frequencies re-anchored to the input's, outside the defect mask.
+
+Trained on this CPU, the mapping leaves low-frequency tone errors (blotches, local shifts) that
+cost PSNR on every held-out set (docs/benchmarks.md). Anchoring keeps what the network decides
+globally, its colour transform, and its fine detail and inpainting, but takes the local tone
+layout from the input: out = n + w(c) · c, with c = G_σ(A(x) − n) on undamaged pixels, where
+A is the affine colour map (3×3 + offset) that best takes the blurred input to the blurred
+restoration, G_σ a mask-normalised Gaussian blur and w a redescending weight (1 up to τ grey
+levels, 0 from 2τ), so large differences, defects the network removed and the detector missed,
+are not brought back. It is calibrated per bundle (``daguerre zoo calibrate``) and stored in
+its card; pure numpy/OpenCV, processed in row strips so memory stays bounded on large scans.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from degrade.errors import DaguerreError
+
+RIDGE = 1e-3
+"""Pull of the colour fit towards identity (units of [0, 1] intensity²): keeps flat or grayscale inputs well posed."""
+FIT_WEIGHT = 0.99
+"""A pixel enters the colour fit only where the blurred undamaged weight reaches this (no defect bleeding in)."""
+MIN_SUPPORT = 0.05
+"""Below this blurred undamaged weight (deep inside large holes) there is no input tone to anchor to."""
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """σ of the low-pass (pixels) and τ of the redescending weight (grey levels; None: no limit)."""
+
+    sigma: float
+    tau: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.sigma, (int, float)) and 0.3 <= self.sigma <= 32):
+            raise DaguerreError(f"anchor sigma must be in [0.3, 32] pixels, got {self.sigma!r}")
+        if self.tau is not None and not (isinstance(self.tau, (int, float)) and self.tau > 0):
+            raise DaguerreError(f"anchor tau must be positive or null, got {self.tau!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_card(cls, value) -> AnchorConfig | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or "sigma" not in value:
+            raise DaguerreError(f"a bundle's anchor must be null or {{sigma, tau}}, got {value!r}")
+        return cls(float(value["sigma"]), None if value.get("tau") is None else float(value["tau"]))
+
+    def label(self) -> str:
+        return f"σ {self.sigma:g} px, τ {'∞' if self.tau is None else f'{self.tau:g}'}"
+
+
+GRID: tuple[AnchorConfig | None, ...] = (
+    None,
+    *[AnchorConfig(s, t) for s in (4.0, 2.0, 1.0) for t in (16.0, 32.0, None)],
+)
+"""Calibration candidates, most conservative first (off, then the widest blur and strictest τ)."""
+
+
+def _margin(sigma: float) -> int:
+    return int(math.ceil(4 * sigma)) + 2  # OpenCV's float Gaussian kernel reaches 4σ
+
+
+def _strips(h: int, rows: int, margin: int):
+    """(y0, y1) core rows and (a, b) rows to read with their context, top to bottom."""
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        yield y0, y1, max(0, y0 - margin), min(h, y1 + margin)
+
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(x, (0, 0), sigma)
+
+
+def colour_fit(inp: np.ndarray, out: np.ndarray, mask: np.ndarray, sigma: float, rows: int = 512) -> np.ndarray:
+    """4×3 affine map (rows: R, G, B, offset) taking the blurred input to the blurred output over undamaged pixels."""
+    h = inp.shape[0]
+    m = _margin(sigma)
+    xtx = np.zeros((4, 4))
+    xty = np.zeros((4, 3))
+    n = 0
+    for y0, y1, a, b in _strips(h, rows, m):
+        w = _blur((mask[a:b] == 0).astype(np.float32), sigma)[y0 - a : y1 - a]
+        keep = w >= FIT_WEIGHT
+        if not keep.any():
+            continue
+        x = _blur(inp[a:b].astype(np.float32), sigma)[y0 - a : y1 - a][keep].astype(np.float64) / 255
+        y = _blur(out[a:b].astype(np.float32), sigma)[y0 - a : y1 - a][keep].astype(np.float64) / 255
+        x1 = np.hstack([x, np.ones((len(x), 1))])
+        xtx += x1.T @ x1
+        xty += x1.T @ y
+        n += len(x)
+    identity = np.vstack([np.eye(3), np.zeros((1, 3))])
+    if n == 0:
+        return identity
+    return np.linalg.solve(xtx / n + RIDGE * np.eye(4), xty / n + RIDGE * identity)
+
+
+def anchor(inp: np.ndarray, out: np.ndarray, mask: np.ndarray, cfg: AnchorConfig, rows: int = 512) -> np.ndarray:
+    """``out`` (uint8 H×W×3, the network's restoration of ``inp``) with its tones anchored to ``inp``
+    outside ``mask`` (H×W, nonzero = damaged, left as restored). Same result for any ``rows``."""
+    if inp.shape != out.shape or inp.ndim != 3 or inp.shape[2] != 3 or mask.shape != inp.shape[:2]:
+        raise DaguerreError(f"anchor needs H×W×3 input and output and an H×W mask, got {inp.shape}, {out.shape}, {mask.shape}")
+    if inp.size == 0:
+        return out.copy()
+    A = colour_fit(inp, out, mask, cfg.sigma, rows).astype(np.float32)
+    m = _margin(cfg.sigma)
+    result = np.empty_like(out)
+    for y0, y1, a, b in _strips(inp.shape[0], rows, m):
+        x = inp[a:b].astype(np.float32) / 255
+        mapped = (x @ A[:3] + A[3]) * 255
+        n = out[a:b].astype(np.float32)
+        w = (mask[a:b] == 0).astype(np.float32)
+        num = _blur((mapped - n) * w[..., None], cfg.sigma)
+        den = _blur(w, cfg.sigma)[..., None]
+        c = np.where(den >= MIN_SUPPORT, num / np.maximum(den, MIN_SUPPORT), 0.0)
+        if cfg.tau is not None:
+            c *= np.clip(2 - np.abs(c).max(axis=2, keepdims=True) / cfg.tau, 0, 1)
+        r = np.where(w[..., None] > 0, n + c, n)
+        result[y0:y1] = np.clip(r[y0 - a : y1 - a] + 0.5, 0, 255).astype(np.uint8)
+    return result
