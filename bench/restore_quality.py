@@ -4,7 +4,8 @@ Usage: python bench/restore_quality.py [--model default] [--datasets test-bopbtl
                                        [--workers 2] [--out bench/out/restore_quality.json]
 
 Methods: the degraded input (identity), OpenCV non-local means, NLM + Telea inpainting of the
-detected mask (the classical pipeline), and the zoo bundle. Targets (issue 6): the bundle beats
+detected mask (the classical pipeline), and the zoo bundle without (zoo-raw) and with its tone
+anchoring (zoo, what `daguerre restore` does). Targets (issue 6): the bundle beats
 the input by ≥ 3 dB PSNR and ≥ 0.05 SSIM and beats NLM + Telea on both; its detector reaches
 pixel F1 ≥ 0.6 on the structured defects.
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def evaluate(model: str, datasets: list[str], workers: int, n: int | None = None) -> dict:
     from zoo.bench import run_bench
 
-    methods = ["identity", "nlm", "nlm+telea", f"zoo:{model}"]
+    methods = ["identity", "nlm", "nlm+telea", f"zoo-raw:{model}", f"zoo:{model}"]
     out = {}
     for ref in datasets:
         r = run_bench(ref, methods, n=n, mask_source="detected", workers=workers)

@@ -85,7 +85,7 @@ def test_strips_give_the_whole_image_result(h, w, rows, sigma, tau, seed):
     whole = anchor(inp, out, mask, cfg, rows=10_000)
     assert whole.shape == out.shape and whole.dtype == np.uint8
     np.testing.assert_allclose(anchor(inp, out, mask, cfg, rows=rows), whole, atol=1)  # float summation order only
-    np.testing.assert_allclose(colour_fit(inp, out, mask, sigma, rows=rows), colour_fit(inp, out, mask, sigma), atol=1e-6)
+    np.testing.assert_allclose(colour_fit(inp, out, mask, sigma, rows=rows), colour_fit(inp, out, mask, sigma), atol=1e-4)
 
 
 def test_edge_cases(photo):

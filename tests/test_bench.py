@@ -56,6 +56,8 @@ def test_method_registry_and_user_methods():
         get_method("foo")
     with pytest.raises(DaguerreError, match="zoo:default or zoo:PATH"):
         get_method("zoo")
+    with pytest.raises(DaguerreError, match="zoo-raw:default"):
+        get_method("zoo-raw")
 
     @register_method("invert-test")
     class Invert(Method):
@@ -86,6 +88,14 @@ def test_bench_results_breakdown_and_traceability(tiny):
     assert agg["identity"]["psnr"]["n"] == 24 and agg["identity"]["psnr"]["ci95"][0] <= agg["identity"]["psnr"]["mean"]
     assert "detection" in agg["zoo:rb"] and "detection" not in agg["nlm"]
     assert r["methods"]["zoo:rb"]["card_sha256"] and r["methods"]["nlm"]["doc"]
+    # zoo-raw is the bundle without tone anchoring: an anchored copy of rb differs, the raw one does not
+    from zoo import checkpoint, store
+
+    tensors, card = checkpoint.load(store.resolve("rb"))
+    checkpoint.save(store.models_dir() / "rba", tensors, {**card, "anchor": {"sigma": 2.0, "tau": 32.0}})
+    a = run_bench("b", ["zoo:rb", "zoo-raw:rba", "zoo:rba"], n=6, mask_source="gt", workers=1)["aggregate"]
+    assert a["zoo-raw:rba"]["psnr"]["mean"] == pytest.approx(a["zoo:rb"]["psnr"]["mean"], abs=1e-3)
+    assert abs(a["zoo:rba"]["psnr"]["mean"] - a["zoo:rb"]["psnr"]["mean"]) > 0.01
     # identity's PSNR equals the degraded-vs-clean PSNR computed directly
     from pipelines import open_dataset
 

@@ -86,44 +86,59 @@ def colour_fit(inp: np.ndarray, out: np.ndarray, mask: np.ndarray, sigma: float,
     m = _margin(sigma)
     xtx = np.zeros((4, 4))
     xty = np.zeros((4, 3))
-    n = 0
     for y0, y1, a, b in _strips(h, rows, m):
-        w = _blur((mask[a:b] == 0).astype(np.float32), sigma)[y0 - a : y1 - a]
-        keep = w >= FIT_WEIGHT
-        if not keep.any():
+        keep = (_blur((mask[a:b] == 0).astype(np.float32), sigma)[y0 - a : y1 - a] >= FIT_WEIGHT).astype(np.float32).reshape(-1, 1)
+        count = float(keep.sum())
+        if count == 0:
             continue
-        x = _blur(inp[a:b].astype(np.float32), sigma)[y0 - a : y1 - a][keep].astype(np.float64) / 255
-        y = _blur(out[a:b].astype(np.float32), sigma)[y0 - a : y1 - a][keep].astype(np.float64) / 255
-        x1 = np.hstack([x, np.ones((len(x), 1))])
-        xtx += x1.T @ x1
-        xty += x1.T @ y
-        n += len(x)
+        x = np.ascontiguousarray(_blur(inp[a:b].astype(np.float32), sigma)[y0 - a : y1 - a]).reshape(-1, 3)
+        y = np.ascontiguousarray(_blur(out[a:b].astype(np.float32), sigma)[y0 - a : y1 - a]).reshape(-1, 3)
+        xk = x * keep  # weights 0/1: sums over the kept pixels without gathering them
+        xtx[:3, :3] += (xk.T @ x).astype(np.float64)
+        sx = xk.sum(axis=0, dtype=np.float64)
+        xtx[:3, 3] += sx
+        xtx[3, :3] += sx
+        xtx[3, 3] += count
+        xty[:3] += (xk.T @ y).astype(np.float64)
+        xty[3] += (y * keep).sum(axis=0, dtype=np.float64)
     identity = np.vstack([np.eye(3), np.zeros((1, 3))])
+    n = xtx[3, 3]
     if n == 0:
         return identity
-    return np.linalg.solve(xtx / n + RIDGE * np.eye(4), xty / n + RIDGE * identity)
+    scale = np.array([255.0, 255.0, 255.0, 1.0])  # to [0, 1] intensities
+    xtx /= np.outer(scale, scale) * n
+    xty /= scale[:, None] * 255 * n
+    return np.linalg.solve(xtx + RIDGE * np.eye(4), xty + RIDGE * identity)
 
 
 def anchor(inp: np.ndarray, out: np.ndarray, mask: np.ndarray, cfg: AnchorConfig, rows: int = 512) -> np.ndarray:
     """``out`` (uint8 H×W×3, the network's restoration of ``inp``) with its tones anchored to ``inp``
     outside ``mask`` (H×W, nonzero = damaged, left as restored). Same result for any ``rows``."""
+    import cv2
+
     if inp.shape != out.shape or inp.ndim != 3 or inp.shape[2] != 3 or mask.shape != inp.shape[:2]:
         raise DaguerreError(f"anchor needs H×W×3 input and output and an H×W mask, got {inp.shape}, {out.shape}, {mask.shape}")
     if inp.size == 0:
         return out.copy()
-    A = colour_fit(inp, out, mask, cfg.sigma, rows).astype(np.float32)
+    A = colour_fit(inp, out, mask, cfg.sigma, rows)
+    M = np.hstack([A[:3].T, 255 * A[3][:, None]]).astype(np.float32)  # cv2.transform: M · [r, g, b, 1]
     m = _margin(cfg.sigma)
     result = np.empty_like(out)
     for y0, y1, a, b in _strips(inp.shape[0], rows, m):
-        x = inp[a:b].astype(np.float32) / 255
-        mapped = (x @ A[:3] + A[3]) * 255
         n = out[a:b].astype(np.float32)
         w = (mask[a:b] == 0).astype(np.float32)
-        num = _blur((mapped - n) * w[..., None], cfg.sigma)
+        diff = cv2.transform(inp[a:b].astype(np.float32), M)
+        diff -= n
+        diff *= w[..., None]
+        c = _blur(diff, cfg.sigma)
         den = _blur(w, cfg.sigma)[..., None]
-        c = np.where(den >= MIN_SUPPORT, num / np.maximum(den, MIN_SUPPORT), 0.0)
+        c /= np.maximum(den, MIN_SUPPORT)
+        c *= den >= MIN_SUPPORT
         if cfg.tau is not None:
-            c *= np.clip(2 - np.abs(c).max(axis=2, keepdims=True) / cfg.tau, 0, 1)
-        r = np.where(w[..., None] > 0, n + c, n)
-        result[y0:y1] = np.clip(r[y0 - a : y1 - a] + 0.5, 0, 255).astype(np.uint8)
+            mag = cv2.max(cv2.max(np.abs(c[..., 0]), np.abs(c[..., 1])), np.abs(c[..., 2]))
+            c *= np.clip(2 - mag / cfg.tau, 0, 1)[..., None]
+        c *= w[..., None]  # damaged pixels stay as restored
+        n += c
+        n += 0.5
+        result[y0:y1] = np.clip(n[y0 - a : y1 - a], 0, 255).astype(np.uint8)
     return result

@@ -60,8 +60,8 @@ def get_method(spec: str) -> Method:
     name, _, arg = spec.partition(":")
     if name not in METHODS:
         raise DaguerreError(f"unknown method {spec!r} (have: {', '.join(sorted(METHODS))}, zoo:NAME)")
-    if name == "zoo" and not arg:
-        raise DaguerreError("method zoo needs a model: zoo:default or zoo:PATH")
+    if name in ("zoo", "zoo-raw") and not arg:
+        raise DaguerreError(f"method {name} needs a model: {name}:default or {name}:PATH")
     return METHODS[name](arg or None)
 
 
@@ -150,10 +150,12 @@ class ZooBundle(Method):
 
         self.bundle = get_bundle(arg or "default")
 
+    anchor: ClassVar[bool] = True
+
     def run(self, image, mask=None):
         from .restore import restore
 
-        res = restore(image, self.bundle, "auto" if mask is None else mask, device="cpu")
+        res = restore(image, self.bundle, "auto" if mask is None else mask, device="cpu", anchor=self.anchor)
         return res.image, res.mask
 
     def card(self) -> dict:
@@ -163,6 +165,13 @@ class ZooBundle(Method):
         c = self.bundle.card
         return {**super().card(), "card_sha256": hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest(),
                 "model_name": c.get("name"), "saved": c.get("saved")}  # fmt: skip
+
+
+@register_method("zoo-raw")
+class ZooBundleRaw(ZooBundle):
+    """The same bundle without its tone anchoring: G_Y ∘ T ∘ E_R as the networks give it."""
+
+    anchor = False
 
 
 def detected_mask(image: np.ndarray, bundle: str = "default") -> np.ndarray:
