@@ -37,6 +37,8 @@ def test_card_records_provenance_metrics_and_data():
     cal, scratch = card["calibration"], card["parts"]["scratch"]["config"]
     assert cal["objective"] == "restore" and set(cal["datasets"]) == {"val-bopbtl", "val-old-photo"}
     assert (scratch["threshold"], scratch["seed_threshold"]) == (cal["chosen"], cal["seed"])
+    # and its tone anchoring on the same sets: the card's is the one the calibration chose
+    assert card["anchor"] == cal["anchor"]["chosen"] and card["anchor"] is not None
     assert (SHIPPED / "default.safetensors").stat().st_size < 20 * 2**20
 
 

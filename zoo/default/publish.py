@@ -1,7 +1,8 @@
 """Publish the trained default bundle: card with provenance and metrics, weights into zoo/weights,
 before/after sheets of every real old photo and the README's before | after into docs/img.
 
-``python -m zoo.default.publish WORK`` (the last step of ``make train-default``).
+``python -m zoo.default.publish WORK`` (the last step of ``make train-default``). Run again on a
+published bundle (recalibrated, say) without WORK's provenance.json, it keeps the card's.
 """
 
 from __future__ import annotations
@@ -77,7 +78,12 @@ def main(work: str) -> None:
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "out" / "restore_quality.json").write_text(json.dumps(quality, indent=2))
     tensors, card = checkpoint.load(store.resolve("default"))
-    card["provenance"] = provenance(work)
+    if (work / "provenance.json").exists():
+        card["provenance"] = provenance(work)
+    elif "provenance" in card:  # re-publishing a published bundle (say, recalibrated): its training photos are unchanged
+        print(f"no {work / 'provenance.json'}: keeping the card's provenance ({card['provenance']['clean_training_photos']} photos)")
+    else:
+        raise SystemExit(f"no {work / 'provenance.json'} and no provenance in the bundle's card: run zoo.default.sources first")
     card["metrics"] = {ref: {"psnr": r["methods"]["zoo:default"]["psnr"], "ssim": r["methods"]["zoo:default"]["ssim"],
                              "gain_psnr": r["gain_over_input"]["psnr"], "gain_ssim": r["gain_over_input"]["ssim"],
                              "detection_f1": (r["detection"] or {}).get("pooled", {}).get("f1")} for ref, r in quality.items()}  # fmt: skip
