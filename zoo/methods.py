@@ -140,17 +140,16 @@ class Bilateral(Method):
 
 @register_method("zoo")
 class ZooBundle(Method):
-    """A zoo restoration bundle: detector → VAE1 encoder → mapping → VAE2 decoder."""
+    """A zoo restoration bundle: detector → VAE1 encoder → mapping → VAE2 decoder → tone anchoring."""
 
     detects = True
+    anchor: ClassVar[bool] = True  # the bundle's calibrated tone anchoring, as `daguerre restore` applies it
 
     def __init__(self, arg: str | None = None) -> None:
         super().__init__(arg)
         from .restore import get_bundle
 
         self.bundle = get_bundle(arg or "default")
-
-    anchor: ClassVar[bool] = True
 
     def run(self, image, mask=None):
         from .restore import restore
