@@ -65,7 +65,7 @@ td{{padding:.2em .8em;border-bottom:1px solid #eee}}</style></head><body>
 <h1>daguerre demo</h1>
 <h2>Timings</h2><table>{rows}</table>
 <h2>Restored real old photos</h2>
-<p>Defect detection, then VAE1's encoder, the latent mapping with the detected mask, and VAE2's decoder.</p>
+<p>Defect detection, then VAE1's encoder, the latent mapping with the detected mask, VAE2's decoder, and the bundle's calibrated tone anchoring.</p>
 {pairs}
 <table><tr><th>photo</th><th>restore time</th></tr>{photo_rows}</table>
 <h2>Synthetic dataset</h2><p>A versioned dataset built from the bundled photographs:
