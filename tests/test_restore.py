@@ -47,6 +47,15 @@ def bundle(home):
     return "rb"
 
 
+@pytest.fixture(params=["plain", "anchored"])
+def any_bundle(request, bundle):
+    """The random bundle as made, and with tone anchoring in its card (σ 1 px: the widest-reaching edge case is the smallest image)."""
+    if request.param == "anchored":
+        tensors, card = checkpoint.load(store.resolve(bundle))
+        checkpoint.save(store.resolve(bundle), tensors, {**card, "anchor": {"sigma": 1.0, "tau": 32.0}})
+    return bundle
+
+
 def test_windows_cover_every_pixel_once_in_their_cores():
     for length, tile, ov in [(1000, 256, 32), (257, 256, 32), (300, 256, 32), (64, 256, 32), (513, 100, 10)]:
         ws = windows(length, tile, ov)
@@ -88,13 +97,14 @@ def test_tile_borders_are_not_discontinuities(bundle):
 
 
 @pytest.mark.parametrize("h, w", [(37, 53), (1, 1), (5, 300), (257, 129)])
-def test_odd_sizes(bundle, h, w):
+def test_odd_sizes(any_bundle, h, w):
     img = np.random.default_rng(1).integers(0, 255, (h, w, 3), dtype=np.uint8)
-    res = restore(img, bundle, tile=64, overlap=8)
+    res = restore(img, any_bundle, tile=64, overlap=8)
     assert res.image.shape == img.shape and res.mask.shape == (h, w)
 
 
-def test_grayscale_rgba_and_16bit(bundle):
+def test_grayscale_rgba_and_16bit(any_bundle):
+    bundle = any_bundle
     rng = np.random.default_rng(2)
     gray = rng.integers(0, 255, (64, 80), dtype=np.uint8)
     assert restore(gray, bundle).image.shape == (64, 80)
@@ -278,7 +288,7 @@ def test_calibrating_on_several_datasets_minimises_the_worst_shortfall(capsys, b
 
 
 def test_restore_applies_the_bundles_tone_anchoring(capsys, bundle, tmp_path):
-    from zoo.restore import _cached_bundle, detect_mask, translate
+    from zoo.restore import detect_mask, get_bundle, translate
 
     p = [q for q in real_photo_paths() if q.name == "old_w_scratch_a.png"][0]
     rgb = read_image(p).rgb()[:96, :128]
@@ -286,9 +296,8 @@ def test_restore_applies_the_bundles_tone_anchoring(capsys, bundle, tmp_path):
     assert "anchor" not in before.seconds  # an uncalibrated bundle has none
     tensors, card = checkpoint.load(store.resolve(bundle))
     checkpoint.save(store.resolve(bundle), tensors, {**card, "anchor": {"sigma": 2.0, "tau": 32.0}})
-    _cached_bundle.cache_clear()
-    b = load_bundle(bundle)
-    assert b.anchor == AnchorConfig(2.0, 32.0)
+    b = get_bundle(bundle)  # the rewritten file, not the copy cached by the restore above
+    assert b.anchor == AnchorConfig(2.0, 32.0) and get_bundle(bundle) is b
     after = restore(rgb, bundle)
     mask = detect_mask(b, rgb)
     assert np.array_equal(after.mask, mask) and "anchor" in after.seconds
@@ -307,6 +316,19 @@ def test_restore_applies_the_bundles_tone_anchoring(capsys, bundle, tmp_path):
     assert np.abs(on.astype(int) - off).mean() > 1
     tensors, card = checkpoint.load(store.resolve(bundle))
     checkpoint.save(store.resolve(bundle), tensors, {**card, "anchor": {"sigma": -1}})
-    _cached_bundle.cache_clear()
     bad = run(capsys, "restore", str(src), "--model", bundle, "--out", str(tmp_path / "bad"))
     assert one_line_error(bad) and "sigma" in bad.err and "inputs failed" not in bad.err  # refused before any input
+
+
+def test_bundle_cache_follows_the_file(bundle, tmp_path, monkeypatch):
+    """Cached per file and stamp: the same name under another DAGUERRE_HOME is another bundle."""
+    from zoo.restore import get_bundle
+
+    first = get_bundle(bundle)
+    assert get_bundle(bundle) is first
+    monkeypatch.setenv("DAGUERRE_HOME", str(tmp_path / "other-home"))
+    make_random_bundle(bundle, seed=1)
+    other = get_bundle(bundle)
+    assert other is not first
+    a, b = (next(m.parameters()).detach() for m in (first.vae1.encoder, other.vae1.encoder))
+    assert not torch.equal(a, b)

@@ -219,7 +219,4 @@ def calibrate_threshold(
     card["parts"]["scratch"]["config"]["seed_threshold"] = cal["seed"]
     card["calibration"] = cal
     checkpoint.save(path, tensors, card)
-    from .restore import _cached_bundle
-
-    _cached_bundle.cache_clear()
     return card["calibration"]

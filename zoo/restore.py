@@ -41,15 +41,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 @lru_cache(maxsize=4)
-def _cached_bundle(model: str, device: str) -> Bundle:
-    return load_bundle(model, device)
+def _cached_bundle(path: str, stamp: tuple[int, int], device: str) -> Bundle:
+    return load_bundle(path, device)
 
 
 def get_bundle(model: str | Path | Bundle = DEFAULT_MODEL, device: str = "cpu") -> Bundle:
-    """A loaded restoration bundle (cached per name and device)."""
+    """A loaded restoration bundle, cached per file (path, modification time, size) and device, so a
+    recalibrated bundle or another ``DAGUERRE_HOME`` is never served from a stale copy."""
     if isinstance(model, Bundle):
         return model
-    return _cached_bundle(str(model), str(device))
+    from .store import resolve
+
+    path = resolve(model)
+    st = path.stat()
+    return _cached_bundle(str(path), (st.st_mtime_ns, st.st_size), str(device))
 
 
 def windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
