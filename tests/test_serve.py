@@ -88,6 +88,7 @@ def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(client):
         ({"files": {"other": ("x.png", png_bytes(), "image/png")}}, 400),
         ({"data": {"scratches": "auto"}}, 400),
         ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"scratches": "maybe"}}, 422),
+        ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"anchor": "maybe"}}, 422),
         ({"content": b"garbage", "headers": {"content-type": "multipart/form-data; boundary=zzz"}}, 400),
     ]
     for kwargs, status in cases:
@@ -234,3 +235,24 @@ def test_load_on_loopback(server):
     assert health["errors"] == 0 and health["served"] >= 150
     assert rss() - before < 150, f"server memory grew by {rss() - before:.0f} MB over 200 requests"
     assert proc.poll() is None
+
+
+def test_anchor_field_turns_the_bundles_tone_anchoring_off(home):
+    from fastapi.testclient import TestClient
+
+    from zoo import checkpoint, store
+    from zoo.serve import ServeConfig, create_app
+
+    make_random_bundle("rb")
+    tensors, card = checkpoint.load(store.resolve("rb"))
+    checkpoint.save(store.resolve("rb"), tensors, {**card, "anchor": {"sigma": 1.0, "tau": 32.0}})
+    app = create_app(ServeConfig(model="rb", workers=1, queue=2))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        page = c.get("/").text
+        assert 'id="anchor"' in page and 'form.append("anchor"' in page
+        got = {}
+        for flag in ("true", "false"):
+            r = c.post("/v1/restore", files={"file": ("x.png", png_bytes(seed=3), "image/png")}, data={"anchor": flag})
+            assert r.status_code == 200, r.text
+            got[flag] = np.asarray(Image.open(io.BytesIO(r.content))).astype(int)
+    assert np.abs(got["true"] - got["false"]).mean() > 1

@@ -1,7 +1,7 @@
 """``daguerre serve``: restoration over HTTP (FastAPI under uvicorn) and a page to use it.
 
 Endpoints: ``POST /v1/restore`` (multipart field ``file``; ``scratches=auto|none``;
-``format=png|json``), ``GET /v1/models``, ``GET /healthz``, ``GET /`` (the page).
+``anchor=true|false``, the bundle's tone anchoring, on by default; ``format=png|json``), ``GET /v1/models``, ``GET /healthz``, ``GET /`` (the page).
 
 The host is protected: uploads are capped in bytes (streamed, refused past the cap) and in
 pixels (checked from the header, before the image is decoded: decompression bombs), at most
@@ -168,6 +168,9 @@ def create_app(cfg: ServeConfig | None = None):
         fmt = fields.get("format", "json" if "application/json" in request.headers.get("accept", "") else "png")
         if scratches not in ("auto", "none"):
             return error(422, "scratches must be auto or none")
+        anchor = fields.get("anchor", "true")
+        if anchor not in ("true", "false"):
+            return error(422, "anchor must be true or false")
         if fmt not in ("png", "json"):
             return error(422, "format must be png or json")
         try:
@@ -181,7 +184,7 @@ def create_app(cfg: ServeConfig | None = None):
         try:
             px = picture_array(pic)
             t = time.perf_counter()
-            work = asyncio.get_running_loop().run_in_executor(None, _run_restore, restore, bundle, px, scratches, str(device))
+            work = asyncio.get_running_loop().run_in_executor(None, _run_restore, restore, bundle, px, scratches, str(device), anchor == "true")
             res = await asyncio.wait_for(work, timeout=cfg.timeout_s)
             seconds = time.perf_counter() - t
         except asyncio.TimeoutError:
@@ -204,8 +207,8 @@ def create_app(cfg: ServeConfig | None = None):
     return app
 
 
-def _run_restore(restore, bundle, px, scratches, device):
-    return restore(px, bundle, scratches, device=device)
+def _run_restore(restore, bundle, px, scratches, device, anchor):
+    return restore(px, bundle, scratches, device=device, anchor=anchor)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, cfg: ServeConfig | None = None) -> None:
