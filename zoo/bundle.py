@@ -192,27 +192,27 @@ def calibrate_threshold(
         seeds = [0.0] + [h for h in SEED_GRID if h > low]
         seed_counts = np.zeros((len(seeds), 3), np.int64)
         per_dataset = {}
+        restorations: dict[str, list] = {d: [] for d in names}  # (sample, [(restored, mask) per seed])
         for d in names:
             x = per_dataset[d] = np.zeros((len(kept[d]), len(seeds)))
             for i, (s, prob) in enumerate(kept[d]):
-                previous, restored = None, []
+                per_seed = []
                 for k, h in enumerate(seeds):
                     pred = hysteresis(prob, low, h)
-                    if previous is None or not np.array_equal(pred, previous):  # same mask: same scores
+                    if not per_seed or not np.array_equal(pred, per_seed[-1][1]):  # same mask: same restoration
                         r = detection(pred, s["mask"])
-                        out = (translate(b, s["degraded"], pred.view(np.uint8)), pred)
-                        score = psnr(out[0], s["clean"])
+                        restored = translate(b, s["degraded"], pred.view(np.uint8))
+                        score = psnr(restored, s["clean"])
                     seed_counts[k] += (r["tp"], r["fp"], r["fn"])
                     x[i, k] = score
-                    restored.append(out)
-                    previous = pred
-                kept[d][i] = (s, restored)
+                    per_seed.append((restored, pred))
+                restorations[d].append((s, per_seed))
                 if on_sample:
                     on_sample()
         best, rule, table = _choose_seed(per_dataset)
         cal.update(seeds=seeds, seed=seeds[best], rule=rule, restoration=table,
                    seed_f1=[round(float(scores(*c)["f1"]), 4) for c in seed_counts])  # fmt: skip
-        card["anchor"], cal["anchor"] = _calibrate_anchor({d: [(s, r[best]) for s, r in kept[d]] for d in names})
+        card["anchor"], cal["anchor"] = _calibrate_anchor({d: [(s, r[best]) for s, r in pairs] for d, pairs in restorations.items()})
     else:
         card["anchor"] = None  # nothing restored to calibrate it on
     card["parts"]["scratch"]["config"]["threshold"] = low
