@@ -80,15 +80,16 @@ def cbsd68_split() -> tuple[list[Path], list[Path]]:
     return [f for f in files if f not in test], test
 
 
-def training_photos() -> dict[str, str]:
-    """Path → provenance of every clean training photograph available on this machine."""
+def training_photos(debian: dict[str, str] | None = None) -> dict[str, str]:
+    """Path → provenance of every clean training photograph available on this machine
+    (``debian``: the installed Debian photographs, if already looked up)."""
     from degrade.samples import sample_photo_paths
 
     out = {str(p): "scikit-image sample data (BSD-3-Clause and per-image public licences)" for p in sample_photo_paths()}
     out.update({str(p): "McMaster colour dataset (research use; via cszn/FFDNet testsets)" for p in sorted((SHARED / "clean_photos" / "McMaster").glob("*"))})
     train, _ = cbsd68_split()
     out.update({str(p): "CBSD68, Berkeley Segmentation Dataset test split (research use; via cszn/FFDNet)" for p in train})
-    out.update(debian_photos()[0])
+    out.update(debian_photos()[0] if debian is None else debian)
     return out
 
 
@@ -102,15 +103,15 @@ def link(files, folder: Path) -> None:
 
 def main(root: str) -> None:
     r = Path(root)
-    train = training_photos()
+    debian, missing = debian_photos()
+    train = training_photos(debian)
     link(list(train), r / "clean-train")
     link(cbsd68_split()[1], r / "clean-test")
     link(sorted(p for p in (SHARED / "real_old_photos").rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")), r / "real")
     (r / "provenance.json").write_text(json.dumps(train, indent=1))
-    missing = debian_photos()[1]
     if missing:
         print(f"warning: {len(missing)} listed Debian photographs are not installed (plasma-workspace-wallpapers, "
-              f"lomiri-wallpapers): {', '.join(missing)}")  # fmt: skip
+              f"lomiri-wallpapers, mate-backgrounds): {', '.join(missing)}")  # fmt: skip
     print(f"{len(train)} training photos, {len(cbsd68_split()[1])} held out, real old photos linked under {r}")
 
 

@@ -5,7 +5,8 @@
 # The shipped weights were trained and published by this script as of commit 16a4df8. Since then
 # it trains on 112 photographs instead of 94 (sources.py had found only 2 of 8 plasma wallpapers,
 # and 12 mate-backgrounds photographs were added) and each later phase has its own data seed, so
-# it no longer reproduces them exactly.
+# it no longer reproduces them exactly. They were recalibrated (tone anchoring added by `zoo
+# calibrate`, as below) and re-published at commit ddc579c, with the same tensors.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=${WORK:-work/default}
