@@ -298,6 +298,15 @@ def test_fine_tune_starts_from_init_and_decays(data, tmp_path):
     assert held_loss("scratch", trained_model(tuned)) < before
     rows = list(csv.DictReader((tmp_path / "ft" / "losses.csv").open()))
     assert [int(r["step"]) for r in rows] == list(range(1, 31))
+    # a checkpoint saved before a setting existed (the shipped detector predates seed_threshold) still seeds a fine-tune
+    t, card = checkpoint.load(base["path"])
+    del card["config"]["seed_threshold"]
+    store.register("ft-older", t, card)
+    train(cfg("scratch", tmp_path / "older", steps=1, pairs="x", name="ft-o", init="ft-older"))
+    card["config"]["no_such_setting"] = 1
+    store.register("ft-alien", t, card)
+    with pytest.raises(DaguerreError, match="--init ft-alien: its scratch_unet configuration differs"):
+        train(cfg("scratch", tmp_path / "alien", steps=1, pairs="x", init="ft-alien"))
     other = {**TINY, "scratch_unet": {"base": 4, "depth": 2}}
     with pytest.raises(DaguerreError, match="--init ft-base: its scratch_unet configuration differs"):
         train(cfg("scratch", tmp_path / "o", steps=1, pairs="x", init="ft-base", model_overrides=other))

@@ -31,7 +31,7 @@ from degrade.errors import DaguerreError
 
 from . import checkpoint, losses, store
 from .data import ShardDataset, passthrough
-from .registry import create_model, init_weights, make_config
+from .registry import create_model, get_spec, init_weights, make_config
 
 STAGES = ("vae1", "vae2", "mapping", "scratch")
 STAGE_DATASETS = {"vae1": ("real", "synthetic"), "vae2": ("clean",), "mapping": ("pairs",), "scratch": ("pairs",)}
@@ -427,7 +427,11 @@ def _init_from(run: Run, cfg: TrainConfig) -> None:
     ref = cfg.init
     key, model_name = DEPLOYED[cfg.stage]
     tensors, card = store.load(ref, model_name, "--init")
-    if card.get("config") != json.loads(json.dumps(dataclasses.asdict(run.models[key].config))):
+    try:  # the dataclass's defaults fill settings added since the checkpoint was saved
+        saved = dataclasses.asdict(get_spec(model_name).config(**(card.get("config") or {})))
+    except TypeError:
+        saved = None
+    if json.loads(json.dumps(saved)) != json.loads(json.dumps(dataclasses.asdict(run.models[key].config))):
         raise DaguerreError(f"--init {ref}: its {model_name} configuration differs from this run's (preset, overrides)")
     checkpoint.load_module(run.models[key], tensors, "model", str(ref))
 
