@@ -63,7 +63,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Picture
     """Decode an image file (EXIF orientation applied) into a Picture.
 
     16-bit images are scaled to 8-bit (bit_depth records 16), palette and CMYK images become
-    RGB, LA/RGBA keep their alpha separately, bilevel images become grayscale. Unreadable,
+    RGB, LA/RGBA keep their alpha separately, bilevel images become grayscale, multi-page TIFFs
+    and animated GIFs give their first frame. Unreadable,
     truncated, floating-point or oversized images raise ImageError naming the file.
     """
     p = Path(path)

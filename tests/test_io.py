@@ -105,6 +105,15 @@ def test_float_tiff_is_refused(tmp_path):
         read_image(tmp_path / "f.tif")
 
 
+def test_multi_page_tiff_and_animated_gif_read_their_first_frame(tmp_path, rgb):
+    other = 255 - rgb
+    Image.fromarray(rgb).save(tmp_path / "m.tif", save_all=True, append_images=[Image.fromarray(other)])
+    assert np.array_equal(read_image(tmp_path / "m.tif").pixels, rgb)
+    Image.fromarray(rgb).save(tmp_path / "m.gif", save_all=True, append_images=[Image.fromarray(other)])
+    first = read_image(tmp_path / "m.gif").pixels  # GIF's palette is lossy: nearer the first frame than the second
+    assert first.shape == rgb.shape and np.abs(first.astype(int) - rgb).mean() < np.abs(first.astype(int) - other).mean() / 4
+
+
 def test_to_uint8():
     assert np.array_equal(to_uint8(np.array([0, 65535, 32768], np.uint16)), [0, 255, 128])
     with pytest.raises(ImageError):
