@@ -185,7 +185,7 @@ def recipes_validate(files: tuple[str, ...]) -> None:
 @click.option("--seed", "-s", type=int, default=0, show_default=True, help="Seed of the recipe's sampling.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True, help="Variants per input.")
-@click.option("--sheet", type=click.Path(dir_okay=False), help="Also write a contact sheet PNG of the results.")
+@click.option("--sheet", type=click.Path(dir_okay=False), help="Also write a contact sheet (.png, .jpg or .webp) of the results.")
 def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count: int, sheet: str | None) -> None:
     """Degrade IMAGES (files, folders, globs, builtin:samples, builtin:real) with a recipe.
 
@@ -196,8 +196,10 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
 
     from degrade import DaguerreError, load_recipe
     from degrade.batch import degrade_files, preview_sheet, resolve_inputs
-    from degrade.sheet import save_sheet
+    from degrade.sheet import check_sheet_path, save_sheet
 
+    if sheet:
+        check_sheet_path(sheet)
     r = load_recipe(recipe)
     paths = resolve_inputs(images)
     if not paths:
@@ -221,7 +223,7 @@ def dataset() -> None:
 
 @dataset.command("create")
 @click.argument("name")
-@click.option("--recipe", "-r", default="old-photo", show_default=True, help="Built-in recipe or YAML/JSON file.")
+@click.option("--recipe", "-r", help="Built-in recipe or YAML/JSON file [old-photo; none with --real].")
 @click.option("--source", required=True, help="Folder, glob, builtin:samples, builtin:real or dataset:NAME[@V].")
 @click.option("--count", "-n", type=int, required=True, help="Number of samples.")
 @click.option("--size", type=int, default=256, show_default=True, help="Tile side in pixels.")
@@ -471,7 +473,7 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
 
 @dataset.command("show")
 @click.argument("ref")
-@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Sheet to write (.png, .jpg or .webp).")
 @click.option("--n", type=click.IntRange(1, 200), default=16, show_default=True, help="Samples on the sheet.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def dataset_show(ref: str, out: str, n: int, as_json: bool) -> None:

@@ -66,11 +66,28 @@ def contact_sheet(
     return sheet
 
 
+SHEET_FORMATS = {".png": ("PNG", {"compress_level": 9}), ".jpg": ("JPEG", {"quality": 92}), ".jpeg": ("JPEG", {"quality": 92}),
+                 ".webp": ("WEBP", {"quality": 92})}  # fmt: skip
+
+
+def check_sheet_path(path) -> None:
+    """Refuse, before any work, a sheet path whose suffix names no format we write."""
+    from pathlib import Path
+
+    from .errors import DaguerreError
+
+    if Path(path).suffix.lower() not in SHEET_FORMATS:
+        raise DaguerreError(f"{path}: a sheet is written as .png, .jpg or .webp")
+
+
 def save_sheet(sheet: Image.Image, path) -> None:
-    """Write a sheet PNG atomically."""
+    """Write a sheet atomically, in the format its suffix names (.png, or .jpg/.jpeg/.webp)."""
     from .io import atomic_write_bytes
     import io
+    from pathlib import Path
 
+    check_sheet_path(path)
+    fmt, opts = SHEET_FORMATS[Path(path).suffix.lower()]
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG", compress_level=9)
+    sheet.convert("RGB").save(buf, format=fmt, **opts)
     atomic_write_bytes(path, buf.getvalue())

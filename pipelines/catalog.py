@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS versions (
     bytes INTEGER NOT NULL,
     PRIMARY KEY (name, number)
 );
+CREATE TABLE IF NOT EXISTS numbers (
+    name TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tags (
     name TEXT NOT NULL,
     tag TEXT NOT NULL,
@@ -181,7 +185,7 @@ class Catalog:
 
     # -- writing ------------------------------------------------------------------------------
     def register(self, name: str, store: Path, final: Path | None = None) -> Version:
-        """Register a complete store as the next version of ``name`` and move it into place.
+        """Register a complete store as the next version of ``name`` (numbers are never reused) and move it into place.
 
         ``final`` is the external ``--store`` path; otherwise ``datasets/NAME/vN.zarr``. The
         rename happens inside the transaction: if anything fails before COMMIT, nothing is
@@ -194,7 +198,10 @@ class Catalog:
             raise DaguerreError(f"{store} is not complete; only complete data is registered")
         nbytes = disk_bytes(store)
         with self.transaction() as db:
-            number = (db.execute("SELECT MAX(number) FROM versions WHERE name=?", (name,)).fetchone()[0] or 0) + 1
+            # a removed version's number is never given again: a recorded NAME@vN keeps meaning one dataset
+            last = db.execute("SELECT last FROM numbers WHERE name=?", (name,)).fetchone()
+            number = max(db.execute("SELECT MAX(number) FROM versions WHERE name=?", (name,)).fetchone()[0] or 0, last[0] if last else 0) + 1
+            db.execute("INSERT OR REPLACE INTO numbers VALUES (?,?)", (name, number))
             target = final if final is not None else dataset_dir(name) / f"v{number}.zarr"
             if target.exists() and target.resolve() != store.resolve():
                 if os.path.abspath(target) in self.referenced_paths():
@@ -286,8 +293,15 @@ def garbage(catalog: Catalog) -> list[Path]:
     if not root.exists():
         return []
     refs = catalog.referenced_paths()
+
+    def holds_data(p: Path) -> bool:  # a registered store, inside one, or a folder holding one (a --store path)
+        a = os.path.abspath(p)
+        return any(r == a or r.startswith(a + os.sep) or a.startswith(r + os.sep) for r in refs)
+
     out = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not NAME_RE.match(d.name) or d.name.endswith(".zarr") or (holds_data(d) and not any(os.path.dirname(r) == os.path.abspath(d) for r in refs)):
+            continue  # not a dataset's folder: something else (or a --store) placed under datasets/
         busy = is_locked(d.name)
         for p in sorted(d.iterdir()):
             if p.name == ".lock":
@@ -295,7 +309,7 @@ def garbage(catalog: Catalog) -> list[Path]:
             unfinished = p.name.startswith((".partial-", ".init-")) or ".init-" in p.name
             if unfinished and busy:
                 continue  # a create is running right now
-            if os.path.abspath(p) not in refs:
+            if not holds_data(p):
                 out.append(p)
     return out
 

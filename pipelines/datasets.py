@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def build_spec(
     count: int,
     size: int,
     seed: int,
-    recipe: str | None = "old-photo",
+    recipe: str | None = None,
     shard_size: int = 64,
     real: bool = False,
     strict: bool = False,
@@ -49,9 +50,16 @@ def build_spec(
     crop: CropConfig | None = None,
     scan_workers: int = 2,
 ) -> GenerationSpec:
-    """Validate the arguments, scan the source and load the recipe into a GenerationSpec."""
+    """Validate the arguments, scan the source and load the recipe (default ``old-photo``; none
+    for ``real``) into a GenerationSpec."""
     check_name(name)
+    if name.endswith(".zarr"):
+        raise DaguerreError(f"invalid dataset name {name!r}: a name ending in .zarr would read as a store path")
     _check_args(count, size, shard_size, 1, SCHEDULERS[0], zstd_level)
+    if int(seed) < 0:
+        raise DaguerreError(f"--seed must be at least 0, got {seed}")
+    if real and recipe is not None:
+        raise DaguerreError("--recipe does not apply to --real datasets (real photos are cropped, not degraded)")
     src = scan_source(source, workers=scan_workers, strict=strict)
     if real:
         rec, rhash = None, None
@@ -63,16 +71,21 @@ def build_spec(
     return GenerationSpec(name, src, rec, rhash, int(seed), int(count), int(size), int(shard_size), bool(real), crop or CropConfig(), zstd_level)
 
 
-def _adoptable(spec: GenerationSpec, catalog) -> Path | None:
-    """A complete but unregistered store of this exact lineage (a crash before registration)."""
-    d = dataset_dir(spec.name)
+def _adoptable(spec: GenerationSpec, catalog, final: Path | None = None) -> Path | None:
+    """A complete but unregistered store of this exact lineage (a crash before registration), in
+    the dataset's folder or at the ``--store`` path ``final``."""
     refs = catalog.referenced_paths()
-    for p in sorted(d.glob("v*.zarr")) + sorted(d.glob(".trash-v*.zarr-*")):
+    if final is not None:
+        candidates = [final]
+    else:
+        d = dataset_dir(spec.name)
+        candidates = sorted(d.glob("v*.zarr")) + sorted(d.glob(".trash-v*.zarr-*"))
+    for p in candidates:
         if os.path.abspath(p) in refs:
             continue
         try:
             attrs = json.loads((p / "zarr.json").read_text())["attributes"]["daguerre"]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             continue
         if attrs.get("complete") and attrs.get("lineage_hash") == spec.lineage_hash:
             return p
@@ -96,6 +109,8 @@ def create_dataset(
     from .catalog import Catalog, creation_lock
 
     _check_args(spec.count, spec.size, spec.shard_size, workers, scheduler, spec.zstd_level)
+    if address is not None and not re.fullmatch(r"(tcp|tls|inproc|ucx|ws|wss)://\S+:\d+|inproc://\S+", address):
+        raise DaguerreError(f"--address {address!r}: expected tcp://HOST:PORT of a dask scheduler")
     final = Path(store).expanduser().absolute() if store is not None else None
     catalog = Catalog()
     try:
@@ -103,11 +118,11 @@ def create_dataset(
             existing = catalog.find_lineage(spec.name, spec.lineage_hash)
             if existing is not None:
                 return GenerationResult(Path(existing.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, existing, reused=True)
-            if final is not None and final.exists():
+            orphan = _adoptable(spec, catalog, final) if final is None or final.exists() else None
+            if final is not None and final.exists() and orphan is None:
                 raise DaguerreError(f"{final} already exists; choose another --store or remove it")
-            orphan = _adoptable(spec, catalog) if final is None else None
             if orphan is not None:
-                v = catalog.register(spec.name, orphan)
+                v = catalog.register(spec.name, orphan, final)
                 return GenerationResult(Path(v.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, v, reused=True)
             if final is not None:
                 partial = final.parent / f".{final.name}.partial"
@@ -127,7 +142,10 @@ def create_dataset(
 
 
 def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = None) -> int:
-    """Write ``NNNNNN.degraded.png`` (+ ``.clean.png``, ``.mask.png``) and ``NNNNNN.json`` per sample."""
+    """Write ``NNNNNN.degraded.png`` (+ ``.clean.png``, ``.mask.png``) and ``NNNNNN.json`` per sample,
+    into a new or empty folder (never over other files, nor mixed with another export)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DaguerreError(f"{out} is not an empty folder; export into a new one")
     out.mkdir(parents=True, exist_ok=True)
     width = max(6, len(str(len(ds) - 1)))
     for i in range(len(ds)):

@@ -84,7 +84,12 @@ class Dataset:
         self.fields: list[str] = list(self.attrs.get("fields", []))
         self._layouts: dict[str, ArrayLayout | None] = {}
         for f in self.fields:
-            meta = json.loads((self.path / f / "zarr.json").read_text())
+            try:
+                meta = json.loads((self.path / f / "zarr.json").read_text())
+            except FileNotFoundError:
+                raise DaguerreError(f"{self.path}: its array {f!r} is missing (a damaged store)") from None
+            except (OSError, ValueError) as e:
+                raise DaguerreError(f"{self.path}: unreadable metadata of array {f!r} ({e})") from None
             self._layouts[f] = _expected_layout(f, meta)
         self._count = int(self.attrs["count"])
         self._open()

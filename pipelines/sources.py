@@ -107,11 +107,14 @@ def scan_source(spec: str, workers: int = 2, strict: bool = False) -> Source:
         if p.is_dir():
             root = p
             paths = list_images([p])
+            spec = str(p.absolute())  # recorded absolute: `reproduce` must not depend on the current folder
         elif any(ch in spec for ch in "*?["):
+            spec = os.path.join(os.getcwd(), os.path.expanduser(spec))
             paths = [q for q in list_images([spec]) if q.suffix.lower() in IMAGE_SUFFIXES]
             root = Path(os.path.commonpath([str(q.parent) for q in paths])) if paths else None
         elif p.is_file():
             paths, root = [p], p.parent
+            spec = str(p.absolute())
         else:
             raise DaguerreError(
                 f"unknown source {spec!r}: not a folder, file or glob, nor builtin:samples, builtin:real, dataset:NAME"
@@ -132,12 +135,18 @@ def scan_source(spec: str, workers: int = 2, strict: bool = False) -> Source:
 def _dataset_source(spec: str) -> Source:
     from .reader import open_dataset
 
-    ds = open_dataset(spec[len("dataset:") :])
+    from .refs import parse_ref
+
+    ref = parse_ref(spec[len("dataset:") :])
+    ds = open_dataset(ref)
     if "clean" not in ds.fields:
         raise DaguerreError(f"{spec}: dataset has no clean images (a real-photo dataset?)")
     ident = ds.attrs.get("checksum") or ds.attrs.get("lineage_hash", "")
     files = [SourceFile(f"{ds.path}#{i}", f"clean[{i}]", 0, f"{ident}:{i}") for i in range(len(ds))]
-    return Source(spec, files, [], dataset=str(ds.path))
+    # recorded pinned (NAME@vN, or an absolute store path), so a newer version of NAME does not break `reproduce`
+    a = ds.attrs
+    pinned = f"dataset:{a['name']}@{a['version']}" if ref.path is None and a.get("name") and a.get("version") else f"dataset:{ds.path.absolute()}"
+    return Source(pinned, files, [], dataset=str(ds.path))
 
 
 # -- per-process image cache ----------------------------------------------------------------

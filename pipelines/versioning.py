@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -193,9 +194,10 @@ def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyRep
     """Recompute every shard's SHA-256 from the decoded data and compare with the recorded ones."""
     try:
         ds, v = open_version(ref)
-    except DaguerreError as e:
-        return VerifyReport(ref, 0, [str(e)])
-    a = ds.attrs
+        a = ds.attrs
+        fields = list(ds.fields)
+    except Exception as e:  # noqa: BLE001  a store too damaged to open is a finding, not a crash
+        return VerifyReport(ref, 0, [_reason(e)])
     shards = a.get("shards", [])
     report = VerifyReport(v.ref if v else str(ds.path), len(shards))
     from .catalog import identity
@@ -204,23 +206,37 @@ def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyRep
         report.problems.append("attributes: identity does not match lineage and checksums")
     if v is not None and (v.identity != a.get("identity") or v.checksum != a.get("checksum")):
         report.problems.append("catalog: recorded identity differs from the store's attributes")
+    try:
+        expected = -(-int(a["count"]) // int(a["shard_size"]))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        expected = None
+    if expected is not None and len(shards) != expected:
+        report.problems.append(f"attributes: {len(shards)} shard checksums recorded, {expected} expected")
+    if hashlib.sha256("".join(str(sh.get("sha256")) for sh in shards).encode()).hexdigest() != a.get("checksum"):
+        report.problems.append("attributes: the dataset checksum does not match its shards' checksums")
     for k, sh in enumerate(shards):
         start, stop = sh["samples"]
-        sums = {}
-        for f in ds.fields:
+        sums, why = {}, {}
+        for f in fields:
             try:
                 vals = ds.read_range(f, start, stop)
                 sums[f] = field_checksum(list(vals) if isinstance(vals, list) else [vals[i] for i in range(len(vals))])
-            except (DaguerreError, ValueError, OSError) as e:
-                sums[f] = f"unreadable: {e}"
-        bad = [f for f in ds.fields if sums[f] != sh["fields"].get(f)]
+            except Exception as e:  # noqa: BLE001  corrupt bytes raise what the codec raises (zstd: RuntimeError)
+                sums[f], why[f] = None, _reason(e)
+        bad = [f for f in fields if sums[f] != sh["fields"].get(f)]
         if bad:
-            report.problems.append(f"shard {k} (samples {start}-{stop - 1}): {', '.join(bad)} checksum mismatch")
+            what = ", ".join(f"{f} unreadable ({why[f]})" if f in why else f"{f} checksum mismatch" for f in bad)
+            report.problems.append(f"shard {k} (samples {start}-{stop - 1}): {what}")
         elif shard_checksum(sums) != sh["sha256"]:
             report.problems.append(f"shard {k} (samples {start}-{stop - 1}): shard checksum mismatch")
         if on_shard:
             on_shard(stop - start)
     return report
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return text if isinstance(e, DaguerreError) else f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 # -- reproduce ----------------------------------------------------------------------------------

@@ -332,10 +332,16 @@ def test_cli_create_export_and_errors(capsys, home, tmp_path):
         (["--source", "builtin:samples", "--count", "5", "--size", "4"], "--size must be between"),
         (["--source", "builtin:samples", "--count", "5", "--shard-size", "0"], "--shard-size must be at least 1"),
         (["--source", "dataset:missing", "--count", "5"], "unknown dataset 'missing'"),
+        (["--source", "builtin:samples", "--count", "5", "--seed", "-1"], "--seed must be at least 0"),
+        (["--source", "builtin:real", "--count", "5", "--real", "--recipe", "bopbtl"], "--recipe does not apply to --real"),
+        (["--source", "builtin:samples", "--count", "5", "--address", "notaurl"], "expected tcp://HOST:PORT"),
     ]
     for args, msg in bad:
         r = run(capsys, "dataset", "create", "e", *args)
         assert one_line_error(r) and msg in r.err, (args, r.err)
+    r = run(capsys, "dataset", "create", "e.zarr", "--source", "builtin:samples", "--count", "5")
+    assert one_line_error(r) and "would read as a store path" in r.err
+    assert not (home / "datasets" / "e.zarr").exists()  # refused before anything was written
     r = run(capsys, "dataset", "export", "missing", "--out", tmp_path / "y")
     assert one_line_error(r) and "unknown dataset 'missing'" in r.err
 

@@ -136,6 +136,10 @@ def test_show_writes_a_contact_sheet(capsys, home, tmp_path):
     assert r.code == 0
     im = Image.open(tmp_path / "sheet.png")
     assert im.size[0] > 600 and im.size[1] > 200
+    assert run(capsys, "dataset", "show", "w", "--out", tmp_path / "sheet.jpg", "--n", "4").code == 0
+    assert Image.open(tmp_path / "sheet.jpg").format == "JPEG"  # the suffix decides the format
+    r = run(capsys, "dataset", "show", "w", "--out", tmp_path / "sheet.gif", "--n", "4")
+    assert one_line_error(r) and ".png, .jpg or .webp" in r.err and not (tmp_path / "sheet.gif").exists()
 
 
 def test_rm_refuses_tagged_without_force(capsys, home):
@@ -239,3 +243,116 @@ def test_catalog_survives_external_store(capsys, home, tmp_path):
     assert Path(open_dataset("e@v1").path) == (tmp_path / "ext.zarr").absolute()
     r = run(capsys, "dataset", "create", "e2", "--count", "5", *ARGS, "--store", tmp_path / "ext.zarr")
     assert one_line_error(r) and "already exists" in r.err
+
+
+def test_gc_never_removes_a_registered_store_under_datasets(capsys, home):
+    """A --store placed directly under datasets/ is data, not a dataset folder full of garbage."""
+    inside = home / "datasets" / "g-store.zarr"
+    r = run(capsys, "dataset", "create", "g", "--count", "5", *ARGS, "--store", inside)
+    assert r.code == 0
+    (home / "datasets" / "my dir").mkdir()  # not a dataset name: someone else's, left alone
+    (home / "datasets" / "my dir" / "notes.txt").write_text("mine")
+    assert run(capsys, "dataset", "gc").code == 0
+    assert run(capsys, "dataset", "verify", "g@v1").code == 0
+    assert (home / "datasets" / "my dir" / "notes.txt").exists()
+
+
+def _attrs_path(ref):
+    return Path(open_dataset(ref).path) / "zarr.json"
+
+
+def test_verify_catches_a_cut_shard_list_and_damaged_arrays(capsys, home):
+    make(capsys, "t", count=8)
+    p = _attrs_path("t")
+    meta = json.loads(p.read_text())
+    good = p.read_text()
+    meta["attributes"]["daguerre"]["shards"] = meta["attributes"]["daguerre"]["shards"][:1]
+    p.write_text(json.dumps(meta))
+    r = run(capsys, "dataset", "verify", "t")
+    assert one_line_error(r) and "1 shard checksums recorded, 2 expected" in r.err
+    assert "dataset checksum does not match" in r.err
+    p.write_text(good)
+    assert run(capsys, "dataset", "verify", "t").code == 0
+    chunk = p.parent / "clean" / "c" / "0" / "0" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[0] ^= 0xFF  # the shard index's first chunk now starts with garbage: zstd refuses it
+    chunk.write_bytes(bytes(data))
+    make(capsys, "u", count=4)
+    r = run(capsys, "dataset", "verify", "--all", "--json")
+    assert r.code != 0 and "internal" not in r.err
+    got = {x["ref"]: x for x in json.loads(r.out)}
+    assert got["u@v1"]["ok"] and not got["t@v1"]["ok"]  # every version checked: the bad one does not stop the run
+    assert any(x.startswith("shard 0 (samples 0-3): clean") for x in got["t@v1"]["problems"])
+    import shutil
+
+    shutil.rmtree(p.parent / "mask")
+    r = run(capsys, "dataset", "verify", "t")
+    assert one_line_error(r) and "'mask' is missing" in r.err
+
+
+def test_version_numbers_are_never_reused(capsys, home):
+    make(capsys, "n", "--seed", "1")
+    make(capsys, "n", "--seed", "2")
+    first_v2 = open_dataset("n@v2").attrs["identity"]
+    assert run(capsys, "dataset", "rm", "n@v2").code == 0
+    r = make(capsys, "n", "--seed", "3")
+    assert "created n@v3" in r.out
+    r = run(capsys, "dataset", "info", "n@v2")
+    assert one_line_error(r) and "has no version v2" in r.err
+    assert open_dataset("n@v3").attrs["identity"] != first_v2
+
+
+def test_crash_before_commit_with_store_is_adopted(capsys, home, monkeypatch, tmp_path):
+    import contextlib
+
+    spec = build_spec("s", "builtin:samples", 6, 32, 0, shard_size=3)
+    real = Catalog.transaction
+
+    @contextlib.contextmanager
+    def failing_commit(self):
+        with real(self) as db:
+            yield db
+            raise KeyboardInterrupt("crash before COMMIT")
+
+    with monkeypatch.context() as m:
+        m.setattr(Catalog, "transaction", failing_commit)
+        with pytest.raises(KeyboardInterrupt):
+            create_dataset(spec, store=str(tmp_path / "s.zarr"), workers=1, scheduler="threads")
+    assert (tmp_path / "s.zarr" / "zarr.json").exists()
+    res = create_dataset(spec, store=str(tmp_path / "s.zarr"), workers=1, scheduler="threads")
+    assert res.reused and res.version.ref == "s@v1" and Path(res.version.path) == (tmp_path / "s.zarr").absolute()
+    other = build_spec("s", "builtin:samples", 6, 32, 1, shard_size=3)  # another lineage: not adopted
+    with pytest.raises(DaguerreError, match="already exists"):
+        create_dataset(other, store=str(tmp_path / "s.zarr"), workers=1, scheduler="threads")
+
+
+def test_sources_are_recorded_so_reproduce_works_from_anywhere(capsys, home, tmp_path, monkeypatch):
+    src = tmp_path / "work" / "src"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    monkeypatch.chdir(tmp_path / "work")
+    assert run(capsys, "dataset", "create", "rel", "--count", "4", "--source", "src", "--size", "32", "--scheduler", "threads").code == 0
+    assert run(capsys, "dataset", "create", "gl", "--count", "4", "--source", "src/*.png", "--size", "32", "--scheduler", "threads").code == 0
+    make(capsys, "base", count=4)
+    assert run(capsys, "dataset", "create", "again", "--count", "4", "--source", "dataset:base", "--size", "32", "--scheduler", "threads").code == 0
+    assert open_dataset("rel").attrs["source"]["spec"] == str(src.absolute())
+    assert open_dataset("again").attrs["source"]["spec"] == "dataset:base@v1"  # pinned
+    make(capsys, "base", "--seed", "9", count=4)  # base@v2 must not change what `again` was made from
+    monkeypatch.chdir(tmp_path)
+    for ref in ("rel", "gl", "again"):
+        r = run(capsys, "dataset", "reproduce", ref, "--scheduler", "threads")
+        assert r.code == 0, (ref, r.err)
+
+
+def test_export_refuses_a_folder_that_is_not_empty(capsys, home, tmp_path):
+    make(capsys, "x", count=4)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    r = run(capsys, "dataset", "export", "x", "--out", tmp_path / "out")
+    assert one_line_error(r) and "not an empty folder" in r.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
+    assert run(capsys, "dataset", "export", "x", "--out", tmp_path / "fresh").code == 0
+    r = run(capsys, "dataset", "export", "x", "--out", tmp_path / "fresh")
+    assert one_line_error(r)
