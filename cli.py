@@ -585,7 +585,7 @@ def demo_cmd(out: str, model: str) -> None:
 @click.option("--dataset", "-d", help="Dataset reference NAME[@V] or store path.")
 @click.option("--methods", default="identity,nlm,telea,nlm+telea,zoo:default", show_default=True,
               help="Comma-separated: identity, nlm, telea, ns, nlm+telea, median, bilateral, zoo:NAME|PATH.")
-@click.option("--n", type=int, help="Number of samples (default: all).")
+@click.option("--n", type=click.IntRange(min=1), help="Number of samples (default: all).")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="bench-out", show_default=True)
 @click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,
               help="Mask given to inpainting methods: the dataset's ground truth, or the detector of the first zoo method (else the default bundle's).")
@@ -607,6 +607,8 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
 
     if not dataset:
         raise DaguerreError("bench needs --dataset NAME[@VERSION] (or a subcommand: compare)")
+    if workers < 1:
+        raise DaguerreError(f"--workers must be at least 1, got {workers}")
     specs = [m.strip() for m in methods.split(",") if m.strip()]
     from pipelines import open_dataset
 
@@ -639,7 +641,7 @@ def bench_compare(d: dict) -> None:
 
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--model", "-m", default="default", show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True, help="Restorations running at once.")
 @click.option("--queue", type=int, default=8, show_default=True, help="Requests that may wait; beyond: 503.")
@@ -748,7 +750,7 @@ def zoo_ls(as_json: bool) -> None:
         )
         metrics = c.get("metrics") or c.get("losses") or {}
         shown = " ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:4] if isinstance(v, (int, float)))
-        click.echo(f"{c['name']:<18} {c.get('stage', '?'):<8} {_human_bytes(c['bytes']):>9}  {c['origin']:<7} on {trained}  {shown}")
+        click.echo(f"{c['name']:<18} {str(c.get('stage') or '?'):<8} {_human_bytes(c['bytes']):>9}  {c['origin']:<7} on {trained}  {shown}")
 
 
 @zoo.command("info")
@@ -792,6 +794,7 @@ def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str) 
     with _progress(n * len(datasets) * (2 if objective == "restore" else 1), "calibrating", "samples") as advance:
         c = calibrate_threshold(name, list(datasets), n, on_sample=advance, objective=objective)
     f1 = c["f1"][c["thresholds"].index(c["chosen"])]
+    click.echo(f"calibrated bundle written to {c['written']}")
     if objective == "f1":
         click.echo(f"{name}: detector threshold {c['chosen']} (pixel F1 {f1:.3f} on {c['samples']} samples)")
         return

@@ -36,7 +36,7 @@ def output_stems(paths: list[Path]) -> list[str]:
     stems: dict[str, Path] = {}
     for p in paths:
         if p.stem in stems and stems[p.stem] != p:
-            raise DaguerreError(f"inputs {stems[p.stem]} and {p} would write the same outputs ({p.stem}-*); rename one")
+            raise DaguerreError(f"inputs {stems[p.stem]} and {p} would write the same outputs (named {p.stem}); rename one")
         stems[p.stem] = p
     return [p.stem for p in paths]
 

@@ -161,6 +161,25 @@ def test_unknown_and_corrupt_models(home, tmp_path):
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(DaguerreError, match="not a valid safetensors checkpoint"):
         restore(img, str(bad))
+    # hand-edited cards: one clear line, never an internal error
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    src = make_random_bundle("hand")
+    tensors, _ = checkpoint.load(src)
+    for name, card in (("listcard", [1, 2]), ("noparts", {"model": "bundle"})):
+        save_file(tensors, str(store.models_dir() / f"{name}.safetensors"), metadata={checkpoint.CARD_KEY: json.dumps(card)})
+        (store.models_dir() / f"{name}.json").write_text(json.dumps(card))
+    with pytest.raises(DaguerreError, match="the card is not a JSON object"):
+        restore(img, str(store.models_dir() / "listcard.safetensors"))
+    with pytest.raises(DaguerreError, match="does not describe its parts"):
+        restore(img, str(store.models_dir() / "noparts.safetensors"))
+    shutil.copy(src, store.models_dir() / "renamed.safetensors")
+    shutil.copy(src.with_suffix(".json"), store.models_dir() / "renamed.json")
+    names = [c["name"] for c in store.cards()]
+    assert "renamed" in names and "hand" in names  # listed by the name that resolves
 
 
 def test_cli_restore_continues_past_bad_inputs(capsys, bundle, tmp_path, photo):
@@ -187,6 +206,33 @@ def test_cli_restore_continues_past_bad_inputs(capsys, bundle, tmp_path, photo):
     assert r.code == 0 and np.array_equal(read_image(tmp_path / "o2" / "good.mask.png").pixels, m)
     r = run(capsys, "restore", src / "good.png", "--out", tmp_path / "o3", "--model", "nope")
     assert one_line_error(r) and "unknown model 'nope'" in r.err
+
+
+def test_cli_restore_refuses_to_overwrite_and_checks_options_up_front(capsys, bundle, tmp_path, photo):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "x.png").write_bytes(encode_png(photo))
+    before = (src / "x.png").read_bytes()
+    r = run(capsys, "restore", src / "x.png", "--out", src, "--model", bundle, "--tile", "64")
+    assert one_line_error(r) and "would overwrite the input" in r.err
+    assert sorted(p.name for p in src.iterdir()) == ["x.png"] and (src / "x.png").read_bytes() == before
+    (src / "x.mask.png").write_bytes(encode_png(photo[..., 0]))  # x's mask output would land on it
+    r = run(capsys, "restore", src, "--out", tmp_path / "o", "--model", bundle, "--tile", "64")
+    assert one_line_error(r) and "would both write" in r.err and not (tmp_path / "o").exists()
+    for tile in ("33", "0"):
+        r = run(capsys, "restore", src / "x.png", "--out", tmp_path / "o", "--model", bundle, "--tile", tile)
+        assert one_line_error(r) and "--tile must be at least 64" in r.err
+    r = run(capsys, "restore", src / "x.png", "--out", tmp_path / "o", "--model", bundle, "--scratches", "non")
+    assert one_line_error(r) and "--scratches 'non'" in r.err
+    # a previous output folder as --scratches: NAME.mask.png, not the restored NAME.png
+    m = np.zeros(photo.shape[:2], np.uint8)
+    m[5:10] = 255
+    prev = tmp_path / "prev"
+    prev.mkdir()
+    (prev / "x.png").write_bytes(encode_png(photo))
+    (prev / "x.mask.png").write_bytes(encode_png(m))
+    r = run(capsys, "restore", src / "x.png", "--out", tmp_path / "o4", "--model", bundle, "--tile", "64", "--scratches", prev)
+    assert r.code == 0 and np.array_equal(read_image(tmp_path / "o4" / "x.mask.png").pixels, m)
 
 
 def test_large_image_memory_is_bounded(bundle, tmp_path):
@@ -266,6 +312,29 @@ def test_calibrate_threshold_picks_the_best_restoration_or_f1(capsys, bundle):
     assert abs(plain - t["psnr"][k]) < 0.02
     bad = run(capsys, "zoo", "calibrate", bundle, "--dataset", "v", "--objective", "ssim")
     assert bad.code != 0
+
+
+def test_calibrating_a_shipped_bundle_writes_a_store_copy(capsys, home, tmp_path, monkeypatch):
+    """The installed package's weights are never rewritten: the calibrated copy goes to the store."""
+    import hashlib
+    import shutil
+
+    from pipelines import build_spec, create_dataset
+
+    src = make_random_bundle("shipme")
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.move(src.with_suffix(suffix), shipped / f"shipme{suffix}")
+    monkeypatch.setattr(store, "SHIPPED", shipped)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in shipped.iterdir()}
+    assert store.resolve("shipme").parent == shipped
+    create_dataset(build_spec("v", "builtin:samples", 4, 48, 0, "severe"), workers=1, scheduler="threads")
+    r = run(capsys, "zoo", "calibrate", "shipme", "--dataset", "v", "--n", "4", "--objective", "f1")
+    assert r.code == 0 and "written to" in r.out
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in shipped.iterdir()} == before
+    assert store.resolve("shipme") == store.models_dir() / "shipme.safetensors"
+    assert load_bundle("shipme").card["calibration"]["objective"] == "f1"
 
 
 def test_calibrating_on_several_datasets_minimises_the_worst_shortfall(capsys, bundle):

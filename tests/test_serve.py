@@ -129,6 +129,52 @@ def test_back_pressure_503_with_retry_after(home, monkeypatch):
         assert results[0].status_code == 200
 
 
+def test_workers_bound_concurrency_and_timed_out_work_keeps_its_slot(home, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import zoo.serve as serve_mod
+
+    make_random_bundle("rb")
+    release = threading.Event()
+    running, peak, lock = [0], [0], threading.Lock()
+    real = serve_mod._run_restore
+
+    def counted(*args):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            release.wait(10)
+            return real(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(serve_mod, "_run_restore", counted)
+    app = serve_mod.create_app(serve_mod.ServeConfig(model="rb", workers=1, queue=2, timeout_s=0.5))
+    post = lambda c, out: out.append(c.post("/v1/restore", files={"file": ("a.png", png_bytes(), "image/png")}))  # noqa: E731
+    with TestClient(app, raise_server_exceptions=False) as c:
+        first: list = []
+        post(c, first)  # blocked past the timeout
+        assert first[0].status_code == 504
+        assert running[0] == 1 and app.state.gate.inside == 1  # the work goes on, and still counts
+        release.set()
+        for _ in range(200):
+            if app.state.gate.inside == 0:
+                break
+            time.sleep(0.02)
+        assert app.state.gate.inside == 0 and running[0] == 0
+        app.state.config.timeout_s = 30
+        out: list = []
+        threads = [threading.Thread(target=post, args=(c, out)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(r.status_code for r in out) == [200, 200, 200]
+    assert peak[0] == 1  # --workers 1: one restoration at a time
+
+
 # -- a real server --------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:

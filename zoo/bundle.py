@@ -79,7 +79,9 @@ def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     tensors, card = checkpoint.load(store.resolve(ref))
     if card.get("model") != "bundle":
         raise DaguerreError(f"{ref} is a {card.get('model')!r} checkpoint, not a restoration bundle")
-    parts = card["parts"]
+    parts = card.get("parts")
+    if not isinstance(parts, dict) or any(not isinstance(parts.get(p), dict) or "config" not in parts[p] for p in PARTS):
+        raise DaguerreError(f"{ref}: the bundle card does not describe its parts ({', '.join(PARTS)})")
     AnchorConfig.from_card(card.get("anchor"))  # a bad card fails here, not on the first photo
     vae1 = create_model("vae", parts["vae1"]["config"])
     vae2 = create_model("vae", parts["vae2"]["config"])
@@ -144,7 +146,8 @@ def _calibrate_anchor(restored: dict[str, list]) -> tuple[dict | None, dict]:
 def calibrate_threshold(
     name: str, datasets: str | list[str], n: int = 200, on_sample=None, objective: str = "restore"
 ) -> dict[str, Any]:
-    """Calibrate the detector's mask on validation datasets and store it in the bundle.
+    """Calibrate the detector's mask on validation datasets and store it in the bundle (in place;
+    a shipped bundle is written to the model store under its name, which then takes precedence).
 
     ``f1``: the threshold with the best pooled pixel F1. ``restore`` (default): that threshold sets
     how far a defect reaches; the hysteresis seed threshold (or none) then decides which regions
@@ -218,5 +221,7 @@ def calibrate_threshold(
     card["parts"]["scratch"]["config"]["threshold"] = low
     card["parts"]["scratch"]["config"]["seed_threshold"] = cal["seed"]
     card["calibration"] = cal
-    checkpoint.save(path, tensors, card)
+    if path.resolve().parent == store.SHIPPED.resolve():  # never rewrite the installed package's weights
+        path = store.models_dir() / path.name
+    cal["written"] = str(checkpoint.save(path, tensors, card))
     return card["calibration"]

@@ -71,6 +71,8 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         card = json.loads(card_text)
     except ValueError:
         raise DaguerreError(f"{st}: the card is not valid JSON") from None
+    if not isinstance(card, dict):
+        raise DaguerreError(f"{st}: the card is not a JSON object")
     return tensors, card
 
 

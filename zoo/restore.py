@@ -9,6 +9,7 @@ same mask. Grayscale stays grayscale, RGBA keeps its alpha, 16-bit input is scal
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -167,6 +168,15 @@ def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
 SCRATCH_MODES = ("auto", "all", "none")
 
 
+def check_tile(tile: int, overlap: int = 32) -> None:
+    """Windows must hold their blending ramps: the tile at least twice the overlap (and 32 px)."""
+    if overlap < 0:
+        raise DaguerreError(f"overlap must be at least 0, got {overlap}")
+    least = max(32, 2 * overlap)
+    if tile < least:
+        raise DaguerreError(f"--tile must be at least {least} pixels (twice the {overlap}-pixel overlap), got {tile}")
+
+
 def restore(
     image: np.ndarray,
     model: str | Path | Bundle = DEFAULT_MODEL,
@@ -183,10 +193,7 @@ def restore(
     alarms), ``none`` (no inpainting branch), or a mask array (H×W, nonzero = damaged).
     ``anchor``: apply the bundle's calibrated tone anchoring (:mod:`zoo.anchor`), if it has one.
     """
-    if tile < 32:
-        raise DaguerreError(f"--tile must be at least 32 pixels, got {tile}")
-    if overlap < 0 or overlap >= tile:
-        raise DaguerreError(f"overlap must be in [0, tile), got {overlap}")
+    check_tile(tile, overlap)
     dev = resolve_device(device)
     t0 = time.perf_counter()
     bundle = get_bundle(model, str(dev))
@@ -267,12 +274,12 @@ def _mask_for(spec: str, path: Path, shape: tuple[int, int]) -> np.ndarray:
 
     p = Path(spec)
     if p.is_dir():
-        for cand in (p / f"{path.stem}.png", p / f"{path.stem}.mask.png"):
+        for cand in (p / f"{path.stem}.mask.png", p / f"{path.stem}.png"):  # a restore output folder holds both
             if cand.exists():
                 p = cand
                 break
         else:
-            raise ImageError(f"no mask for {path.name} in {spec} (expected {path.stem}.png or {path.stem}.mask.png)")
+            raise ImageError(f"no mask for {path.name} in {spec} (expected {path.stem}.mask.png or {path.stem}.png)")
     m = read_image(p).pixels
     m = m if m.ndim == 2 else m.max(axis=2)
     if m.shape != shape:
@@ -302,9 +309,13 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     from degrade.io import atomic_write_bytes, encode_png, read_image
 
     report = FileReport()
+    check_tile(tile)
+    if scratches not in SCRATCH_MODES and (not scratches or not Path(scratches).exists()):
+        raise DaguerreError(f"--scratches {scratches!r}: not {', '.join(SCRATCH_MODES)}, nor an existing mask file or folder")
     dev = resolve_device(device)
     get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
     stems = output_stems(list(paths))
+    _check_outputs(paths, stems, out)
     for path, stem in zip(paths, stems):
         t = time.perf_counter()
         try:
@@ -320,9 +331,26 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             report.seconds.append(time.perf_counter() - t)
         except (ImageError, DaguerreError) as e:
             report.failed.append((str(path), str(e)))
+        except Exception as e:  # noqa: BLE001  one photo's unexpected failure must not cost the others
+            report.failed.append((str(path), f"{path}: internal {type(e).__name__}: {e}"))
         if on_file:
             on_file()
     return report
+
+
+def _check_outputs(paths, stems: list[str], out: Path) -> None:
+    """Refuse, before any work, outputs that would overwrite an input or each other (``x.png`` and
+    ``x.mask.png`` given together write ``x.mask.png`` twice)."""
+    owner: dict[str, Path] = {}
+    inputs = {os.path.realpath(p): Path(p) for p in paths}
+    for path, stem in zip(paths, stems):
+        for name in (f"{stem}.png", f"{stem}.mask.png", f"{stem}.compare.png"):
+            if name in owner and owner[name] != Path(path):
+                raise DaguerreError(f"inputs {owner[name]} and {path} would both write {out / name}; rename one or restore them separately")
+            owner[name] = Path(path)
+            hit = inputs.get(os.path.realpath(out / name))
+            if hit is not None:
+                raise DaguerreError(f"{out / name} would overwrite the input {hit}; choose another --out")
 
 
 class _CallableModule(type(sys.modules[__name__])):

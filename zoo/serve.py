@@ -44,10 +44,12 @@ class ServeConfig:
 
 
 class Gate:
-    """At most ``workers`` running and ``queue`` waiting; anyone beyond is turned away (503)."""
+    """At most ``workers`` running and ``queue`` waiting; anyone beyond is turned away (503).
+
+    The running limit is the restoration pool's size; a request leaves the gate when its
+    restoration ends, not when it times out, so timed-out work still counts until it stops."""
 
     def __init__(self, workers: int, queue: int) -> None:
-        self.slots = threading.Semaphore(workers)
         self.lock = threading.Lock()
         self.capacity = workers + queue
         self.inside = 0
@@ -85,6 +87,9 @@ def create_app(cfg: ServeConfig | None = None):
     bundle = get_bundle(cfg.model, str(device))  # unknown model or bad weights: fail at start-up
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // max(1, cfg.workers)))
     gate = Gate(cfg.workers, cfg.queue)
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="restore")
     stats = {"served": 0, "rejected": 0, "errors": 0}
     from pipelines.layout import code_version
 
@@ -184,15 +189,18 @@ def create_app(cfg: ServeConfig | None = None):
         try:
             px = picture_array(pic)
             t = time.perf_counter()
-            work = asyncio.get_running_loop().run_in_executor(None, _run_restore, restore, bundle, px, scratches, str(device), anchor == "true")
-            res = await asyncio.wait_for(work, timeout=cfg.timeout_s)
+            job = pool.submit(_run_restore, restore, bundle, px, scratches, str(device), anchor == "true")
+        except BaseException:
+            gate.leave()
+            raise
+        job.add_done_callback(lambda _: gate.leave())  # also when cancelled before it started
+        try:
+            res = await asyncio.wait_for(asyncio.wrap_future(job), timeout=cfg.timeout_s)  # a queued job is cancelled
             seconds = time.perf_counter() - t
         except asyncio.TimeoutError:
-            return error(504, f"restoration took longer than {cfg.timeout_s:.0f} s")
+            return error(504, f"restoration took longer than {cfg.timeout_s:.0f} s (waiting included)")
         except (DaguerreError, ImageError) as e:
             return error(422, str(e))
-        finally:
-            gate.leave()
         stats["served"] += 1
         png = encode_restored(res.image, pic.alpha is not None)
         headers = {"X-Restore-Seconds": f"{seconds:.3f}"}
@@ -204,6 +212,7 @@ def create_app(cfg: ServeConfig | None = None):
 
     app.state.config = cfg
     app.state.gate = gate
+    app.state.pool = pool
     return app
 
 

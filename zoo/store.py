@@ -64,6 +64,8 @@ def cards() -> list[dict[str, Any]]:
                 card = json.loads(js.read_text())
             except ValueError:
                 continue
-            card.setdefault("name", js.stem)
-            out.append({**card, "path": str(st), "bytes": st.stat().st_size, "origin": origin})
+            if not isinstance(card, dict):
+                continue
+            # the file's name is what resolves (a renamed copy keeps its old name in the card)
+            out.append({**card, "name": js.stem, "path": str(st), "bytes": st.stat().st_size, "origin": origin})
     return out
