@@ -657,8 +657,7 @@ def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, 
     if workers < 1 or queue < 0:
         raise DaguerreError("--workers must be at least 1 and --queue at least 0")
     cfg = ServeConfig(model, workers, queue, max_upload_mb * 2**20, int(max_megapixels * 1e6), timeout_s, device)
-    click.echo(f"daguerre serving {model} on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve(host, port, cfg)
+    serve(host, port, cfg, on_ready=lambda: click.echo(f"daguerre serving {model} on http://{host}:{port}/ (Ctrl-C to stop)"))
 
 
 # -- training and the model zoo ----------------------------------------------------------------

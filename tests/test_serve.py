@@ -129,6 +129,15 @@ def test_back_pressure_503_with_retry_after(home, monkeypatch):
         assert results[0].status_code == 200
 
 
+def test_busy_port_is_one_line_error_before_serving(capsys, home):
+    from cli_helpers import one_line_error, run
+
+    make_random_bundle("rb")
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        r = run(capsys, "serve", "--model", "rb", "--port", str(s.getsockname()[1]))
+    assert one_line_error(r) and "cannot listen on 127.0.0.1" in r.err and "serving" not in r.out
+
+
 def test_workers_bound_concurrency_and_timed_out_work_keeps_its_slot(home, monkeypatch):
     from fastapi.testclient import TestClient
 

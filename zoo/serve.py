@@ -220,10 +220,21 @@ def _run_restore(restore, bundle, px, scratches, device, anchor):
     return restore(px, bundle, scratches, device=device, anchor=anchor)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, cfg: ServeConfig | None = None) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, cfg: ServeConfig | None = None, on_ready=None) -> None:
+    """Load the model, check the address is free, then serve (``on_ready`` is told just before)."""
+    import socket
+
     import uvicorn
 
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning", timeout_keep_alive=5)
+    app = create_app(cfg)
+    try:
+        with socket.create_server((host, port), reuse_port=False):
+            pass
+    except OSError as e:
+        raise DaguerreError(f"cannot listen on {host}:{port} ({os.strerror(e.errno) if e.errno else e})") from None
+    if on_ready:
+        on_ready()
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
 
 
 __all__ = ["ServeConfig", "create_app", "serve"]
