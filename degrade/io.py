@@ -124,7 +124,8 @@ def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
         return Picture(np.clip(arr, 0, 255).astype(np.uint8), None, depth, name)
     if mode == "LA":
         arr = np.asarray(im)
-        return Picture(arr[..., 0].copy(), arr[..., 1].copy(), depth, name)
+        alpha = arr[..., 1].copy()
+        return Picture(arr[..., 0].copy(), None if alpha.min() == 255 else alpha, depth, name)
     if mode in ("RGBA", "RGBa", "PA"):
         arr = np.asarray(im.convert("RGBA"))
         alpha = arr[..., 3].copy()

@@ -58,6 +58,9 @@ def test_grayscale_rgba_la_palette(tmp_path, rgb):
 def test_opaque_alpha_is_dropped(tmp_path, rgb):
     Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(tmp_path / "x.png")
     assert read_image(tmp_path / "x.png").alpha is None
+    Image.fromarray(np.dstack([rgb[..., 0], np.full(rgb.shape[:2], 255, np.uint8)]), "LA").save(tmp_path / "la.png")
+    pic = read_image(tmp_path / "la.png")  # gray with an opaque alpha: the same rule as RGBA
+    assert pic.alpha is None and np.array_equal(pic.pixels, rgb[..., 0])
 
 
 def test_exif_orientation_is_applied(tmp_path, rgb):
