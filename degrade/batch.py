@@ -41,6 +41,18 @@ def output_stems(paths: list[Path]) -> list[str]:
     return [p.stem for p in paths]
 
 
+def check_not_inputs(inputs, outputs, option: str = "--out") -> None:
+    """Refuse (before any work) an output path that is one of the inputs: it would be overwritten,
+    or read back already degraded."""
+    import os
+
+    given = {os.path.realpath(p): p for p in inputs}
+    for o in outputs:
+        hit = given.get(os.path.realpath(o))
+        if hit is not None:
+            raise DaguerreError(f"{o} would overwrite the input {hit}; choose another {option}")
+
+
 def degrade_files(
     paths: list[Path],
     recipe: Recipe,
@@ -59,6 +71,7 @@ def degrade_files(
         raise DaguerreError(f"--count must be at least 1, got {count}")
     report = BatchReport()
     stems = output_stems(paths)
+    check_not_inputs(paths, [out_dir / f"{s}-{k:03d}{x}" for s in stems for k in range(count) for x in (".png", ".mask.png", ".json")])
     for pos, (path, stem) in enumerate(zip(paths, stems)):
         try:
             pic = read_image(path)

@@ -65,19 +65,23 @@ class Operator:
         return out
 
     @classmethod
-    def check_params(cls, params: dict[str, Any], path: str = "") -> None:
-        """Validate a sampled (or hand-written) params dict: exact keys, scalar values in bounds."""
+    def check_params(cls, params: dict[str, Any], path: str = "") -> dict[str, Any]:
+        """Validate a sampled (or hand-written) params dict: exact keys, scalar values in bounds.
+        Returns it normalised (``3.0`` for an integer parameter becomes ``3``)."""
         path = path or cls.name
         expected = set(cls.params) | ({"seed"} if cls.seeded else set())
         if set(params) != expected:
             missing, extra = sorted(expected - set(params)), sorted(set(params) - expected)
             what = f"missing {missing}" if missing else f"unexpected {extra}"
             raise RecipeError(f"{path}: params for {cls.name} have {what}")
+        out = dict(params)
         for k, spec in cls.params.items():
-            if isinstance(spec.normalize(params[k], f"{path}.{k}"), list):
+            out[k] = spec.normalize(params[k], f"{path}.{k}")
+            if isinstance(out[k], list):
                 raise RecipeError(f"{path}.{k}: expected one sampled value, got {params[k]!r}")
         if cls.seeded:
-            _SEED_PARAM.normalize(params["seed"], f"{path}.seed")
+            out["seed"] = _SEED_PARAM.normalize(params["seed"], f"{path}.seed")
+        return out
 
     def apply(self, image: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         """Return ``(degraded, mask)``; mask is uint8 H×W (255 = damaged) for structured ops, else None."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -233,6 +234,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, obj: Any, name: str = "") -> Recipe:
+        _check_plain(obj, "recipe")
         if isinstance(obj, list):
             obj = {"steps": obj}
         if not isinstance(obj, dict):
@@ -293,6 +295,26 @@ class Recipe:
         return f"Recipe({self.name or 'unnamed'!r}, {len(self.operators())} ops, hash={self.hash[:12]})"
 
 
+def _check_plain(obj: Any, path: str, active: tuple[int, ...] = ()) -> None:
+    """Recipes are plain JSON: string keys, finite numbers, no loops (YAML aliases can make one)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise RecipeError(f"{path}: {obj} is not a finite number")
+    if isinstance(obj, (dict, list)):
+        if id(obj) in active:
+            raise RecipeError(f"{path}: refers to itself (a YAML alias loop)")
+        if len(active) > 64:
+            raise RecipeError(f"{path}: nested more than 64 levels deep")
+        inner = (*active, id(obj))
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if not isinstance(k, str):
+                    raise RecipeError(f"{path}: keys must be strings, got {k!r}")
+                _check_plain(v, f"{path}.{k}", inner)
+        else:
+            for i, v in enumerate(obj):
+                _check_plain(v, f"{path}[{i}]", inner)
+
+
 def replay(image: np.ndarray, record: Record, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Re-apply a params record: same image and record give the same bytes. Returns (image, mask)."""
     check_image(image)
@@ -305,14 +327,16 @@ def replay(image: np.ndarray, record: Record, validate: bool = True) -> tuple[np
         if not isinstance(entry, dict) or not {"op", "params"} <= set(entry):
             raise RecipeError(f"{where}: expected a mapping with 'op' and 'params'")
         cls = get_operator(entry["op"], where)
-        if entry.get("version", cls.version) != cls.version:
+        version = entry.get("version", cls.version)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise RecipeError(f"{where}.version: expected an integer, got {version!r}")
+        if version != cls.version:
             raise RecipeError(
                 f"{where}: recorded with {cls.name} version {entry['version']}, installed version {cls.version} "
                 "gives different output"
             )
-        if validate:
-            cls.check_params(entry["params"], f"{where}.params")
-        out, mask = _instance(cls).apply_to(out, mask, entry["params"])
+        params = cls.check_params(entry["params"], f"{where}.params") if validate else entry["params"]
+        out, mask = _instance(cls).apply_to(out, mask, params)
     if mask is None:
         mask = np.zeros(image.shape[:2], np.uint8)
     return (out if out is not image else image.copy()), mask

@@ -162,6 +162,19 @@ def test_same_stem_inputs_are_refused(capsys, tmp_path, photo):
     assert one_line_error(r) and "would write the same outputs" in r.err
 
 
+def test_outputs_never_overwrite_inputs(capsys, tmp_path, photo):
+    d = tmp_path / "d"
+    d.mkdir()
+    for name in ("x.png", "x-000.png"):
+        (d / name).write_bytes(encode_png(photo))
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    r = run(capsys, "degrade", d / "x.png", d / "x-000.png", "--out", d, "--recipe", "mild")
+    assert one_line_error(r) and "would overwrite the input" in r.err
+    r = run(capsys, "degrade", d, "--out", tmp_path / "o", "--recipe", "mild", "--sheet", d / "x.png")
+    assert one_line_error(r) and "--sheet" in r.err
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before and not (tmp_path / "o").exists()
+
+
 def test_builtin_samples_source(capsys, tmp_path):
     r = run(capsys, "degrade", "builtin:real", "--recipe", "mild", "--out", tmp_path)
     assert r.code == 0 and len(list(tmp_path.glob("*.mask.png"))) == len(real_photo_paths())

@@ -81,6 +81,27 @@ def test_seeding_is_independent_of_batch_position(photo):
     assert np.array_equal(first, r.apply(photo, seed=1, index=9).image)
 
 
+@pytest.mark.parametrize(
+    "augmenter, args",
+    [("MultiplyAndAddToBrightness", {}),  # a random-order Sequential inside, at its defaults
+     ("Sometimes", {"p": 1.0, "then_list": {"augmenter": "Sequential", "args": {"random_order": True, "children": [
+         {"augmenter": "Multiply", "args": {"mul": [0.5, 1.5]}}, {"augmenter": "Add", "args": {"value": [-40, 40]}}]}}})],
+)  # fmt: skip
+def test_nested_random_order_is_seeded_too(augmenter, args, photo):
+    """imgaug's seed_ skips a child list's own generator; the order it draws must still follow the seed."""
+    r = Recipe.from_dict({"steps": [{"op": "imgaug", "augmenter": augmenter, "args": args}]})
+    first = [r.apply(photo, seed=1, index=i).image for i in range(4)]
+    again = [r.apply(photo, seed=1, index=i).image for i in (3, 2, 1, 0)][::-1]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_image_only_augmenter_after_a_defect_is_a_recipe_error(photo):
+    steps = [{"op": "scratches", "count": 5}, {"op": "imgaug", "augmenter": "pillike.Affine", "args": {"rotate": [-5, 5]}}]
+    with pytest.raises(RecipeError, match="cannot move a defect mask"):
+        Recipe.from_dict({"steps": steps}).apply(photo, seed=0, index=0)
+    Recipe.from_dict({"steps": steps[::-1]}).apply(photo, seed=0, index=0)  # before the defects it is fine
+
+
 def test_geometric_augmenter_moves_the_mask(photo):
     steps = [{"op": "scratches", "count": 4}, {"op": "imgaug", "augmenter": "Fliplr", "args": {"p": 1.0}}]
     flipped = Recipe.from_dict({"steps": steps}).apply(photo, seed=2, index=0)

@@ -89,6 +89,20 @@ def test_invalid_recipes_name_the_offending_path(steps, message):
         Recipe.from_dict({"steps": steps})
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [("steps: [{op: gaussian_blur, 1: 2}]", r"recipe\.steps\[0\]: keys must be strings, got 1"),
+     ("steps: [{op: jpeg}]\n1: 2\nfoo: 3", r"recipe: keys must be strings"),
+     ("steps: &a [ {sequence: *a} ]", r"recipe\.steps\[0\]\.sequence: refers to itself"),
+     ("steps: [{op: imgaug, augmenter: GaussianBlur, args: {sigma: .inf}}]", r"recipe\.steps\[0\]\.args\.sigma: inf is not a finite"),
+     ("steps: [{op: imgaug, augmenter: GaussianBlur, args: {1: 2}}]", r"recipe\.steps\[0\]\.args: keys must be strings")],
+)  # fmt: skip
+def test_malformed_yaml_is_a_recipe_error_with_its_path(text, message):
+    """YAML allows what JSON recipes cannot hold: non-string keys, alias loops, infinities."""
+    with pytest.raises(RecipeError, match=message):
+        Recipe.from_dict(yaml.safe_load(text))
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(RecipeError, match="unknown recipe 'missing.yaml'"):
         load_recipe("missing.yaml")
@@ -220,6 +234,13 @@ def test_bopbtl_structure_follows_the_published_synthesis():
 def test_replay_refuses_version_mismatch_and_garbage(photo):
     with pytest.raises(RecipeError, match="version"):
         replay(photo, [{"op": "jpeg", "version": 2, "params": {"quality": 50}}])
+    with pytest.raises(RecipeError, match=r"record\[0\]\.version: expected an integer, got '1'"):
+        replay(photo, [{"op": "jpeg", "version": "1", "params": {"quality": 50}}])
+    # integral floats (JSON written by other tools) for integer params replay like the ints
+    params = {"count": 3, "width_px": 1.0, "opacity": 0.5, "light": 0.5, "crossing": 0.1, "vertical": 0.2, "wobble": 0.0, "seed": 1}
+    a = replay(photo, [{"op": "scratches", "params": params}])
+    b = replay(photo, [{"op": "scratches", "params": {**params, "count": 3.0, "seed": 1.0}}])
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     with pytest.raises(RecipeError, match="record\\[0\\]"):
         replay(photo, [{"op": "jpeg"}])
     with pytest.raises(RecipeError, match="outside"):

@@ -91,6 +91,25 @@ def _cached(name: str, args: dict[str, Any]):
     return aug
 
 
+def _seed_tree(aug, seed: int) -> None:
+    """Seed ``aug`` and everything in it. imgaug's ``seed_`` skips the own generator of a child list
+    that is itself an augmenter (``Sometimes(then_list=Sequential(random_order=True))``, inside
+    ``MultiplyAndAddToBrightness``): its order would depend on earlier calls, not on ``seed``."""
+    from imgaug import random as iarandom
+    from imgaug.augmenters.meta import Augmenter
+
+    aug.seed_(seed)
+    stack, k = [aug], 0
+    while stack:
+        node = stack.pop()
+        for lst in node.get_children_lists():
+            if isinstance(lst, Augmenter):
+                k += 1
+                entropy = int(np.random.SeedSequence([seed, k]).generate_state(1, dtype=np.uint32)[0])
+                lst.random_state = iarandom.RNG(entropy)
+            stack.extend(lst)
+
+
 def imgaug_apply(
     image: np.ndarray, augmenter: str, args: dict[str, Any], seed: int, mask: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -100,13 +119,21 @@ def imgaug_apply(
     mask as a segmentation map, so defects stay registered with the pixels they damaged.
     """
     aug = _cached(augmenter, args)
-    aug.seed_(int(seed))
+    _seed_tree(aug, int(seed))
     rgb = gray_to_rgb(image) if image.ndim == 2 else image
     if mask is not None and mask.any():
         from imgaug.augmentables.segmaps import SegmentationMapsOnImage
 
         seg = SegmentationMapsOnImage((mask > 0).astype(np.int32), shape=rgb.shape)
-        out, seg_out = aug(image=rgb, segmentation_maps=seg)
+        try:
+            out, seg_out = aug(image=rgb, segmentation_maps=seg)
+        except (AssertionError, NotImplementedError) as e:
+            if "segmentation" not in str(e) and "only process image" not in str(e):
+                raise
+            raise RecipeError(
+                f"imgaug.{augmenter} cannot move a defect mask (it processes images only); "
+                "place it before the recipe's structured operators"
+            ) from None
         mask = np.where(seg_out.get_arr() > 0, np.uint8(255), np.uint8(0))
     else:
         out = aug(image=rgb)
@@ -147,12 +174,12 @@ class Imgaug(Operator):
         return {**self.settings, "seed": draw_seed(rng)}
 
     @classmethod
-    def check_params(cls, params: dict[str, Any], path: str = "") -> None:
+    def check_params(cls, params: dict[str, Any], path: str = "") -> dict[str, Any]:
         path = path or cls.name
         if set(params) != {"augmenter", "args", "seed"}:
             raise RecipeError(f"{path}: params for imgaug need exactly augmenter, args and seed")
         build(params["augmenter"], params["args"], path)
-        Int(0, SEED_BOUND - 1, default=0).normalize(params["seed"], f"{path}.seed")
+        return {**params, "seed": Int(0, SEED_BOUND - 1, default=0).normalize(params["seed"], f"{path}.seed")}
 
     def apply(self, image, params):
         check_image(image)
