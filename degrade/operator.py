@@ -91,6 +91,8 @@ class Operator:
         img, mask = out if isinstance(out, tuple) else (out, None)
         if gray:
             img = rgb_to_gray(img)
+        if img is image:  # an operator with nothing to do (downscale by 1.0): the caller may write into the result
+            img = image.copy()
         return img, mask
 
     def apply_to(

@@ -93,8 +93,16 @@ def test_seed_drives_the_pixel_randomness(name, photo):
 def test_apply_does_not_modify_its_input(name, photo):
     before = photo.copy()
     op, p = _params(name, seed=3)
-    op.apply(photo, p)
+    out, _ = op.apply(photo, p)
     assert np.array_equal(photo, before)
+    assert not np.shares_memory(out, photo)  # writing into the result never changes the input
+
+
+def test_a_no_op_result_is_still_a_new_array(photo):
+    op = get_operator("downscale")()
+    p = {**op.sample(np.random.default_rng(0)), "scale_x": 1.0, "scale_y": 1.0}
+    out, _ = op.apply(photo, p)
+    assert np.array_equal(out, photo) and out is not photo
 
 
 @pytest.mark.parametrize("name", STRUCT)
