@@ -631,6 +631,8 @@ def bench_compare(d: dict) -> None:
     """Differences (B − A) between two results.json files."""
     if not d["same_dataset"]:
         click.echo("note: the two results are on different datasets")
+    for key, (a, b) in d.get("differences", {}).items():
+        click.echo(f"note: {key} differs ({a} in A, {b} in B): the means are not paired")
     for label, row in d["methods"].items():
         parts = []
         for key, v in row.items():
@@ -784,7 +786,7 @@ def zoo_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str) -> N
 @click.argument("name")
 @click.option("--dataset", "-d", "datasets", required=True, multiple=True,
               help="Validation dataset with masks, made from training photos; repeat it for several (one per damage recipe).")
-@click.option("--n", type=int, default=200, show_default=True, help="Samples per dataset.")
+@click.option("--n", type=click.IntRange(min=1), default=200, show_default=True, help="Samples per dataset.")
 @click.option("--objective", type=click.Choice(["restore", "f1"]), default="restore", show_default=True,
               help="restore: F1's threshold, then the hysteresis seeds and the tone anchoring that restore best (PSNR); "
                    "f1: F1 only, no anchoring.")

@@ -143,13 +143,16 @@ def test_cli_bench_report_compare_and_errors(capsys, tiny, tmp_path):
     assert d["same_dataset"] and d["methods"]["median"]["psnr"]["delta"] is not None
     assert d["methods"]["zoo:rb"]["psnr"]["b"] is None
     r = run(capsys, "bench", "compare", out / "results.json", tmp_path / "r2" / "results.json")
-    assert r.code == 0 and "median" in r.out
+    assert r.code == 0 and "median" in r.out and "note: samples differs (24 in A, 8 in B)" in r.out
+    (tmp_path / "list.json").write_text("[1]")
     for args, msg in [
         (["--dataset", "b", "--methods", "identity,bogus"], "unknown method 'bogus'"),
         (["--dataset", "missing", "--methods", "identity"], "unknown dataset 'missing'"),
         (["--dataset", "b", "--methods", "zoo:nope"], "unknown model 'nope'"),
         (["--methods", "identity"], "bench needs --dataset"),
         (["compare", str(tmp_path / "none.json"), str(out / "results.json")], "cannot read results"),
+        (["compare", str(tmp_path / "list.json"), str(out / "results.json")], "is not a results.json written by"),
+        (["--dataset", "b", "--methods", "identity", "--n", "0"], "--n"),
     ]:
         r = run(capsys, "bench", *args)
         assert one_line_error(r) and msg in r.err, (args, r.err)

@@ -128,6 +128,19 @@ def test_every_stage_trains_and_its_loss_falls(data, tmp_path):
     assert cards["vae1"]["datasets"][0]["ref"] == "r" and cards["vae1"]["datasets"][1]["ref"] == "x"
     assert cards["mapping"]["upstream"]["vae1"].endswith("vae1.safetensors")
     # the four stages tie into a bundle that loads back
+    with pytest.raises(DaguerreError, match="--vae1 vae2 was trained as vae2, not vae1"):
+        make_bundle("b", "vae2", "vae1", "mapping", "scratch")  # same architecture, other latent space
+    import shutil
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(Path(cards["vae1"]["path"]).with_suffix(suffix), store.models_dir() / f"vae1-copy{suffix}")
+    make_bundle("b", "vae1-copy", "vae2", "mapping", "scratch")  # the same file under another name is fine
+    c = train(cfg("vae1", tmp_path / "other", steps=1, real="r", synthetic="x", name="vae1-other"))
+    with pytest.raises(DaguerreError, match="the mapping was trained on the latents of vae1 vae1, not vae1-other"):
+        make_bundle("b", "vae1-other", "vae2", "mapping", "scratch")
+    assert c["steps"] == 1
+    with pytest.raises(DaguerreError, match="scratch is a 'scratch_unet' checkpoint in the store"):
+        make_bundle("scratch", "vae1", "vae2", "mapping", "scratch")
     path = make_bundle("b", "vae1", "vae2", "mapping", "scratch")
     b = load_bundle("b")
     assert b.card["parts"]["mapping"]["stage"] == "mapping" and path.exists()
@@ -211,6 +224,32 @@ def test_resume_refuses_a_different_run(data, tmp_path):
     train(cfg("scratch", tmp_path / "o", steps=2, pairs="x"))
     with pytest.raises(DaguerreError, match="holds a run with other settings"):
         train(cfg("scratch", tmp_path / "o", steps=4, lr=5e-4, pairs="x"))
+    with pytest.raises(DaguerreError, match="already at step 2; --steps must be at least that"):
+        train(cfg("scratch", tmp_path / "o", steps=1, pairs="x"))
+
+
+def test_resume_follows_what_references_resolve_to(data, tmp_path):
+    """NAME means the newest version: a run started on y@v1 must not go on with y@v2, nor refuse y@v1 by name."""
+    create_dataset(build_spec("y", "builtin:samples", 8, 48, 0, shard_size=4), workers=1, scheduler="threads")
+    train(cfg("scratch", tmp_path / "p", steps=2, ckpt_every=1, pairs="y", name="p"))
+    create_dataset(build_spec("y", "builtin:samples", 8, 48, 5, shard_size=4), workers=1, scheduler="threads")
+    with pytest.raises(DaguerreError, match="started on other pairs data than --pairs y gives now"):
+        train(cfg("scratch", tmp_path / "p", steps=4, ckpt_every=1, pairs="y", name="p"))
+    assert train(cfg("scratch", tmp_path / "p", steps=4, ckpt_every=1, pairs="y@v1", name="p"))["steps"] == 4
+
+
+def test_runs_with_a_discriminator_are_reproducible_and_resume_exactly(data, tmp_path):
+    """Spectral norm's vectors come from the run's seed too (they came from torch's global generator)."""
+    kw = dict(steps=4, ckpt_every=2, clean="x")
+    a = train(cfg("vae2", tmp_path / "a", name="va", **kw))
+    train(cfg("vae2", tmp_path / "b", name="vb", **{**kw, "steps": 2}))
+    b = train(cfg("vae2", tmp_path / "b", name="vb", **kw))
+    ta, _ = checkpoint.load(a["path"])
+    tb, _ = checkpoint.load(b["path"])
+    assert all(torch.allclose(ta[k], tb[k], atol=1e-6) for k in ta)
+    la = (tmp_path / "a" / "losses.csv").read_text().splitlines()
+    lb = (tmp_path / "b" / "losses.csv").read_text().splitlines()
+    assert [r.split(",")[:-2] for r in la] == [r.split(",")[:-2] for r in lb]  # every loss, timings aside
 
 
 @pytest.mark.parametrize("kind", ["random", "truncated", "nocard", "json"])
@@ -254,17 +293,31 @@ def test_cli_train_zoo_ls_info_and_errors(capsys, data, tmp_path):
     assert "cli-vae2" in r.out
     r = run(capsys, "zoo", "info", "cli-vae2")
     assert json.loads(r.out)["parameters"] > 1000
+    for settings, msg in [({"steps": "abc"}, "setting steps: expected int"), ({"steps": 2.5}, "setting steps: expected int"),
+                          ({"lr": "fast"}, "setting lr: expected float"), ({"model_overrides": 5}, "setting model_overrides: expected dict"),
+                          ({"model_overrides": {"vea": {}}}, "model_overrides.vea: expected settings of one of")]:  # fmt: skip
+        conf.write_text(yaml.safe_dump(settings))
+        r = run(capsys, "train", "scratch", "--pairs", "x", "--config", conf)
+        assert one_line_error(r) and msg in r.err, (settings, r.err)
     for args, msg in [
         (["train", "vae1", "--real", "r"], "needs --synthetic"),
         (["train", "vae2", "--clean", "nope", "--steps", "1"], "unknown dataset 'nope'"),
         (["train", "scratch", "--pairs", "r", "--steps", "1", "--out", str(tmp_path / "e1")], "has no field 'mask'"),
-        (["train", "vae2", "--clean", "x", "--size", "999", "--steps", "1", "--out", str(tmp_path / "e2")], "larger than the tiles"),
+        (["train", "vae2", "--clean", "x", "--size", "1000", "--steps", "1", "--out", str(tmp_path / "e2")], "larger than the tiles"),
+        (["train", "vae2", "--clean", "x", "--size", "30", "--steps", "1"], "multiple of the VAE's stride (4)"),
+        (["train", "scratch", "--pairs", "x", "--beta1", "1.5", "--steps", "1"], "--beta1 must be in [0, 1)"),
+        (["train", "scratch", "--pairs", "x", "--seed", "-1", "--steps", "1"], "--seed must be at least 0"),
+        (["train", "scratch", "--pairs", "x", "--ckpt-every", "0", "--steps", "1"], "--ckpt-every must be at least 1"),
+        (["train", "scratch", "--pairs", "x", "--lr", "inf", "--steps", "1"], "--lr must be finite"),
+        (["train", "scratch", "--pairs", "x", "--steps", "1", "--out", str(tmp_path / "bad name")], "invalid model name 'bad name'"),
+        (["train", "vae1", "--real", "x", "--synthetic", "r", "--steps", "1", "--batch-size", "2"], "--real x is a synthetic dataset"),
         (["train", "vae2", "--clean", "x", "--config", str(tmp_path / "missing.yaml")], "cannot read config"),
         (["zoo", "info", "nothing"], "unknown model 'nothing'"),
         (["zoo", "info", str(tmp_path / "x.safetensors")], "no checkpoint at"),
     ]:
         r = run(capsys, *args)
         assert one_line_error(r) and msg in r.err, (args, r.err)
+    assert not (tmp_path / "bad name").exists()  # refused before any work
 
 
 def test_dataloader_workers_give_the_same_batches(data, tmp_path):

@@ -67,9 +67,30 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
         cards[part] = {k: card.get(k) for k in ("name", "model", "config", "stage", "datasets", "steps", "losses", "saved")}
         # a fine-tuned part names what it started from (its steps count from there)
         cards[part]["upstream"] = {k: Path(v).stem for k, v in (card.get("upstream") or {}).items()}
+        if part == "mapping":
+            recorded = card.get("upstream") or {}
+    for part, card in cards.items():
+        if card.get("stage") not in (part, None):  # a VAE2 given as --vae1 shares its architecture, not its latent space
+            raise DaguerreError(f"--{part} {card.get('name')} was trained as {card.get('stage')}, not {part}")
+    trained_with = cards["mapping"]["upstream"]
+    for part, ref in (("vae1", vae1), ("vae2", vae2)):
+        path = store.resolve(ref)
+        given = path.stem
+        try:  # the same file under another name is the same latent space
+            same = Path(recorded[part]).read_bytes() == path.read_bytes()
+        except (KeyError, OSError, TypeError):
+            same = False
+        if trained_with.get(part) and trained_with[part] != given and not same:
+            raise DaguerreError(f"the mapping was trained on the latents of {part} {trained_with[part]}, not {given} (--{part})")
     c1, c2, cm = cards["vae1"]["config"], cards["vae2"]["config"], cards["mapping"]["config"]
     if c1["latent"] != c2["latent"] or c1["n_down"] != c2["n_down"] or cm["latent"] != c1["latent"]:
         raise DaguerreError("vae1, vae2 and mapping disagree on latent channels or stride")
+    try:
+        existing = checkpoint.load(store.models_dir() / name)[1].get("model")
+    except DaguerreError:
+        existing = None
+    if existing not in (None, "bundle"):
+        raise DaguerreError(f"{name} is a {existing!r} checkpoint in the store; give the bundle another name")
     card = {"model": "bundle", "stage": "bundle", "parts": cards, **(extra_card or {})}
     return store.register(name, tensors, card)
 

@@ -99,7 +99,11 @@ def init_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
                     torch.nn.init.kaiming_normal_(w, a=0.2, nonlinearity="leaky_relu", generator=g)
                 if m.bias is not None:
                     m.bias.zero_()
-            elif isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) and m.weight is not None:
+            for vec in ("weight_u", "weight_v"):  # spectral norm's power-iteration vectors: drawn from torch's global generator otherwise
+                buf = getattr(m, vec, None)
+                if isinstance(buf, torch.Tensor):
+                    buf.copy_(torch.nn.functional.normalize(torch.randn(buf.shape, generator=g), dim=0))
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) and m.weight is not None:
                 m.weight.fill_(1.0)
                 m.bias.zero_()
         for m in model.modules():

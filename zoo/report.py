@@ -203,13 +203,17 @@ def compare(a_path: str, b_path: str) -> dict[str, Any]:
     """Differences between two results.json files: per method, metric deltas (B − A)."""
     def load(p):
         try:
-            return json.loads(Path(p).read_text())
+            r = json.loads(Path(p).read_text())
         except (OSError, ValueError) as e:
             raise DaguerreError(f"cannot read results {p}: {e}") from None
+        if not isinstance(r, dict) or not isinstance(r.get("aggregate"), dict) or not isinstance(r.get("dataset"), dict):
+            raise DaguerreError(f"{p} is not a results.json written by `daguerre bench`")
+        return r
 
     a, b = load(a_path), load(b_path)
     out = {"a": {"file": a_path, "dataset": a.get("dataset")}, "b": {"file": b_path, "dataset": b.get("dataset")},
-           "same_dataset": a.get("dataset", {}).get("identity") == b.get("dataset", {}).get("identity"), "methods": {}}  # fmt: skip
+           "same_dataset": a.get("dataset", {}).get("identity") == b.get("dataset", {}).get("identity"), "methods": {},
+           "differences": {k: [a.get(k), b.get(k)] for k in ("samples", "mask_source") if a.get(k) != b.get(k)}}  # fmt: skip
     for label in sorted(set(a.get("aggregate", {})) | set(b.get("aggregate", {}))):
         ma, mb = a["aggregate"].get(label, {}), b["aggregate"].get(label, {})
         row = {}

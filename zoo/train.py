@@ -30,6 +30,7 @@ import torch
 from degrade.errors import DaguerreError
 
 from . import checkpoint, losses, store
+from .store import NAME_RE
 from .data import ShardDataset, passthrough
 from .registry import create_model, get_spec, init_weights, make_config
 
@@ -83,6 +84,34 @@ class TrainConfig:
     def check(self) -> None:
         if self.stage not in STAGES:
             raise DaguerreError(f"unknown stage {self.stage!r} (use {', '.join(STAGES)})")
+        for f in dataclasses.fields(self):  # YAML can hold anything: each setting has its default's type
+            if f.default is not dataclasses.MISSING:
+                want = type(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                want = type(f.default_factory())
+            else:
+                continue
+            v = getattr(self, f.name)
+            if want is float:
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            else:
+                ok = isinstance(v, want) and not (want is int and isinstance(v, bool))
+            if not ok:
+                raise DaguerreError(f"setting {f.name}: expected {want.__name__}, got {v!r}")
+        if not math.isfinite(self.lr):
+            raise DaguerreError(f"--lr must be finite, got {self.lr}")
+        for f in ("beta1", "beta2"):
+            if not 0 <= getattr(self, f) < 1:
+                raise DaguerreError(f"--{f} must be in [0, 1), got {getattr(self, f)}")
+        for f, lo in (("seed", 0), ("log_every", 1), ("sample_every", 1), ("ckpt_every", 1)):
+            if getattr(self, f) < lo:
+                raise DaguerreError(f"--{f.replace('_', '-')} must be at least {lo}, got {getattr(self, f)}")
+        from .registry import list_models
+
+        known = {s.name for s in list_models()}
+        for k, v in self.model_overrides.items():
+            if k not in known or not isinstance(v, dict):
+                raise DaguerreError(f"model_overrides.{k}: expected settings of one of {', '.join(sorted(known))}")
         for f in STAGE_DATASETS[self.stage] + (("vae1", "vae2") if self.stage == "mapping" else ()):
             if not getattr(self, f):
                 raise DaguerreError(f"train {self.stage} needs --{f}")
@@ -93,6 +122,10 @@ class TrainConfig:
             raise DaguerreError("train vae1 needs --batch-size of at least 2 (half real, half synthetic)")
         if not self.lr > 0:
             raise DaguerreError(f"--lr must be positive, got {self.lr}")
+        if self.stage != "scratch":
+            stride = 2 ** make_config("vae", self.preset, **self.model_overrides.get("vae", {})).n_down
+            if self.size % stride:
+                raise DaguerreError(f"--size must be a multiple of the VAE's stride ({stride}), got {self.size}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimisation step ``step`` (0-based)."""
@@ -414,12 +447,54 @@ def _dataset_cards(refs: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _save_state(path: Path, run: Run, cfg: TrainConfig, step: int, recent: dict[str, float]) -> None:
+def _save_state(path: Path, run: Run, cfg: TrainConfig, step: int, recent: dict[str, float], pins: dict[str, str]) -> None:
     tensors, optim_meta = _state_tensors(run)
     card = {"kind": "training-state", "stage": cfg.stage, "step": step, "config": dataclasses.asdict(cfg),
-            "identity": cfg.identity(), "optim": optim_meta, "losses": recent,
+            "identity": cfg.identity(), "pins": pins, "optim": optim_meta, "losses": recent,
             "models": {k: {"model": m.model_name, "config": dataclasses.asdict(m.config)} for k, m in run.models.items()}}  # fmt: skip
     checkpoint.save(path, tensors, card)
+
+
+REFS = ("real", "synthetic", "clean", "pairs", "vae1", "vae2", "init")
+"""Settings that name data or models: a resumed run compares what they resolve to (``pins``), not their text."""
+
+
+def _pins(cfg: TrainConfig) -> dict[str, str]:
+    """What the run's inputs resolve to now: dataset identities, and the frozen VAEs' file hashes."""
+    import hashlib
+
+    from pipelines import open_dataset
+
+    pins = {}
+    for f in STAGE_DATASETS[cfg.stage]:
+        ds = open_dataset(getattr(cfg, f))
+        pins[f] = str(ds.attrs.get("identity") or ds.path)
+        want = {"real": "real", "synthetic": "synthetic"}.get(f)
+        if want and ds.attrs.get("kind") != want:
+            raise DaguerreError(f"--{f} {getattr(cfg, f)} is a {ds.attrs.get('kind')} dataset, expected a {want} one")
+    if cfg.stage == "mapping":
+        for f in ("vae1", "vae2"):
+            pins[f] = hashlib.sha256(store.resolve(getattr(cfg, f)).read_bytes()).hexdigest()
+    return pins
+
+
+def _check_resume(out: Path, card: dict[str, Any], cfg: TrainConfig, pins: dict[str, str]) -> None:
+    saved, now = card.get("identity") or {}, json.loads(json.dumps(cfg.identity()))
+    if "pins" not in card:  # a state saved before pins: the references' text must match
+        if saved != now:
+            raise DaguerreError(f"{out} holds a run with other settings; use another --out or remove it")
+        return
+    drop = lambda d: {k: v for k, v in d.items() if k not in REFS}  # noqa: E731
+    if drop(saved) != drop(now):
+        raise DaguerreError(f"{out} holds a run with other settings; use another --out or remove it")
+    for k, v in pins.items():
+        if card["pins"].get(k) != v:
+            raise DaguerreError(
+                f"{out} was started on other {k} data than --{k} {getattr(cfg, k)} gives now (it was {saved.get(k)!r}: "
+                "name the version it used, e.g. NAME@vN, or use another --out)"
+            )
+    if int(card["step"]) > cfg.steps:
+        raise DaguerreError(f"{out} is already at step {card['step']}; --steps must be at least that")
 
 
 def _init_from(run: Run, cfg: TrainConfig) -> None:
@@ -471,19 +546,22 @@ def _plot_losses(csv_path: Path, png_path: Path) -> None:
 def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a stage; returns the registered checkpoint's card."""
     cfg.check()
+    out = Path(cfg.out or f"runs/{cfg.stage}").absolute()
+    name = cfg.name or out.name
+    if not NAME_RE.match(name):
+        raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-' (set --name)")
+    pins = _pins(cfg)
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed tile sizes: let cuDNN pick its fastest kernels
-    out = Path(cfg.out or f"runs/{cfg.stage}").absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
     state_path = out / "last"
     start = 0
     if state_path.with_suffix(".safetensors").exists():
         _, card = checkpoint.load(state_path)
-        if card.get("identity") != json.loads(json.dumps(cfg.identity())):
-            raise DaguerreError(f"{out} holds a run with other settings; use another --out or remove it")
+        _check_resume(out, card, cfg, pins)
         start = int(card["step"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
     import yaml
 
     (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
@@ -541,7 +619,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
                 save_sheet(sheet, out / "samples" / f"step-{done:06d}.png")
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 writer_file.flush()
-                _save_state(state_path, run, cfg, done, {k: float(np.mean(v)) for k, v in recent.items()})
+                _save_state(state_path, run, cfg, done, {k: float(np.mean(v)) for k, v in recent.items()}, pins)
                 _plot_losses(csv_path, out / "losses.png")
     finally:
         writer_file.close()
@@ -553,7 +631,6 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     card = _model_card(cfg.stage, dataclasses.asdict(cfg), dataclasses.asdict(module.config), cfg.steps, final,
                        device=str(device), seconds_per_step=t_total / max(1, cfg.steps - start),
                        data_share=t_data / t_total if t_total else None)  # fmt: skip
-    name = cfg.name or out.name
     path = store.register(name, checkpoint.module_tensors("model", module), card)
     return {**card, "name": name, "path": str(path)}
 
