@@ -651,7 +651,7 @@ def bench_compare(d: dict) -> None:
 @click.option("--queue", type=int, default=8, show_default=True, help="Requests that may wait; beyond: 503.")
 @click.option("--max-upload-mb", type=int, default=25, show_default=True)
 @click.option("--max-megapixels", type=float, default=40.0, show_default=True)
-@click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True, help="Seconds per restoration.")
+@click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True, help="Seconds a request may take, waiting for a worker included (504 after).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, timeout_s, device) -> None:
     """Serve restoration over HTTP (POST /v1/restore, GET /v1/models, /healthz) and a web page at /."""

@@ -198,7 +198,12 @@ def test_export_state_away_from_the_training_machine(data, tmp_path, monkeypatch
     train(cfg("scratch", tmp_path / "run", steps=2, ckpt_every=2, name="run", pairs="x", init="away-base"))
     monkeypatch.setenv("DAGUERRE_HOME", str(tmp_path / "elsewhere"))
     card = export_state(tmp_path / "run" / "last", "moved")
-    assert card["datasets"] == [{"ref": "x"}] and card["upstream"] == {"init": "away-base"}
+    from pipelines import open_dataset
+
+    monkeypatch.setenv("DAGUERRE_HOME", str(data))
+    x_identity = open_dataset("x").attrs["identity"]
+    monkeypatch.setenv("DAGUERRE_HOME", str(tmp_path / "elsewhere"))
+    assert card["datasets"] == [{"ref": "x", "identity": x_identity}] and card["upstream"] == {"init": "away-base"}
     assert card["steps"] == card["planned_steps"] == 2
     assert store.load("moved", "scratch_unet")[1]["exported_from"].endswith("last.safetensors")
 
@@ -233,6 +238,10 @@ def test_resume_follows_what_references_resolve_to(data, tmp_path):
     create_dataset(build_spec("y", "builtin:samples", 8, 48, 0, shard_size=4), workers=1, scheduler="threads")
     train(cfg("scratch", tmp_path / "p", steps=2, ckpt_every=1, pairs="y", name="p"))
     create_dataset(build_spec("y", "builtin:samples", 8, 48, 5, shard_size=4), workers=1, scheduler="threads")
+    from zoo.train import export_state
+
+    exported = export_state(tmp_path / "p" / "last", "p-early")  # the card names the version trained on, not the newest
+    assert exported["datasets"][0]["version"] == "v1" and exported["datasets"][0]["ref"] == "y"
     with pytest.raises(DaguerreError, match="started on other pairs data than --pairs y gives now"):
         train(cfg("scratch", tmp_path / "p", steps=4, ckpt_every=1, pairs="y", name="p"))
     assert train(cfg("scratch", tmp_path / "p", steps=4, ckpt_every=1, pairs="y@v1", name="p"))["steps"] == 4

@@ -628,24 +628,62 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         _, card = checkpoint.load(state_path)
         final = card.get("losses", {})
     module = run.models[DEPLOYED[cfg.stage][0]]
-    card = _model_card(cfg.stage, dataclasses.asdict(cfg), dataclasses.asdict(module.config), cfg.steps, final,
+    card = _model_card(cfg.stage, dataclasses.asdict(cfg), dataclasses.asdict(module.config), cfg.steps, final, pins,
                        device=str(device), seconds_per_step=t_total / max(1, cfg.steps - start),
                        data_share=t_data / t_total if t_total else None)  # fmt: skip
     path = store.register(name, checkpoint.module_tensors("model", module), card)
     return {**card, "name": name, "path": str(path)}
 
 
-def _model_card(stage: str, cfg: dict[str, Any], config: dict[str, Any], steps: int, losses: dict, **extra) -> dict[str, Any]:
-    """The card a trained model is registered with (by ``train`` at its end, by ``export_state`` from a checkpoint)."""
-    refs = [cfg[f] for f in STAGE_DATASETS[stage]]
-    try:
-        datasets = _dataset_cards(refs)
-    except DaguerreError:  # exported away from the training machine: name the datasets only
-        datasets = [{"ref": r} for r in refs]
+def _model_card(stage: str, cfg: dict[str, Any], config: dict[str, Any], steps: int, losses: dict,
+                pins: dict[str, str] | None = None, **extra) -> dict[str, Any]:  # fmt: skip
+    """The card a trained model is registered with (by ``train`` at its end, by ``export_state`` from a checkpoint).
+
+    ``pins`` (what the inputs resolved to while training) win over what the names resolve to now:
+    a dataset that got a newer version since is reported as the version trained on."""
+    datasets = []
+    for f in STAGE_DATASETS[stage]:
+        ref, pin = cfg[f], (pins or {}).get(f)
+        try:
+            entry = _dataset_cards([ref])[0]
+            if pin and entry.get("identity") != pin:
+                entry = _dataset_by_identity(ref, pin)
+        except DaguerreError:  # exported away from the training machine: name the datasets only
+            entry = {"ref": ref, **({"identity": pin} if pin else {})}
+        datasets.append(entry)
+    changed = [k for k in ("vae1", "vae2") if pins and k in pins and cfg.get(k) and pins[k] != _file_sha256(cfg[k])]
+    if changed:
+        extra["upstream_changed_since_training"] = changed
     return {"model": DEPLOYED[stage][1], "config": config, "stage": stage, "datasets": datasets,
             "upstream": {k: _resolved(cfg[k]) for k in ("vae1", "vae2", "init") if cfg.get(k)},
             "steps": steps, "losses": losses, "train_config": cfg, **extra,
             "code_version": _code_version(), "vgg_perceptual_loss": False}  # fmt: skip
+
+
+def _dataset_by_identity(ref: str, identity: str) -> dict[str, Any]:
+    """The catalog version of ``ref``'s name with this identity (the one a run was pinned to)."""
+    from pipelines.catalog import Catalog
+    from pipelines.refs import parse_ref
+
+    r = parse_ref(ref)
+    if r.path is None:
+        cat = Catalog()
+        try:
+            for v in cat.versions(r.name):
+                if v.identity == identity:
+                    return {**_dataset_cards([v.ref])[0], "ref": ref}
+        finally:
+            cat.close()
+    return {"ref": ref, "identity": identity, "note": "trained on this identity; the reference now resolves elsewhere"}
+
+
+def _file_sha256(ref: str) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(store.resolve(ref).read_bytes()).hexdigest()
+    except DaguerreError:
+        return None
 
 
 def _resolved(ref: str) -> str:
@@ -667,7 +705,7 @@ def export_state(state: str | Path, name: str) -> dict[str, Any]:
     key = DEPLOYED[st["stage"]][0]
     prefix = f"model.{key}."
     model = {"model." + k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    card = _model_card(st["stage"], cfg, st["models"][key]["config"], int(st["step"]), st.get("losses", {}),
+    card = _model_card(st["stage"], cfg, st["models"][key]["config"], int(st["step"]), st.get("losses", {}), st.get("pins"),
                        planned_steps=int(cfg["steps"]), exported_from=str(checkpoint.stem_of(state).with_suffix(".safetensors")))  # fmt: skip
     path = store.register(name, model, card)
     return {**card, "name": name, "path": str(path)}
