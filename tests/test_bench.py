@@ -164,6 +164,8 @@ def test_real_photo_dataset_gets_no_scores(capsys, home, tmp_path):
     assert r.code == 0 and "no ground truth" in r.out
     md = (tmp_path / "o" / "report.md").read_text()
     assert "no ground truth" in md and "PSNR dB" not in md
+    r = run(capsys, "bench", "--dataset", "rp", "--methods", "telea", "--mask", "gt", "--out", tmp_path / "g", "--workers", "1")
+    assert one_line_error(r) and "--mask gt: rp has no ground-truth masks" in r.err
 
 
 def test_damage_breakdown_per_operator_masks_make_up_the_recorded_mask(photo):

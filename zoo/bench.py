@@ -115,6 +115,8 @@ def run_bench(
     probe = [get_method(m) for m in methods]  # unknown names, missing models: fail before any work
     ds = open_dataset(dataset)
     real = "clean" not in ds.fields
+    if mask_source == "gt" and "mask" not in ds.fields:
+        raise DaguerreError(f"--mask gt: {dataset} has no ground-truth masks (a real-photo dataset?); use --mask detected")
     count = len(ds) if n is None else max(1, min(n, len(ds)))
     keep = set(np.linspace(0, count - 1, min(sheet_samples, count)).round().astype(int).tolist())
     rows: list[dict[str, Any]] = [None] * count  # type: ignore[list-item]
