@@ -10,6 +10,7 @@ so it can be handed to DataLoader workers.
 from __future__ import annotations
 
 import json
+import operator
 import os
 from pathlib import Path
 from typing import Any
@@ -160,11 +161,16 @@ class Dataset:
     def _check(self, field: str, i: int) -> int:
         if field not in self.fields:
             raise DaguerreError(f"{self.path}: no field {field!r} (have {', '.join(self.fields)})")
-        i = int(i)
+        try:
+            if isinstance(i, (bool, np.bool_)):
+                raise TypeError
+            given = i = operator.index(i)  # ints, numpy and 0-d torch integers; not floats, strings or slices
+        except TypeError:
+            raise TypeError(f"sample indices are integers, got {i!r}") from None
         if i < 0:
             i += self._count
         if not 0 <= i < self._count:
-            raise IndexError(f"sample {i} out of range for {self._count} samples")
+            raise IndexError(f"sample {given} out of range for {self._count} samples")
         return i
 
     # -- public -------------------------------------------------------------------------
@@ -220,8 +226,12 @@ class Dataset:
         if layout is None or layout.dtype == STRING:
             vals = [self.read(field, i) for i in indices]
             return vals if layout is not None and layout.dtype == STRING else np.stack(vals)
+        shape = (len(indices), *layout.sample_shape)
         if out is None:
-            out = np.empty((len(indices), *layout.sample_shape), np.uint8)
+            out = np.empty(shape, np.uint8)
+        elif not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == shape
+                  and out.flags.c_contiguous and out.flags.writeable):  # fmt: skip
+            raise DaguerreError(f"read_many: out must be a writeable, C-contiguous uint8 array of shape {shape}")
         by_shard: dict[int, list[tuple[int, int]]] = {}
         for pos, i in enumerate(indices):
             k, j = divmod(i, layout.shard_size)

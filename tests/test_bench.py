@@ -24,6 +24,10 @@ def test_psnr_of_a_known_noise_level():
     noisy = (clean + rng.choice([-10, 10], clean.shape)).astype(np.uint8)  # MSE exactly 100
     assert abs(metrics.psnr(noisy, clean) - 10 * math.log10(255**2 / 100)) < 1e-9
     assert metrics.psnr(clean, clean) == float("inf")
+    with pytest.raises(ValueError, match="shapes"):
+        metrics.psnr(clean, clean[..., :1])
+    with pytest.raises(ValueError, match="shapes"):
+        metrics.detection(np.ones((4, 4), np.uint8), np.ones((4, 1), np.uint8))
     mask = np.zeros((200, 200), bool)
     mask[:10] = True
     half = clean.copy()

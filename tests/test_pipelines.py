@@ -285,6 +285,19 @@ def test_reader_pickles_and_reads_in_other_processes(small_spec, home):
     assert np.array_equal(ds.read_range("mask", 3, 9), np.stack([ds.read("mask", i) for i in range(3, 9)]))
     with pytest.raises(IndexError):
         ds.read("clean", 12)
+    with pytest.raises(IndexError, match="sample -13 out of range for 12 samples"):
+        ds.read("clean", -13)
+    with pytest.raises(TypeError, match="sample indices are integers"):
+        ds.read("clean", 1.7)
+    out = np.zeros((2, *many.shape[1:]), np.uint8)
+    assert ds.read_many("degraded", [11, 0], out=out) is out and np.array_equal(out, many[:2])
+    for bad in (np.zeros_like(out, order="F"), out[..., ::-1], out.astype(np.float32), np.zeros((3, *out.shape[1:]), np.uint8)):
+        with pytest.raises(DaguerreError, match="out must be a writeable, C-contiguous uint8 array"):
+            ds.read_many("degraded", [11, 0], out=bad)
+    frozen = np.zeros_like(out)
+    frozen.flags.writeable = False
+    with pytest.raises(DaguerreError, match="writeable"):
+        ds.read_many("degraded", [11, 0], out=frozen)
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(1) as pool:

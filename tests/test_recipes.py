@@ -231,6 +231,13 @@ def test_bopbtl_structure_follows_the_published_synthesis():
     assert abs(noise / n - 0.7) < 0.05
 
 
+def test_seed_and_index_must_be_non_negative_integers(photo):
+    r = load_recipe("mild")
+    for kw in ({"seed": -1}, {"seed": 0, "index": -1}, {"seed": 1.5}, {"seed": True}):
+        with pytest.raises(RecipeError, match="must be an integer of at least 0"):
+            r.apply(photo, **kw)
+
+
 def test_replay_refuses_version_mismatch_and_garbage(photo):
     with pytest.raises(RecipeError, match="version"):
         replay(photo, [{"op": "jpeg", "version": 2, "params": {"quality": 50}}])

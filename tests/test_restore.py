@@ -140,6 +140,11 @@ def test_given_mask_and_none(bundle):
     assert not np.array_equal(with_mask.image, without.image)  # the partial nonlocal branch was used
     with pytest.raises(DaguerreError, match="does not match"):
         restore(img, bundle, scratches=np.zeros((10, 10), np.uint8))
+    with pytest.raises(DaguerreError, match="does not match"):
+        restore(img, bundle, scratches=m[..., None, None])
+    colour = np.zeros((64, 64, 3), np.uint8)
+    colour[20:30, :, 2] = 255  # damage marked in blue only: read like the CLI reads a mask file
+    assert np.array_equal(restore(img, bundle, scratches=colour).mask, m)
 
 
 def test_package_level_api_is_the_restore_function(bundle):

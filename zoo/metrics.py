@@ -12,9 +12,15 @@ from skimage.metrics import structural_similarity
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     """PSNR in dB of uint8 images (optionally over the pixels where ``mask`` is true); inf if identical."""
+    if a.shape != b.shape:
+        raise ValueError(f"psnr: images of shapes {a.shape} and {b.shape}")
     d = a.astype(np.float64) - b.astype(np.float64)
     if mask is not None:
         m = mask.astype(bool)
+        if m.ndim == 3 and m.shape[2] == 1:
+            m = m[..., 0]
+        if m.shape != a.shape[: m.ndim]:
+            raise ValueError(f"psnr: mask of shape {mask.shape} for images of shape {a.shape}")
         if not m.any():
             return float("nan")
         d = d[m] if d.ndim == m.ndim else d[m, ...]
@@ -29,6 +35,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def detection(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Pixel counts and precision, recall, F1, IoU of a predicted defect mask against the truth."""
+    if pred.shape != truth.shape:
+        raise ValueError(f"detection: masks of shapes {pred.shape} and {truth.shape}")
     p, t = pred > 0, truth > 0
     tp = int(np.sum(p & t))
     fp = int(np.sum(p & ~t))

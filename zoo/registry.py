@@ -65,7 +65,16 @@ def create_model(name: str, config: Any = None, preset: str = "small", **overrid
     spec = get_spec(name)
     cfg = config if config is not None else make_config(name, preset, **overrides)
     if not isinstance(cfg, spec.config):
+        fields = {f.name for f in dataclasses.fields(spec.config)}
+        bad = sorted(set(cfg) - fields)
+        if bad:
+            raise DaguerreError(f"model {name!r} has no setting {bad[0]!r} (settings: {', '.join(sorted(fields))})")
         cfg = spec.config(**cfg)
+    if config is not None and overrides:
+        bad = sorted(set(overrides) - {f.name for f in dataclasses.fields(spec.config)})
+        if bad:
+            raise DaguerreError(f"model {name!r} has no setting {bad[0]!r}")
+        cfg = dataclasses.replace(cfg, **overrides)
     model = spec.builder(cfg)
     model.config = cfg
     model.model_name = name

@@ -204,9 +204,9 @@ def restore(
     times = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
     if isinstance(scratches, np.ndarray):
-        if scratches.shape[:2] != (h, w):
-            raise ImageError(f"mask of shape {scratches.shape[:2]} does not match the image ({h}×{w})")
-        m = scratches if scratches.ndim == 2 else scratches[..., 0]
+        if scratches.ndim not in (2, 3) or scratches.shape[:2] != (h, w):
+            raise ImageError(f"mask of shape {scratches.shape} does not match the image ({h}×{w}; H×W or H×W×C)")
+        m = scratches if scratches.ndim == 2 else scratches.max(axis=2)  # as the CLI reads a colour mask file
         mask = np.where(m > 0, np.uint8(255), np.uint8(0))
     elif scratches in ("auto", "all"):
         mask = detect_mask(bundle, rgb, 2 * tile, overlap, dev, seeds=scratches == "auto")
