@@ -833,6 +833,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         if isinstance(e, DaguerreError):
             click.echo(f"error: {e}", err=True)
+        elif isinstance(e, OSError) and e.strerror:  # the machine's answer (permissions, full disk, long names), not a bug
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"error: {where}{e.strerror}", err=True)
         else:
             msg = str(e).splitlines()[0] if str(e) else ""
             click.echo(f"error: internal {type(e).__name__}: {msg} (set DAGUERRE_DEBUG=1 for the traceback)", err=True)

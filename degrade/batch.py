@@ -99,9 +99,13 @@ def degrade_files(
                 "bit_depth": pic.bit_depth,
                 "params": result.params,
             }
-            atomic_write_bytes(base.with_suffix(".png"), encode_png(result.image, pic.alpha))
-            atomic_write_bytes(base.with_suffix(".mask.png"), encode_png(result.mask))
-            atomic_write_bytes(base.with_suffix(".json"), (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+            try:
+                atomic_write_bytes(base.with_suffix(".png"), encode_png(result.image, pic.alpha))
+                atomic_write_bytes(base.with_suffix(".mask.png"), encode_png(result.mask))
+                atomic_write_bytes(base.with_suffix(".json"), (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+            except OSError as e:  # this input's outputs cannot be written (name too long, disk full): go on with the others
+                report.failed.append((str(path), f"{path}: cannot write {base.name}.*: {e.strerror or e}"))
+                break
             report.written.append(base.with_suffix(".png"))
             if len(report.previews) < keep_previews:
                 report.previews.append((f"{stem}-{k:03d}", pic.pixels, result.image, result.mask))

@@ -139,7 +139,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes]) -> No
     """Write ``data`` (or a list of pieces) to ``path`` through a temporary file and a rename: never a partial file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=p.parent)  # short: any legal name stays legal
     try:
         with os.fdopen(fd, "wb") as f:
             for piece in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:

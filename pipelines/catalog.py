@@ -124,6 +124,17 @@ class Catalog:
     def close(self) -> None:
         self.db.close()
 
+    def check_writable(self) -> None:
+        """Fail now, naming the catalog, rather than after a whole generation (read-only home or file)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("INSERT OR REPLACE INTO numbers VALUES ('', 0)")  # a real write, rolled back
+            finally:
+                self.db.execute("ROLLBACK")
+        except sqlite3.OperationalError as e:
+            raise DaguerreError(f"the catalog {self.path} cannot be written ({e})") from None
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT: writers are serialised, a failure rolls everything back."""
@@ -181,7 +192,8 @@ class Catalog:
         return self._row(r) if r else None
 
     def referenced_paths(self) -> set[str]:
-        return {os.path.abspath(r[0]) for r in self.db.execute("SELECT path FROM versions")}
+        """Registered stores, symlinks resolved: the same home reached by another path is the same data."""
+        return {os.path.realpath(r[0]) for r in self.db.execute("SELECT path FROM versions")}
 
     # -- writing ------------------------------------------------------------------------------
     def register(self, name: str, store: Path, final: Path | None = None) -> Version:
@@ -204,7 +216,7 @@ class Catalog:
             db.execute("INSERT OR REPLACE INTO numbers VALUES (?,?)", (name, number))
             target = final if final is not None else dataset_dir(name) / f"v{number}.zarr"
             if target.exists() and target.resolve() != store.resolve():
-                if os.path.abspath(target) in self.referenced_paths():
+                if os.path.realpath(target) in self.referenced_paths():
                     raise DaguerreError(f"{target} already holds a registered dataset")
                 # an unregistered leftover of a crash: set it aside for gc
                 os.rename(target, target.parent / f".trash-{target.name}-{time.time_ns()}")
@@ -295,12 +307,12 @@ def garbage(catalog: Catalog) -> list[Path]:
     refs = catalog.referenced_paths()
 
     def holds_data(p: Path) -> bool:  # a registered store, inside one, or a folder holding one (a --store path)
-        a = os.path.abspath(p)
+        a = os.path.realpath(p)
         return any(r == a or r.startswith(a + os.sep) or a.startswith(r + os.sep) for r in refs)
 
     out = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        if not NAME_RE.match(d.name) or d.name.endswith(".zarr") or (holds_data(d) and not any(os.path.dirname(r) == os.path.abspath(d) for r in refs)):
+        if not NAME_RE.match(d.name) or d.name.endswith(".zarr") or (holds_data(d) and not any(os.path.dirname(r) == os.path.realpath(d) for r in refs)):
             continue  # not a dataset's folder: something else (or a --store) placed under datasets/
         busy = is_locked(d.name)
         for p in sorted(d.iterdir()):

@@ -81,7 +81,7 @@ def _adoptable(spec: GenerationSpec, catalog, final: Path | None = None) -> Path
         d = dataset_dir(spec.name)
         candidates = sorted(d.glob("v*.zarr")) + sorted(d.glob(".trash-v*.zarr-*"))
     for p in candidates:
-        if os.path.abspath(p) in refs:
+        if os.path.realpath(p) in refs:
             continue
         try:
             attrs = json.loads((p / "zarr.json").read_text())["attributes"]["daguerre"]
@@ -114,6 +114,7 @@ def create_dataset(
     final = Path(store).expanduser().absolute() if store is not None else None
     catalog = Catalog()
     try:
+        catalog.check_writable()
         with creation_lock(spec.name):
             existing = catalog.find_lineage(spec.name, spec.lineage_hash)
             if existing is not None:

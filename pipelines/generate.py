@@ -273,14 +273,45 @@ def run_tasks(
 
     from concurrent.futures.process import BrokenProcessPool
 
+    pool = _quiet_pool(workers) if scheduler == "processes" else None
     try:
         with Callback(posttask=posttask):
-            dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
+            if pool is None:
+                dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
+            else:
+                dask.compute(*tasks, scheduler=scheduler, num_workers=workers, pool=pool)
     except BrokenProcessPool:
         raise DaguerreError(
             "a worker process died (out of memory? or, from a script, the missing "
             "`if __name__ == '__main__':` guard that the processes scheduler needs); re-run to resume"
         ) from None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _quiet_pool(workers: int):
+    """Worker processes that ignore Ctrl-C: the terminal sends it to the whole process group, and
+    the parent alone should stop the job (the workers printed tracebacks). They are started with
+    SIGINT ignored, which a spawned interpreter keeps, then the parent's handler is restored."""
+    import multiprocessing as mp
+    import signal
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    import dask
+
+    ctx = mp.get_context(dask.config.get("multiprocessing.context", "spawn"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        wait([pool.submit(_noop) for _ in range(workers)])  # start every worker now, under SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return pool
+
+
+def _noop() -> None:
+    return None
 
 
 def generate(

@@ -175,6 +175,17 @@ def test_outputs_never_overwrite_inputs(capsys, tmp_path, photo):
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before and not (tmp_path / "o").exists()
 
 
+def test_long_names_and_unwritable_outputs_cost_only_their_input(capsys, tmp_path, photo):
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("a" * 240, "b" * 250, "short"):  # a's outputs are legal names; b's are too long for the filesystem
+        (d / f"{name}.png").write_bytes(encode_png(photo))
+    r = run(capsys, "degrade", d, "--out", tmp_path / "o", "--recipe", "mild")
+    assert r.code != 0 and "File name too long" in r.err and "internal" not in r.err
+    names = {p.name for p in (tmp_path / "o").iterdir()}
+    assert f"{'a' * 240}-000.png" in names and "short-000.png" in names and not any(n.startswith(".") for n in names)
+
+
 def test_builtin_samples_source(capsys, tmp_path):
     r = run(capsys, "degrade", "builtin:real", "--recipe", "mild", "--out", tmp_path)
     assert r.code == 0 and len(list(tmp_path.glob("*.mask.png"))) == len(real_photo_paths())

@@ -143,6 +143,40 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "zarr.json"}
 
 
+def test_ctrl_c_with_worker_processes_is_one_line(tmp_path):
+    """A terminal sends Ctrl-C to the whole process group: the workers must stay quiet, the parent say one line."""
+    args = ["dataset", "create", "q", "--source", "builtin:samples", "--count", "400", "--size", "128",
+            "--shard-size", "4", "--workers", "2", "--scheduler", "processes"]  # fmt: skip
+    env = {**os.environ, "DAGUERRE_HOME": str(tmp_path / "h")}
+    p = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", *args], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    for _ in range(1500):
+        if len(list((tmp_path / "h" / "datasets" / "q").glob(".partial-*/.progress/shard-*.json"))) >= 2:
+            break
+        time.sleep(0.02)
+    assert p.poll() is None, "generation ended before it could be interrupted"
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in err.decode(), err.decode()[-2000:]
+
+
+def _sigint_disposition():
+    return signal.getsignal(signal.SIGINT)
+
+
+def test_worker_processes_ignore_ctrl_c_and_the_parent_does_not():
+    from pipelines.generate import _quiet_pool
+
+    before = signal.getsignal(signal.SIGINT)
+    pool = _quiet_pool(2)
+    try:
+        assert {pool.submit(_sigint_disposition).result(timeout=60) for _ in range(4)} == {signal.SIG_IGN}
+    finally:
+        pool.shutdown()
+    assert signal.getsignal(signal.SIGINT) == before
+
+
 def test_resume_after_kill_9_is_byte_identical(tmp_path):
     args = ["dataset", "create", "k", "--source", "builtin:samples", "--count", "200", "--size", "256",
             "--shard-size", "4", "--seed", "9", "--recipe", "severe", "--workers", "1", "--scheduler", "threads"]  # fmt: skip

@@ -356,3 +356,29 @@ def test_export_refuses_a_folder_that_is_not_empty(capsys, home, tmp_path):
     assert run(capsys, "dataset", "export", "x", "--out", tmp_path / "fresh").code == 0
     r = run(capsys, "dataset", "export", "x", "--out", tmp_path / "fresh")
     assert one_line_error(r)
+
+
+def test_an_unwritable_catalog_fails_before_generating(capsys, home, monkeypatch):
+    import sqlite3
+
+    import pipelines.catalog as catalog_mod
+
+    make(capsys, "w", count=4)  # the catalog exists; now open it read-only, as a read-only file or home would be
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(catalog_mod.sqlite3, "connect", lambda path, **kw: real_connect(f"file:{path}?mode=ro", uri=True, **kw))
+    r = run(capsys, "dataset", "create", "w2", "--count", "4", *ARGS)
+    assert one_line_error(r) and "catalog.sqlite cannot be written" in r.err
+    assert not list((home / "datasets").glob("w2/.partial-*"))  # nothing generated
+
+
+def test_gc_keeps_data_when_the_home_is_reached_by_another_path(capsys, home, tmp_path, monkeypatch):
+    """A symlinked, moved or differently mounted home: the catalog's paths must still protect the data."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.setenv("DAGUERRE_HOME", str(tmp_path / "link" / "h"))
+    make(capsys, "keep", count=4)
+    monkeypatch.setenv("DAGUERRE_HOME", str(real / "h"))
+    r = run(capsys, "dataset", "gc", "--json")
+    assert r.code == 0 and json.loads(r.out)["items"] == []
+    assert run(capsys, "dataset", "verify", "keep").code == 0

@@ -259,6 +259,7 @@ def test_runs_with_a_discriminator_are_reproducible_and_resume_exactly(data, tmp
     la = (tmp_path / "a" / "losses.csv").read_text().splitlines()
     lb = (tmp_path / "b" / "losses.csv").read_text().splitlines()
     assert [r.split(",")[:-2] for r in la] == [r.split(",")[:-2] for r in lb]  # every loss, timings aside
+    assert a["losses"] == b["losses"]  # and the cards say so (the resumed one averaged only its own steps)
 
 
 @pytest.mark.parametrize("kind", ["random", "truncated", "nocard", "json"])

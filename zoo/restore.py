@@ -331,6 +331,8 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             report.seconds.append(time.perf_counter() - t)
         except (ImageError, DaguerreError) as e:
             report.failed.append((str(path), str(e)))
+        except OSError as e:  # writing the outputs (name too long, disk full, permissions)
+            report.failed.append((str(path), f"{path}: cannot write its outputs: {e.strerror or e}"))
         except Exception as e:  # noqa: BLE001  one photo's unexpected failure must not cost the others
             report.failed.append((str(path), f"{path}: internal {type(e).__name__}: {e}"))
         if on_file:

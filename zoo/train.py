@@ -623,10 +623,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
                 _plot_losses(csv_path, out / "losses.png")
     finally:
         writer_file.close()
-    final = {k: float(np.mean(v)) for k, v in recent.items()}
-    if not final:  # resumed a finished run: nothing left to do
-        _, card = checkpoint.load(state_path)
-        final = card.get("losses", {})
+    # from the log, not memory: a resumed run's card then says what an uninterrupted one's says
+    rows = list(csv.DictReader(csv_path.open()))[-50:] if csv_path.exists() else []
+    final = {k: float(np.mean([float(r[k]) for r in rows])) for k in (rows[0] if rows else {}) if k not in ("step", "seconds", "data_seconds")}
+    if not final:
+        final = {k: float(np.mean(v)) for k, v in recent.items()}
     module = run.models[DEPLOYED[cfg.stage][0]]
     card = _model_card(cfg.stage, dataclasses.asdict(cfg), dataclasses.asdict(module.config), cfg.steps, final, pins,
                        device=str(device), seconds_per_step=t_total / max(1, cfg.steps - start),
