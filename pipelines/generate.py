@@ -274,20 +274,22 @@ def run_tasks(
     from concurrent.futures.process import BrokenProcessPool
 
     pool = _quiet_pool(workers) if scheduler == "processes" else None
+    done = False
     try:
         with Callback(posttask=posttask):
             if pool is None:
                 dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
             else:
                 dask.compute(*tasks, scheduler=scheduler, num_workers=workers, pool=pool)
+        done = True
     except BrokenProcessPool:
         raise DaguerreError(
             "a worker process died (out of memory? or, from a script, the missing "
             "`if __name__ == '__main__':` guard that the processes scheduler needs); re-run to resume"
         ) from None
     finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:  # interrupted: do not wait for the shards still running
+            pool.shutdown(wait=done, cancel_futures=not done)
 
 
 def _quiet_pool(workers: int):
