@@ -240,6 +240,16 @@ def test_cli_restore_refuses_to_overwrite_and_checks_options_up_front(capsys, bu
     assert r.code == 0 and np.array_equal(read_image(tmp_path / "o4" / "x.mask.png").pixels, m)
 
 
+def test_an_input_whose_outputs_would_be_too_long_writes_nothing(capsys, bundle, tmp_path, photo):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / f"{'b' * 246}.png").write_bytes(encode_png(photo))  # NAME.png fits in 255 bytes, NAME.compare.png does not
+    (src / "short.png").write_bytes(encode_png(photo))
+    r = run(capsys, "restore", src, "--out", tmp_path / "o", "--model", bundle, "--tile", "64")
+    assert one_line_error(r) and "would exceed 255 bytes" in r.err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["short.compare.png", "short.mask.png", "short.png"]
+
+
 def test_large_image_memory_is_bounded(bundle, tmp_path):
     """A 2400×1800 scan through the CLI stays far below its full-image working set."""
     img = np.random.default_rng(4).integers(0, 255, (1800, 2400, 3), dtype=np.uint8)

@@ -375,6 +375,8 @@ def test_fine_tune_starts_from_init_and_decays(data, tmp_path):
         train(cfg("scratch", tmp_path / "o", steps=1, pairs="x", init="ft-base", model_overrides=other))
     with pytest.raises(DaguerreError, match="no checkpoint|unknown model"):
         train(cfg("scratch", tmp_path / "n", steps=1, pairs="x", init="nothing-here"))
+    with pytest.raises(DaguerreError, match="are the same model: the run would overwrite what it starts from"):
+        train(cfg("scratch", tmp_path / "same", steps=1, pairs="x", init="ft-base", name="ft-base"))
     store.register("ft-vae", {"w": torch.zeros(2)}, {"model": "vae", "config": {}})
     with pytest.raises(DaguerreError, match="--init ft-vae is a 'vae' checkpoint, expected 'scratch_unet'"):
         train(cfg("scratch", tmp_path / "k", steps=1, pairs="x", init="ft-vae"))

@@ -316,9 +316,12 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
     stems = output_stems(list(paths))
     _check_outputs(paths, stems, out)
+    name_max = os.pathconf(out if out.exists() else out.parent if out.parent.exists() else ".", "PC_NAME_MAX")
     for path, stem in zip(paths, stems):
         t = time.perf_counter()
         try:
+            if len(f"{stem}.compare.png".encode()) > name_max:  # before writing any of the three
+                raise ImageError(f"{path}: its output names ({stem}.compare.png) would exceed {name_max} bytes; rename it")
             pic = read_image(path)
             px = picture_array(pic)
             mode = scratches if scratches in SCRATCH_MODES else _mask_for(scratches, Path(path), pic.pixels.shape[:2])

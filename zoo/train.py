@@ -550,6 +550,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     name = cfg.name or out.name
     if not NAME_RE.match(name):
         raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-' (set --name)")
+    if cfg.init and store.resolve(cfg.init).resolve() == (store.models_dir() / f"{name}.safetensors").resolve():
+        raise DaguerreError(f"--init {cfg.init} and --name {name} are the same model: the run would overwrite what it starts from")
     pins = _pins(cfg)
     device = resolve_device(cfg.device)
     if device.type == "cuda":
