@@ -178,22 +178,27 @@ def test_crash_between_data_and_registration_leaves_nothing_visible(capsys, home
     assert not list((home / "datasets" / "c").glob(".partial-*"))
 
 
-def test_crash_after_rename_before_commit_is_adopted_or_collected(capsys, home, monkeypatch):
-    spec = build_spec("o", "builtin:samples", 6, 32, 0, shard_size=3)
-    real_insert = Catalog.transaction
-
+def crash_before_commit(monkeypatch, spec, **kw) -> None:
+    """Run create_dataset with the process dying after the data is renamed into place, before COMMIT."""
     import contextlib
+
+    real = Catalog.transaction
 
     @contextlib.contextmanager
     def failing_commit(self):
-        with real_insert(self) as db:
+        with real(self) as db:
             yield db
             raise KeyboardInterrupt("crash before COMMIT")
 
     with monkeypatch.context() as m:
         m.setattr(Catalog, "transaction", failing_commit)
         with pytest.raises(KeyboardInterrupt):
-            create_dataset(spec, workers=1, scheduler="threads")
+            create_dataset(spec, workers=1, scheduler="threads", **kw)
+
+
+def test_crash_after_rename_before_commit_is_adopted_or_collected(capsys, home, monkeypatch):
+    spec = build_spec("o", "builtin:samples", 6, 32, 0, shard_size=3)
+    crash_before_commit(monkeypatch, spec)
     assert (home / "datasets" / "o" / "v1.zarr").exists()  # data renamed into place…
     with pytest.raises(DaguerreError, match="unknown dataset"):
         open_dataset("o")  # …but not registered, so invisible
@@ -303,21 +308,8 @@ def test_version_numbers_are_never_reused(capsys, home):
 
 
 def test_crash_before_commit_with_store_is_adopted(capsys, home, monkeypatch, tmp_path):
-    import contextlib
-
     spec = build_spec("s", "builtin:samples", 6, 32, 0, shard_size=3)
-    real = Catalog.transaction
-
-    @contextlib.contextmanager
-    def failing_commit(self):
-        with real(self) as db:
-            yield db
-            raise KeyboardInterrupt("crash before COMMIT")
-
-    with monkeypatch.context() as m:
-        m.setattr(Catalog, "transaction", failing_commit)
-        with pytest.raises(KeyboardInterrupt):
-            create_dataset(spec, store=str(tmp_path / "s.zarr"), workers=1, scheduler="threads")
+    crash_before_commit(monkeypatch, spec, store=str(tmp_path / "s.zarr"))
     assert (tmp_path / "s.zarr" / "zarr.json").exists()
     res = create_dataset(spec, store=str(tmp_path / "s.zarr"), workers=1, scheduler="threads")
     assert res.reused and res.version.ref == "s@v1" and Path(res.version.path) == (tmp_path / "s.zarr").absolute()
