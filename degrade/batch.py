@@ -41,16 +41,21 @@ def output_stems(paths: list[Path]) -> list[str]:
     return [p.stem for p in paths]
 
 
-def check_not_inputs(inputs, outputs, option: str = "--out") -> None:
-    """Refuse (before any work) an output path that is one of the inputs: it would be overwritten,
-    or read back already degraded."""
+def check_outputs(inputs, per_input, option: str = "--out") -> None:
+    """Refuse, before any work, outputs that would overwrite an input (or be read back as one) or
+    each other. ``per_input``: the paths each input writes (``x.png``'s ``x.mask.png`` and the
+    input ``x.mask.png``'s ``x.mask.png`` collide)."""
     import os
 
     given = {os.path.realpath(p): p for p in inputs}
-    for o in outputs:
-        hit = given.get(os.path.realpath(o))
-        if hit is not None:
-            raise DaguerreError(f"{o} would overwrite the input {hit}; choose another {option}")
+    owner: dict[str, Path] = {}
+    for src, paths in zip(inputs, per_input):
+        for o in paths:
+            key = os.path.realpath(o)
+            if key in given:
+                raise DaguerreError(f"{o} would overwrite the input {given[key]}; choose another {option}")
+            if owner.setdefault(key, src) != src:
+                raise DaguerreError(f"inputs {owner[key]} and {src} would both write {o}; rename one or process them separately")
 
 
 def degrade_files(
@@ -71,7 +76,7 @@ def degrade_files(
         raise DaguerreError(f"--count must be at least 1, got {count}")
     report = BatchReport()
     stems = output_stems(paths)
-    check_not_inputs(paths, [out_dir / f"{s}-{k:03d}{x}" for s in stems for k in range(count) for x in (".png", ".mask.png", ".json")])
+    check_outputs(paths, [[out_dir / f"{s}-{k:03d}{x}" for k in range(count) for x in (".png", ".mask.png", ".json")] for s in stems])
     for pos, (path, stem) in enumerate(zip(paths, stems)):
         try:
             pic = read_image(path)

@@ -305,7 +305,7 @@ def encode_restored(image: np.ndarray, has_alpha: bool) -> bytes:
 def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str = "auto", tile: int = 256,
                   device: str = "auto", on_file=None, anchor: bool = True) -> FileReport:  # fmt: skip
     """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected."""
-    from degrade.batch import output_stems
+    from degrade.batch import check_outputs, output_stems
     from degrade.io import atomic_write_bytes, encode_png, read_image
 
     report = FileReport()
@@ -315,7 +315,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     dev = resolve_device(device)
     get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
     stems = output_stems(list(paths))
-    _check_outputs(paths, stems, out)
+    check_outputs(paths, [[out / f"{s}{x}" for x in (".png", ".mask.png", ".compare.png")] for s in stems])
     name_max = os.pathconf(out if out.exists() else out.parent if out.parent.exists() else ".", "PC_NAME_MAX")
     for path, stem in zip(paths, stems):
         t = time.perf_counter()
@@ -341,21 +341,6 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
         if on_file:
             on_file()
     return report
-
-
-def _check_outputs(paths, stems: list[str], out: Path) -> None:
-    """Refuse, before any work, outputs that would overwrite an input or each other (``x.png`` and
-    ``x.mask.png`` given together write ``x.mask.png`` twice)."""
-    owner: dict[str, Path] = {}
-    inputs = {os.path.realpath(p): Path(p) for p in paths}
-    for path, stem in zip(paths, stems):
-        for name in (f"{stem}.png", f"{stem}.mask.png", f"{stem}.compare.png"):
-            if name in owner and owner[name] != Path(path):
-                raise DaguerreError(f"inputs {owner[name]} and {path} would both write {out / name}; rename one or restore them separately")
-            owner[name] = Path(path)
-            hit = inputs.get(os.path.realpath(out / name))
-            if hit is not None:
-                raise DaguerreError(f"{out / name} would overwrite the input {hit}; choose another --out")
 
 
 class _CallableModule(type(sys.modules[__name__])):
