@@ -455,14 +455,14 @@ def _save_state(path: Path, run: Run, cfg: TrainConfig, step: int, recent: dict[
     checkpoint.save(path, tensors, card)
 
 
-REFS = ("real", "synthetic", "clean", "pairs", "vae1", "vae2", "init")
-"""Settings that name data or models: a resumed run compares what they resolve to (``pins``), not their text."""
+REFS = ("real", "synthetic", "clean", "pairs", "vae1", "vae2")
+"""Settings that name data or frozen models: a resumed run compares what they resolve to (``pins``),
+not their text (``init`` is compared as text: a resumed run does not read it again)."""
 
 
 def _pins(cfg: TrainConfig) -> dict[str, str]:
-    """What the run's inputs resolve to now: dataset identities, and the frozen VAEs' file hashes."""
-    import hashlib
-
+    """What the run's inputs resolve to now: dataset identities, and the frozen VAEs' file hashes.
+    Opening the datasets here also checks vae1's are of the kinds their options name."""
     from pipelines import open_dataset
 
     pins = {}
@@ -474,7 +474,7 @@ def _pins(cfg: TrainConfig) -> dict[str, str]:
             raise DaguerreError(f"--{f} {getattr(cfg, f)} is a {ds.attrs.get('kind')} dataset, expected a {want} one")
     if cfg.stage == "mapping":
         for f in ("vae1", "vae2"):
-            pins[f] = hashlib.sha256(store.resolve(getattr(cfg, f)).read_bytes()).hexdigest()
+            pins[f] = _file_sha256(getattr(cfg, f))
     return pins
 
 
