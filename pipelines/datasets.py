@@ -119,8 +119,8 @@ def create_dataset(
             existing = catalog.find_lineage(spec.name, spec.lineage_hash)
             if existing is not None:
                 return GenerationResult(Path(existing.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, existing, reused=True)
-            orphan = _adoptable(spec, catalog, final) if final is None or final.exists() else None
-            if final is not None and final.exists() and orphan is None:
+            orphan = _adoptable(spec, catalog, final)
+            if orphan is None and final is not None and final.exists():
                 raise DaguerreError(f"{final} already exists; choose another --store or remove it")
             if orphan is not None:
                 v = catalog.register(spec.name, orphan, final)

@@ -106,6 +106,11 @@ def shard_checksum(per_field: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(per_field, sort_keys=True).encode()).hexdigest()
 
 
+def dataset_checksum(shard_sums: list[str]) -> str:
+    """The version's checksum: its shard checksums hashed in order (written by finalize, checked by verify)."""
+    return hashlib.sha256("".join(shard_sums).encode()).hexdigest()
+
+
 class _ShardEncoder:
     """Encodes samples as they come (any order) and hashes them in order; fed from one thread only."""
 
@@ -224,7 +229,7 @@ def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path
         markers.append(json.loads(p.read_text()))
     attrs = _read_attrs(partial)
     attrs["shards"] = [{"samples": m["samples"], "sha256": m["sha256"], "fields": m["fields"]} for m in markers]
-    attrs["checksum"] = hashlib.sha256("".join(m["sha256"] for m in markers).encode()).hexdigest()
+    attrs["checksum"] = dataset_checksum([m["sha256"] for m in markers])
     attrs["complete"] = True
     attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     _write_attrs(partial, attrs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -17,7 +16,7 @@ import numpy as np
 from degrade.errors import DaguerreError
 
 from .catalog import Catalog, Version
-from .generate import field_checksum, shard_checksum
+from .generate import dataset_checksum, field_checksum, shard_checksum
 from .layout import GenerationSpec, library_versions
 from .reader import Dataset, open_dataset
 from .refs import parse_ref
@@ -212,7 +211,7 @@ def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyRep
         expected = None
     if expected is not None and len(shards) != expected:
         report.problems.append(f"attributes: {len(shards)} shard checksums recorded, {expected} expected")
-    if hashlib.sha256("".join(str(sh.get("sha256")) for sh in shards).encode()).hexdigest() != a.get("checksum"):
+    if dataset_checksum([str(sh.get("sha256")) for sh in shards]) != a.get("checksum"):
         report.problems.append("attributes: the dataset checksum does not match its shards' checksums")
     for k, sh in enumerate(shards):
         start, stop = sh["samples"]
@@ -235,8 +234,11 @@ def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyRep
 
 
 def _reason(e: BaseException) -> str:
+    """One line for a report: our own errors as they are, others with their type."""
     text = str(e).splitlines()[0] if str(e) else ""
-    return text if isinstance(e, DaguerreError) else f"{type(e).__name__}: {text}" if text else type(e).__name__
+    if isinstance(e, DaguerreError):
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 # -- reproduce ----------------------------------------------------------------------------------
