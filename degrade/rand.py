@@ -7,9 +7,15 @@ from statistics import NormalDist
 
 import numpy as np
 
+from .errors import RecipeError
+
 
 def sample_rng(seed: int, index: int) -> np.random.Generator:
-    """The generator of sample ``index`` under ``seed``: independent of worker count and order."""
+    """The generator of sample ``index`` under ``seed``: independent of worker count and order.
+    Both must be non-negative integers (``int()`` would silently truncate 1.5 to another sample)."""
+    for what, v in (("seed", seed), ("index", index)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise RecipeError(f"{what} must be an integer of at least 0, got {v!r}")
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index),)))
 
 

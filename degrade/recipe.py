@@ -283,9 +283,6 @@ class Recipe:
 
     def sample_params(self, seed: int, index: int) -> Record:
         """The record of sample ``index`` under ``seed`` (the reproducibility contract)."""
-        for what, v in (("seed", seed), ("index", index)):
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise RecipeError(f"{what} must be an integer of at least 0, got {v!r}")
         return self.sample(sample_rng(seed, index))
 
     def apply(self, image: np.ndarray, seed: int, index: int = 0) -> Degraded:
