@@ -198,13 +198,12 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     from degrade.batch import check_outputs, degrade_files, preview_sheet, resolve_inputs
     from degrade.sheet import check_sheet_path, save_sheet
 
-    if sheet:
-        check_sheet_path(sheet)
     r = load_recipe(recipe)
     paths = resolve_inputs(images)
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(images)}")
     if sheet:
+        check_sheet_path(sheet)
         check_outputs(paths, [[sheet]], "--sheet")  # checked against every input
     with _progress(len(paths) * count, "degrading", "images") as tick:
         report = degrade_files(paths, r, seed, Path(out), count, on_progress=tick, keep_previews=24 if sheet else 0)

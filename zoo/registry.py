@@ -53,28 +53,25 @@ def make_config(name: str, preset: str = "small", **overrides: Any):
     presets = getattr(spec.config, "PRESETS", {"small": {}})
     if preset not in presets:
         raise DaguerreError(f"model {name!r} has no preset {preset!r} (have {', '.join(presets)})")
+    return _config(name, spec, {**presets[preset], **overrides})
+
+
+def _config(name: str, spec: ModelSpec, values: dict[str, Any]):
     fields = {f.name for f in dataclasses.fields(spec.config)}
-    bad = sorted(set(overrides) - fields)
+    bad = sorted(set(values) - fields)
     if bad:
         raise DaguerreError(f"model {name!r} has no setting {bad[0]!r} (settings: {', '.join(sorted(fields))})")
-    return spec.config(**{**presets[preset], **overrides})
+    return spec.config(**values)
 
 
 def create_model(name: str, config: Any = None, preset: str = "small", **overrides: Any) -> torch.nn.Module:
-    """Build a registered model from a config (or a preset plus overrides)."""
+    """Build a registered model from a config (dataclass or dict) or a preset, plus overrides."""
     spec = get_spec(name)
-    cfg = config if config is not None else make_config(name, preset, **overrides)
-    if not isinstance(cfg, spec.config):
-        fields = {f.name for f in dataclasses.fields(spec.config)}
-        bad = sorted(set(cfg) - fields)
-        if bad:
-            raise DaguerreError(f"model {name!r} has no setting {bad[0]!r} (settings: {', '.join(sorted(fields))})")
-        cfg = spec.config(**cfg)
-    if config is not None and overrides:
-        bad = sorted(set(overrides) - {f.name for f in dataclasses.fields(spec.config)})
-        if bad:
-            raise DaguerreError(f"model {name!r} has no setting {bad[0]!r}")
-        cfg = dataclasses.replace(cfg, **overrides)
+    if config is None:
+        cfg = make_config(name, preset, **overrides)
+    else:
+        values = dataclasses.asdict(config) if isinstance(config, spec.config) else dict(config)
+        cfg = _config(name, spec, {**values, **overrides})
     model = spec.builder(cfg)
     model.config = cfg
     model.model_name = name
