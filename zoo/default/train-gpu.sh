@@ -7,36 +7,12 @@
 # has the command that ran it and what came out; docs/benchmarks.md what it did to quality.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-IN=${IN:-.gpu}
-WORK=${WORK:-/tmp/daguerre-gpu}
-DEST=${OUT:-$WORK/out}
-BUDGET=${BUDGET:-540}       # seconds for this whole script
-COUNT=${COUNT:-16000}       # samples in the training set built there
 BATCH=${BATCH:-32}
 SIZE=${SIZE:-256}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-12}      # DataLoader workers
 CKPT=${CKPT:-250}           # steps between checkpoints (what a run stopped by the time limit keeps)
-PY=${PY:-python3}
-export DAGUERRE_HOME=$WORK/home PYTHONUNBUFFERED=1
-mkdir -p "$DAGUERRE_HOME/models" "$DEST"
-exec > >(tee "$DEST/gpu.log") 2>&1
-
-if ! $PY -c "import zarr, dask" 2>/dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" "$IN"/whl/*.whl
-    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-DG="$PY cli.py"
-cp "$IN"/models/* "$DAGUERRE_HOME/models/"
-$PY -c "import torch, numpy, cv2, zarr, dask, skimage; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', '| numpy', numpy.__version__, '| cv2', cv2.__version__, '| zarr', zarr.__version__, '| dask', dask.__version__, '| skimage', skimage.__version__)"
-echo "cpus $(nproc)"
-
-# the training set: same recipe as `x`, more samples, another seed
-$DG dataset create x-gpu --recipe zoo/default/train-mix.yaml --source "$IN/clean-train" --count "$COUNT" \
-    --size 256 --seed 11 --workers "$(nproc)" --scheduler processes
-$DG dataset info x-gpu --json > "$DEST/x-gpu-info.json"
-echo "[$SECONDS s] dataset done"
+. zoo/default/gpu-common.sh
 
 phase() {  # phase STEPS DECAY_START DECAY_STEPS > yaml
     cat <<EOF
@@ -80,12 +56,7 @@ R=$WORK/runs/mapping-gpu
 train "$DEST/mapping-gpu.yaml" "$R" default-mapping-gpu $((BUDGET - SECONDS - 10)) || echo "training stopped early (exit $?)"
 echo "[$SECONDS s] training done"
 
-cp "$R/losses.csv" "$R/losses.png" "$DEST/" 2>/dev/null || true
 last=$(ls "$R"/samples/*.png 2>/dev/null | tail -1 || true)
 [ -z "$last" ] || cp "$last" "$DEST/samples-last.png"
-M=$DAGUERRE_HOME/models/default-mapping-gpu
-if ! [ -f "$M.safetensors" ] && [ -f "$R/last.safetensors" ]; then  # stopped by the time limit: its last checkpoint
-    $PY -c "from zoo.train import export_state; export_state('$R/last', 'default-mapping-gpu')"
-fi
-if [ -f "$M.safetensors" ]; then cp "$M".{safetensors,json} "$DEST/"; fi
+keep "$R" default-mapping-gpu
 echo "[$SECONDS s] all done"
