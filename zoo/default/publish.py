@@ -2,7 +2,8 @@
 before/after sheets of every real old photo and the README's before | after into docs/img.
 
 ``python -m zoo.default.publish WORK`` (the last step of ``make train-default``). Run again on a
-published bundle (recalibrated, say) without WORK's provenance.json, it keeps the card's.
+published bundle (recalibrated, say) without WORK's provenance.json, it keeps the card's; on a
+bundle of the shipped networks with another detector, it takes the shipped card's.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def readme_image(model: str, photo: Path, out: Path) -> None:
     atomic_write_bytes(out, encode_png(compare_image(px, restore(px, model).image)))
 
 
+def _shipped_card() -> dict | None:
+    path = ROOT / "zoo" / "weights" / "default.json"
+    card = json.loads(path.read_text()) if path.exists() else None
+    return card if card and "provenance" in card else None
+
+
 def main(work: str) -> None:
     work = Path(work)
     sys.path.insert(0, str(ROOT / "bench"))
@@ -82,8 +89,12 @@ def main(work: str) -> None:
         card["provenance"] = provenance(work)
     elif "provenance" in card:  # re-publishing a published bundle (say, recalibrated): its training photos are unchanged
         print(f"no {work / 'provenance.json'}: keeping the card's provenance ({card['provenance']['clean_training_photos']} photos)")
+    elif (shipped := _shipped_card()) and all(shipped["parts"][k] == card["parts"][k] for k in ("vae1", "vae2", "mapping")):
+        card["provenance"] = shipped["provenance"]  # a new detector or calibration on the shipped networks
+        print(f"no {work / 'provenance.json'}: the networks are the shipped ones, keeping their provenance")
     else:
         raise SystemExit(f"no {work / 'provenance.json'} and no provenance in the bundle's card: run zoo.default.sources first")
+    card["name"] = "default"
     det = card["parts"]["scratch"]
     if any(d.get("name") == "x-gpu" for d in det.get("datasets", [])):
         card["provenance"]["detector"] = ("trained on a GPU from the CPU-trained detector (zoo/default/gpu-run-detector/): "
