@@ -2,7 +2,7 @@
 
 The device tool carries at most 64 MiB with the working tree, so the large wallpapers are
 downscaled (short side 1536 px, JPEG quality 93) and the McMaster TIFFs become lossless PNGs;
-the other photographs travel as they are. Usage: DAGUERRE_HOME=… python -m zoo.default.gpu_inputs WORK [DEST [MODEL,MODEL…]] [--webp]
+the other photographs travel as they are (with --webp, 8-bit PNGs and TIFFs as lossless WebP). Usage: DAGUERRE_HOME=… python -m zoo.default.gpu_inputs WORK [DEST [MODEL,MODEL…]] [--webp]
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ $DG train mapping --config zoo/default/mapping-ft2.yaml --pairs x --vae1 default
     --init default-mapping-ft --out "$WORK/runs/mapping-ft2" --name default-mapping-ft2
 # The shipped detector was trained on a GPU, 6,000 steps of batch 32 at 256 px from default-scratch-ft
 # (zoo/default/train-gpu-detector.sh; weights and record in zoo/default/gpu-run-detector/); this
-# CPU would need days for that, so the bundle takes the committed weights. DETECTOR=default-scratch-ft
+# CPU would need about a day for that (some 10 s a step), so the bundle takes the committed weights. DETECTOR=default-scratch-ft
 # bundles the CPU-trained detector instead.
 DETECTOR=${DETECTOR:-zoo/default/gpu-run-detector/default-scratch-gpu.safetensors}
 $DG zoo bundle default --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping-ft2 --scratch "$DETECTOR"
