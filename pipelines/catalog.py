@@ -310,10 +310,13 @@ def garbage(catalog: Catalog) -> list[Path]:
         a = os.path.realpath(p)
         return any(r == a or r.startswith(a + os.sep) or a.startswith(r + os.sep) for r in refs)
 
+    def dataset_folder(d: Path) -> bool:  # NAME/ holding vN.zarr; not something else, nor a folder around a --store
+        if not NAME_RE.match(d.name) or d.name.endswith(".zarr"):
+            return False
+        return not holds_data(d) or any(os.path.dirname(r) == os.path.realpath(d) for r in refs)
+
     out = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        if not NAME_RE.match(d.name) or d.name.endswith(".zarr") or (holds_data(d) and not any(os.path.dirname(r) == os.path.realpath(d) for r in refs)):
-            continue  # not a dataset's folder: something else (or a --store) placed under datasets/
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and dataset_folder(p)):
         busy = is_locked(d.name)
         for p in sorted(d.iterdir()):
             if p.name == ".lock":

@@ -282,10 +282,7 @@ def run_tasks(
     done = False
     try:
         with Callback(posttask=posttask):
-            if pool is None:
-                dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
-            else:
-                dask.compute(*tasks, scheduler=scheduler, num_workers=workers, pool=pool)
+            dask.compute(*tasks, scheduler=scheduler, num_workers=workers, pool=pool)  # threads: None, their own pool
         done = True
     except BrokenProcessPool:
         raise DaguerreError(
