@@ -124,15 +124,18 @@ def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
         return Picture(np.clip(arr, 0, 255).astype(np.uint8), None, depth, name)
     if mode == "LA":
         arr = np.asarray(im)
-        alpha = arr[..., 1].copy()
-        return Picture(arr[..., 0].copy(), None if alpha.min() == 255 else alpha, depth, name)
+        return Picture(arr[..., 0].copy(), _alpha(arr[..., 1]), depth, name)
     if mode in ("RGBA", "RGBa", "PA"):
         arr = np.asarray(im.convert("RGBA"))
-        alpha = arr[..., 3].copy()
-        return Picture(np.ascontiguousarray(arr[..., :3]), None if alpha.min() == 255 else alpha, depth, name)
+        return Picture(np.ascontiguousarray(arr[..., :3]), _alpha(arr[..., 3]), depth, name)
     if mode != "RGB":
         im = im.convert("RGB")
     return Picture(np.asarray(im).copy(), None, depth, name)
+
+
+def _alpha(a: np.ndarray) -> np.ndarray | None:
+    """An alpha channel worth keeping: None when the image is wholly opaque."""
+    return None if a.min() == 255 else a.copy()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes]) -> None:

@@ -54,6 +54,16 @@ def _keep(key: str, parts: tuple[str, ...] | None) -> bool:
     return parts is None or key.split(".", 1)[0] in parts
 
 
+def _same_model(recorded: str, given: Path) -> bool:
+    """The same name, or the same file under another name (the same latent space)."""
+    if Path(recorded).stem == given.stem:
+        return True
+    try:
+        return Path(recorded).read_bytes() == given.read_bytes()
+    except OSError:
+        return False
+
+
 def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, extra_card: dict | None = None) -> Path:
     """Combine four trained checkpoints (names or paths) into one bundle in the model store."""
     tensors: dict[str, torch.Tensor] = {}
@@ -68,20 +78,14 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
         # a fine-tuned part names what it started from (its steps count from there)
         cards[part]["upstream"] = {k: Path(v).stem for k, v in (card.get("upstream") or {}).items()}
         if part == "mapping":
-            recorded = card.get("upstream") or {}
+            trained_on = card.get("upstream") or {}  # the VAE files it was trained with, as paths
     for part, card in cards.items():
         if card.get("stage") not in (part, None):  # a VAE2 given as --vae1 shares its architecture, not its latent space
             raise DaguerreError(f"--{part} {card.get('name')} was trained as {card.get('stage')}, not {part}")
-    trained_with = cards["mapping"]["upstream"]
     for part, ref in (("vae1", vae1), ("vae2", vae2)):
-        path = store.resolve(ref)
-        given = path.stem
-        try:  # the same file under another name is the same latent space
-            same = Path(recorded[part]).read_bytes() == path.read_bytes()
-        except (KeyError, OSError, TypeError):
-            same = False
-        if trained_with.get(part) and trained_with[part] != given and not same:
-            raise DaguerreError(f"the mapping was trained on the latents of {part} {trained_with[part]}, not {given} (--{part})")
+        given = store.resolve(ref)
+        if trained_on.get(part) and not _same_model(trained_on[part], given):
+            raise DaguerreError(f"the mapping was trained on the latents of {part} {Path(trained_on[part]).stem}, not {given.stem} (--{part})")
     c1, c2, cm = cards["vae1"]["config"], cards["vae2"]["config"], cards["mapping"]["config"]
     if c1["latent"] != c2["latent"] or c1["n_down"] != c2["n_down"] or cm["latent"] != c1["latent"]:
         raise DaguerreError("vae1, vae2 and mapping disagree on latent channels or stride")

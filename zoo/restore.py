@@ -316,7 +316,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
     stems = output_stems(list(paths))
     check_outputs(paths, [[out / f"{s}{x}" for x in (".png", ".mask.png", ".compare.png")] for s in stems])
-    name_max = os.pathconf(out if out.exists() else out.parent if out.parent.exists() else ".", "PC_NAME_MAX")
+    name_max = os.pathconf(next(d for d in (out, *out.absolute().parents) if d.exists()), "PC_NAME_MAX")  # out may not exist yet
     for path, stem in zip(paths, stems):
         t = time.perf_counter()
         try:
