@@ -6,6 +6,9 @@ WORK=${WORK:-/tmp/daguerre-gpu}
 DEST=${OUT:-$WORK/out}
 BUDGET=${BUDGET:-540}       # seconds for the whole script
 COUNT=${COUNT:-16000}       # samples in the training set built there
+BATCH=${BATCH:-32}          # training batches of whole tiles
+SIZE=${SIZE:-256}
+DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
 export DAGUERRE_HOME=$WORK/home PYTHONUNBUFFERED=1
 mkdir -p "$DAGUERRE_HOME/models" "$DEST"

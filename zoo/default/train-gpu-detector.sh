@@ -9,9 +9,6 @@
 # has the commands that ran and what came out, docs/benchmarks.md what it did.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BATCH=${BATCH:-32}
-SIZE=${SIZE:-256}
-DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-14}      # DataLoader workers
 CKPT=${CKPT:-250}
 STEPS_A=${STEPS_A:-6000}    # 0.027 s a step on an H100 with the data keeping up

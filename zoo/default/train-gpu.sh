@@ -7,9 +7,6 @@
 # has the command that ran it and what came out; docs/benchmarks.md what it did to quality.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BATCH=${BATCH:-32}
-SIZE=${SIZE:-256}
-DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-12}      # DataLoader workers
 CKPT=${CKPT:-250}           # steps between checkpoints (what a run stopped by the time limit keeps)
 . zoo/default/gpu-common.sh
