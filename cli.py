@@ -769,15 +769,24 @@ def zoo_info(ref: str) -> None:
 
 @zoo.command("bundle")
 @click.argument("name")
-@click.option("--vae1", required=True)
-@click.option("--vae2", required=True)
-@click.option("--mapping", required=True)
-@click.option("--scratch", required=True)
-def zoo_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str) -> None:
+@click.option("--vae1")
+@click.option("--vae2")
+@click.option("--mapping")
+@click.option("--scratch")
+@click.option("--from", "base", metavar="BUNDLE", help="Copy this bundle, replacing only --scratch and/or --mapping.")
+def zoo_bundle(name: str, vae1: str | None, vae2: str | None, mapping: str | None, scratch: str | None, base: str | None) -> None:
     """Tie VAE1's encoder, the mapping, VAE2's decoder and the detector into a restoration bundle."""
-    from zoo.bundle import make_bundle
+    from zoo.bundle import make_bundle, replace_parts
 
-    path = make_bundle(name, vae1, vae2, mapping, scratch)
+    if base:
+        if vae1 or vae2:
+            raise click.UsageError("--from keeps the bundle's VAEs: give --scratch and/or --mapping")
+        path = replace_parts(name, base, mapping=mapping, scratch=scratch)
+    else:
+        missing = [f"--{k}" for k, v in (("vae1", vae1), ("vae2", vae2), ("mapping", mapping), ("scratch", scratch)) if not v]
+        if missing:
+            raise click.UsageError(f"missing {', '.join(missing)} (or --from BUNDLE to replace parts of one)")
+        path = make_bundle(name, vae1, vae2, mapping, scratch)
     click.echo(f"bundle {name} -> {path}")
 
 

@@ -15,7 +15,7 @@ from cli_helpers import one_line_error, run
 from degrade.errors import DaguerreError
 from pipelines import build_spec, create_dataset
 from zoo import checkpoint, store
-from zoo.bundle import load_bundle, make_bundle
+from zoo.bundle import load_bundle, make_bundle, replace_parts
 from zoo.train import TrainConfig, train
 
 TINY = {
@@ -150,6 +150,23 @@ def test_every_stage_trains_and_its_loss_falls(data, tmp_path):
         z = b.mapping(b.vae1.encode(x)[0], (torch.sigmoid(b.scratch(x)) > 0.5).float())
         y = b.vae2.decode(z)
     assert y.shape == x.shape
+    # a bundle with another detector, from the bundle alone (no part checkpoints needed)
+    other = train(cfg("scratch", tmp_path / "scratch-other", steps=1, pairs="x", name="scratch-other"))
+    replace_parts("b2", "b", scratch="scratch-other")
+    b2, (t_b, _), (t_b2, _) = load_bundle("b2"), checkpoint.load(path), checkpoint.load(store.resolve("b2"))
+    t_other = checkpoint.prefixed(checkpoint.load(other["path"])[0], "model")
+    assert b2.card["parts"]["scratch"]["name"] == "scratch-other" and "calibration" not in b2.card
+    assert all(torch.equal(t_b2[f"scratch.{k}"], v) for k, v in t_other.items())
+    kept = [k for k in t_b if not k.startswith("scratch.")]
+    assert kept and all(torch.equal(t_b[k], t_b2[k]) for k in kept)
+    assert b2.card["parts"]["mapping"] == b.card["parts"]["mapping"]
+    replace_parts("b3", "b", mapping="mapping")  # the mapping of the same VAEs
+    with pytest.raises(DaguerreError, match="--mapping vae1 is a 'vae' checkpoint, expected 'mapping'"):
+        replace_parts("b3", "b", mapping="vae1")
+    with pytest.raises(DaguerreError, match="--from replaces --scratch and/or --mapping"):
+        replace_parts("b3", "b", vae1="vae1")
+    with pytest.raises(DaguerreError, match="--from scratch is a 'scratch_unet' checkpoint, not a restoration bundle"):
+        replace_parts("b3", "scratch", scratch="scratch-other")
 
 
 def test_checkpoint_round_trip_and_resume_is_exact(data, tmp_path):
@@ -324,6 +341,9 @@ def test_cli_train_zoo_ls_info_and_errors(capsys, data, tmp_path):
         (["train", "vae2", "--clean", "x", "--config", str(tmp_path / "missing.yaml")], "cannot read config"),
         (["zoo", "info", "nothing"], "unknown model 'nothing'"),
         (["zoo", "info", str(tmp_path / "x.safetensors")], "no checkpoint at"),
+        (["zoo", "bundle", "b", "--vae1", "a", "--scratch", "s"], "missing --vae2, --mapping (or --from BUNDLE"),
+        (["zoo", "bundle", "b", "--from", "nothing", "--scratch", "s"], "unknown model 'nothing'"),
+        (["zoo", "bundle", "b", "--from", "nothing", "--vae1", "v"], "--from keeps the bundle's VAEs"),
     ]:
         r = run(capsys, *args)
         assert one_line_error(r) and msg in r.err, (args, r.err)

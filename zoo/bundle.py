@@ -99,6 +99,48 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
     return store.register(name, tensors, card)
 
 
+def replace_parts(name: str, base: str, **refs: str | None) -> Path:
+    """A copy of bundle ``base`` with its detector and/or mapping replaced (``scratch=``, ``mapping=``).
+
+    A new detector trained elsewhere (a GPU, say) joins the shipped networks without their part
+    checkpoints. Its calibration and tone anchoring were for the old parts: the copy has none until
+    ``zoo calibrate``. The VAEs cannot be swapped alone: the mapping is tied to their latent spaces.
+    """
+    refs = {k: v for k, v in refs.items() if v}
+    if not refs or set(refs) - {"mapping", "scratch"}:
+        raise DaguerreError("--from replaces --scratch and/or --mapping (the VAEs only with a mapping trained on them: "
+                            "bundle the four parts instead)")  # fmt: skip
+    tensors, card = checkpoint.load(store.resolve(base))
+    if card.get("model") != "bundle":
+        raise DaguerreError(f"--from {base} is a {card.get('model')!r} checkpoint, not a restoration bundle")
+    for part, ref in refs.items():
+        model, keep = PARTS[part]
+        t, pc = store.load(ref, model, f"--{part}")
+        if pc.get("stage") not in (part, None):
+            raise DaguerreError(f"--{part} {pc.get('name')} was trained as {pc.get('stage')}, not {part}")
+        if part == "mapping":
+            for vae, path in (pc.get("upstream") or {}).items():
+                if vae in ("vae1", "vae2") and Path(path).stem != card["parts"][vae]["name"]:
+                    raise DaguerreError(f"the mapping was trained on the latents of {vae} {Path(path).stem}, "
+                                        f"not {card['parts'][vae]['name']} (the {vae} of {base})")  # fmt: skip
+            if pc["config"]["latent"] != card["parts"]["vae1"]["config"]["latent"]:
+                raise DaguerreError("--mapping and the bundle's VAEs disagree on latent channels")
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(f"{part}.")}
+        tensors.update({f"{part}.{k}": v for k, v in checkpoint.prefixed(t, "model").items() if _keep(k, keep)})
+        card["parts"][part] = {k: pc.get(k) for k in ("name", "model", "config", "stage", "datasets", "steps", "losses", "saved")}
+        card["parts"][part]["upstream"] = {k: Path(v).stem for k, v in (pc.get("upstream") or {}).items()}
+    for stale in ("calibration", "anchor", "metrics"):
+        card.pop(stale, None)
+    card["name"] = name
+    try:
+        existing = checkpoint.load(store.models_dir() / name)[1].get("model")
+    except DaguerreError:
+        existing = None
+    if existing not in (None, "bundle"):
+        raise DaguerreError(f"{name} is a {existing!r} checkpoint in the store; give the bundle another name")
+    return store.register(name, tensors, card)
+
+
 def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle by name or path (a corrupt or foreign file is a clear error)."""
     tensors, card = checkpoint.load(store.resolve(ref))

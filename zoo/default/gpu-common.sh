@@ -22,11 +22,13 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 DG="$PY cli.py"
 cp "$IN"/models/* "$DAGUERRE_HOME/models/"
 $PY -c "import torch, numpy, cv2, zarr, dask, skimage; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', '| numpy', numpy.__version__, '| cv2', cv2.__version__, '| zarr', zarr.__version__, '| dask', dask.__version__, '| skimage', skimage.__version__)"
-echo "cpus $(nproc)"
+# nproc honours OMP_NUM_THREADS, which the detector script sets to 1 for its DataLoader workers
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+echo "cpus $CPUS"
 
 # the training set: same recipe as `x`, more samples, another seed
 $DG dataset create x-gpu --recipe zoo/default/train-mix.yaml --source "$IN/clean-train" --count "$COUNT" \
-    --size 256 --seed 11 --workers "$(nproc)" --scheduler processes
+    --size 256 --seed 11 --workers "$CPUS" --scheduler processes
 $DG dataset info x-gpu --json > "$DEST/x-gpu-info.json"
 echo "[$SECONDS s] dataset done"
 

@@ -12,7 +12,9 @@ cd "$(dirname "$0")/../.."
 WORKERS=${WORKERS:-14}      # DataLoader workers
 CKPT=${CKPT:-250}
 STEPS_A=${STEPS_A:-6000}    # 0.027 s a step on an H100 with the data keeping up
-STEPS_B=${STEPS_B:-3500}    # 0.029 s
+STEPS_B=${STEPS_B:-3500}    # 0.029 s; 0 skips the second run and gives the first the whole budget
+INIT_A=${INIT_A:-default-scratch-ft}
+NAME_A=${NAME_A:-default-scratch-gpu}
 # Two runs side by side, 7 workers each and no thread limits, waited on data 97 % of the time
 # (0.84 s a step); one run with 14 workers and these limits did not (gpu-run-detector/README.md).
 export OMP_NUM_THREADS=1 ZARR_THREADING__MAX_WORKERS=1
@@ -43,9 +45,11 @@ train() {  # train YAML NAME SECONDS [--init MODEL]
 
 phase "$STEPS_A" 0.0002 > "$DEST/scratch-gpu.yaml"
 phase "$STEPS_B" 0.0005 "model_overrides: {scratch_unet: {depth: 5}}" > "$DEST/scratch-gpu-deep.yaml"
-train "$DEST/scratch-gpu.yaml" default-scratch-gpu $(((BUDGET - SECONDS) * 6 / 10)) --init default-scratch-ft
-keep "$WORK/runs/default-scratch-gpu" default-scratch-gpu
+if [ "$STEPS_B" -gt 0 ]; then LIMIT_A=$(((BUDGET - SECONDS) * 6 / 10)); else LIMIT_A=$((BUDGET - SECONDS - 15)); fi
+train "$DEST/scratch-gpu.yaml" "$NAME_A" "$LIMIT_A" --init "$INIT_A"
+keep "$WORK/runs/$NAME_A" "$NAME_A"
 echo "[$SECONDS s] first run done"
+[ "$STEPS_B" -gt 0 ] || exit 0
 train "$DEST/scratch-gpu-deep.yaml" default-scratch-gpu-deep $((BUDGET - SECONDS - 15))
 keep "$WORK/runs/default-scratch-gpu-deep" default-scratch-gpu-deep
 echo "[$SECONDS s] all done"
