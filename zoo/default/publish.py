@@ -97,9 +97,12 @@ def main(work: str) -> None:
     card["name"] = "default"
     det = card["parts"]["scratch"]
     if any(d.get("name") == "x-gpu" for d in det.get("datasets", [])):
-        card["provenance"]["detector"] = ("trained on a GPU from the CPU-trained detector (zoo/default/gpu-run-detector/): "
-                                          f"x-gpu, {det['datasets'][0]['count']} train-mix samples of the 112 photographs "
-                                          "zoo/default/sources.py lists (18 more than the 94 of earlier runs)")  # fmt: skip
+        start = (det.get("upstream") or {}).get("init", "scratch")
+        card["provenance"]["detector"] = ("trained on a GPU, each run from the one before, from the CPU-trained detector on "
+                                          "(zoo/default/gpu-run-detector/README.md); the last run: "
+                                          f"{det['steps']} steps from {start} on x-gpu, {det['datasets'][0]['count']} train-mix "
+                                          "samples of the 112 photographs zoo/default/sources.py lists (18 more than the 94 "
+                                          "the networks were trained on)")  # fmt: skip
     card["metrics"] = {ref: {"psnr": r["methods"]["zoo:default"]["psnr"], "ssim": r["methods"]["zoo:default"]["ssim"],
                              "gain_psnr": r["gain_over_input"]["psnr"], "gain_ssim": r["gain_over_input"]["ssim"],
                              "detection_f1": (r["detection"] or {}).get("pooled", {}).get("f1")} for ref, r in quality.items()}  # fmt: skip
