@@ -271,8 +271,9 @@ def dataset_export(ref: str, fmt: str, out: str) -> None:
 
     ds = open_dataset(ref)
     with _progress(len(ds), "exporting", "samples") as advance:
-        n = export_png(ds, Path(out), on_sample=advance)
-    click.echo(f"exported {n} samples of {ds.path} to {out}")
+        n, there = export_png(ds, Path(out), on_sample=advance)
+    resumed = f" ({there} were already there: resumed)" if there else ""
+    click.echo(f"exported {n} samples of {ds.path} to {out}{resumed}")
 
 
 def _human_bytes(n: int | None) -> str:

@@ -142,24 +142,51 @@ def create_dataset(
         catalog.close()
 
 
-def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = None) -> int:
-    """Write ``NNNNNN.degraded.png`` (+ ``.clean.png``, ``.mask.png``) and ``NNNNNN.json`` per sample,
-    into a new or empty folder (never over other files, nor mixed with another export)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DaguerreError(f"{out} is not an empty folder; export into a new one")
-    out.mkdir(parents=True, exist_ok=True)
+EXPORT_MARK = ".daguerre-export.json"
+"""Written first into an export folder: which dataset it holds, so an interrupted export can resume."""
+
+
+def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = None) -> tuple[int, int]:
+    """Write ``NNNNNN.degraded.png`` (+ ``.clean.png``, ``.mask.png``) and ``NNNNNN.json`` per sample;
+    returns (written, already there).
+
+    Into a new or empty folder, never over other files. Re-run into the folder of an interrupted
+    export of the same dataset, it writes only the samples that are missing (each sample's JSON is
+    written last, atomically, so a sample whose JSON exists is complete).
+    """
+    mark = {"identity": ds.attrs.get("identity") or str(ds.path), "count": len(ds), "dataset": str(ds.path)}
+    if out.exists() and not out.is_dir():
+        raise DaguerreError(f"{out} is not a folder; export into a new one")
+    if out.exists() and any(out.iterdir()):
+        try:
+            held = json.loads((out / EXPORT_MARK).read_text())
+        except (OSError, ValueError):
+            raise DaguerreError(f"{out} is not an empty folder; export into a new one") from None
+        if not isinstance(held, dict) or (held.get("identity"), held.get("count")) != (mark["identity"], mark["count"]):
+            what = held.get("dataset") if isinstance(held, dict) else "?"
+            raise DaguerreError(f"{out} holds an export of another dataset ({what}); export into a new one")
+        for tmp in out.glob(".*.tmp"):  # left by a killed export's atomic writes
+            tmp.unlink(missing_ok=True)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / EXPORT_MARK, (json.dumps(mark, indent=1) + "\n").encode())
     width = max(6, len(str(len(ds) - 1)))
+    written = there = 0
     for i in range(len(ds)):
-        s = ds[i]
         stem = out / f"{i:0{width}d}"
-        for f in ("degraded", "clean", "mask"):
-            if f in s:
-                atomic_write_bytes(stem.with_suffix(f".{f}.png"), encode_png(s[f]))
-        meta = {"index": i, "source": s.get("source"), "params": s.get("params"), "dataset": str(ds.path)}
-        atomic_write_bytes(stem.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
+        if stem.with_suffix(".json").exists():
+            there += 1
+        else:
+            s = ds[i]
+            for f in ("degraded", "clean", "mask"):
+                if f in s:
+                    atomic_write_bytes(stem.with_suffix(f".{f}.png"), encode_png(s[f]))
+            meta = {"index": i, "source": s.get("source"), "params": s.get("params"), "dataset": str(ds.path)}
+            atomic_write_bytes(stem.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
+            written += 1
         if on_sample:
             on_sample()
-    return len(ds)
+    return written, there
 
 
 __all__ = ["build_spec", "create_dataset", "export_png", "open_dataset"]

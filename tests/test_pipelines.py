@@ -368,7 +368,7 @@ def test_cli_create_export_and_errors(capsys, home, tmp_path):
     assert r.code == 0 and "created c@v1 (10 samples, 48 px, 3 shards)" in r.out
     r = run(capsys, "dataset", "export", "c", "--out", tmp_path / "png")
     assert r.code == 0
-    names = sorted(p.name for p in (tmp_path / "png").iterdir())
+    names = sorted(p.name for p in (tmp_path / "png").iterdir() if p.name != ".daguerre-export.json")
     assert len(names) == 40 and names[:4] == ["000000.clean.png", "000000.degraded.png", "000000.json", "000000.mask.png"]
     meta = json.loads((tmp_path / "png" / "000003.json").read_text())
     assert meta["params"] is not None and meta["source"]["file"]

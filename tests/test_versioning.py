@@ -346,8 +346,29 @@ def test_export_refuses_a_folder_that_is_not_empty(capsys, home, tmp_path):
     assert one_line_error(r) and "not an empty folder" in r.err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
     assert run(capsys, "dataset", "export", "x", "--out", tmp_path / "fresh").code == 0
-    r = run(capsys, "dataset", "export", "x", "--out", tmp_path / "fresh")
-    assert one_line_error(r)
+    make(capsys, "y", "--seed", "9", count=4)  # another dataset (the same command would make the same one)
+    r = run(capsys, "dataset", "export", "y", "--out", tmp_path / "fresh")
+    assert one_line_error(r) and "holds an export of another dataset" in r.err
+
+
+def test_an_interrupted_export_resumes_with_the_same_bytes(capsys, home, tmp_path):
+    make(capsys, "x", count=5)
+    out = tmp_path / "png"
+    assert run(capsys, "dataset", "export", "x", "--out", out).code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(before) == 1 + 5 * 4  # the marker, then degraded, clean, mask and JSON per sample
+    # as a kill would leave it: sample 3 half written, sample 4 not at all, a temporary file
+    for p in [*out.glob("000003.*.png")][:2] + [*out.glob("000004.*")] + [out / "000003.json"]:
+        p.unlink()
+    (out / "000003.degraded.png").write_bytes(b"torn")
+    (out / ".tmpjunk.tmp").write_bytes(b"x")
+    kept = (out / "000001.json").stat().st_mtime_ns
+    r = run(capsys, "dataset", "export", "x", "--out", out)
+    assert r.code == 0 and "exported 2 samples" in r.out and "3 were already there" in r.out, r.out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (out / "000001.json").stat().st_mtime_ns == kept  # complete samples are not rewritten
+    r = run(capsys, "dataset", "export", "x", "--out", out)
+    assert r.code == 0 and "exported 0 samples" in r.out and "5 were already there" in r.out
 
 
 def test_an_unwritable_catalog_fails_before_generating(capsys, home, monkeypatch):
