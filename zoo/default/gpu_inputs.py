@@ -17,7 +17,7 @@ import cv2
 
 WHEELS = ["zarr==3.1.6", "numcodecs==0.16.6", "donfig==0.8.1.post1", "google-crc32c==1.9.0",
           "dask==2026.8.0", "partd==1.4.2", "locket==1.0.0"]  # fmt: skip
-MODELS = "default-vae1,default-vae2,default-mapping-ft2"  # what train-gpu.sh starts from; train-gpu-detector.sh needs default-scratch-ft
+MODELS = "default-vae1,default-vae2,default-mapping-ft2"  # what train-gpu.sh starts from; train-gpu-detector.sh needs its INIT_A
 SHORT_SIDE = 1536
 
 
