@@ -64,6 +64,22 @@ def _same_model(recorded: str, given: Path) -> bool:
         return False
 
 
+def _part_card(card: dict) -> dict:
+    """What a bundle's card keeps of a part's card; a fine-tuned part names what it started from."""
+    kept = {k: card.get(k) for k in ("name", "model", "config", "stage", "datasets", "steps", "losses", "saved")}
+    return {**kept, "upstream": {k: Path(v).stem for k, v in (card.get("upstream") or {}).items()}}
+
+
+def _check_bundle_name(name: str) -> None:
+    """Never overwrite a store model that is not a bundle."""
+    try:
+        existing = checkpoint.load(store.models_dir() / name)[1].get("model")
+    except DaguerreError:
+        existing = None
+    if existing not in (None, "bundle"):
+        raise DaguerreError(f"{name} is a {existing!r} checkpoint in the store; give the bundle another name")
+
+
 def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, extra_card: dict | None = None) -> Path:
     """Combine four trained checkpoints (names or paths) into one bundle in the model store."""
     tensors: dict[str, torch.Tensor] = {}
@@ -74,9 +90,7 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
         for k, v in checkpoint.prefixed(t, "model").items():
             if _keep(k, keep):
                 tensors[f"{part}.{k}"] = v
-        cards[part] = {k: card.get(k) for k in ("name", "model", "config", "stage", "datasets", "steps", "losses", "saved")}
-        # a fine-tuned part names what it started from (its steps count from there)
-        cards[part]["upstream"] = {k: Path(v).stem for k, v in (card.get("upstream") or {}).items()}
+        cards[part] = _part_card(card)
         if part == "mapping":
             trained_on = card.get("upstream") or {}  # the VAE files it was trained with, as paths
     for part, card in cards.items():
@@ -89,12 +103,7 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
     c1, c2, cm = cards["vae1"]["config"], cards["vae2"]["config"], cards["mapping"]["config"]
     if c1["latent"] != c2["latent"] or c1["n_down"] != c2["n_down"] or cm["latent"] != c1["latent"]:
         raise DaguerreError("vae1, vae2 and mapping disagree on latent channels or stride")
-    try:
-        existing = checkpoint.load(store.models_dir() / name)[1].get("model")
-    except DaguerreError:
-        existing = None
-    if existing not in (None, "bundle"):
-        raise DaguerreError(f"{name} is a {existing!r} checkpoint in the store; give the bundle another name")
+    _check_bundle_name(name)
     card = {"model": "bundle", "stage": "bundle", "parts": cards, **(extra_card or {})}
     return store.register(name, tensors, card)
 
@@ -127,17 +136,11 @@ def replace_parts(name: str, base: str, **refs: str | None) -> Path:
                 raise DaguerreError("--mapping and the bundle's VAEs disagree on latent channels")
         tensors = {k: v for k, v in tensors.items() if not k.startswith(f"{part}.")}
         tensors.update({f"{part}.{k}": v for k, v in checkpoint.prefixed(t, "model").items() if _keep(k, keep)})
-        card["parts"][part] = {k: pc.get(k) for k in ("name", "model", "config", "stage", "datasets", "steps", "losses", "saved")}
-        card["parts"][part]["upstream"] = {k: Path(v).stem for k, v in (pc.get("upstream") or {}).items()}
+        card["parts"][part] = _part_card(pc)
     for stale in ("calibration", "anchor", "metrics"):
         card.pop(stale, None)
     card["name"] = name
-    try:
-        existing = checkpoint.load(store.models_dir() / name)[1].get("model")
-    except DaguerreError:
-        existing = None
-    if existing not in (None, "bundle"):
-        raise DaguerreError(f"{name} is a {existing!r} checkpoint in the store; give the bundle another name")
+    _check_bundle_name(name)
     return store.register(name, tensors, card)
 
 
