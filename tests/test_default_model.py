@@ -137,3 +137,27 @@ def test_shipped_detector_is_the_committed_gpu_run():
     assert committed and all(k.startswith("model.") for k in committed)
     for k, v in committed.items():
         np.testing.assert_array_equal(shipped["scratch." + k[len("model."):]], v)
+
+
+def test_a_copy_of_the_shipped_bundle_with_another_detector(home):
+    """`zoo bundle NEW --from default --scratch DET`: the shipped networks, the new detector, nothing stale."""
+    from safetensors.numpy import load_file
+
+    from zoo.bundle import load_bundle, replace_parts
+    from zoo.store import SHIPPED
+
+    det = SHIPPED.parent / "default" / "gpu-run-detector" / "default-scratch-gpu.safetensors"
+    before = (SHIPPED / "default.safetensors").read_bytes(), (SHIPPED / "default.json").read_bytes()
+    path = replace_parts("other", "default", scratch=str(det))
+    card = load_bundle("other").card
+    assert card["parts"]["scratch"]["name"] == "default-scratch-gpu" and card["parts"]["scratch"]["steps"] == 6000
+    assert not {"calibration", "anchor", "metrics"} & set(card) and "detector" not in card["provenance"]
+    assert card["provenance"]["clean_training_photos"] == json.loads((SHIPPED / "default.json").read_text())["provenance"]["clean_training_photos"]
+    new, shipped, detector = load_file(path), load_file(SHIPPED / "default.safetensors"), load_file(det)
+    assert new.keys() == shipped.keys()
+    for k, v in new.items():
+        if k.startswith("scratch."):
+            np.testing.assert_array_equal(v, detector["model." + k[len("scratch."):]])
+        else:
+            np.testing.assert_array_equal(v, shipped[k])
+    assert ((SHIPPED / "default.safetensors").read_bytes(), (SHIPPED / "default.json").read_bytes()) == before

@@ -139,6 +139,8 @@ def replace_parts(name: str, base: str, **refs: str | None) -> Path:
         card["parts"][part] = _part_card(pc)
     for stale in ("calibration", "anchor", "metrics"):
         card.pop(stale, None)
+    if "scratch" in refs and isinstance(card.get("provenance"), dict):
+        card["provenance"].pop("detector", None)  # it told how the old detector was trained
     card["name"] = name
     _check_bundle_name(name)
     return store.register(name, tensors, card)
