@@ -154,7 +154,7 @@ def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = No
     export of the same dataset, it writes only the samples that are missing (each sample's JSON is
     written last, atomically, so a sample whose JSON exists is complete).
     """
-    mark = {"identity": ds.attrs.get("identity") or str(ds.path), "count": len(ds), "dataset": str(ds.path)}
+    mark = {"identity": ds.attrs.get("identity") or str(ds.path), "dataset": str(ds.path)}  # identity covers the count
     if out.exists() and not out.is_dir():
         raise DaguerreError(f"{out} is not a folder; export into a new one")
     if out.exists() and any(out.iterdir()):
@@ -162,7 +162,7 @@ def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = No
             held = json.loads((out / EXPORT_MARK).read_text())
         except (OSError, ValueError):
             raise DaguerreError(f"{out} is not an empty folder; export into a new one") from None
-        if not isinstance(held, dict) or (held.get("identity"), held.get("count")) != (mark["identity"], mark["count"]):
+        if not isinstance(held, dict) or held.get("identity") != mark["identity"]:
             what = held.get("dataset") if isinstance(held, dict) else "?"
             raise DaguerreError(f"{out} holds an export of another dataset ({what}); export into a new one")
         for tmp in out.glob(".*.tmp"):  # left by a killed export's atomic writes

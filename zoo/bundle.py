@@ -70,6 +70,15 @@ def _part_card(card: dict) -> dict:
     return {**kept, "upstream": {k: Path(v).stem for k, v in (card.get("upstream") or {}).items()}}
 
 
+def _load_part(part: str, ref: str) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    """A part's tensors under the bundle's ``part.`` prefix, its bundle card and its own card."""
+    model, keep = PARTS[part]
+    t, card = store.load(ref, model, f"--{part}")
+    if card.get("stage") not in (part, None):  # a VAE2 given as --vae1 shares its architecture, not its latent space
+        raise DaguerreError(f"--{part} {card.get('name')} was trained as {card.get('stage')}, not {part}")
+    return {f"{part}.{k}": v for k, v in checkpoint.prefixed(t, "model").items() if _keep(k, keep)}, _part_card(card), card
+
+
 def _check_bundle_name(name: str) -> None:
     """Never overwrite a store model that is not a bundle."""
     try:
@@ -85,17 +94,10 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
     tensors: dict[str, torch.Tensor] = {}
     cards = {}
     for part, ref in (("vae1", vae1), ("vae2", vae2), ("mapping", mapping), ("scratch", scratch)):
-        model, keep = PARTS[part]
-        t, card = store.load(ref, model, f"--{part}")
-        for k, v in checkpoint.prefixed(t, "model").items():
-            if _keep(k, keep):
-                tensors[f"{part}.{k}"] = v
-        cards[part] = _part_card(card)
+        t, cards[part], own = _load_part(part, ref)
+        tensors.update(t)
         if part == "mapping":
-            trained_on = card.get("upstream") or {}  # the VAE files it was trained with, as paths
-    for part, card in cards.items():
-        if card.get("stage") not in (part, None):  # a VAE2 given as --vae1 shares its architecture, not its latent space
-            raise DaguerreError(f"--{part} {card.get('name')} was trained as {card.get('stage')}, not {part}")
+            trained_on = own.get("upstream") or {}  # the VAE files it was trained with, as paths
     for part, ref in (("vae1", vae1), ("vae2", vae2)):
         given = store.resolve(ref)
         if trained_on.get(part) and not _same_model(trained_on[part], given):
@@ -123,20 +125,15 @@ def replace_parts(name: str, base: str, **refs: str | None) -> Path:
     if card.get("model") != "bundle":
         raise DaguerreError(f"--from {base} is a {card.get('model')!r} checkpoint, not a restoration bundle")
     for part, ref in refs.items():
-        model, keep = PARTS[part]
-        t, pc = store.load(ref, model, f"--{part}")
-        if pc.get("stage") not in (part, None):
-            raise DaguerreError(f"--{part} {pc.get('name')} was trained as {pc.get('stage')}, not {part}")
-        if part == "mapping":
-            for vae, path in (pc.get("upstream") or {}).items():
-                if vae in ("vae1", "vae2") and Path(path).stem != card["parts"][vae]["name"]:
-                    raise DaguerreError(f"the mapping was trained on the latents of {vae} {Path(path).stem}, "
+        t, card["parts"][part], _ = _load_part(part, ref)
+        if part == "mapping":  # the bundle's card knows its VAEs by name only
+            for vae, stem in card["parts"]["mapping"]["upstream"].items():
+                if vae in ("vae1", "vae2") and stem != card["parts"][vae]["name"]:
+                    raise DaguerreError(f"the mapping was trained on the latents of {vae} {stem}, "
                                         f"not {card['parts'][vae]['name']} (the {vae} of {base})")  # fmt: skip
-            if pc["config"]["latent"] != card["parts"]["vae1"]["config"]["latent"]:
+            if card["parts"]["mapping"]["config"]["latent"] != card["parts"]["vae1"]["config"]["latent"]:
                 raise DaguerreError("--mapping and the bundle's VAEs disagree on latent channels")
-        tensors = {k: v for k, v in tensors.items() if not k.startswith(f"{part}.")}
-        tensors.update({f"{part}.{k}": v for k, v in checkpoint.prefixed(t, "model").items() if _keep(k, keep)})
-        card["parts"][part] = _part_card(pc)
+        tensors = {**{k: v for k, v in tensors.items() if not k.startswith(f"{part}.")}, **t}
     for stale in ("calibration", "anchor", "metrics"):
         card.pop(stale, None)
     if "scratch" in refs and isinstance(card.get("provenance"), dict):

@@ -22,7 +22,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 DG="$PY cli.py"
 cp "$IN"/models/* "$DAGUERRE_HOME/models/"
 $PY -c "import torch, numpy, cv2, zarr, dask, skimage; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', '| numpy', numpy.__version__, '| cv2', cv2.__version__, '| zarr', zarr.__version__, '| dask', dask.__version__, '| skimage', skimage.__version__)"
-# nproc honours OMP_NUM_THREADS, which the detector script sets to 1 for its DataLoader workers
+# nproc honours OMP_NUM_THREADS, which a GPU image may set (and which once made this 1 in call 5)
 CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 echo "cpus $CPUS"
 

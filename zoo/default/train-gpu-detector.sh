@@ -17,10 +17,11 @@ STEPS_A=${STEPS_A:-6000}    # 0.027 s a step on an H100 with the data keeping up
 STEPS_B=${STEPS_B:-3500}    # 0.029 s; 0 skips the second run and gives the first the whole budget
 INIT_A=${INIT_A:-default-scratch-ft}
 NAME_A=${NAME_A:-default-scratch-gpu}
-# Two runs side by side, 7 workers each and no thread limits, waited on data 97 % of the time
-# (0.84 s a step); one run with 14 workers and these limits did not (gpu-run-detector/README.md).
-export OMP_NUM_THREADS=1 ZARR_THREADING__MAX_WORKERS=1
 . zoo/default/gpu-common.sh
+# For the trainings, not the dataset built above. Two runs side by side, 7 workers each and no thread
+# limits, waited on data 97 % of the time (0.84 s a step); one run with 14 workers and these limits
+# did not (gpu-run-detector/README.md).
+export OMP_NUM_THREADS=1 ZARR_THREADING__MAX_WORKERS=1
 
 phase() {  # phase STEPS LR [YAML LINE] > yaml
     local hold=$(($1 * 3 / 10))
