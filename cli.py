@@ -237,7 +237,7 @@ def dataset() -> None:
 @click.option("--real", is_flag=True, help="Real old photos (domain R): crops go to `degraded`, no recipe.")
 @click.option("--store", type=click.Path(), help="Write to this path instead of $DAGUERRE_HOME/datasets/NAME/vN.zarr.")
 @click.option("--strict", is_flag=True, help="Fail on any unreadable source image instead of skipping it.")
-@click.option("--zstd-level", type=int, default=-1, show_default=True, help="zstd level of the chunks (-7 fastest … 22 smallest).")
+@click.option("--zstd-level", type=int, default=-1, show_default=True, help="zstd level of the chunks (-131072 fastest … 22 smallest; docs/datasets.md).")
 def dataset_create(name, recipe, source, count, size, seed, shard_size, workers, scheduler, address, real, store, strict, zstd_level):
     """Generate dataset NAME from a recipe and a source; re-run the same command to resume."""
     from pipelines import build_spec, create_dataset

@@ -1,6 +1,7 @@
 """Dataset generation and reading throughput on this machine (2 cores), 256 px, ``old-photo``.
 
 Usage: python bench/generate_throughput.py [--count 2048] [--rounds 3] [--scheduler processes] [--generation-only]
+                                          [--zstd-levels -1,-100]
 
 Measured in one run, rounds interleaved:
   (a) pure compute: the same dask tasks making the samples (pick, crop, degrade) without writing;
@@ -11,7 +12,8 @@ Measured in one run, rounds interleaved:
   from the zarr store vs from the PNG folder; bytes on disk for both;
   (d) in this one process, serially: making a shard's samples vs making, encoding, hashing and
       writing it (``generate_shard``), i.e. the share of a busy core that the write path costs.
-Also compares the threads and processes schedulers for generation.
+Also compares the threads and processes schedulers for generation. ``--zstd-levels`` adds (b), (d),
+the zarr reader and bytes on disk at each further zstd level, keyed ``…@LEVEL``, in the same rounds.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from degrade.io import atomic_write_bytes, encode_png, read_image  # noqa: E402
 from pipelines import build_spec, create_dataset, open_dataset  # noqa: E402
 from pipelines.generate import generate_shard, make_samples, prepare_store  # noqa: E402
+from pipelines.shards import DEFAULT_ZSTD_LEVEL  # noqa: E402
+from zoo.data import ShardDataset, passthrough  # noqa: E402
 
 
 # -- task bodies (top level: they travel to worker processes) --------------------------------
@@ -135,16 +139,20 @@ def main() -> None:
     ap.add_argument("--scheduler", default="processes")
     ap.add_argument("--out", default="bench/out/generate_throughput.json")
     ap.add_argument("--generation-only", action="store_true", help="only (a) and (b): compute vs zarr, 1 and 2 workers")
+    ap.add_argument("--zstd-levels", default="", help="comma-separated zstd levels to compare with the default (e.g. -100)")
     args = ap.parse_args()
+    others = [int(v) for v in args.zstd_levels.split(",") if v.strip() and int(v) != DEFAULT_ZSTD_LEVEL]
     tmp = Path(tempfile.mkdtemp(prefix="daguerre-bench-"))
     os.environ["DAGUERRE_HOME"] = str(tmp / "home")
     spec = build_spec("bench", "builtin:samples", args.count, 256, 7, "old-photo", 64)
+    level_specs = {f"@{v}": build_spec("bench", "builtin:samples", args.count, 256, 7, "old-photo", 64, zstd_level=v) for v in others}
+    level_bytes: dict[str, int] = {}
     cv2.setNumThreads(1)
     rates: dict[str, list[float]] = {}
 
     def add(key, v):
         rates.setdefault(key, []).append(v)
-        unit = "ms/sample" if key.endswith("_ms_per_sample") else "samples/s"
+        unit = "ms/sample" if "_ms_per_sample" in key else "samples/s"
         print(f"  {key:<40} {v:8.2f} {unit}", flush=True)
 
     zarr_path = tmp / "gen.zarr"
@@ -157,10 +165,19 @@ def main() -> None:
             t = time.perf_counter()
             create_dataset(spec, store=str(zarr_path), workers=w, scheduler=args.scheduler)
             add(f"zarr_{w}w", spec.count / (time.perf_counter() - t))
-        shutil.rmtree(tmp / "serial.zarr", ignore_errors=True)
-        make_ms, write_ms = serial_share(spec, tmp / "serial.zarr")
-        add("serial_make_ms_per_sample", make_ms)
-        add("serial_make_encode_write_ms_per_sample", write_ms)
+            for tag, s in level_specs.items():
+                fresh(zarr_path)
+                t = time.perf_counter()
+                create_dataset(s, store=str(zarr_path), workers=w, scheduler=args.scheduler)
+                add(f"zarr_{w}w{tag}", s.count / (time.perf_counter() - t))
+                if w == 2 and not args.generation_only:
+                    level_bytes[tag] = du(zarr_path)
+                    add(f"read_zarr_dataloader{tag}", loader_rate(ShardDataset(str(zarr_path), ("degraded", "clean")), min(args.count, 1024), passthrough))
+        for tag, s in {"": spec, **level_specs}.items():
+            shutil.rmtree(tmp / "serial.zarr", ignore_errors=True)
+            make_ms, write_ms = serial_share(s, tmp / "serial.zarr")
+            add(f"serial_make_ms_per_sample{tag}", make_ms)
+            add(f"serial_make_encode_write_ms_per_sample{tag}", write_ms)
         if args.generation_only:
             continue
         other = "threads" if args.scheduler == "processes" else "processes"
@@ -172,20 +189,23 @@ def main() -> None:
         png_dir.mkdir()
         add("png_2w", run_dask(write_png_shard, spec, 2, args.scheduler, str(png_dir)))
         n_read = min(args.count, 1024)
-        from zoo.data import ShardDataset, passthrough
-
         add("read_zarr_dataloader", loader_rate(ShardDataset(str(zarr_path), ("degraded", "clean")), n_read, passthrough))
         add("read_png_dataloader", loader_rate(PngTorch(png_dir), n_read))
     med = {k: statistics.median(v) for k, v in rates.items()}
+    levels = {tag: {f"zarr_vs_compute_{w}w": round(med[f"zarr_{w}w{tag}"] / med[f"compute_{w}w"], 3) for w in (1, 2)}
+              | {"zarr_2w_vs_1w": round(med[f"zarr_2w{tag}"] / med[f"zarr_1w{tag}"], 2),
+                 "serial_make_vs_make_encode_write": round(med[f"serial_make_ms_per_sample{tag}"] / med[f"serial_make_encode_write_ms_per_sample{tag}"], 3)}
+              for tag in ["", *level_specs]}  # fmt: skip
     if args.generation_only:
-        print({f"zarr_vs_compute_{w}w": round(med[f"zarr_{w}w"] / med[f"compute_{w}w"], 3) for w in (1, 2)},
-              {"serial_make_vs_make_encode_write": round(med["serial_make_ms_per_sample"] / med["serial_make_encode_write_ms_per_sample"], 3)})
+        print(json.dumps({f"zstd {tag[1:] or DEFAULT_ZSTD_LEVEL}": v for tag, v in levels.items()}, indent=2))
         return
+    for tag in level_specs:
+        levels[tag] |= {"read_zarr_vs_png": round(med[f"read_zarr_dataloader{tag}"] / med["read_png_dataloader"], 2), "bytes_zarr": level_bytes[tag]}
     result = {
         "count": args.count,
         "scheduler": args.scheduler,
-        "samples_per_s": {k: round(v, 1) for k, v in med.items() if not k.endswith("_ms_per_sample")},
-        "ms_per_sample": {k: round(v, 2) for k, v in med.items() if k.endswith("_ms_per_sample")},
+        "samples_per_s": {k: round(v, 1) for k, v in med.items() if "_ms_per_sample" not in k},
+        "ms_per_sample": {k: round(v, 2) for k, v in med.items() if "_ms_per_sample" in k},
         "spread": {k: [round(min(v), 1), round(max(v), 1)] for k, v in rates.items()},
         "zarr_vs_compute_1w": round(med["zarr_1w"] / med["compute_1w"], 3),
         "zarr_vs_compute_2w": round(med["zarr_2w"] / med["compute_2w"], 3),
@@ -195,6 +215,7 @@ def main() -> None:
         "read_zarr_vs_png": round(med["read_zarr_dataloader"] / med["read_png_dataloader"], 2),
         "bytes_zarr": du(zarr_path),
         "bytes_png": du(png_dir),
+        "other_zstd_levels": {tag[1:]: levels[tag] for tag in level_specs},
     }
     print(json.dumps(result, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from .shards import DEFAULT_ZSTD_LEVEL
 from .sources import CropConfig, scan_source
 
 MAX_SIZE = 4096
+ZSTD_MIN_LEVEL = -131072  # zstd's own fastest level (ZSTD_minCLevel); the zarr v3 zstd codec takes the same range
 
 
 def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler: str, zstd_level: int = -1) -> None:
@@ -28,8 +29,8 @@ def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler:
         raise DaguerreError(f"--size must be between 8 and {MAX_SIZE} pixels, got {size}")
     if shard_size < 1:
         raise DaguerreError(f"--shard-size must be at least 1, got {shard_size}")
-    if not -7 <= zstd_level <= 22:
-        raise DaguerreError(f"--zstd-level must be between -7 and 22, got {zstd_level}")
+    if not ZSTD_MIN_LEVEL <= zstd_level <= 22:
+        raise DaguerreError(f"--zstd-level must be between {ZSTD_MIN_LEVEL} and 22, got {zstd_level}")
     if workers < 1:
         raise DaguerreError(f"--workers must be at least 1, got {workers}")
     if scheduler not in SCHEDULERS:

@@ -20,7 +20,7 @@ MAX_U64 = np.uint64(2**64 - 1)
 STRING = "string"
 DEFAULT_ZSTD_LEVEL = -1
 """zstd's first fast level: on 256 px photo tiles it reads 19 % faster than level 1 for 8 % more
-bytes (docs/benchmarks.md); ``--zstd-level 3`` trades speed for size."""
+bytes (docs/benchmarks.md); ``--zstd-level 3`` trades speed for size, ``-100`` size for speed."""
 
 
 @dataclass(frozen=True)

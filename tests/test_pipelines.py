@@ -79,7 +79,7 @@ def test_layout_attributes_and_zarr_compatibility(small_spec, home):
     assert np.array_equal(again, s["degraded"]) and np.array_equal(mask, s["mask"])
 
 
-@pytest.mark.parametrize("field,level", [("degraded", -1), ("mask", 3), ("params", -7)])
+@pytest.mark.parametrize("field,level", [("degraded", -1), ("mask", 3), ("params", -7), ("clean", -100)])
 def test_hand_written_metadata_is_what_zarr_python_writes(small_spec, tmp_path, field, level):
     layout = small_spec(count=10, shard_size=4, zstd_level=level).layouts()[field]
     g = zarr.open_group(str(tmp_path / "ref.zarr"), mode="w", zarr_format=3)
@@ -378,6 +378,7 @@ def test_cli_create_export_and_errors(capsys, home, tmp_path):
         (["--source", "builtin:samples", "--count", "0"], "--count must be at least 1"),
         (["--source", "builtin:samples", "--count", "5", "--size", "4"], "--size must be between"),
         (["--source", "builtin:samples", "--count", "5", "--shard-size", "0"], "--shard-size must be at least 1"),
+        (["--source", "builtin:samples", "--count", "5", "--zstd-level", "23"], "--zstd-level must be between -131072 and 22"),
         (["--source", "dataset:missing", "--count", "5"], "unknown dataset 'missing'"),
         (["--source", "builtin:samples", "--count", "5", "--seed", "-1"], "--seed must be at least 0"),
         (["--source", "builtin:real", "--count", "5", "--real", "--recipe", "bopbtl"], "--recipe does not apply to --real"),
