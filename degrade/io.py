@@ -98,6 +98,8 @@ def _decode(source, name: str, max_pixels: int) -> Picture:
     except ImageError:
         raise
     except UnidentifiedImageError:
+        if _float_tiff(source):
+            raise ImageError(f"{name}: {FLOAT_REFUSED}") from None
         raise ImageError(f"{name}: not a recognised image format") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: too many pixels to decode safely") from None
@@ -107,11 +109,28 @@ def _decode(source, name: str, max_pixels: int) -> Picture:
     return _from_pil(im, name, depth)
 
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+FLOAT_REFUSED = "floating-point images are not supported (convert to 8 or 16 bit)"
+
+
+def _float_tiff(source) -> bool:
+    """Whether a file Pillow cannot identify is a floating-point TIFF (3 or 4 channels: Pillow reads only 1)."""
+    if hasattr(source, "getvalue"):
+        data = source.getvalue()
+    else:
+        with open(source, "rb") as f:
+            data = f.read()
+    if data[:4] not in _TIFF_MAGIC:
+        return False
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return arr is not None and arr.dtype.kind == "f"
+
+
 def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
     mode = im.mode
     alpha = None
     if mode == "F":
-        raise ImageError(f"{name}: floating-point images are not supported (convert to 8 or 16 bit)")
+        raise ImageError(f"{name}: {FLOAT_REFUSED}")
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         mode = im.mode

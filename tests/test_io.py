@@ -102,6 +102,17 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
         decode_image(data, "upload", max_pixels=1_000_000)
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+def test_float_colour_tiff_is_refused_as_floating_point(tmp_path, channels):
+    """Pillow cannot even identify a 3- or 4-channel float TIFF; the error must still say why."""
+    path = tmp_path / "f.tif"
+    assert cv2.imwrite(str(path), np.full((5, 7, channels), 0.5, np.float32))
+    with pytest.raises(ImageError, match=r"f\.tif: floating-point images are not supported"):
+        read_image(path)
+    with pytest.raises(ImageError, match="floating-point"):
+        decode_image(path.read_bytes(), "upload.tif")
+
+
 def test_float_tiff_is_refused(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.float32), "F").save(tmp_path / "f.tif")
     with pytest.raises(ImageError, match="floating-point"):
