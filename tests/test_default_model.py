@@ -161,3 +161,17 @@ def test_a_copy_of_the_shipped_bundle_with_another_detector(home):
         else:
             np.testing.assert_array_equal(v, shipped[k])
     assert ((SHIPPED / "default.safetensors").read_bytes(), (SHIPPED / "default.json").read_bytes()) == before
+
+
+def test_publish_refuses_without_the_real_photos_before_writing_anything(tmp_path, monkeypatch):
+    """Without ../shared's photos, publish stops with one line before it evaluates, saves or deletes anything."""
+    from zoo.default import publish
+
+    repo = tmp_path / "repo"
+    (repo / "docs" / "img").mkdir(parents=True)
+    sheet = repo / "docs" / "img" / "real-before-after-1.png"
+    sheet.write_bytes(b"an earlier sheet")
+    monkeypatch.setattr(publish, "ROOT", repo)
+    with pytest.raises(SystemExit, match=r"no real old photos in .*shared/data/real_old_photos"):
+        publish.main(str(tmp_path / "work"))
+    assert sheet.read_bytes() == b"an earlier sheet" and sorted(p.name for p in repo.rglob("*")) == ["docs", "img", sheet.name]

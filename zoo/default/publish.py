@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+README_PHOTO = "old_w_scratch/a.png"
 
 
 def provenance(work: Path) -> dict:
@@ -74,8 +75,18 @@ def _shipped_card() -> dict | None:
     return card if card and "provenance" in card else None
 
 
+def real_photos() -> tuple[Path, list[Path]]:
+    """The shared real old photos the sheets show (../shared/data/real_old_photos next to the checkout)."""
+    shared = ROOT.parent / "shared" / "data" / "real_old_photos"
+    photos = sorted(p for p in shared.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not photos or not (shared / README_PHOTO).is_file():
+        raise SystemExit(f"no real old photos in {shared} (with {README_PHOTO}): publish needs them next to the checkout")
+    return shared, photos
+
+
 def main(work: str) -> None:
     work = Path(work)
+    shared, photos = real_photos()  # before anything is written: a half-published bundle has no sheets
     sys.path.insert(0, str(ROOT / "bench"))
     import restore_quality
 
@@ -109,12 +120,10 @@ def main(work: str) -> None:
     card["vgg_perceptual_loss"] = False
     card["licence"] = "weights: MIT (this project); training photographs: see provenance"
     checkpoint.save(ROOT / "zoo" / "weights" / "default", tensors, card)
-    shared = ROOT.parent / "shared" / "data" / "real_old_photos"
-    photos = sorted(p for p in shared.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     for old in (ROOT / "docs" / "img").glob("real-before-after-*.png"):
         old.unlink()
     sheets = before_after_sheets(str(ROOT / "zoo" / "weights" / "default.safetensors"), photos, ROOT / "docs" / "img" / "real-before-after")
-    readme_image(str(ROOT / "zoo" / "weights" / "default.safetensors"), shared / "old_w_scratch" / "a.png",
+    readme_image(str(ROOT / "zoo" / "weights" / "default.safetensors"), shared / README_PHOTO,
                  ROOT / "docs" / "img" / "readme-before-after.png")  # fmt: skip
     print(json.dumps(card["metrics"], indent=1))
     print(f"published zoo/weights/default.safetensors; {len(sheets)} before/after sheets in docs/img/")
