@@ -120,9 +120,9 @@ def main(work: str) -> None:
     card["vgg_perceptual_loss"] = False
     card["licence"] = "weights: MIT (this project); training photographs: see provenance"
     checkpoint.save(ROOT / "zoo" / "weights" / "default", tensors, card)
-    for old in (ROOT / "docs" / "img").glob("real-before-after-*.png"):
-        old.unlink()
     sheets = before_after_sheets(str(ROOT / "zoo" / "weights" / "default.safetensors"), photos, ROOT / "docs" / "img" / "real-before-after")
+    for stale in set((ROOT / "docs" / "img").glob("real-before-after-*.png")) - set(sheets):  # an earlier, longer series
+        stale.unlink()
     readme_image(str(ROOT / "zoo" / "weights" / "default.safetensors"), shared / README_PHOTO,
                  ROOT / "docs" / "img" / "readme-before-after.png")  # fmt: skip
     print(json.dumps(card["metrics"], indent=1))
