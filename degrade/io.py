@@ -27,6 +27,8 @@ class Picture:
     alpha: np.ndarray | None = None
     bit_depth: int = 8
     path: str = ""
+    icc: bytes | None = None
+    """The embedded ICC profile when it describes ``pixels`` (RGB for colour, GRAY for gray), else None."""
 
     @property
     def is_gray(self) -> bool:
@@ -94,6 +96,7 @@ def _decode(source, name: str, max_pixels: int) -> Picture:
                 raise ImageError(f"{name}: empty image ({w}×{h})")
             depth = 16 if (_sixteen_bit(im) or im.mode.startswith("I;16")) else 8
             im.load()
+            icc = im.info.get("icc_profile")
             im = ImageOps.exif_transpose(im)
     except ImageError:
         raise
@@ -106,7 +109,33 @@ def _decode(source, name: str, max_pixels: int) -> Picture:
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{name}: cannot decode image ({msg})") from None
-    return _from_pil(im, name, depth)
+    pic = _from_pil(im, name, depth)
+    pic.icc = icc_for(icc, pic.pixels.ndim == 2)
+    return pic
+
+
+def icc_for(icc: bytes | None, gray: bool) -> bytes | None:
+    """``icc`` if it is a profile of the pixels' colour space (RGB, or GRAY for gray pixels), else None.
+
+    Restored and compared images keep their input's encoding, so its profile still describes them; a
+    CMYK or Lab profile no longer does once the pixels are RGB.
+    """
+    if not icc or len(icc) < 128 or icc[36:40] != b"acsp":
+        return None
+    return icc if icc[16:20] == (b"GRAY" if gray else b"RGB ") else None
+
+
+def _png_with_icc(png: bytes, icc: bytes) -> bytes:
+    """PNG bytes with an iCCP chunk (the profile, deflated) right after IHDR, as the PNG spec places it."""
+    import struct
+    import zlib
+
+    data = b"ICC profile\x00\x00" + zlib.compress(icc)
+    chunk = struct.pack(">I", len(data)) + b"iCCP" + data + struct.pack(">I", zlib.crc32(b"iCCP" + data))
+    at = 8 + 8 + 13 + 4  # signature, IHDR's length/type, its 13 bytes, its CRC
+    if png[12:16] != b"IHDR":
+        raise ImageError("PNG encoding failed (no IHDR first)")
+    return png[:at] + chunk + png[at:]
 
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -185,10 +214,16 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once at import: os.umask can only be read by setting it
 
 
-def encode_png(pixels: np.ndarray, alpha: np.ndarray | None = None, compression: int = 3) -> bytes:
-    """PNG bytes of a uint8 gray or RGB image, with ``alpha`` as an extra channel (LA or RGBA) if given."""
+def encode_png(pixels: np.ndarray, alpha: np.ndarray | None = None, compression: int = 3, icc: bytes | None = None) -> bytes:
+    """PNG bytes of a uint8 gray or RGB image, with ``alpha`` as an extra channel (LA or RGBA) if given,
+    and ``icc`` embedded as its colour profile if given (see :func:`icc_for`)."""
     if pixels.dtype != np.uint8:
         raise ImageError(f"can only write uint8 images, got {pixels.dtype}")
+    png = _encode_png(pixels, alpha, compression)
+    return _png_with_icc(png, icc) if icc else png
+
+
+def _encode_png(pixels: np.ndarray, alpha: np.ndarray | None, compression: int) -> bytes:
     if alpha is not None and pixels.ndim == 2:
         import io
 

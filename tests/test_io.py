@@ -161,3 +161,28 @@ def test_list_images_expands_folders_and_globs(tmp_path, rgb):
     found = list_images([tmp_path])
     assert [p.name for p in found] == ["a.png", "b.JPG"]
     assert [p.name for p in list_images([str(tmp_path / "*.png"), tmp_path / "a.png"])] == ["a.png"]
+
+
+def test_icc_profiles_are_read_kept_when_they_fit_and_written(tmp_path):
+    from PIL import ImageCms
+
+    from degrade.io import icc_for
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = (np.arange(6 * 5 * 3) % 251).astype(np.uint8).reshape(6, 5, 3)
+    Image.fromarray(rgb).save(tmp_path / "a.png", icc_profile=icc)
+    assert read_image(tmp_path / "a.png").icc == icc
+    assert icc_for(icc, gray=True) is None  # an RGB profile does not describe gray pixels
+    cmyk = icc[:16] + b"CMYK" + icc[20:]
+    assert icc_for(cmyk, gray=False) is None and icc_for(b"not a profile", gray=False) is None
+    for alpha in (None, np.full((6, 5), 128, np.uint8)):
+        for px in (rgb, rgb[..., 0]):  # the chunk goes in whatever the PNG's colour type
+            png = encode_png(px, alpha, icc=icc)
+            with Image.open(io.BytesIO(png)) as im:
+                im.load()
+                assert im.info["icc_profile"] == icc
+            back = decode_image(png)
+            assert np.array_equal(back.pixels, px) and (back.alpha is None) == (alpha is None)
+    assert encode_png(rgb) == encode_png(rgb, icc=None)
+    Image.fromarray(rgb).save(tmp_path / "b.png")
+    assert read_image(tmp_path / "b.png").icc is None

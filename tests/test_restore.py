@@ -129,6 +129,21 @@ def test_cli_keeps_gray_and_alpha(capsys, bundle, tmp_path, photo):
     assert read_image(tmp_path / "out" / "la.compare.png").pixels.shape[2] == 3
 
 
+def test_cli_keeps_the_inputs_colour_profile(capsys, bundle, tmp_path, photo):
+    """An Adobe RGB or ProPhoto scan restored without its profile would look wrong in a colour-managed viewer."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(photo).save(tmp_path / "scan.jpg", quality=95, icc_profile=icc)
+    Image.fromarray(photo[..., 0]).save(tmp_path / "gray.png", icc_profile=icc)  # an RGB profile on gray pixels
+    r = run(capsys, "restore", tmp_path / "scan.jpg", tmp_path / "gray.png", "--out", tmp_path / "out", "--model", bundle, "--tile", "64")
+    assert r.code == 0, r.err
+    for name, kept in [("scan.png", icc), ("scan.compare.png", icc), ("scan.mask.png", None), ("gray.png", None)]:
+        with Image.open(tmp_path / "out" / name) as im:
+            assert im.info.get("icc_profile") == kept, name
+    assert read_image(tmp_path / "out" / "scan.png").icc == icc
+
+
 def test_given_mask_and_none(bundle):
     img = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     m = np.zeros((64, 64), np.uint8)

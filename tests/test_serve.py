@@ -64,6 +64,19 @@ def test_restore_png_keeps_size_and_mode(client, mode):
     assert float(r.headers["x-restore-seconds"]) >= 0
 
 
+def test_restore_keeps_the_uploads_colour_profile(client):
+    from PIL import ImageCms
+
+    c, _ = client
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(png_bytes())).save(buf, format="PNG", icc_profile=icc)
+    r = c.post("/v1/restore", files={"file": ("x.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).info.get("icc_profile") == icc
+    plain = c.post("/v1/restore", files={"file": ("x.png", png_bytes(), "image/png")})
+    assert "icc_profile" not in Image.open(io.BytesIO(plain.content)).info
+
+
 def test_restore_json_with_mask(client):
     c, _ = client
     r = c.post("/v1/restore", files={"file": ("x.png", png_bytes(), "image/png")}, data={"format": "json", "scratches": "none"})

@@ -292,21 +292,22 @@ def picture_array(pic) -> np.ndarray:
     return pic.pixels if pic.alpha is None else np.dstack([pic.pixels, pic.alpha])
 
 
-def encode_restored(image: np.ndarray, has_alpha: bool) -> bytes:
-    """PNG of a :func:`restore` result: gray stays 1 channel, alpha (the last channel) stays alpha."""
+def encode_restored(image: np.ndarray, has_alpha: bool, icc: bytes | None = None) -> bytes:
+    """PNG of a :func:`restore` result: gray stays 1 channel, alpha (the last channel) stays alpha, and
+    the input's colour profile (``Picture.icc``) stays its profile."""
     from degrade.io import encode_png
 
     pixels, alpha = (image[..., :-1], image[..., -1]) if has_alpha else (image, None)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[..., 0]
-    return encode_png(np.ascontiguousarray(pixels), alpha)
+    return encode_png(np.ascontiguousarray(pixels), alpha, icc=icc)
 
 
 def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str = "auto", tile: int = 256,
                   device: str = "auto", on_file=None, anchor: bool = True) -> FileReport:  # fmt: skip
     """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected."""
     from degrade.batch import check_outputs, output_stems
-    from degrade.io import atomic_write_bytes, encode_png, read_image
+    from degrade.io import atomic_write_bytes, encode_png, icc_for, read_image
 
     report = FileReport()
     check_tile(tile)
@@ -327,9 +328,10 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             mode = scratches if scratches in SCRATCH_MODES else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
             res = restore(px, model, mode, tile, device=str(dev), anchor=anchor)
             restored = res.image
-            atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None))
+            atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None, pic.icc))
             atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask))
-            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare_image(px, restored)))
+            compare = compare_image(px, restored)
+            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, compare.ndim == 2)))
             report.written.append(out / f"{stem}.png")
             report.seconds.append(time.perf_counter() - t)
         except (ImageError, DaguerreError) as e:

@@ -202,7 +202,7 @@ def create_app(cfg: ServeConfig | None = None):
         except (DaguerreError, ImageError) as e:
             return error(422, str(e))
         stats["served"] += 1
-        png = encode_restored(res.image, pic.alpha is not None)
+        png = encode_restored(res.image, pic.alpha is not None, pic.icc)
         headers = {"X-Restore-Seconds": f"{seconds:.3f}"}
         if fmt == "json":
             return JSONResponse({"width": int(px.shape[1]), "height": int(px.shape[0]), "seconds": round(seconds, 3),
