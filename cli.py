@@ -676,6 +676,7 @@ _TRAIN_OPTIONS = [
     click.option("--beta1", type=float, help="Adam beta1 [0.5]."),
     click.option("--beta2", type=float, help="Adam beta2 [0.999]."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]"),
+    click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16: forward passes under bfloat16 autocast (weights stay fp32) [fp32]."),
     click.option("--workers", type=int, help="DataLoader worker processes [2]."),
     click.option("--seed", type=int, help="Seed of initialisation, batches and sampling [0]."),
     click.option("--out", type=click.Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume."),

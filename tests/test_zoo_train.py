@@ -169,6 +169,22 @@ def test_every_stage_trains_and_its_loss_falls(data, tmp_path):
         replace_parts("b3", "scratch", scratch="scratch-other")
 
 
+def test_bf16_autocast_trains_every_stage_and_saves_fp32(data, tmp_path):
+    """--precision bf16 (for GPU runs): the losses still fall, the weights and checkpoints stay float32."""
+    for stage, kw, gain in [("scratch", {"pairs": "x", "steps": 80, "lr": 3e-3}, 0.95), ("vae2", {"clean": "x"}, 0.8)]:
+        c = cfg(stage, tmp_path / stage, precision="bf16", name=f"{stage}-bf16", **kw)
+        before = held_loss(stage, initial_model(stage, c))
+        card = train(c)
+        assert held_loss(stage, trained_model(card)) < gain * before, stage
+        assert card["train_config"]["precision"] == "bf16"
+        assert all(t.dtype == torch.float32 for t in checkpoint.load(card["path"])[0].values())
+    v1 = train(cfg("vae1", tmp_path / "vae1", steps=2, real="r", synthetic="x", precision="bf16", name="vae1-bf16"))
+    m = train(cfg("mapping", tmp_path / "mapping", steps=2, pairs="x", vae1="vae1-bf16", vae2="vae2-bf16", precision="bf16", name="map-bf16"))
+    assert all(np.isfinite(v) for card in (v1, m) for v in card["losses"].values())
+    with pytest.raises(DaguerreError, match="--precision must be fp32 or bf16, got 'fp16'"):
+        cfg("scratch", tmp_path / "x", pairs="x", precision="fp16").check()
+
+
 def test_checkpoint_round_trip_and_resume_is_exact(data, tmp_path):
     full = train(cfg("scratch", tmp_path / "full", steps=10, ckpt_every=5, name="full", pairs="x"))
     part = train(cfg("scratch", tmp_path / "part", steps=6, ckpt_every=5, name="part", pairs="x"))

@@ -14,6 +14,7 @@ end the deployable weights are registered in the model store with their card.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -35,6 +36,7 @@ from .data import ShardDataset, passthrough
 from .registry import create_model, get_spec, init_weights, make_config
 
 STAGES = ("vae1", "vae2", "mapping", "scratch")
+PRECISIONS = ("fp32", "bf16")
 STAGE_DATASETS = {"vae1": ("real", "synthetic"), "vae2": ("clean",), "mapping": ("pairs",), "scratch": ("pairs",)}
 # (models key, registry model name) of the weights each stage registers
 DEPLOYED = {"vae1": ("vae", "vae"), "vae2": ("vae", "vae"), "mapping": ("mapping", "mapping"), "scratch": ("scratch", "scratch_unet")}
@@ -54,6 +56,7 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     device: str = "auto"
+    precision: str = "fp32"  # bf16: forward passes and losses under bfloat16 autocast (weights, optimiser and checkpoints stay fp32)
     workers: int = 2
     seed: int = 0
     out: str = ""
@@ -122,6 +125,8 @@ class TrainConfig:
             raise DaguerreError("train vae1 needs --batch-size of at least 2 (half real, half synthetic)")
         if not self.lr > 0:
             raise DaguerreError(f"--lr must be positive, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise DaguerreError(f"--precision must be {' or '.join(PRECISIONS)}, got {self.precision!r}")
         if self.stage != "scratch":
             stride = 2 ** make_config("vae", self.preset, **self.model_overrides.get("vae", {})).n_down
             if self.size % stride:
@@ -135,7 +140,7 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What must match for a run folder to be resumed (not steps, workers, device or logging)."""
-        skip = {"steps", "workers", "device", "log_every", "sample_every", "ckpt_every", "out", "name"}
+        skip = {"steps", "workers", "device", "precision", "log_every", "sample_every", "ckpt_every", "out", "name"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -241,6 +246,8 @@ class Run:
     batches: dict[str, Batches]
     step_fn: Callable[..., dict[str, float]]
     sample_fn: Callable[..., tuple[list, list]]
+    amp: Callable[[], Any] = contextlib.nullcontext  # wraps each forward pass and its losses, never a backward
+
 
 
 def _adam(cfg: TrainConfig, *mods: torch.nn.Module) -> torch.optim.Optimizer:
@@ -272,28 +279,30 @@ def _vae_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -> di
         r = next(run.batches["real"])["degraded"]
         s = next(run.batches["synthetic"])["degraded"]
         x, n_real = torch.cat([r, s]), r.shape[0]
-    mu, logvar = vae.encode(x)
-    xr = vae.decode(vae.sample(mu, logvar, gen))
-    out = {"kl": losses.kl_divergence(mu, logvar), "l1": losses.l1(xr, x)}
-    g_loss = cfg.kl_weight * out["kl"] + cfg.l1_weight * out["l1"]
-    adversarial = cfg.gan_weight > 0 or cfg.fm_weight > 0  # weights 0: skip the image discriminator entirely
-    if adversarial:
-        d_fake, d_real = D(xr), D(x)
-        out["gan"], out["fm"] = losses.lsgan_g(d_fake), losses.feature_matching(d_fake, d_real)
-        g_loss = g_loss + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
-    if n_real:
-        # the encoder makes real-photo latents look synthetic to the latent discriminator (label 0)
-        out["latent_gan"] = losses.lsgan_g(run.models["D_latent"](mu[:n_real]), target=0.0)
-        g_loss = g_loss + cfg.latent_gan_weight * out["latent_gan"]
+    with run.amp():
+        mu, logvar = vae.encode(x)
+        xr = vae.decode(vae.sample(mu, logvar, gen))
+        out = {"kl": losses.kl_divergence(mu, logvar), "l1": losses.l1(xr, x)}
+        g_loss = cfg.kl_weight * out["kl"] + cfg.l1_weight * out["l1"]
+        adversarial = cfg.gan_weight > 0 or cfg.fm_weight > 0  # weights 0: skip the image discriminator entirely
+        if adversarial:
+            d_fake, d_real = D(xr), D(x)
+            out["gan"], out["fm"] = losses.lsgan_g(d_fake), losses.feature_matching(d_fake, d_real)
+            g_loss = g_loss + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
+        if n_real:
+            # the encoder makes real-photo latents look synthetic to the latent discriminator (label 0)
+            out["latent_gan"] = losses.lsgan_g(run.models["D_latent"](mu[:n_real]), target=0.0)
+            g_loss = g_loss + cfg.latent_gan_weight * out["latent_gan"]
     run.optims["G"].zero_grad(set_to_none=True)
     g_loss.backward()
     run.optims["G"].step()
-    d_loss = losses.lsgan_d(D(x), D(xr.detach())) if adversarial else torch.zeros(())
-    if n_real:
-        DL = run.models["D_latent"]
-        mu_d = mu.detach()
-        out["latent_d"] = losses.lsgan_d(DL(mu_d[:n_real]), DL(mu_d[n_real:]))  # real photos 1, synthetic 0
-        d_loss = d_loss + out["latent_d"]
+    with run.amp():
+        d_loss = losses.lsgan_d(D(x), D(xr.detach())) if adversarial else torch.zeros(())
+        if n_real:
+            DL = run.models["D_latent"]
+            mu_d = mu.detach()
+            out["latent_d"] = losses.lsgan_d(DL(mu_d[:n_real]), DL(mu_d[n_real:]))  # real photos 1, synthetic 0
+            d_loss = d_loss + out["latent_d"]
     if d_loss.requires_grad:
         run.optims["D"].zero_grad(set_to_none=True)
         d_loss.backward()
@@ -321,23 +330,25 @@ def _mapping_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -
     b = next(run.batches["pairs"])
     T, D = run.models["mapping"], run.models.get("D")
     vae1, vae2 = run.frozen["vae1"], run.frozen["vae2"]
-    with torch.no_grad():
+    with torch.no_grad(), run.amp():
         zx, zy = vae1.encode(b["degraded"])[0], vae2.encode(b["clean"])[0]
-    zhat = T(zx, b["mask"])
-    yhat = vae2.decode(zhat)
-    out = {"latent_l1": losses.l1(zhat, zy), "image_l1": losses.l1(yhat, b["clean"])}
-    g_loss = cfg.map_l1_weight * out["latent_l1"] + cfg.map_image_l1_weight * out["image_l1"]
-    adversarial = D is not None
-    if adversarial:
-        d_fake, d_real = D(yhat), D(b["clean"])
-        out["gan"], out["fm"] = losses.lsgan_g(d_fake), losses.feature_matching(d_fake, d_real)
-        g_loss = g_loss + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
+    with run.amp():
+        zhat = T(zx, b["mask"])
+        yhat = vae2.decode(zhat)
+        out = {"latent_l1": losses.l1(zhat, zy), "image_l1": losses.l1(yhat, b["clean"])}
+        g_loss = cfg.map_l1_weight * out["latent_l1"] + cfg.map_image_l1_weight * out["image_l1"]
+        adversarial = D is not None
+        if adversarial:
+            d_fake, d_real = D(yhat), D(b["clean"])
+            out["gan"], out["fm"] = losses.lsgan_g(d_fake), losses.feature_matching(d_fake, d_real)
+            g_loss = g_loss + cfg.gan_weight * out["gan"] + cfg.fm_weight * out["fm"]
     run.optims["G"].zero_grad(set_to_none=True)
     g_loss.backward()
     run.optims["G"].step()
     d_loss = torch.zeros(())
     if adversarial:
-        d_loss = losses.lsgan_d(D(b["clean"]), D(yhat.detach()))
+        with run.amp():
+            d_loss = losses.lsgan_d(D(b["clean"]), D(yhat.detach()))
         run.optims["D"].zero_grad(set_to_none=True)
         d_loss.backward()
         run.optims["D"].step()
@@ -361,17 +372,17 @@ def _mapping_samples(run: Run, cfg: TrainConfig, b: dict[str, torch.Tensor]):
 def _scratch_step(run: Run, cfg: TrainConfig, step: int, gen: torch.Generator) -> dict[str, float]:
     b = next(run.batches["pairs"])
     U = run.models["scratch"]
-    logits = U(b["degraded"])
-    loss = losses.balanced_bce(logits, b["mask"])
+    with run.amp():
+        logits = U(b["degraded"])
+        loss = losses.balanced_bce(logits.float(), b["mask"])
     run.optims["G"].zero_grad(set_to_none=True)
     loss.backward()
     run.optims["G"].step()
     with torch.no_grad():
-        pred = logits > 0
-        tp = (pred & (b["mask"] > 0)).sum().item()
-        fp = (pred & (b["mask"] == 0)).sum().item()
-        fn = ((~pred) & (b["mask"] > 0)).sum().item()
-    return {"bce": float(loss.detach()), "f1": 2 * tp / max(1, 2 * tp + fp + fn), "total": float(loss.detach())}
+        pred, truth = logits > 0, b["mask"] > 0
+        counts = torch.stack([(pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()])
+        bce, (tp, fp, fn) = float(loss.detach()), counts.tolist()  # one device sync for the logs, not four
+    return {"bce": bce, "f1": 2 * tp / max(1, 2 * tp + fp + fn), "total": bce}
 
 
 def _scratch_samples(run: Run, cfg: TrainConfig, b: dict[str, torch.Tensor]):
@@ -568,6 +579,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
 
     (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     run = build_run(cfg, start, device)
+    if cfg.precision == "bf16":
+        run.amp = lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     if start:
         _load_state(state_path, run)
     elif cfg.init:
