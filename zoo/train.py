@@ -249,7 +249,6 @@ class Run:
     amp: Callable[[], Any] = contextlib.nullcontext  # wraps each forward pass and its losses, never a backward
 
 
-
 def _adam(cfg: TrainConfig, *mods: torch.nn.Module) -> torch.optim.Optimizer:
     params = [p for m in mods for p in m.parameters() if p.requires_grad]
     return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
