@@ -6,8 +6,10 @@ Usage: DAGUERRE_HOME=... python bench/detector_trial.py [--model default] [--dat
 Issue 6 asks for pixel F1 >= 0.6 on the structured defects. This scores the bundle's detector at
 the best threshold of a fixed grid (pooled pixels, as ``zoo calibrate --objective f1`` does) with:
 its plain output; the mean of its probabilities over flipped copies of the input (horizontal;
-horizontal and vertical; all eight flips and transposes); and three post-processes of the plain
-map before the threshold (a Gaussian of σ 1 px, a 1 px dilation, a closing of radius 2 px).
+horizontal and vertical; all eight flips and transposes); the maps of the image at half and twice
+its size, alone and averaged with or as the maximum of the plain map (multi-scale); and three
+post-processes of the plain map before the threshold (a Gaussian of σ 1 px, a 1 px dilation, a
+closing of radius 2 px).
 Choose on the validation sets, read the test sets.
 """
 
@@ -33,6 +35,14 @@ VIEWS = {
     "dihedral-8": [(t, f) for t in (False, True) for f in ((), (3,), (2,), (2, 3))],
 }
 _ELLIPSE = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))  # noqa: E731
+SCALES = {  # name: (scales whose maps combine, how)
+    "scale-0.5": ((0.5,), "mean"),
+    "scale-2": ((2.0,), "mean"),
+    "mean-1-0.5": ((1.0, 0.5), "mean"),
+    "max-1-0.5": ((1.0, 0.5), "max"),
+    "mean-1-2": ((1.0, 2.0), "mean"),
+    "max-1-2": ((1.0, 2.0), "max"),
+}
 POST = {
     "gaussian-1px": lambda p, t: cv2.GaussianBlur(p, (0, 0), 1.0) > t,
     "dilate-1px": lambda p, t: cv2.dilate((p > t).astype(np.uint8), _ELLIPSE(1)) > 0,
@@ -52,6 +62,19 @@ def probabilities(scratch, x, views) -> np.ndarray:
         p = torch.flip(p, dims) if dims else p
         out.append(p.transpose(2, 3) if transpose else p)
     return torch.stack(out).mean(0)[0, 0].numpy()
+
+
+def scaled_probabilities(scratch, x, scale: float) -> np.ndarray:
+    """The detector's map of the image resized by ``scale`` (padded to its stride), brought back to the image's size."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    y = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1)
+    hs, ws = y.shape[-2:]
+    y = F.pad(y, (0, (-ws) % 8, 0, (-hs) % 8), mode="reflect")
+    p = torch.sigmoid(scratch(y))[..., :hs, :ws]
+    return F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def best_f1(counts: np.ndarray) -> tuple[float, float, float, float]:
@@ -82,7 +105,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         ds = open_dataset(name)
         n = min(args.n, len(ds))
-        counts = {k: np.zeros((len(GRID), 3), np.int64) for k in [*VIEWS, *POST]}
+        counts = {k: np.zeros((len(GRID), 3), np.int64) for k in [*VIEWS, *SCALES, *POST]}
         seconds = dict.fromkeys(VIEWS, 0.0)
         for i in range(n):
             s = ds[i]
@@ -94,9 +117,13 @@ def main() -> None:
                     t = time.perf_counter()
                     maps[v] = probabilities(bundle.scratch, x, views)
                     seconds[v] += time.perf_counter() - t
+                by_scale = {1.0: maps["plain"], **{sc: scaled_probabilities(bundle.scratch, x, sc) for sc in (0.5, 2.0)}}
+            for key, (scales, how) in SCALES.items():
+                stack = np.stack([by_scale[sc] for sc in scales])
+                maps[key] = stack.mean(0) if how == "mean" else stack.max(0)
             for key in counts:
                 for k, th in enumerate(GRID):
-                    pred = maps[key] > th if key in VIEWS else POST[key](maps["plain"], th)
+                    pred = POST[key](maps["plain"], th) if key in POST else maps[key] > th
                     counts[key][k] += (np.count_nonzero(pred & truth), np.count_nonzero(pred & ~truth), np.count_nonzero(~pred & truth))
         rows = {}
         for key, c in counts.items():
