@@ -94,6 +94,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    from rich.progress import track
 
     from pipelines import open_dataset
     from zoo.bundle import load_bundle
@@ -107,7 +108,7 @@ def main() -> None:
         n = min(args.n, len(ds))
         counts = {k: np.zeros((len(GRID), 3), np.int64) for k in [*VIEWS, *SCALES, *POST]}
         seconds = dict.fromkeys(VIEWS, 0.0)
-        for i in range(n):
+        for i in track(range(n), description=f"{name}: {len(VIEWS) + 2} maps per image", transient=True):
             s = ds[i]
             truth = s["mask"] > 0
             x = _to_tensor(s["degraded"], "cpu")
