@@ -436,6 +436,14 @@ def test_default_training_configs_are_valid():
     for stage, path in re.findall(r"train (\w+) --config (zoo/default/[\w-]+\.yaml)", (root / "train.sh").read_text()):
         seeds.setdefault(stage, []).append(run_command_config(stage, {}, str(root.parents[1] / path)).seed)
     assert all(len(set(s)) == len(s) for s in seeds.values()), seeds
+    # the smoke run (COUNT, STEPS, PUBLISH=0; docs/restore.md) reaches every dataset and every stage
+    script = (root / "train.sh").read_text()
+    commands = re.sub(r"\\\n\s*", " ", script).splitlines()
+    creates = [c for c in commands if c.startswith("$DG dataset create")]
+    trains = [c for c in commands if c.startswith("$DG train ")]
+    assert len(creates) == 7 and all(re.search(r"--count \$\(n \d+\)", c) for c in creates), creates
+    assert len(trains) == 7 and all(c.rstrip().endswith(" $S") for c in trains), trains
+    assert 'if [ "$PUBLISH" = 1 ]; then $PY -m zoo.default.publish' in script
 
 
 def test_training_photos_take_each_wallpapers_largest_size(tmp_path):
