@@ -330,8 +330,8 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             restored = res.image
             atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None, pic.icc))
             atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask))
-            compare = compare_image(px, restored)
-            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, compare.ndim == 2)))
+            compare = compare_image(px, restored)  # always RGB: a gray input's GRAY profile does not fit it
+            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, gray=False)))
             report.written.append(out / f"{stem}.png")
             report.seconds.append(time.perf_counter() - t)
         except (ImageError, DaguerreError) as e:
