@@ -148,7 +148,8 @@ def _float_tiff(source) -> bool:
         data = source.getvalue()
     else:
         with open(source, "rb") as f:
-            data = f.read()
+            data = f.read(4)  # not the whole file unless it is a TIFF
+            data += f.read() if data in _TIFF_MAGIC else b""
     if data[:4] not in _TIFF_MAGIC:
         return False
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
