@@ -15,22 +15,21 @@ from .generate import SCHEDULERS, GenerationResult, generate
 from .layout import GenerationSpec
 from .reader import Dataset, open_dataset
 from .refs import check_name, dataset_dir
-from .shards import DEFAULT_ZSTD_LEVEL
+from .shards import DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS
 from .sources import CropConfig, scan_source
 
 MAX_SIZE = 4096
-ZSTD_MIN_LEVEL = -131072  # zstd's own fastest level (ZSTD_minCLevel); the zarr v3 zstd codec takes the same range
 
 
-def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler: str, zstd_level: int = -1) -> None:
+def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler: str, zstd_level: int = DEFAULT_ZSTD_LEVEL) -> None:
     if count < 1:
         raise DaguerreError(f"--count must be at least 1, got {count}")
     if not 8 <= size <= MAX_SIZE:
         raise DaguerreError(f"--size must be between 8 and {MAX_SIZE} pixels, got {size}")
     if shard_size < 1:
         raise DaguerreError(f"--shard-size must be at least 1, got {shard_size}")
-    if not ZSTD_MIN_LEVEL <= zstd_level <= 22:
-        raise DaguerreError(f"--zstd-level must be between {ZSTD_MIN_LEVEL} and 22, got {zstd_level}")
+    if not ZSTD_LEVELS[0] <= zstd_level <= ZSTD_LEVELS[1]:
+        raise DaguerreError(f"--zstd-level must be between {ZSTD_LEVELS[0]} and {ZSTD_LEVELS[1]}, got {zstd_level}")
     if workers < 1:
         raise DaguerreError(f"--workers must be at least 1, got {workers}")
     if scheduler not in SCHEDULERS:
