@@ -85,7 +85,35 @@ def _progress(total: int, description: str, unit: str = "items") -> _Progress:
     return _Progress(total, description, unit)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """A command group that also answers to ``list`` for ``ls`` and ``inspect`` for ``info`` (the names
+    the design card uses), showing them as ``ls (list)``; subgroups made with ``@group.group()`` inherit it."""
+
+    ALIASES = {"list": "ls", "inspect": "info"}
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in self.ALIASES:
+            name = self.ALIASES[name]
+        return super().get_command(ctx, name)
+
+    def resolve_command(self, ctx, args):
+        _, cmd, rest = super().resolve_command(ctx, args)
+        return (cmd.name if cmd else None), cmd, rest
+
+    def format_commands(self, ctx, formatter):
+        names = {v: k for k, v in self.ALIASES.items()}
+        cmds = [(sub, c) for sub in self.list_commands(ctx) if (c := self.get_command(ctx, sub)) and not c.hidden]
+        labels = [f"{sub} ({names[sub]})" if sub in names and names[sub] not in self.commands else sub for sub, _ in cmds]
+        if cmds:
+            limit = formatter.width - 6 - max(map(len, labels))
+            with formatter.section("Commands"):
+                formatter.write_dl([(label, c.get_short_help_str(limit)) for label, (_, c) in zip(labels, cmds)])
+
+
+_Group.group_class = type  # subgroups are _Group too
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="daguerre")
 def cli() -> None:
     """daguerre: degrade, version and restore old photographs."""

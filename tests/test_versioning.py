@@ -395,3 +395,19 @@ def test_gc_keeps_data_when_the_home_is_reached_by_another_path(capsys, home, tm
     r = run(capsys, "dataset", "gc", "--json")
     assert r.code == 0 and json.loads(r.out)["items"] == []
     assert run(capsys, "dataset", "verify", "keep").code == 0
+
+
+def test_list_and_inspect_are_aliases_of_ls_and_info(capsys, home):
+    """The design card names the commands list and inspect; they answer exactly as ls and info."""
+    make(capsys, "a", "--seed", "1")
+    for group, alias, name, arg in [("dataset", "list", "ls", []), ("dataset", "inspect", "info", ["a"]),
+                                    ("zoo", "list", "ls", []), ("recipes", "list", "ls", []), ("ops", "list", "ls", [])]:
+        canonical, aliased = run(capsys, group, name, *arg, "--json"), run(capsys, group, alias, *arg, "--json")
+        assert canonical.code == 0 and aliased.code == 0, (group, alias, aliased.err)
+        assert aliased.out == canonical.out and json.loads(aliased.out), (group, alias)
+    r = run(capsys, "dataset", "--help")
+    assert "ls (list)" in r.out and "info (inspect)" in r.out
+    r = run(capsys, "dataset", "inspect", "nope")
+    assert one_line_error(r) and "unknown dataset 'nope'" in r.err
+    r = run(capsys, "dataset", "lst")
+    assert r.code != 0 and "No such command 'lst'" in r.err
