@@ -29,6 +29,9 @@ class Picture:
     path: str = ""
     icc: bytes | None = None
     """The embedded ICC profile when it describes ``pixels`` (RGB for colour, GRAY for gray), else None."""
+    deep: np.ndarray | None = None
+    """With ``deep=True``, a 16-bit source's own samples as uint16 (gray or RGB, alpha as the last channel,
+    oriented like ``pixels``) when a second, full-depth decoder agrees with ``pixels``; else None."""
 
     @property
     def is_gray(self) -> bool:
@@ -61,30 +64,31 @@ def _sixteen_bit(im: Image.Image) -> bool:
     return any(";16" in str(t.args) for t in getattr(im, "tile", []) or [])
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Picture:
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, deep: bool = False) -> Picture:
     """Decode an image file (EXIF orientation applied) into a Picture.
 
     16-bit images are scaled to 8-bit (bit_depth records 16), palette and CMYK images become
     RGB, LA/RGBA keep their alpha separately, bilevel images become grayscale, multi-page TIFFs
-    and animated GIFs give their first frame. Unreadable,
-    truncated, floating-point or oversized images raise ImageError naming the file.
+    and animated GIFs give their first frame. ``deep``: also keep a 16-bit source's full-depth
+    samples (``Picture.deep``). Unreadable, truncated, floating-point or oversized images raise
+    ImageError naming the file.
     """
     p = Path(path)
     if not p.exists():
         raise ImageError(f"{p}: no such file")
     if p.is_dir():
         raise ImageError(f"{p}: is a directory, not an image")
-    return _decode(p, str(p), max_pixels)
+    return _decode(p, str(p), max_pixels, deep)
 
 
-def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> Picture:
+def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS, deep: bool = False) -> Picture:
     """Like ``read_image`` for in-memory bytes (uploads)."""
     import io
 
-    return _decode(io.BytesIO(data), name, max_pixels)
+    return _decode(io.BytesIO(data), name, max_pixels, deep)
 
 
-def _decode(source, name: str, max_pixels: int) -> Picture:
+def _decode(source, name: str, max_pixels: int, deep: bool = False) -> Picture:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -95,8 +99,10 @@ def _decode(source, name: str, max_pixels: int) -> Picture:
             if w < 1 or h < 1:
                 raise ImageError(f"{name}: empty image ({w}×{h})")
             depth = 16 if (_sixteen_bit(im) or im.mode.startswith("I;16")) else 8
+            gray_alpha = any(str(t.args).startswith("LA;16") for t in getattr(im, "tile", []) or [])  # opened as RGBA
             im.load()
             icc = im.info.get("icc_profile")
+            orientation = im.getexif().get(0x0112, 1)
             im = ImageOps.exif_transpose(im)
     except ImageError:
         raise
@@ -110,8 +116,60 @@ def _decode(source, name: str, max_pixels: int) -> Picture:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{name}: cannot decode image ({msg})") from None
     pic = _from_pil(im, name, depth)
+    if gray_alpha and pic.pixels.ndim == 3:  # Pillow widens 16-bit gray + alpha PNGs to RGBA: keep them gray
+        pic.pixels = np.ascontiguousarray(pic.pixels[..., 0])
     pic.icc = icc_for(icc, pic.pixels.ndim == 2)
+    if deep and depth == 16:
+        data = source.getvalue() if hasattr(source, "getvalue") else Path(source).read_bytes()
+        pic.deep = _deep_samples(data, pic, orientation)
     return pic
+
+
+_ORIENT = {  # EXIF orientation → the array operation of ImageOps.exif_transpose (tested against it)
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, -1)[::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _deep_samples(data: bytes, pic: Picture, orientation: int) -> np.ndarray | None:
+    """The source's 16-bit samples in ``pic``'s layout, decoded by OpenCV: Pillow reduces 48- and 64-bit
+    colour to 8 bits itself. Accepted only if it matches ``pic`` within a grey level (orientation included:
+    OpenCV applies it for some formats and not others); None otherwise, and the 8-bit pixels stand."""
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16:
+        return None
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    expected = pic.pixels if pic.alpha is None else np.dstack([pic.pixels, pic.alpha])
+    for cand in (arr, _ORIENT[orientation](arr)) if orientation in _ORIENT else (arr,):
+        c = _like(cand, pic)
+        if c is not None and c.shape == expected.shape:
+            d = np.abs((c[::4, ::4] >> 8).astype(np.int16) - expected[::4, ::4])
+            if d.size == 0 or d.max() <= 1:
+                return np.ascontiguousarray(c)
+    return None
+
+
+def _like(a: np.ndarray, pic: Picture) -> np.ndarray | None:
+    """``a`` (H×W or H×W×C, RGB order) as gray or RGB plus alpha when ``pic`` has one, or None if it cannot be."""
+    channels = 1 if a.ndim == 2 else a.shape[2]
+    alpha = a[..., -1] if channels in (2, 4) else None
+    if pic.is_gray:
+        if channels >= 3 and not (np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])):
+            return None
+        base = a if channels == 1 else a[..., 0]
+    elif channels in (3, 4):
+        base = a[..., :3]
+    else:
+        return None
+    if pic.alpha is None:
+        return base
+    return None if alpha is None else np.dstack([base, alpha])
 
 
 def icc_for(icc: bytes | None, gray: bool) -> bytes | None:
@@ -216,11 +274,14 @@ _UMASK = _read_umask()  # read once at import: os.umask can only be read by sett
 
 
 def encode_png(pixels: np.ndarray, alpha: np.ndarray | None = None, compression: int = 3, icc: bytes | None = None) -> bytes:
-    """PNG bytes of a uint8 gray or RGB image, with ``alpha`` as an extra channel (LA or RGBA) if given,
-    and ``icc`` embedded as its colour profile if given (see :func:`icc_for`)."""
-    if pixels.dtype != np.uint8:
-        raise ImageError(f"can only write uint8 images, got {pixels.dtype}")
-    png = _encode_png(pixels, alpha, compression)
+    """PNG bytes of a uint8 or uint16 gray or RGB image, with ``alpha`` (same type) as an extra channel
+    (LA or RGBA) if given, and ``icc`` embedded as its colour profile if given (see :func:`icc_for`)."""
+    if pixels.dtype not in (np.uint8, np.uint16) or (alpha is not None and alpha.dtype != pixels.dtype):
+        raise ImageError(f"can only write uint8 or uint16 images (alpha of the same type), got {pixels.dtype}")
+    if pixels.dtype == np.uint16 and alpha is not None and pixels.ndim == 2:
+        png = _png16_gray_alpha(pixels, alpha, compression)
+    else:
+        png = _encode_png(pixels, alpha, compression)
     return _png_with_icc(png, icc) if icc else png
 
 
@@ -239,6 +300,25 @@ def _encode_png(pixels: np.ndarray, alpha: np.ndarray | None, compression: int) 
     if not ok:
         raise ImageError("PNG encoding failed")
     return buf.tobytes()
+
+
+def _png16_gray_alpha(gray: np.ndarray, alpha: np.ndarray, compression: int) -> bytes:
+    """A 16-bit gray + alpha PNG (colour type 4), which neither OpenCV nor Pillow writes; rows use the Up filter."""
+    import struct
+    import zlib
+
+    h, w = gray.shape
+    samples = np.dstack([gray, alpha]).astype(">u2").view(np.uint8).reshape(h, w * 4)
+    up = samples.copy()
+    up[1:] -= samples[:-1]  # filter 2 (Up): byte-wise difference with the row above, modulo 256
+    rows = np.hstack([np.full((h, 1), 2, np.uint8), up])
+    rows[0, 0] = 0  # the first row has no row above: filter 0
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows.tobytes(), compression)) + chunk(b"IEND", b"")
 
 
 def write_png(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray | None = None) -> None:

@@ -37,6 +37,67 @@ def test_sixteen_bit_rgb_and_gray_are_scaled(tmp_path):
     assert np.abs(g.pixels.astype(int) - np.rint(a[..., 0] / 257)).max() <= 1
 
 
+def _with_exif_chunk(png: bytes, orientation: int) -> bytes:
+    """PNG bytes with an eXIf chunk (EXIF orientation) after IHDR, as cameras and editors write it."""
+    import struct
+    import zlib
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = exif.tobytes()
+    data = data[6:] if data.startswith(b"Exif\x00\x00") else data
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data))
+    return png[:33] + chunk + png[33:]
+
+
+def test_deep_keeps_sixteen_bit_samples_in_every_layout(tmp_path):
+    rng = np.random.default_rng(3)
+    rgb16 = rng.integers(0, 65536, (10, 12, 3), dtype=np.uint16)
+    alpha16 = rng.integers(0, 65536, (10, 12), dtype=np.uint16)
+    cases = {  # file: (bytes, the samples deep must hold)
+        "rgb48.png": (encode_png(rgb16), rgb16),
+        "rgba64.png": (encode_png(rgb16, alpha16), np.dstack([rgb16, alpha16])),
+        "gray16.png": (encode_png(rgb16[..., 0]), rgb16[..., 0]),
+        "la32.png": (encode_png(rgb16[..., 0], alpha16), np.dstack([rgb16[..., 0], alpha16])),
+        "rgb48.tif": (cv2.imencode(".tif", rgb16[..., ::-1])[1].tobytes(), rgb16),
+        "rgb48-rotated.png": (_with_exif_chunk(encode_png(rgb16), 6), np.rot90(rgb16, -1)),
+    }
+    for name, (data, want) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        pic = read_image(tmp_path / name, deep=True)
+        assert pic.bit_depth == 16 and pic.deep is not None and pic.deep.dtype == np.uint16, name
+        assert np.array_equal(pic.deep, want), name
+        eight = pic.pixels if pic.alpha is None else np.dstack([pic.pixels, pic.alpha])  # the 8-bit decode agrees
+        assert eight.shape == want.shape and np.abs((want >> 8).astype(int) - eight).max() <= 1, name
+        assert read_image(tmp_path / name).deep is None, name  # only when asked
+    assert decode_image(cases["rgb48.png"][0], deep=True).deep is not None
+    (tmp_path / "rgb24.png").write_bytes(encode_png(to_uint8(rgb16)))
+    assert read_image(tmp_path / "rgb24.png", deep=True).deep is None  # 8-bit sources have nothing deeper
+
+
+def test_sixteen_bit_gray_alpha_stays_gray(tmp_path):
+    g = np.random.default_rng(4).integers(0, 65536, (10, 12), dtype=np.uint16)
+    a = np.full((10, 12), 30000, np.uint16)
+    (tmp_path / "la.png").write_bytes(encode_png(g, a))
+    pic = read_image(tmp_path / "la.png")  # Pillow opens it as RGBA
+    assert pic.pixels.ndim == 2 and pic.alpha is not None and np.abs(pic.pixels.astype(int) - g // 257).max() <= 1
+
+
+def test_deep_orientation_matches_exif_transpose():
+    from PIL import ImageOps
+
+    from degrade.io import _ORIENT
+
+    a = np.arange(5 * 7, dtype=np.uint8).reshape(5, 7)
+    for orientation, op in _ORIENT.items():
+        im = Image.fromarray(a)
+        exif = im.getexif()
+        exif[0x0112] = orientation
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", exif=exif)
+        assert np.array_equal(np.asarray(ImageOps.exif_transpose(Image.open(buf))), op(a)), orientation
+
+
 def test_grayscale_rgba_la_palette(tmp_path, rgb):
     Image.fromarray(rgb[..., 0]).save(tmp_path / "l.png")
     alpha = np.full(rgb.shape[:2], 128, np.uint8)

@@ -112,10 +112,46 @@ def test_grayscale_rgba_and_16bit(any_bundle):
     out = restore(rgba, bundle).image
     assert out.shape == (64, 80, 4) and np.array_equal(out[..., 3], rgba[..., 3])
     deep = rng.integers(0, 65535, (64, 80, 3), dtype=np.uint16)
-    assert restore(deep, bundle).image.dtype == np.uint8
+    out = restore(deep, bundle).image
+    assert out.dtype == np.uint16 and out.shape == deep.shape
+    out = restore(np.dstack([deep[..., 0], deep[..., 1]]), bundle).image  # 16-bit gray + alpha
+    assert out.dtype == np.uint16 and out.shape == (64, 80, 2) and np.array_equal(out[..., 1], deep[..., 1])
     gray_alpha = np.dstack([gray, rgba[..., 3]])
     out = restore(gray_alpha, bundle).image
     assert out.shape == (64, 80, 2) and np.array_equal(out[..., 1], rgba[..., 3])
+
+
+def test_sixteen_bit_restores_to_sixteen_bits_without_banding(any_bundle, photo):
+    """A 16-bit scan keeps its depth: the same restoration as its 8-bit version within a grey level,
+    and a gentle gradient keeps the levels that 8 bits would band into a few steps."""
+    from degrade.io import to_uint8
+
+    h, w = photo.shape[:2]
+    ramp = np.linspace(0, 1, w, dtype=np.float64)[None, :, None]
+    deep = np.clip(photo.astype(np.float64) * 40 + 20000 + 2500 * ramp, 0, 65535).astype(np.uint16)  # low contrast, smooth
+    out16 = restore(deep, any_bundle, tile=64, overlap=8).image
+    out8 = restore(to_uint8(deep), any_bundle, tile=64, overlap=8).image
+    assert out16.dtype == np.uint16 and out16.shape == deep.shape
+    diff = np.abs(to_uint8(out16).astype(int) - out8)
+    assert diff.max() <= 2 and diff.mean() < 0.5
+    assert len(np.unique(out16[..., 1])) > 8 * len(np.unique(out8[..., 1]))
+
+
+def test_cli_sixteen_bit_in_sixteen_bit_out(capsys, bundle, tmp_path, photo):
+    import cv2
+
+    deep = photo.astype(np.uint16) * 257 + 97
+    alpha = np.full(photo.shape[:2], 40000, np.uint16)
+    (tmp_path / "rgb48.png").write_bytes(encode_png(deep))
+    (tmp_path / "la32.png").write_bytes(encode_png(deep[..., 0], alpha))
+    r = run(capsys, "restore", tmp_path / "rgb48.png", tmp_path / "la32.png", "--out", tmp_path / "out", "--model", bundle, "--tile", "64")
+    assert r.code == 0, r.err
+    out = cv2.imread(str(tmp_path / "out" / "rgb48.png"), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16 and out.shape == deep.shape
+    la = read_image(tmp_path / "out" / "la32.png", deep=True)
+    assert la.pixels.ndim == 2 and la.deep.shape == (*photo.shape[:2], 2) and np.array_equal(la.deep[..., 1], alpha)
+    for name in ("rgb48.mask.png", "rgb48.compare.png", "la32.compare.png"):  # for people: 8-bit
+        assert cv2.imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED).dtype == np.uint8, name
 
 
 def test_cli_keeps_gray_and_alpha(capsys, bundle, tmp_path, photo):

@@ -64,6 +64,17 @@ def test_restore_png_keeps_size_and_mode(client, mode):
     assert float(r.headers["x-restore-seconds"]) >= 0
 
 
+def test_restore_keeps_sixteen_bits(client):
+    import cv2
+
+    c, _ = client
+    deep = np.random.default_rng(5).integers(0, 65536, (48, 64, 3), dtype=np.uint16)
+    r = c.post("/v1/restore", files={"file": ("x.png", encode_png(deep), "image/png")})
+    assert r.status_code == 200
+    out = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16 and out.shape == deep.shape
+
+
 def test_restore_keeps_the_uploads_colour_profile(client):
     from PIL import ImageCms
 

@@ -113,7 +113,10 @@ def colour_fit(inp: np.ndarray, out: np.ndarray, mask: np.ndarray, sigma: float,
 
 def anchor(inp: np.ndarray, out: np.ndarray, mask: np.ndarray, cfg: AnchorConfig, rows: int = 512) -> np.ndarray:
     """``out`` (uint8 H×W×3, the network's restoration of ``inp``) with its tones anchored to ``inp``
-    outside ``mask`` (H×W, nonzero = damaged, left as restored). Same result for any ``rows``."""
+    outside ``mask`` (H×W, nonzero = damaged, left as restored). Same result for any ``rows``.
+
+    Both may also be float32 on the same 0–255 scale (a 16-bit input's restoration): the result is
+    then float32, unrounded."""
     import cv2
 
     if inp.shape != out.shape or inp.ndim != 3 or inp.shape[2] != 3 or mask.shape != inp.shape[:2]:
@@ -139,6 +142,7 @@ def anchor(inp: np.ndarray, out: np.ndarray, mask: np.ndarray, cfg: AnchorConfig
             c *= np.clip(2 - mag / cfg.tau, 0, 1)[..., None]
         c *= w[..., None]  # damaged pixels stay as restored
         n += c
-        n += 0.5
-        result[y0:y1] = np.clip(n[y0 - a : y1 - a], 0, 255).astype(np.uint8)
+        if result.dtype == np.uint8:
+            n += 0.5
+        result[y0:y1] = np.clip(n[y0 - a : y1 - a], 0, 255).astype(result.dtype)
     return result

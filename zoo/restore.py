@@ -131,8 +131,9 @@ def detect_mask(bundle: Bundle, rgb: np.ndarray, tile: int = 512, overlap: int =
     return np.where(hysteresis(prob, cfg.threshold, cfg.seed_threshold if seeds else 0.0), np.uint8(255), np.uint8(0))
 
 
-def translate(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu") -> np.ndarray:
-    """G_Y(T(E_R(x), m)) over windows, blended; returns uint8 H×W×3."""
+def translate(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray, tile: int = 256, overlap: int = 32, device="cpu",
+              as_float: bool = False) -> np.ndarray:  # fmt: skip
+    """G_Y(T(E_R(x), m)) over windows, blended; returns uint8 H×W×3 (``as_float``: float32 in [0, 255], unrounded)."""
     from .nn import pad_to_multiple
 
     s = bundle.stride
@@ -147,15 +148,17 @@ def translate(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray, tile: int = 256
 
     with torch.inference_mode():
         out = _blend(*rgb.shape[:2], 3, tile, overlap, window)
+    if as_float:
+        return np.clip(out, 0, 255, out=out)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
-    """RGB uint8, alpha (or None), whether the input was grayscale."""
+    """RGB, alpha (or None), whether the input was grayscale; uint8, or uint16 for a uint16 input."""
     if not isinstance(image, np.ndarray):
         raise ImageError(f"expected a numpy image, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        image = to_uint8(image)  # 16-bit (and other integer depths) scaled to 8 bits
+    if image.dtype not in (np.uint8, np.uint16):
+        image = to_uint8(image)  # other integer depths scaled to 8 bits
     if image.ndim == 2:
         return np.repeat(image[..., None], 3, axis=2), None, True
     if image.ndim == 3 and image.shape[2] in (3, 4):
@@ -186,7 +189,10 @@ def restore(
     device: str = "auto",
     anchor: bool = True,
 ) -> RestoreResult:
-    """Restore an old photo: returns the restored image (same shape and mode) and the defect mask.
+    """Restore an old photo: returns the restored image (same shape, mode and type) and the defect mask.
+
+    A uint16 image is restored by the 8-bit networks and returned as uint16: the tone anchoring
+    takes the input's full-depth tones, so smooth gradients keep more than 256 levels.
 
     ``scratches``: ``auto`` (the bundle's detector and calibrated mask), ``all`` (every detection
     above the threshold, without the hysteresis seeds: more faint defects inpainted, more false
@@ -198,6 +204,9 @@ def restore(
     t0 = time.perf_counter()
     bundle = get_bundle(model, str(dev))
     rgb, alpha, gray = _split(image)
+    deep = rgb.dtype == np.uint16
+    if deep:
+        rgb16, rgb = rgb, to_uint8(rgb)
     h, w = rgb.shape[:2]
     if min(h, w) < 1:
         raise ImageError(f"empty image of shape {image.shape}")
@@ -216,15 +225,18 @@ def restore(
         raise DaguerreError(f"scratches must be auto, all, none or a mask, got {scratches!r}")
     times["detect"] = time.perf_counter() - t
     t = time.perf_counter()
-    out = translate(bundle, rgb, mask, tile, overlap, dev)
+    out = translate(bundle, rgb, mask, tile, overlap, dev, as_float=deep)
     times["restore"] = time.perf_counter() - t
     cfg = bundle.anchor if anchor else None
     if cfg is not None:
         from .anchor import anchor as anchor_tones
 
         t = time.perf_counter()
-        out = anchor_tones(rgb, out, mask, cfg)
+        inp = rgb16.astype(np.float32) * np.float32(1 / 257) if deep else rgb  # 16-bit tones on the 8-bit scale
+        out = anchor_tones(inp, out, mask, cfg)
         times["anchor"] = time.perf_counter() - t
+    if out.dtype != image.dtype and deep:
+        out = np.clip(out * np.float32(257) + np.float32(0.5), 0, 65535).astype(np.uint16)
     if gray:
         import cv2
 
@@ -288,7 +300,10 @@ def _mask_for(spec: str, path: Path, shape: tuple[int, int]) -> np.ndarray:
 
 
 def picture_array(pic) -> np.ndarray:
-    """A decoded :class:`degrade.io.Picture` as the array :func:`restore` takes (alpha as the last channel)."""
+    """A decoded :class:`degrade.io.Picture` as the array :func:`restore` takes (alpha as the last channel):
+    its 16-bit samples when it was read with ``deep=True`` from a 16-bit source."""
+    if pic.deep is not None:
+        return pic.deep
     return pic.pixels if pic.alpha is None else np.dstack([pic.pixels, pic.alpha])
 
 
@@ -323,14 +338,14 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
         try:
             if len(f"{stem}.compare.png".encode()) > name_max:  # before writing any of the three
                 raise ImageError(f"{path}: its output names ({stem}.compare.png) would exceed {name_max} bytes; rename it")
-            pic = read_image(path)
+            pic = read_image(path, deep=True)
             px = picture_array(pic)
             mode = scratches if scratches in SCRATCH_MODES else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
             res = restore(px, model, mode, tile, device=str(dev), anchor=anchor)
             restored = res.image
             atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None, pic.icc))
             atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask))
-            compare = compare_image(px, restored)  # always RGB: a gray input's GRAY profile does not fit it
+            compare = compare_image(to_uint8(px), to_uint8(restored))  # always RGB and 8-bit: a gray input's GRAY profile does not fit it
             atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, gray=False)))
             report.written.append(out / f"{stem}.png")
             report.seconds.append(time.perf_counter() - t)

@@ -179,7 +179,7 @@ def create_app(cfg: ServeConfig | None = None):
         if fmt not in ("png", "json"):
             return error(422, "format must be png or json")
         try:
-            pic = decode_image(data, "upload", cfg.max_pixels)
+            pic = decode_image(data, "upload", cfg.max_pixels, deep=True)
         except ImageError as e:
             msg = str(e).replace("upload: ", "", 1)
             return error(413 if "exceeds the limit" in msg or "too many pixels" in msg else 415, msg)
