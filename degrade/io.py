@@ -17,6 +17,8 @@ from .errors import ImageError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 MAX_PIXELS = 250_000_000
 """Refuse larger images before decoding them (decompression bombs); a 16k×15k scan still fits."""
+Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_PIXELS)  # Pillow's own guard stopped at 89.5 M; ours is in _decode
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its decoders' errors come back as None, said in one line
 
 
 @dataclass
@@ -78,7 +80,12 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, deep: bool
         raise ImageError(f"{p}: no such file")
     if p.is_dir():
         raise ImageError(f"{p}: is a directory, not an image")
-    return _decode(p, str(p), max_pixels, deep)
+    try:
+        f = open(p, "rb")  # a file object, not the path: Pillow memory-maps paths, and its mapped TIFF
+    except OSError as e:  # decoder ignores the orientation swap (gray TIFFs tagged 5–8 came out as stripes)
+        raise ImageError(f"{p}: cannot read ({e.strerror or e})") from None
+    with f:
+        return _decode(f, str(p), max_pixels, deep)
 
 
 def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS, deep: bool = False) -> Picture:
@@ -91,7 +98,7 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
 def _decode(source, name: str, max_pixels: int, deep: bool = False) -> Picture:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # corrupt-EXIF and TIFF-tag chatter: the image decodes or raises
             im = Image.open(source)
             w, h = im.size
             if w * h > max_pixels:
@@ -100,19 +107,21 @@ def _decode(source, name: str, max_pixels: int, deep: bool = False) -> Picture:
                 raise ImageError(f"{name}: empty image ({w}×{h})")
             depth = 16 if (_sixteen_bit(im) or im.mode.startswith("I;16")) else 8
             gray_alpha = any(str(t.args).startswith("LA;16") for t in getattr(im, "tile", []) or [])  # opened as RGBA
+            _check_sample_format(im, name)
             im.load()
             icc = im.info.get("icc_profile")
-            orientation = im.getexif().get(0x0112, 1)
+            orientation = _orientation(im)
             im = ImageOps.exif_transpose(im)
     except ImageError:
         raise
     except UnidentifiedImageError:
-        if _float_tiff(source):
-            raise ImageError(f"{name}: {FLOAT_REFUSED}") from None
-        raise ImageError(f"{name}: not a recognised image format") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        refused = _tiff_refusal(source)
+        raise ImageError(f"{name}: {refused or 'not a recognised image format'}") from None
+    except Image.DecompressionBombError:
         raise ImageError(f"{name}: too many pixels to decode safely") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except MemoryError:
+        raise ImageError(f"{name}: not enough memory to decode it") from None
+    except Exception as e:  # noqa: BLE001  Pillow's plugins raise OSError, ValueError, RuntimeError (AVIF), struct.error…
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{name}: cannot decode image ({msg})") from None
     pic = _from_pil(im, name, depth)
@@ -120,9 +129,43 @@ def _decode(source, name: str, max_pixels: int, deep: bool = False) -> Picture:
         pic.pixels = np.ascontiguousarray(pic.pixels[..., 0])
     pic.icc = icc_for(icc, pic.pixels.ndim == 2)
     if deep and depth == 16:
-        data = source.getvalue() if hasattr(source, "getvalue") else Path(source).read_bytes()
-        pic.deep = _deep_samples(data, pic, orientation)
+        source.seek(0)
+        pic.deep = _deep_samples(source.read(), pic, orientation)
     return pic
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001  a corrupt EXIF block: exif_transpose ignores it too
+        return 1
+
+
+SAMPLE_FORMATS = {2: "signed-integer", 3: "floating-point", 5: "complex", 6: "complex"}  # TIFF tag 339
+
+
+def _unsupported_samples(sample_format: int, bits: int) -> str | None:
+    kind = SAMPLE_FORMATS.get(sample_format)
+    if kind == "floating-point":
+        return FLOAT_REFUSED
+    if kind:
+        return f"{kind} images are not supported (convert to 8 or 16-bit unsigned)"
+    if bits > 16:
+        return f"{bits}-bit images are not supported (convert to 8 or 16 bit)"
+    return None
+
+
+def _check_sample_format(im: Image.Image, name: str) -> None:
+    """Refuse TIFF sample types that Pillow opens but whose tones it cannot map to 8 bits faithfully."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is None:
+        return
+    try:
+        refused = _unsupported_samples(int(tags.get(339, (1,))[0]), int(tags.get(258, (8,))[0]))
+    except (TypeError, ValueError, IndexError):
+        return
+    if refused:
+        raise ImageError(f"{name}: {refused}")
 
 
 _ORIENT = {  # EXIF orientation → the array operation of ImageOps.exif_transpose (tested against it)
@@ -200,18 +243,32 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 FLOAT_REFUSED = "floating-point images are not supported (convert to 8 or 16 bit)"
 
 
-def _float_tiff(source) -> bool:
-    """Whether a file Pillow cannot identify is a floating-point TIFF (3 or 4 channels: Pillow reads only 1)."""
-    if hasattr(source, "getvalue"):
-        data = source.getvalue()
-    else:
-        with open(source, "rb") as f:
-            data = f.read(4)  # not the whole file unless it is a TIFF
-            data += f.read() if data in _TIFF_MAGIC else b""
-    if data[:4] not in _TIFF_MAGIC:
-        return False
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    return arr is not None and arr.dtype.kind == "f"
+def _tiff_refusal(f) -> str | None:
+    """Why a file Pillow cannot identify is refused, if it is a TIFF of samples daguerre does not take
+    (floating-point with 3–4 channels, complex, signed, over 16 bits): read from its first IFD's tags,
+    not by decoding it (a small compressed file can hold gigabytes of float pixels)."""
+    import struct
+
+    try:
+        f.seek(0)
+        head = f.read(8)
+        if head[:4] not in _TIFF_MAGIC:
+            return None
+        e = "<" if head[:2] == b"II" else ">"
+        f.seek(struct.unpack(e + "I", head[4:8])[0])
+        (n,) = struct.unpack(e + "H", f.read(2))
+        entries = f.read(12 * min(n, 4096))
+        tags = {}
+        for i in range(len(entries) // 12):
+            tag, kind, count, value = struct.unpack(e + "HHI4s", entries[12 * i : 12 * i + 12])
+            if tag in (258, 339) and kind == 3:  # SHORT: the first value sits in the entry when count ≤ 2,
+                if count > 2:  # else at the offset the entry holds
+                    f.seek(struct.unpack(e + "I", value)[0])
+                    value = f.read(2)
+                tags[tag] = struct.unpack(e + "H", value[:2])[0]
+        return _unsupported_samples(tags.get(339, 1), tags.get(258, 8))
+    except (OSError, struct.error):
+        return None
 
 
 def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
@@ -222,10 +279,15 @@ def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         mode = im.mode
+    elif mode in ("L", "RGB") and "transparency" in im.info:  # a colour-key tRNS: that colour is transparent
+        im = im.convert("LA" if mode == "L" else "RGBA")
+        mode = im.mode
     if mode in ("1", "L"):
         return Picture(np.asarray(im.convert("L")).copy(), None, depth, name)
     if mode.startswith("I"):
         arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):  # what the TIFF tag check cannot see (PNM, TIFFs without tags)
+            raise ImageError(f"{name}: {'signed-integer' if arr.min() < 0 else '32-bit'} images are not supported (convert to 8 or 16-bit unsigned)")
         if arr.dtype != np.uint8 and (depth == 16 or arr.max(initial=0) > 255):
             return Picture(to_uint8(arr.astype(np.uint16) if arr.max(initial=0) <= 65535 else arr), None, 16, name)
         return Picture(np.clip(arr, 0, 255).astype(np.uint8), None, depth, name)

@@ -180,6 +180,76 @@ def test_float_tiff_is_refused(tmp_path):
         read_image(tmp_path / "f.tif")
 
 
+def test_sample_types_that_cannot_be_mapped_to_8_bits_are_refused_without_decoding(tmp_path, monkeypatch):
+    import tifffile
+
+    rng = np.random.default_rng(6)
+    cases = {
+        "f32x3.tif": (rng.random((64, 64, 3), dtype=np.float32), "floating-point"),
+        "f16x3.tif": (rng.random((64, 64, 3)).astype(np.float16), "floating-point"),
+        "c64.tif": (rng.random((64, 64)).astype(np.complex64), "complex"),
+        "s16.tif": (rng.integers(-128, 128, (64, 64), dtype=np.int16), "signed-integer"),
+        "s16x3.tif": (rng.integers(-128, 128, (64, 64, 3), dtype=np.int16), "signed-integer"),
+        "u32.tif": (rng.integers(0, 2**32, (64, 64), dtype=np.uint32), "32-bit"),
+    }
+    # a small file must not be decoded just to find out: OpenCV would allocate every float pixel
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a refused image"))
+    for name, (arr, why) in cases.items():
+        tifffile.imwrite(tmp_path / name, arr, compression="zlib", photometric="rgb" if arr.ndim == 3 else "minisblack")
+        with pytest.raises(ImageError, match=f"^{tmp_path / name}: {why} images are not supported"):
+            read_image(tmp_path / name)
+
+
+def test_gray_tiff_orientation_tag_is_applied(tmp_path):
+    """Pillow memory-maps a file opened by path, and its mapped TIFF decoder ignored the size swap of
+    orientations 5–8: a gray TIFF came out as stripes."""
+    a = np.arange(96 * 128, dtype=np.uint32).reshape(96, 128)
+    for name, arr in {"g8.tif": (a % 251).astype(np.uint8), "g16.tif": (a * 5 % 65521).astype(np.uint16)}.items():
+        im = Image.fromarray(arr)
+        exif = im.getexif()
+        exif[0x0112] = 6
+        im.save(tmp_path / name, exif=exif)
+        want = np.rot90(arr, -1)
+        got = read_image(tmp_path / name, deep=True)
+        assert got.pixels.shape == want.shape, name
+        assert np.abs(got.pixels.astype(int) - to_uint8(want)).max() <= 1, name
+        if arr.dtype == np.uint16:
+            assert np.array_equal(got.deep, want)
+
+
+def test_colour_key_transparency_becomes_alpha(tmp_path, rgb):
+    Image.fromarray(rgb).save(tmp_path / "c.png", transparency=tuple(int(v) for v in rgb[0, 0]))
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "g.png", transparency=int(rgb[0, 0, 0]))
+    c, g = read_image(tmp_path / "c.png"), read_image(tmp_path / "g.png")
+    assert c.pixels.shape == rgb.shape and c.alpha[0, 0] == 0 and (c.alpha == 0).mean() < 0.5
+    assert g.pixels.shape == rgb.shape[:2] and g.alpha[0, 0] == 0
+
+
+def test_any_decoder_failure_is_an_image_error(tmp_path, rgb, monkeypatch):
+    """Pillow's plugins raise more than OSError (the AVIF decoder raises RuntimeError)."""
+    from PIL import ImageFile
+
+    (tmp_path / "a.png").write_bytes(encode_png(rgb))
+
+    def broken(self):
+        raise RuntimeError("Failed to decode frame 0")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
+    with pytest.raises(ImageError, match=r"a.png: cannot decode image \(Failed to decode frame 0\)$"):
+        read_image(tmp_path / "a.png")
+
+
+def test_the_pixel_limit_is_daguerres_not_pillows(tmp_path):
+    """Pillow refuses images over 89.5 M pixels by default; daguerre's documented limit is MAX_PIXELS."""
+    from degrade.io import MAX_PIXELS
+
+    Image.new("L", (10_000, 9_500)).save(tmp_path / "big.png")  # 95 M pixels, constant: small and fast
+    assert read_image(tmp_path / "big.png").pixels.shape == (9_500, 10_000)
+    with pytest.raises(ImageError, match="exceeds the limit of 90,000,000"):
+        read_image(tmp_path / "big.png", max_pixels=90_000_000)
+    assert MAX_PIXELS == 250_000_000
+
+
 def test_multi_page_tiff_and_animated_gif_read_their_first_frame(tmp_path, rgb):
     other = 255 - rgb
     Image.fromarray(rgb).save(tmp_path / "m.tif", save_all=True, append_images=[Image.fromarray(other)])
