@@ -223,7 +223,7 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     from pathlib import Path
 
     from degrade import DaguerreError, load_recipe
-    from degrade.batch import check_outputs, degrade_files, preview_sheet, resolve_inputs
+    from degrade.batch import check_not_among, check_outputs, degrade_files, planned_outputs, preview_sheet, resolve_inputs
     from degrade.sheet import check_sheet_path, save_sheet
 
     r = load_recipe(recipe)
@@ -233,6 +233,7 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     if sheet:
         check_sheet_path(sheet)
         check_outputs(paths, [[sheet]], "--sheet")  # checked against every input
+        check_not_among(sheet, planned_outputs(paths, Path(out), count), "--sheet")  # and against every output
     with _progress(len(paths) * count, "degrading", "images") as tick:
         report = degrade_files(paths, r, seed, Path(out), count, on_progress=tick, keep_previews=24 if sheet else 0)
     if sheet and report.previews:
@@ -688,8 +689,10 @@ def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, 
 
     if workers < 1 or queue < 0:
         raise DaguerreError("--workers must be at least 1 and --queue at least 0")
+    if max_upload_mb < 1 or not max_megapixels > 0 or not timeout_s > 0:
+        raise DaguerreError("--max-upload-mb must be at least 1, --max-megapixels and --timeout positive")
     cfg = ServeConfig(model, workers, queue, max_upload_mb * 2**20, int(max_megapixels * 1e6), timeout_s, device)
-    serve(host, port, cfg, on_ready=lambda: click.echo(f"daguerre serving {model} on http://{host}:{port}/ (Ctrl-C to stop)"))
+    serve(host, port, cfg, on_ready=lambda bound: click.echo(f"daguerre serving {model} on http://{host}:{bound}/ (Ctrl-C to stop)"))
 
 
 # -- training and the model zoo ----------------------------------------------------------------
@@ -858,6 +861,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:  # one line, like every other error (click's own takes four)
+        where = e.ctx.command_path if e.ctx else "daguerre"
+        click.echo(f"error: {e.format_message()} (see '{where} --help')", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

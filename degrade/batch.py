@@ -58,6 +58,19 @@ def check_outputs(inputs, per_input, option: str = "--out") -> None:
                 raise DaguerreError(f"inputs {owner[key]} and {src} would both write {o}; rename one or process them separately")
 
 
+def check_not_among(path, planned: list[list[Path]], option: str) -> None:
+    """Refuse an extra output (a contact sheet) that is also one of the run's own outputs."""
+    import os
+
+    if os.path.realpath(path) in {os.path.realpath(o) for outs in planned for o in outs}:
+        raise DaguerreError(f"{option} {path} is one of this run's own outputs; choose another path")
+
+
+def planned_outputs(paths: list[Path], out_dir: Path, count: int) -> list[list[Path]]:
+    """The files :func:`degrade_files` writes for each input: NAME-KKK.png, .mask.png and .json."""
+    return [[out_dir / f"{s}-{k:03d}{x}" for k in range(count) for x in (".png", ".mask.png", ".json")] for s in output_stems(paths)]
+
+
 def degrade_files(
     paths: list[Path],
     recipe: Recipe,
@@ -76,7 +89,7 @@ def degrade_files(
         raise DaguerreError(f"--count must be at least 1, got {count}")
     report = BatchReport()
     stems = output_stems(paths)
-    check_outputs(paths, [[out_dir / f"{s}-{k:03d}{x}" for k in range(count) for x in (".png", ".mask.png", ".json")] for s in stems])
+    check_outputs(paths, planned_outputs(paths, out_dir, count))
     for pos, (path, stem) in enumerate(zip(paths, stems)):
         try:
             pic = read_image(path)

@@ -310,8 +310,11 @@ def _alpha(a: np.ndarray) -> np.ndarray | None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes]) -> None:
     """Write ``data`` (or a list of pieces) to ``path`` through a temporary file and a rename: never a partial file."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=p.parent)  # short: any legal name stays legal
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=p.parent)  # short: any legal name stays legal
+    except OSError as e:  # name the file the user asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(p)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             for piece in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:

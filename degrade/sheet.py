@@ -78,6 +78,11 @@ def check_sheet_path(path) -> None:
 
     if Path(path).suffix.lower() not in SHEET_FORMATS:
         raise DaguerreError(f"{path}: a sheet is written as .png, .jpg or .webp")
+    import os
+
+    folder = next((d for d in Path(path).absolute().parents if d.exists()), None)
+    if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise DaguerreError(f"{path}: cannot write there ({folder} is not a writable folder)")
 
 
 def save_sheet(sheet: Image.Image, path) -> None:

@@ -172,7 +172,31 @@ def test_outputs_never_overwrite_inputs(capsys, tmp_path, photo):
     assert one_line_error(r) and "would overwrite the input" in r.err
     r = run(capsys, "degrade", d, "--out", tmp_path / "o", "--recipe", "mild", "--sheet", d / "x.png")
     assert one_line_error(r) and "--sheet" in r.err
+    r = run(capsys, "degrade", d, "--out", tmp_path / "o", "--recipe", "mild", "--sheet", tmp_path / "o" / "x-000.png")
+    assert one_line_error(r) and "is one of this run's own outputs" in r.err
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args", [["restore", "--tile", "abc", "x.png", "-o", "o"], ["dataset", "create"],
+                                  ["degrade", "x.png", "--count", "0", "-o", "o"], ["dataset", "nope"]])  # fmt: skip
+def test_usage_errors_are_one_line(tmp_path, args):
+    r = run_subprocess(*args)
+    lines = r.err.strip().splitlines()
+    assert r.code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], r.err
+
+
+def test_write_errors_name_the_file_asked_for(tmp_path, monkeypatch):
+    import tempfile
+
+    from degrade.io import atomic_write_bytes
+
+    def refuse(**kw):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".x1y2.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as e:
+        atomic_write_bytes(tmp_path / "sheet.png", b"x")
+    assert e.value.filename == str(tmp_path / "sheet.png") and e.value.strerror == "Permission denied"
 
 
 def test_long_names_and_unwritable_outputs_cost_only_their_input(capsys, tmp_path, photo):

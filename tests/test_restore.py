@@ -154,6 +154,14 @@ def test_cli_sixteen_bit_in_sixteen_bit_out(capsys, bundle, tmp_path, photo):
         assert cv2.imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED).dtype == np.uint8, name
 
 
+def test_cli_takes_file_names_that_are_not_utf8(capsys, bundle, tmp_path, photo):
+    name = os.fsdecode(b"old\xffphoto.png")  # a legal Linux name (Latin-1 era scans), not valid UTF-8
+    (tmp_path / name).write_bytes(encode_png(photo))
+    r = run(capsys, "restore", tmp_path / name, "--out", tmp_path / "out", "--model", bundle, "--tile", "64")
+    assert r.code == 0, r.err
+    assert os.fsencode(name[:-4] + ".png") in os.listdir(os.fsencode(tmp_path / "out"))
+
+
 def test_cli_keeps_gray_and_alpha(capsys, bundle, tmp_path, photo):
     alpha = np.full(photo.shape[:2], 200, np.uint8)
     alpha[:10] = 0

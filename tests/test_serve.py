@@ -113,6 +113,8 @@ def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(client):
         ({"data": {"scratches": "auto"}}, 400),
         ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"scratches": "maybe"}}, 422),
         ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"anchor": "maybe"}}, 422),
+        ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"model": "other"}}, 422),  # not silently rb
+        ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"colour": "1"}}, 422),  # a typo is not ignored
         ({"content": b"garbage", "headers": {"content-type": "multipart/form-data; boundary=zzz"}}, 400),
     ]
     for kwargs, status in cases:
@@ -151,6 +153,37 @@ def test_back_pressure_503_with_retry_after(home, monkeypatch):
         release.set()
         t.join(20)
         assert results[0].status_code == 200
+
+
+def test_health_answers_while_an_upload_decodes(home, monkeypatch):
+    """Decoding runs off the event loop: a scan that takes seconds to decode holds up no other request."""
+    from fastapi.testclient import TestClient
+
+    import degrade.io
+    import zoo.serve as serve_mod
+
+    make_random_bundle("rb")
+    decoding, release = threading.Event(), threading.Event()
+    real = degrade.io.decode_image
+
+    def slow(*args, **kwargs):
+        decoding.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(degrade.io, "decode_image", slow)
+    app = serve_mod.create_app(serve_mod.ServeConfig(model="rb", workers=1, queue=1))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        results = []
+        t = threading.Thread(target=lambda: results.append(c.post("/v1/restore", files={"file": ("a.png", png_bytes(), "image/png")})))
+        t.start()
+        assert decoding.wait(10)
+        t0 = time.perf_counter()
+        health = c.get("/healthz")
+        assert health.status_code == 200 and health.json()["in_flight"] == 1 and time.perf_counter() - t0 < 2
+        release.set()
+        t.join(20)
+        assert results[0].status_code == 200 and app.state.gate.inside == 0
 
 
 def test_busy_port_is_one_line_error_before_serving(capsys, home):
@@ -209,23 +242,23 @@ def test_workers_bound_concurrency_and_timed_out_work_keeps_its_slot(home, monke
 
 
 # -- a real server --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def server(home):
     make_random_bundle("rb")
     model = "default" if os.environ.get("DAGUERRE_UPDATE_DOCS") else "rb"  # the docs screenshot shows the shipped model
-    port = free_port()
     env = {**os.environ, "DAGUERRE_HOME": str(home)}
-    p = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--model", model, "--port", str(port),
+    p = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "serve", "--model", model, "--port", "0",
                           "--workers", "1", "--queue", "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    import re
+
     import httpx
 
-    url = f"http://127.0.0.1:{port}"
+    announced = p.stdout.readline().decode()  # --port 0: the system's pick, announced before serving
+    port = re.search(r"http://127\.0\.0\.1:(\d+)/", announced)
+    if port is None or port.group(1) == "0":
+        p.kill()
+        raise RuntimeError(announced + p.stderr.read().decode())
+    url = f"http://127.0.0.1:{port.group(1)}"
     for _ in range(300):
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:

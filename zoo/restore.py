@@ -336,7 +336,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     for path, stem in zip(paths, stems):
         t = time.perf_counter()
         try:
-            if len(f"{stem}.compare.png".encode()) > name_max:  # before writing any of the three
+            if len(os.fsencode(f"{stem}.compare.png")) > name_max:  # file names need not be UTF-8  # before writing any of the three
                 raise ImageError(f"{path}: its output names ({stem}.compare.png) would exceed {name_max} bytes; rename it")
             pic = read_image(path, deep=True)
             px = picture_array(pic)

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from degrade.errors import DaguerreError, ImageError
 
 STATIC = Path(__file__).resolve().parent / "static"
+FORM_FIELDS = frozenset({"file", "scratches", "anchor", "format", "model"})
 
 
 @dataclass
@@ -169,6 +170,12 @@ def create_app(cfg: ServeConfig | None = None):
             return error(400, str(e))
         except Exception as e:  # noqa: BLE001  malformed multipart bodies
             return error(400, f"malformed upload ({type(e).__name__})")
+        unknown = sorted(set(fields) - FORM_FIELDS)
+        if unknown:
+            return error(422, f"unknown form field(s): {', '.join(unknown)} (known: {', '.join(sorted(FORM_FIELDS | {'file'}))})")
+        asked = fields.get("model", request.query_params.get("model", cfg.model))
+        if asked != cfg.model:
+            return error(422, f"this server restores with model {cfg.model!r} only, not {asked!r} (start one with --model {asked})")
         scratches = fields.get("scratches", "auto")
         fmt = fields.get("format", "json" if "application/json" in request.headers.get("accept", "") else "png")
         if scratches not in ("auto", "none"):
@@ -178,14 +185,18 @@ def create_app(cfg: ServeConfig | None = None):
             return error(422, "anchor must be true or false")
         if fmt not in ("png", "json"):
             return error(422, "format must be png or json")
-        try:
-            pic = decode_image(data, "upload", cfg.max_pixels, deep=True)
-        except ImageError as e:
-            msg = str(e).replace("upload: ", "", 1)
-            return error(413 if "exceeds the limit" in msg or "too many pixels" in msg else 415, msg)
-        if not gate.enter():
+        if not gate.enter():  # decoding is work too: a flood of uploads waits here, not in memory
             stats["rejected"] += 1
             return error(503, "busy: too many restorations in progress, retry shortly", {"Retry-After": "2"})
+        try:  # off the event loop: a large scan takes seconds to decode, and /healthz must still answer
+            pic = await asyncio.to_thread(decode_image, data, "upload", cfg.max_pixels, deep=True)
+        except ImageError as e:
+            gate.leave()
+            msg = str(e).replace("upload: ", "", 1)
+            return error(413 if "exceeds the limit" in msg or "too many pixels" in msg else 415, msg)
+        except BaseException:
+            gate.leave()
+            raise
         try:
             px = picture_array(pic)
             t = time.perf_counter()
@@ -221,20 +232,23 @@ def _run_restore(restore, bundle, px, scratches, device, anchor):
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, cfg: ServeConfig | None = None, on_ready=None) -> None:
-    """Load the model, check the address is free, then serve (``on_ready`` is told just before)."""
+    """Load the model, bind the address, then serve; ``on_ready(port)`` is told the bound port (``port`` 0:
+    one the system picks) just before."""
     import socket
 
     import uvicorn
 
     app = create_app(cfg)
     try:
-        with socket.create_server((host, port), reuse_port=False):
-            pass
-    except OSError as e:
-        raise DaguerreError(f"cannot listen on {host}:{port} ({os.strerror(e.errno) if e.errno else e})") from None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, reuse_port=False)
+    except OSError as e:  # socket.gaierror's errno is negative: its strerror says it
+        why = str(e.strerror or e).split(" (while attempting")[0]  # create_server appends the address again
+        raise DaguerreError(f"cannot listen on {host}:{port} ({why})") from None
     if on_ready:
-        on_ready()
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
+        on_ready(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=5))
+    server.run(sockets=[sock])
 
 
 __all__ = ["ServeConfig", "create_app", "serve"]
