@@ -28,6 +28,8 @@ def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler:
         raise DaguerreError(f"--size must be between 8 and {MAX_SIZE} pixels, got {size}")
     if shard_size < 1:
         raise DaguerreError(f"--shard-size must be at least 1, got {shard_size}")
+    if shard_size > max(count, 64):  # every shard file indexes shard_size chunks, whether or not they exist
+        raise DaguerreError(f"--shard-size must not exceed --count ({count}), got {shard_size}")
     if not ZSTD_LEVELS[0] <= zstd_level <= ZSTD_LEVELS[1]:
         raise DaguerreError(f"--zstd-level must be between {ZSTD_LEVELS[0]} and {ZSTD_LEVELS[1]}, got {zstd_level}")
     if workers < 1:
@@ -92,6 +94,34 @@ def _adoptable(spec: GenerationSpec, catalog, final: Path | None = None) -> Path
     return None
 
 
+def _check_store_place(final: Path, catalog) -> None:
+    """A ``--store`` outside the catalog's own folder and neither inside nor around a registered store:
+    ``gc``, ``rm`` and the next version of a name manage those paths and would delete or collide with it."""
+    managed = os.path.realpath(catalog.home / "datasets")
+    here = os.path.realpath(final)
+    if here == managed or here.startswith(managed + os.sep):
+        raise DaguerreError(f"--store {final} is inside {managed}, which the catalog manages; create without --store or store elsewhere")
+    for r in catalog.referenced_paths():
+        if here.startswith(r + os.sep) or r.startswith(here + os.sep):  # the same path: reused or refused below
+            raise DaguerreError(f"--store {final} {'is inside' if len(here) > len(r) else 'would hold'} the registered dataset store {r}")
+
+
+def _check_disk(spec: GenerationSpec, target: Path) -> None:
+    """Refuse at once a dataset that could not fit on the disk even at 4:1 compression (photographs get ~1.4:1)."""
+    import shutil
+
+    per_sample = spec.size * spec.size * (3 if spec.real else 7)  # degraded (+ clean and mask)
+    need = spec.count * per_sample // 4
+    where = next((d for d in (target, *target.parents) if d.exists()), None)
+    if where is None:
+        return
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise DaguerreError(
+            f"{spec.count:,} samples of {spec.size} px need at least {need / 1e9:,.1f} GB and {where} has {free / 1e9:,.1f} GB free"
+        )
+
+
 def create_dataset(
     spec: GenerationSpec,
     store: str | None = None,
@@ -115,6 +145,9 @@ def create_dataset(
     catalog = Catalog()
     try:
         catalog.check_writable()
+        if final is not None:
+            _check_store_place(final, catalog)
+        _check_disk(spec, final or dataset_dir(spec.name))
         with creation_lock(spec.name):
             existing = catalog.find_lineage(spec.name, spec.lineage_hash)
             if existing is not None:

@@ -33,6 +33,7 @@ from .shards import ArrayLayout, encode_chunk, encode_shard
 from .sources import CROP_STREAM, pick_and_crop
 
 PROGRESS_DIR = ".progress"
+CONNECT_TIMEOUT_S = 10
 SCHEDULERS = ("threads", "processes")
 
 
@@ -251,6 +252,7 @@ def run_tasks(
     """Run one dask task per pending shard on threads, processes or a dask.distributed cluster."""
     import dask
 
+    workers = max(1, min(workers, len(pending)))  # no more processes than shards to make
     overlap = address is None and workers < _cores()  # a local core left idle by the workers
     tasks = [dask.delayed(generate_shard, pure=False)(spec, str(store), k, overlap, dask_key_name=f"shard-{k}") for k in pending]
     if not tasks:
@@ -259,9 +261,11 @@ def run_tasks(
         from distributed import Client, as_completed
 
         try:
-            client = Client(address)  # connect timeout: dask config distributed.comm.timeouts.connect
+            client = Client(address, timeout=CONNECT_TIMEOUT_S)  # a silent or stalled peer fails too, not only a refused port
         except (OSError, TimeoutError) as e:
-            raise DaguerreError(f"cannot reach the dask scheduler at {address}: {e}") from None
+            raise DaguerreError(f"cannot reach the dask scheduler at {address}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        except Exception as e:  # noqa: BLE001  something else answered (an HTTP server's bytes read as a message length)
+            raise DaguerreError(f"{address} does not answer as a dask scheduler ({type(e).__name__})") from None
         with client:
             for fut in as_completed(client.compute(tasks)):
                 marker = fut.result()

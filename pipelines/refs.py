@@ -9,8 +9,8 @@ from pathlib import Path
 
 from degrade.errors import DaguerreError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would let a trailing newline in
+VERSION_RE = re.compile(r"^v([1-9][0-9]*)\Z")
 
 
 def daguerre_home() -> Path:

@@ -250,16 +250,43 @@ def test_catalog_survives_external_store(capsys, home, tmp_path):
     assert one_line_error(r) and "already exists" in r.err
 
 
-def test_gc_never_removes_a_registered_store_under_datasets(capsys, home):
-    """A --store placed directly under datasets/ is data, not a dataset folder full of garbage."""
-    inside = home / "datasets" / "g-store.zarr"
-    r = run(capsys, "dataset", "create", "g", "--count", "5", *ARGS, "--store", inside)
-    assert r.code == 0
-    (home / "datasets" / "my dir").mkdir()  # not a dataset name: someone else's, left alone
+def test_store_paths_the_catalog_manages_are_refused(capsys, home, tmp_path):
+    """A --store under datasets/ (gc took a running create's files there, and a store at NAME/v1.zarr
+    blocked NAME forever) or inside / around a registered store (rm of one deleted the other)."""
+    make(capsys, "host", count=5)
+    host = open_dataset("host").path
+    for store, why in [(home / "datasets" / "g-store.zarr", "which the catalog manages"),
+                       (home / "datasets" / "x" / "v1.zarr", "which the catalog manages"),
+                       (tmp_path / "ext.zarr" / "inner.zarr", None), (host / "inner.zarr", "which the catalog manages")]:  # fmt: skip
+        if why is None:  # inside an external registered store
+            make(capsys, "ext", "--store", tmp_path / "ext.zarr", count=5)
+            why = "is inside the registered dataset store"
+        r = run(capsys, "dataset", "create", "g", "--count", "5", *ARGS, "--store", store)
+        assert one_line_error(r) and why in r.err, (store, r.err)
+        assert not store.exists()
+    r = run(capsys, "dataset", "create", "g", "--count", "5", *ARGS, "--store", tmp_path)
+    assert one_line_error(r) and "would hold the registered dataset store" in r.err
+    (home / "datasets" / "my dir").mkdir()  # not a dataset name: someone else's, left alone by gc
     (home / "datasets" / "my dir" / "notes.txt").write_text("mine")
     assert run(capsys, "dataset", "gc").code == 0
-    assert run(capsys, "dataset", "verify", "g@v1").code == 0
     assert (home / "datasets" / "my dir" / "notes.txt").exists()
+    assert run(capsys, "dataset", "verify", "host").code == 0 and run(capsys, "dataset", "verify", "ext").code == 0
+
+
+def test_names_and_tags_with_a_trailing_newline_are_refused(capsys, home):
+    r = run(capsys, "dataset", "create", "nl\n", "--count", "5", *ARGS)
+    assert one_line_error(r) and "invalid dataset name" in r.err
+    make(capsys, "a", count=5)
+    r = run(capsys, "dataset", "tag", "a@v1", "t1\n")
+    assert r.code != 0 and run(capsys, "dataset", "rm", "a@v1").code == 0  # no stray tag holds it
+
+
+def test_oversized_counts_and_shards_fail_before_any_work(capsys, home):
+    r = run(capsys, "dataset", "create", "big", "--count", str(10**15), *ARGS)
+    assert one_line_error(r) and "GB free" in r.err
+    r = run(capsys, "dataset", "create", "big", "--count", "4", *ARGS[:-4], "--shard-size", "100000000")
+    assert one_line_error(r) and "--shard-size must not exceed --count (4)" in r.err
+    assert not list((home / "datasets").glob("big/.partial-*"))
 
 
 def _attrs_path(ref):
