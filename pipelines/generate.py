@@ -260,6 +260,7 @@ def run_tasks(
     if address:
         from distributed import Client, as_completed
 
+        _probe_scheduler(address)
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT_S)  # a silent or stalled peer fails too, not only a refused port
         except (OSError, TimeoutError) as e:
@@ -296,6 +297,28 @@ def run_tasks(
     finally:
         if pool is not None:  # interrupted: do not wait for the shards still running
             pool.shutdown(wait=done, cancel_futures=not done)
+
+
+def _probe_scheduler(address: str) -> None:
+    """Fail in bounded time unless a dask scheduler answers at a ``tcp://`` address: one sends its handshake
+    (a small frame count, then msgpack) as soon as it accepts; distributed's own client waits forever
+    for a peer that accepts and stays silent, and reads an HTTP reply as a frame length."""
+    import socket
+    import struct
+
+    if not address.startswith("tcp://"):
+        return
+    host, _, port = address[len("tcp://") :].rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S) as s:
+            s.settimeout(CONNECT_TIMEOUT_S)
+            head = s.recv(8)
+    except TimeoutError:
+        raise DaguerreError(f"{address} does not answer as a dask scheduler (no handshake within {CONNECT_TIMEOUT_S} s)") from None
+    except (OSError, ValueError) as e:
+        raise DaguerreError(f"cannot reach the dask scheduler at {address}: {getattr(e, 'strerror', None) or e}") from None
+    if len(head) < 8 or not 0 < struct.unpack("<Q", head)[0] < 1024:
+        raise DaguerreError(f"{address} does not answer as a dask scheduler (not its handshake)")
 
 
 def _quiet_pool(workers: int):

@@ -8,6 +8,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -406,3 +407,37 @@ def test_distributed_scheduler_address(small_spec, tmp_path):
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(DaguerreError, match="cannot reach the dask scheduler"):
             create_dataset(small_spec(count=2), store=str(tmp_path / "x.zarr"), address="tcp://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("peer", ["silent", "http"])
+def test_an_address_that_is_not_a_scheduler_fails_in_bounded_time(small_spec, tmp_path, monkeypatch, peer):
+    """A peer that accepts and never answers hung the create; an HTTP server's reply was read as a
+    message length (MemoryError)."""
+    import socket
+
+    import pipelines.generate as gen
+
+    monkeypatch.setattr(gen, "CONNECT_TIMEOUT_S", 2)
+    server = socket.create_server(("127.0.0.1", 0))
+    conns = []
+
+    def answer():
+        while True:
+            try:
+                c, _ = server.accept()
+            except OSError:
+                return
+            conns.append(c)
+            if peer == "http":
+                c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 8)
+
+    threading.Thread(target=answer, daemon=True).start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(DaguerreError, match="dask scheduler"):
+            create_dataset(small_spec(count=2), store=str(tmp_path / "x.zarr"), address=f"tcp://127.0.0.1:{server.getsockname()[1]}")
+    finally:
+        server.close()
+        for c in conns:
+            c.close()
+    assert time.perf_counter() - t0 < 20
