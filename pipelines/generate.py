@@ -204,6 +204,11 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
             raise DaguerreError(
                 f"an unfinished generation with different settings is in {partial}; remove it to start over"
             )
+        level = _stored_zstd_level(partial, spec)
+        if level is not None and level != spec.zstd_level:  # same data, but its shards would mix two encodings
+            raise DaguerreError(f"the unfinished generation in {partial} uses --zstd-level {level}; resume with that level or remove it")
+        if attrs.get("complete"):  # finalized, then interrupted before the rename: nothing left to make
+            return []
     else:
         tmp = partial.parent / f"{partial.name}.init-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -220,8 +225,18 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
     return [k for k in range(spec.n_shards) if k not in done]
 
 
+def _stored_zstd_level(store: Path, spec: GenerationSpec) -> int | None:
+    try:
+        meta = json.loads((store / spec.fields[0] / "zarr.json").read_text())
+        return int(meta["codecs"][0]["configuration"]["codecs"][1]["configuration"]["level"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path]) -> Path:
     """Complete the attributes with the shard checksums, drop scratch files, publish (a rename)."""
+    if _read_attrs(partial).get("complete"):  # an earlier run got this far: its checksums are recorded
+        return publish(partial)
     markers = []
     for k in range(spec.n_shards):
         p = partial / PROGRESS_DIR / f"shard-{k:06d}.json"
@@ -322,9 +337,13 @@ def _probe_scheduler(address: str) -> None:
 
 
 def _quiet_pool(workers: int):
-    """Worker processes that ignore Ctrl-C: the terminal sends it to the whole process group, and
-    the parent alone should stop the job (the workers printed tracebacks). They are started with
-    SIGINT ignored, which a spawned interpreter keeps, then the parent's handler is restored."""
+    """Worker processes that ignore Ctrl-C and die with the parent.
+
+    The terminal sends Ctrl-C to the whole process group, and the parent alone should stop the job
+    (the workers printed tracebacks): they are started with SIGINT ignored, which a spawned
+    interpreter keeps. Meanwhile the parent's SIGINT is also blocked, not lost: a Ctrl-C in that
+    second arrives once its handler is back. A ``kill -9`` of the parent used to leave the workers
+    generating on their own for minutes; on Linux they now get SIGKILL when it dies."""
     import multiprocessing as mp
     import signal
     from concurrent.futures import ProcessPoolExecutor, wait
@@ -332,13 +351,33 @@ def _quiet_pool(workers: int):
     import dask
 
     ctx = mp.get_context(dask.config.get("multiprocessing.context", "spawn"))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(),))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         wait([pool.submit(_noop) for _ in range(workers)])  # start every worker now, under SIG_IGN
     finally:
         signal.signal(signal.SIGINT, old)
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is raised here
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return pool
+
+
+def _worker_start(parent: int) -> None:
+    """In each worker: SIGKILL when the parent dies (Linux), and exit if it already has."""
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _noop() -> None:

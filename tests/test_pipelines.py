@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -441,3 +442,84 @@ def test_an_address_that_is_not_a_scheduler_fails_in_bounded_time(small_spec, tm
         for c in conns:
             c.close()
     assert time.perf_counter() - t0 < 20
+
+
+def _dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie: dead, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_busy_workers_die_with_a_killed_parent(tmp_path):
+    """kill -9 of `dataset create` left its worker processes generating on their own for minutes."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})\n"
+        "from pipelines.generate import _quiet_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = _quiet_pool(2)\n"
+        "    for _ in range(2): pool.submit(time.sleep, 60)\n"
+        "    print(' '.join(str(p) for p in pool._processes), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(w) for w in p.stdout.readline().split()]
+    assert len(workers) == 2 and not any(_dead(w) for w in workers)
+    p.kill()
+    p.wait(10)
+    deadline = time.time() + 10
+    while time.time() < deadline and not all(_dead(w) for w in workers):
+        time.sleep(0.1)
+    alive = [w for w in workers if not _dead(w)]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive
+
+
+def test_ctrl_c_while_workers_start_is_not_lost(monkeypatch):
+    """SIGINT is ignored while the workers spawn (so they inherit that), but the parent's is held, not dropped."""
+    import concurrent.futures
+
+    from pipelines.generate import _quiet_pool
+
+    real = concurrent.futures.wait
+
+    def interrupted_wait(fs, *a, **kw):
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, in the middle of the start-up
+        return real(fs, *a, **kw)
+
+    monkeypatch.setattr(concurrent.futures, "wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        _quiet_pool(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_finalized_store_interrupted_before_its_rename_is_not_regenerated(small_spec, tmp_path):
+    from pipelines.generate import generate
+
+    spec = small_spec(count=8, shard_size=4)
+    partial, final = tmp_path / ".d.partial", tmp_path / "d.zarr"
+
+    def crash(done: Path) -> Path:
+        raise KeyboardInterrupt  # after the checksums were recorded and the markers removed
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(spec, partial, crash, workers=1, scheduler="threads")
+    res = generate(spec, partial, lambda done: done.rename(final) or final, workers=1, scheduler="threads")
+    assert res.shards_written == 0 and res.shards_reused == 2
+    assert open_dataset(str(final)).attrs["complete"] and len(open_dataset(str(final))) == 8
+
+
+def test_resuming_with_another_zstd_level_is_refused(small_spec, tmp_path):
+    from pipelines.generate import generate, prepare_store
+
+    spec = small_spec(count=8, shard_size=4)
+    partial = tmp_path / ".d.partial"
+    prepare_store(spec, partial)  # an interrupted run at the default level
+    other = dataclasses.replace(spec, zstd_level=19)
+    with pytest.raises(DaguerreError, match="uses --zstd-level -1; resume with that level"):
+        generate(other, partial, lambda d: d, workers=1, scheduler="threads")
