@@ -340,10 +340,11 @@ def _quiet_pool(workers: int):
     """Worker processes that ignore Ctrl-C and die with the parent.
 
     The terminal sends Ctrl-C to the whole process group, and the parent alone should stop the job
-    (the workers printed tracebacks): they are started with SIGINT ignored, which a spawned
-    interpreter keeps. Meanwhile the parent's SIGINT is also blocked, not lost: a Ctrl-C in that
-    second arrives once its handler is back. A ``kill -9`` of the parent used to leave the workers
-    generating on their own for minutes; on Linux they now get SIGKILL when it dies."""
+    (the workers printed tracebacks). The workers are spawned while this thread blocks SIGINT, a
+    mask they inherit across exec, and ignore it from their first instruction of Python on; the
+    parent's handler stays in place, so a Ctrl-C in that second is raised here, not lost. A ``kill
+    -9`` of the parent used to leave the workers generating on their own for minutes; on Linux
+    they now get SIGKILL when it dies."""
     import multiprocessing as mp
     import signal
     from concurrent.futures import ProcessPoolExecutor, wait
@@ -352,25 +353,25 @@ def _quiet_pool(workers: int):
 
     ctx = mp.get_context(dask.config.get("multiprocessing.context", "spawn"))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(),))
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        wait([pool.submit(_noop) for _ in range(workers)])  # start every worker now, under SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is raised here
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+            wait([pool.submit(_noop) for _ in range(workers)])  # start every worker now, SIGINT blocked
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C held meanwhile is raised here
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     return pool
 
 
 def _worker_start(parent: int) -> None:
-    """In each worker: SIGKILL when the parent dies (Linux), and exit if it already has."""
+    """In each worker: ignore SIGINT (blocked until now, inherited), SIGKILL when the parent dies (Linux),
+    and exit if it already has."""
     import signal
     import sys
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # also discards one that arrived while blocked
     if sys.platform.startswith("linux"):
         import ctypes
 
