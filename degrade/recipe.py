@@ -295,8 +295,16 @@ class Recipe:
         return f"Recipe({self.name or 'unnamed'!r}, {len(self.operators())} ops, hash={self.hash[:12]})"
 
 
-def _check_plain(obj: Any, path: str, active: tuple[int, ...] = ()) -> None:
+MAX_VALUES = 100_000
+"""A recipe holds at most this many values: YAML aliases can make a 400-byte file expand to billions."""
+
+
+def _check_plain(obj: Any, path: str, active: tuple[int, ...] = (), seen: list[int] | None = None) -> None:
     """Recipes are plain JSON: string keys, finite numbers, no loops (YAML aliases can make one)."""
+    seen = [0] if seen is None else seen
+    seen[0] += 1
+    if seen[0] > MAX_VALUES:
+        raise RecipeError(f"{path}: a recipe holds at most {MAX_VALUES:,} values (YAML aliases multiply them)")
     if isinstance(obj, float) and not math.isfinite(obj):
         raise RecipeError(f"{path}: {obj} is not a finite number")
     if isinstance(obj, (dict, list)):
@@ -309,10 +317,10 @@ def _check_plain(obj: Any, path: str, active: tuple[int, ...] = ()) -> None:
             for k, v in obj.items():
                 if not isinstance(k, str):
                     raise RecipeError(f"{path}: keys must be strings, got {k!r}")
-                _check_plain(v, f"{path}.{k}", inner)
+                _check_plain(v, f"{path}.{k}", inner, seen)
         else:
             for i, v in enumerate(obj):
-                _check_plain(v, f"{path}[{i}]", inner)
+                _check_plain(v, f"{path}[{i}]", inner, seen)
 
 
 def replay(image: np.ndarray, record: Record, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -374,6 +382,8 @@ def builtin_recipes() -> list[str]:
 def parse_text(text: str, source: str) -> Any:
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise RecipeError(f"{source}: nested more than 64 levels deep") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -252,3 +252,21 @@ def test_replay_refuses_version_mismatch_and_garbage(photo):
         replay(photo, [{"op": "jpeg"}])
     with pytest.raises(RecipeError, match="outside"):
         replay(photo, [{"op": "jpeg", "version": 1, "params": {"quality": 500}}])
+
+
+def test_alias_bombs_and_deep_nesting_are_refused_quickly(tmp_path):
+    """A 400-byte YAML of nested aliases expands to 10^9 values; 5,000 brackets overflowed the parser's stack."""
+    import time
+
+    from degrade.recipe import RecipeError, load_recipe
+
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]")
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\nsteps: [*i]\n")
+    (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    for name, why in [("bomb.yaml", "holds at most 100,000 values"), ("deep.json", "nested more than 64 levels deep")]:
+        t0 = time.perf_counter()
+        with pytest.raises(RecipeError, match=why):
+            load_recipe(tmp_path / name)
+        assert time.perf_counter() - t0 < 5, name
