@@ -183,7 +183,8 @@ def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = No
     """Write ``NNNNNN.degraded.png`` (+ ``.clean.png``, ``.mask.png``) and ``NNNNNN.json`` per sample;
     returns (written, already there).
 
-    Into a new or empty folder, never over other files. Re-run into the folder of an interrupted
+    Into a new or empty folder, never over other files; each shard's data is checked against its
+    recorded checksums before it is written. Re-run into the folder of an interrupted
     export of the same dataset, it writes only the samples that are missing (each sample's JSON is
     written last, atomically, so a sample whose JSON exists is complete).
     """
@@ -203,10 +204,19 @@ def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = No
     else:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / EXPORT_MARK, (json.dumps(mark, indent=1) + "\n").encode())
+    from .versioning import shard_problem
+
     width = max(6, len(str(len(ds) - 1)))
+    shards = {sh["samples"][0]: (k, sh) for k, sh in enumerate(ds.attrs.get("shards", []))}
     written = there = 0
     for i in range(len(ds)):
         stem = out / f"{i:0{width}d}"
+        if i in shards:  # each shard is checked against its recorded checksums before any of it is written
+            k, sh = shards[i]
+            pending = not all((out / f"{j:0{width}d}.json").exists() for j in range(*sh["samples"]))
+            problem = shard_problem(ds, ds.fields, sh) if pending else None
+            if problem:
+                raise DaguerreError(f"{ds.path}: shard {k} is damaged ({problem}); its samples were not exported (see `daguerre dataset verify`)")
         if stem.with_suffix(".json").exists():
             there += 1
         else:

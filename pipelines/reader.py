@@ -24,6 +24,10 @@ from .refs import DatasetRef, parse_ref
 from .shards import MAX_U64, STRING, ArrayLayout, decode_chunk, decode_index, decode_into as layout_decode_into
 
 
+SAMPLE_SHAPES = {"mask": lambda s: (s, s), "params": lambda s: (), "source": lambda s: ()}
+"""Per-sample shape of each field from the tile size; images (clean, degraded) are s×s×3."""
+
+
 def _expected_layout(name: str, meta: dict[str, Any]) -> ArrayLayout | None:
     """An ArrayLayout when the array is in the format this reader decodes itself, else None."""
     try:
@@ -77,12 +81,17 @@ class Dataset:
             raise DaguerreError(f"{self.path} is not a daguerre dataset (no zarr.json)") from None
         except (OSError, ValueError) as e:
             raise DaguerreError(f"{self.path}: unreadable metadata ({e})") from None
-        self.attrs: dict[str, Any] = root.get("attributes", {}).get(ATTR_KEY, {})
-        if not self.attrs:
-            raise DaguerreError(f"{self.path} is a zarr group but not a daguerre dataset")
+        attributes = root.get("attributes") if isinstance(root, dict) else None
+        self.attrs: dict[str, Any] = attributes.get(ATTR_KEY) if isinstance(attributes, dict) else None
+        if not self.attrs or not isinstance(self.attrs, dict):
+            raise DaguerreError(f"{self.path} is not a daguerre dataset (no daguerre attributes in its zarr.json)")
         if not self.attrs.get("complete"):
             raise DaguerreError(f"{self.path} is incomplete (interrupted generation?); re-run the create command")
-        self.fields: list[str] = list(self.attrs.get("fields", []))
+        count, size, fields = self.attrs.get("count"), self.attrs.get("size"), self.attrs.get("fields")
+        if not (isinstance(count, int) and count >= 0 and isinstance(size, int) and size > 0
+                and isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields)):  # fmt: skip
+            raise DaguerreError(f"{self.path}: damaged attributes (count, size or fields missing or invalid)")
+        self.fields: list[str] = list(fields)
         self._layouts: dict[str, ArrayLayout | None] = {}
         for f in self.fields:
             try:
@@ -91,8 +100,12 @@ class Dataset:
                 raise DaguerreError(f"{self.path}: its array {f!r} is missing (a damaged store)") from None
             except (OSError, ValueError) as e:
                 raise DaguerreError(f"{self.path}: unreadable metadata of array {f!r} ({e})") from None
-            self._layouts[f] = _expected_layout(f, meta)
-        self._count = int(self.attrs["count"])
+            self._layouts[f] = layout = _expected_layout(f, meta)
+            want = (count, *SAMPLE_SHAPES.get(f, lambda s: (s, s, 3))(size))
+            shape = tuple(meta.get("shape", ())) if isinstance(meta, dict) else ()
+            if shape != want:
+                raise DaguerreError(f"{self.path}: array {f!r} has shape {list(shape)}, its attributes say {list(want)} (a damaged store)")
+        self._count = count
         self._open()
 
     def _open(self) -> None:

@@ -23,17 +23,22 @@ from .refs import parse_ref
 from .sources import CropConfig, scan_source
 
 
-def open_version(ref: str) -> tuple[Dataset, Version | None]:
-    """The dataset and, for catalog references, its catalog entry."""
+def resolve_version(ref: str) -> Version | None:
+    """The catalog entry a reference names (None for a store path); an unknown one is a DaguerreError."""
     r = parse_ref(ref)
     if r.path is not None:
-        return open_dataset(r), None
+        return None
     cat = Catalog()
     try:
-        v = cat.resolve(r)
+        return cat.resolve(r)
     finally:
         cat.close()
-    return open_dataset(v.path), v
+
+
+def open_version(ref: str) -> tuple[Dataset, Version | None]:
+    """The dataset and, for catalog references, its catalog entry."""
+    v = resolve_version(ref)
+    return (open_dataset(parse_ref(ref)), None) if v is None else (open_dataset(v.path), v)
 
 
 # -- info ---------------------------------------------------------------------------------------
@@ -189,8 +194,27 @@ class VerifyReport:
         return not self.problems
 
 
+def shard_problem(ds: Dataset, fields: list[str], sh: dict[str, Any]) -> str | None:
+    """What is wrong with one shard's decoded data against its recorded checksums, or None."""
+    start, stop = sh["samples"]
+    sums, why = {}, {}
+    for f in fields:
+        try:
+            vals = ds.read_range(f, start, stop)
+            sums[f] = field_checksum(list(vals) if isinstance(vals, list) else [vals[i] for i in range(len(vals))])
+        except Exception as e:  # noqa: BLE001  corrupt bytes raise what the codec raises (zstd: RuntimeError)
+            sums[f], why[f] = None, _reason(e)
+    bad = [f for f in fields if sums[f] != sh["fields"].get(f)]
+    if bad:
+        return ", ".join(f"{f} unreadable ({why[f]})" if f in why else f"{f} checksum mismatch" for f in bad)
+    if shard_checksum(sums) != sh["sha256"]:
+        return "shard checksum mismatch"
+    return None
+
+
 def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyReport:
     """Recompute every shard's SHA-256 from the decoded data and compare with the recorded ones."""
+    resolve_version(ref)  # a name the catalog does not know is a usage error, not a corrupt dataset
     try:
         ds, v = open_version(ref)
         a = ds.attrs
@@ -215,19 +239,9 @@ def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyRep
         report.problems.append("attributes: the dataset checksum does not match its shards' checksums")
     for k, sh in enumerate(shards):
         start, stop = sh["samples"]
-        sums, why = {}, {}
-        for f in fields:
-            try:
-                vals = ds.read_range(f, start, stop)
-                sums[f] = field_checksum(list(vals) if isinstance(vals, list) else [vals[i] for i in range(len(vals))])
-            except Exception as e:  # noqa: BLE001  corrupt bytes raise what the codec raises (zstd: RuntimeError)
-                sums[f], why[f] = None, _reason(e)
-        bad = [f for f in fields if sums[f] != sh["fields"].get(f)]
-        if bad:
-            what = ", ".join(f"{f} unreadable ({why[f]})" if f in why else f"{f} checksum mismatch" for f in bad)
-            report.problems.append(f"shard {k} (samples {start}-{stop - 1}): {what}")
-        elif shard_checksum(sums) != sh["sha256"]:
-            report.problems.append(f"shard {k} (samples {start}-{stop - 1}): shard checksum mismatch")
+        problem = shard_problem(ds, fields, sh)
+        if problem:
+            report.problems.append(f"shard {k} (samples {start}-{stop - 1}): {problem}")
         if on_shard:
             on_shard(stop - start)
     return report
@@ -282,6 +296,8 @@ def reproduce(ref: str, workers: int = 2, scheduler: str = "processes", keep: Pa
     """Regenerate a version from its recorded lineage into a temporary store and compare checksums."""
     from .generate import generate
 
+    if workers < 1:
+        raise DaguerreError(f"--workers must be at least 1, got {workers}")
     ds, v = open_version(ref)
     a = ds.attrs
     spec = spec_from_attrs(a, workers)
@@ -295,7 +311,11 @@ def reproduce(ref: str, workers: int = 2, scheduler: str = "processes", keep: Pa
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
     diffs = []
-    for k, (old, new) in enumerate(zip(a.get("shards", []), fresh["shards"])):
+    recorded = a.get("shards", [])
+    if len(recorded) != len(fresh["shards"]) or a.get("checksum") != fresh.get("checksum"):  # zip stops at the shorter
+        diffs.append(f"the version records {len(recorded)} shard checksums, its lineage makes {len(fresh['shards'])}"
+                     if len(recorded) != len(fresh["shards"]) else "the dataset checksum differs")  # fmt: skip
+    for k, (old, new) in enumerate(zip(recorded, fresh["shards"])):
         if old["sha256"] != new["sha256"]:
             fields = [f for f in old["fields"] if old["fields"][f] != new["fields"].get(f)]
             diffs.append(f"shard {k} (samples {old['samples'][0]}-{old['samples'][1] - 1}): {', '.join(fields)}")

@@ -438,3 +438,41 @@ def test_list_and_inspect_are_aliases_of_ls_and_info(capsys, home):
     assert one_line_error(r) and "unknown dataset 'nope'" in r.err
     r = run(capsys, "dataset", "lst")
     assert r.code != 0 and "No such command 'lst'" in r.err
+
+
+def test_damage_that_reading_commands_used_to_miss(capsys, home, tmp_path):
+    make(capsys, "t", "--zstd-level", "-100", count=8)  # stored nearly raw: a flipped byte decodes, silently wrong
+    p = _attrs_path("t")
+    good = p.read_text()
+    shard = p.parent / "clean" / "c" / "0" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0x55
+    shard.write_bytes(bytes(data))
+    r = run(capsys, "dataset", "export", "t", "--out", tmp_path / "x")
+    assert one_line_error(r) and "shard 0 is damaged (clean checksum mismatch)" in r.err
+    assert not list((tmp_path / "x").glob("00000*.json"))  # nothing of the damaged shard
+    data[len(data) // 3] ^= 0x55
+    shard.write_bytes(bytes(data))
+    meta = json.loads(good)
+    meta["attributes"]["daguerre"]["shards"] = meta["attributes"]["daguerre"]["shards"][:1]
+    p.write_text(json.dumps(meta))
+    r = run(capsys, "dataset", "reproduce", "t", "--workers", "1", "--scheduler", "threads")
+    assert r.code != 0 and "records 1 shard checksums, its lineage makes 2" in r.out + r.err
+    for damage, message in [(lambda m: [], "not a daguerre dataset"),
+                            (lambda m: m["attributes"]["daguerre"].pop("count") and m, "damaged attributes"),
+                            (None, "has shape [8, 48, 48], its attributes say [8, 48, 48, 3]")]:  # fmt: skip
+        if damage is None:
+            p.write_text(good)
+            arr = p.parent / "clean" / "zarr.json"
+            m = json.loads(arr.read_text())
+            m["shape"] = m["shape"][:3]
+            arr.write_text(json.dumps(m))
+        else:
+            p.write_text(json.dumps(damage(json.loads(good))))
+        for cmd in (["info", "t"], ["show", "t", "--out", tmp_path / "s.png"], ["export", "t", "--out", tmp_path / "y"]):
+            r = run(capsys, "dataset", *cmd)
+            assert one_line_error(r) and message in r.err and "internal" not in r.err, (cmd, r.err)
+    r = run(capsys, "dataset", "verify", "nope")
+    assert one_line_error(r) and "unknown dataset 'nope'" in r.err and "CORRUPT" not in r.out
+    r = run(capsys, "dataset", "reproduce", "t", "--workers", "0")
+    assert one_line_error(r) and "--workers must be at least 1" in r.err
