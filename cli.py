@@ -272,8 +272,8 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
     from pipelines import build_spec, create_dataset
 
     spec = build_spec(name, source, count, size, seed, recipe, shard_size, real, strict, zstd_level)
-    for s in spec.source.skipped:
-        click.echo(f"warning: skipped {s['reason']}", err=True)
+    for s in spec.source.skipped:  # one line each, whatever the file is called
+        click.echo(f"warning: skipped {s['reason']}".replace("\n", "\\n").replace("\r", "\\r"), err=True)
     with _progress(count, f"generating {name}", "samples") as advance:
         bar = advance.__self__
         res = create_dataset(spec, store, workers, scheduler, address, on_start=lambda t, d: bar.start(t, d), on_shard=advance)

@@ -136,7 +136,9 @@ def create_dataset(
     A version with the same lineage is reused instead of regenerated; an interrupted run of the
     same command resumes; a second concurrent creator of the same name fails at once.
     """
-    from .catalog import Catalog, creation_lock
+    from contextlib import nullcontext
+
+    from .catalog import Catalog, creation_lock, store_lock
 
     _check_args(spec.count, spec.size, spec.shard_size, workers, scheduler, spec.zstd_level)
     if address is not None and not re.fullmatch(r"(tcp|tls|inproc|ucx|ws|wss)://\S+:\d+|inproc://\S+", address):
@@ -148,7 +150,7 @@ def create_dataset(
         if final is not None:
             _check_store_place(final, catalog)
         _check_disk(spec, final or dataset_dir(spec.name))
-        with creation_lock(spec.name):
+        with creation_lock(spec.name), (store_lock(final) if final is not None else nullcontext()):
             existing = catalog.find_lineage(spec.name, spec.lineage_hash)
             if existing is not None:
                 return GenerationResult(Path(existing.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, existing, reused=True)

@@ -95,6 +95,8 @@ def scan_source(spec: str, workers: int = 2, strict: bool = False) -> Source:
     ``builtin:real`` or ``dataset:NAME[@VERSION]``. Unreadable files are skipped and listed;
     with ``strict`` any of them is an error. No usable image is an error.
     """
+    if not spec.strip():
+        raise DaguerreError("--source is empty: give a folder, file, glob, builtin:samples, builtin:real or dataset:NAME")
     if spec.startswith("dataset:"):
         return _dataset_source(spec)
     root: Path | None = None
