@@ -498,6 +498,7 @@ def test_damage_that_reading_commands_used_to_miss(capsys, home, tmp_path):
 def test_a_foreign_catalog_is_one_line(capsys, home):
     import sqlite3
 
+    home.mkdir(parents=True)
     db = sqlite3.connect(home / "catalog.sqlite")
     db.execute("CREATE TABLE versions (a INTEGER)")
     db.commit()
