@@ -306,13 +306,9 @@ def dataset_export(ref: str, fmt: str, out: str) -> None:
 
 
 def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
+    from pipelines.layout import human_bytes
+
+    return human_bytes(n)
 
 
 @dataset.command("ls")

@@ -12,7 +12,7 @@ from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, encode_png
 
 from .generate import SCHEDULERS, GenerationResult, generate
-from .layout import GenerationSpec
+from .layout import GenerationSpec, human_bytes
 from .reader import Dataset, open_dataset
 from .refs import check_name, dataset_dir
 from .shards import DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS
@@ -117,9 +117,7 @@ def _check_disk(spec: GenerationSpec, target: Path) -> None:
         return
     free = shutil.disk_usage(where).free
     if need > free:
-        raise DaguerreError(
-            f"{spec.count:,} samples of {spec.size} px need at least {need / 1e9:,.1f} GB and {where} has {free / 1e9:,.1f} GB free"
-        )
+        raise DaguerreError(f"{spec.count:,} samples of {spec.size} px need at least {human_bytes(need)} and {where} has {human_bytes(free)} free")
 
 
 def create_dataset(

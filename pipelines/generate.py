@@ -213,9 +213,13 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
         tmp = partial.parent / f"{partial.name}.init-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         group = {"attributes": {ATTR_KEY: spec.attributes()}, "zarr_format": 3, "node_type": "group"}
-        atomic_write_bytes(tmp / "zarr.json", json.dumps(group, indent=2).encode())
-        for f, layout in spec.layouts().items():
-            atomic_write_bytes(tmp / f / "zarr.json", json.dumps(layout.metadata(), indent=2).encode())
+        try:
+            atomic_write_bytes(tmp / "zarr.json", json.dumps(group, indent=2).encode())
+            for f, layout in spec.layouts().items():
+                atomic_write_bytes(tmp / f / "zarr.json", json.dumps(layout.metadata(), indent=2).encode())
+        except OSError as e:  # name the folder asked for, not the scratch one inside it
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OSError(e.errno, e.strerror, str(partial.parent)) from None
         try:
             os.rename(tmp, partial)  # another process may have won the race: then resume theirs
         except OSError:

@@ -110,3 +110,14 @@ class GenerationSpec:
             "versions": library_versions(),
             "complete": False,
         }
+
+
+def human_bytes(n: int | float | None) -> str:
+    """``1234567`` → ``1.2 MB`` (powers of 1000, as disk sizes are sold); None → ``-``."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB", "EB"):
+        if n < 1000 or unit == "EB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
