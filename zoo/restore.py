@@ -235,7 +235,7 @@ def restore(
         inp = rgb16.astype(np.float32) * np.float32(1 / 257) if deep else rgb  # 16-bit tones on the 8-bit scale
         out = anchor_tones(inp, out, mask, cfg)
         times["anchor"] = time.perf_counter() - t
-    if out.dtype != image.dtype and deep:
+    if deep:  # float32 on the 8-bit scale, unrounded
         out = np.clip(out * np.float32(257) + np.float32(0.5), 0, 65535).astype(np.uint16)
     if gray:
         import cv2
@@ -336,7 +336,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     for path, stem in zip(paths, stems):
         t = time.perf_counter()
         try:
-            if len(os.fsencode(f"{stem}.compare.png")) > name_max:  # file names need not be UTF-8  # before writing any of the three
+            if len(os.fsencode(f"{stem}.compare.png")) > name_max:  # before writing any of the three; names need not be UTF-8
                 raise ImageError(f"{path}: its output names ({stem}.compare.png) would exceed {name_max} bytes; rename it")
             pic = read_image(path, deep=True)
             px = picture_array(pic)
@@ -345,7 +345,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             restored = res.image
             atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None, pic.icc))
             atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask))
-            compare = compare_image(to_uint8(px), to_uint8(restored))  # always RGB and 8-bit: a gray input's GRAY profile does not fit it
+            compare = compare_image(to_uint8(px), to_uint8(restored))  # RGB and 8-bit: a gray input's GRAY profile does not fit it
             atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, gray=False)))
             report.written.append(out / f"{stem}.png")
             report.seconds.append(time.perf_counter() - t)

@@ -172,7 +172,7 @@ def create_app(cfg: ServeConfig | None = None):
             return error(400, f"malformed upload ({type(e).__name__})")
         unknown = sorted(set(fields) - FORM_FIELDS)
         if unknown:
-            return error(422, f"unknown form field(s): {', '.join(unknown)} (known: {', '.join(sorted(FORM_FIELDS | {'file'}))})")
+            return error(422, f"unknown form field(s): {', '.join(unknown)} (known: {', '.join(sorted(FORM_FIELDS))})")
         asked = fields.get("model", request.query_params.get("model", cfg.model))
         if asked != cfg.model:
             return error(422, f"this server restores with model {cfg.model!r} only, not {asked!r} (start one with --model {asked})")
