@@ -731,7 +731,8 @@ def _train_options(f):
 @cli.command("train")
 @click.argument("stage", type=click.Choice(["vae1", "vae2", "mapping", "scratch"]))
 @_train_options
-def train_cmd(stage: str, config_file: str | None, **options) -> None:
+@click.option("--replace", is_flag=True, help="Register over a model of the same --name from another run.")
+def train_cmd(stage: str, config_file: str | None, replace: bool, **options) -> None:
     """Train one stage: vae1 (R ∪ X), vae2 (Y), mapping (X→Y, partial nonlocal), scratch (detector).
 
     Resumable: run the same command again after an interruption. The deployable weights are
@@ -752,7 +753,7 @@ def train_cmd(stage: str, config_file: str | None, **options) -> None:
             if bar.bar is not None:
                 bar.bar.update(bar.task, description=f"train {stage} " + " ".join(f"{k}={v:.3g}" for k, v in list(logs.items())[:4]))
 
-        card = train(cfg, on_step=on_step)
+        card = train(cfg, on_step=on_step, replace=replace)
     losses = ", ".join(f"{k} {v:.4g}" for k, v in card["losses"].items())
     click.echo(f"trained {stage} for {card['steps']} steps ({card['seconds_per_step']:.3f} s/step); registered {card['name']}: {losses}")
 
@@ -803,19 +804,21 @@ def zoo_info(ref: str) -> None:
 @click.option("--mapping")
 @click.option("--scratch")
 @click.option("--from", "base", metavar="BUNDLE", help="Copy this bundle, replacing only --scratch and/or --mapping.")
-def zoo_bundle(name: str, vae1: str | None, vae2: str | None, mapping: str | None, scratch: str | None, base: str | None) -> None:
+@click.option("--replace", is_flag=True, help="Register over an existing bundle of that name (its calibration is lost).")
+def zoo_bundle(name: str, vae1: str | None, vae2: str | None, mapping: str | None, scratch: str | None, base: str | None,
+               replace: bool) -> None:  # fmt: skip
     """Tie VAE1's encoder, the mapping, VAE2's decoder and the detector into a restoration bundle."""
     from zoo.bundle import make_bundle, replace_parts
 
     if base:
         if vae1 or vae2:
             raise click.UsageError("--from keeps the bundle's VAEs: give --scratch and/or --mapping")
-        path = replace_parts(name, base, mapping=mapping, scratch=scratch)
+        path = replace_parts(name, base, replace, mapping=mapping, scratch=scratch)
     else:
         missing = [f"--{k}" for k, v in (("vae1", vae1), ("vae2", vae2), ("mapping", mapping), ("scratch", scratch)) if not v]
         if missing:
             raise click.UsageError(f"missing {', '.join(missing)} (or --from BUNDLE to replace parts of one)")
-        path = make_bundle(name, vae1, vae2, mapping, scratch)
+        path = make_bundle(name, vae1, vae2, mapping, scratch, replace=replace)
     click.echo(f"bundle {name} -> {path}")
 
 

@@ -141,7 +141,9 @@ def test_every_stage_trains_and_its_loss_falls(data, tmp_path):
     assert c["steps"] == 1
     with pytest.raises(DaguerreError, match="scratch is a 'scratch_unet' checkpoint in the store"):
         make_bundle("scratch", "vae1", "vae2", "mapping", "scratch")
-    path = make_bundle("b", "vae1", "vae2", "mapping", "scratch")
+    with pytest.raises(DaguerreError, match="model 'b' is already registered"):  # never silently over another bundle
+        make_bundle("b", "vae1", "vae2", "mapping", "scratch")
+    path = make_bundle("b", "vae1", "vae2", "mapping", "scratch", replace=True)
     b = load_bundle("b")
     assert b.card["parts"]["mapping"]["stage"] == "mapping" and path.exists()
     assert b.card["parts"]["mapping"]["upstream"] == {"vae1": "vae1", "vae2": "vae2"}
@@ -459,3 +461,26 @@ def test_training_photos_take_each_wallpapers_largest_size(tmp_path):
     found, missing = debian_photos(tmp_path)
     assert str(images / "2560x1600.jpg") in found and "GPL" in found[str(images / "2560x1600.jpg")]
     assert set(PLASMA_PHOTOS[1:]) <= set(missing) and PLASMA_PHOTOS[0] not in missing
+
+
+def test_registered_models_are_never_overwritten_by_accident(data, tmp_path):
+    """A dotted name was saved over another model (V2.new → V2.safetensors); an existing name, even the
+    shipped default's, was replaced silently; a diverged run was registered as if it were fine."""
+    first = train(cfg("vae2", tmp_path / "a", steps=1, clean="x", name="V2"))
+    dotted = train(cfg("vae2", tmp_path / "b", steps=1, clean="x", name="V2.new"))
+    assert Path(dotted["path"]).name == "V2.new.safetensors" and Path(first["path"]).exists()
+    assert checkpoint.load(store.resolve("V2"))[1]["run"] == str(tmp_path / "a")
+    with pytest.raises(DaguerreError, match="model 'V2' is already registered"):
+        train(cfg("vae2", tmp_path / "c", steps=1, clean="x", name="V2"))
+    again = train(cfg("vae2", tmp_path / "a", steps=1, clean="x", name="V2"))  # the same run, re-run: its own name
+    assert again["name"] == "V2"
+    replaced = train(cfg("vae2", tmp_path / "c", steps=1, clean="x", name="V2"), replace=True)
+    assert checkpoint.load(store.resolve("V2"))[1]["run"] == str(tmp_path / "c") and replaced["name"] == "V2"
+    with pytest.raises(DaguerreError, match="'default' is the name of a shipped model"):
+        train(cfg("vae2", tmp_path / "d", steps=1, clean="x", name="default"))
+    with pytest.raises(DaguerreError, match=r"training diverged at step \d \(\w+ is nan\); nothing registered"):
+        train(cfg("vae2", tmp_path / "e", steps=3, clean="x", name="diverged", lr=1e30))
+    assert not (store.models_dir() / "diverged.safetensors").exists()
+    (tmp_path / "evil.pt").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(DaguerreError, match="is not a .safetensors checkpoint"):
+        store.resolve(str(tmp_path / "evil.pt"))

@@ -89,7 +89,8 @@ def _check_bundle_name(name: str) -> None:
         raise DaguerreError(f"{name} is a {existing!r} checkpoint in the store; give the bundle another name")
 
 
-def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, extra_card: dict | None = None) -> Path:
+def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, extra_card: dict | None = None,
+                replace: bool = False) -> Path:  # fmt: skip
     """Combine four trained checkpoints (names or paths) into one bundle in the model store."""
     tensors: dict[str, torch.Tensor] = {}
     cards = {}
@@ -107,10 +108,10 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
         raise DaguerreError("vae1, vae2 and mapping disagree on latent channels or stride")
     _check_bundle_name(name)
     card = {"model": "bundle", "stage": "bundle", "parts": cards, **(extra_card or {})}
-    return store.register(name, tensors, card)
+    return store.register(name, tensors, card, replace)
 
 
-def replace_parts(name: str, base: str, **refs: str | None) -> Path:
+def replace_parts(name: str, base: str, replace: bool = False, **refs: str | None) -> Path:
     """A copy of bundle ``base`` with its detector and/or mapping replaced (``scratch=``, ``mapping=``).
 
     A new detector trained elsewhere (a GPU, say) joins the shipped networks without their part
@@ -140,7 +141,7 @@ def replace_parts(name: str, base: str, **refs: str | None) -> Path:
         card["provenance"].pop("detector", None)  # it told how the old detector was trained
     card["name"] = name
     _check_bundle_name(name)
-    return store.register(name, tensors, card)
+    return store.register(name, tensors, card, replace)
 
 
 def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:

@@ -29,15 +29,20 @@ def stem_of(path: str | Path) -> Path:
     return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
 
 
+def with_ext(stem: Path, ext: str) -> Path:
+    """``stem`` + ``ext``, keeping every dot of the name (``with_suffix`` made ``v2.new`` into ``v2.safetensors``)."""
+    return stem.with_name(stem.name + ext)
+
+
 def save(path: str | Path, tensors: dict[str, torch.Tensor], card: dict[str, Any]) -> Path:
     """Write ``path.safetensors`` and ``path.json`` atomically; returns the .safetensors path."""
     stem = stem_of(path)
     card = {**card, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     text = json.dumps(card, indent=2, sort_keys=True, default=_jsonable)
     data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata={CARD_KEY: text})
-    atomic_write_bytes(stem.with_suffix(".safetensors"), data)
-    atomic_write_bytes(stem.with_suffix(".json"), (text + "\n").encode())
-    return stem.with_suffix(".safetensors")
+    atomic_write_bytes(with_ext(stem, ".safetensors"), data)
+    atomic_write_bytes(with_ext(stem, ".json"), (text + "\n").encode())
+    return with_ext(stem, ".safetensors")
 
 
 def _jsonable(o: Any) -> Any:
@@ -51,7 +56,7 @@ def _jsonable(o: Any) -> Any:
 def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read tensors and card; any unreadable, truncated or foreign file is a one-line DaguerreError."""
     stem = stem_of(path)
-    st = stem.with_suffix(".safetensors")
+    st = with_ext(stem, ".safetensors")
     if not st.exists():
         raise DaguerreError(f"no checkpoint at {st}")
     try:
@@ -62,7 +67,7 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as e:
         raise DaguerreError(f"{st} is not a valid safetensors checkpoint ({str(e).splitlines()[0]})") from None
     card_text = meta.get(CARD_KEY)
-    js = stem.with_suffix(".json")
+    js = with_ext(stem, ".json")
     if card_text is None and js.exists():
         card_text = js.read_text()
     if card_text is None:

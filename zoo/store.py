@@ -18,11 +18,32 @@ def models_dir() -> Path:
     return daguerre_home() / "models"
 
 
-def register(name: str, tensors, card: dict[str, Any]) -> Path:
-    """Save a checkpoint under ``name`` in the model store (an existing name is overwritten)."""
+def register(name: str, tensors, card: dict[str, Any], replace: bool = False) -> Path:
+    """Save a checkpoint under ``name`` in the model store.
+
+    A name already in the store is kept unless ``replace`` or the new card comes from the same training
+    run (``run``: a re-run of a finished stage re-registers it); a shipped model's name is never shadowed.
+    """
     if not NAME_RE.match(name):
         raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-'")
+    check_free(name, card.get("run"), replace)
     return checkpoint.save(models_dir() / name, tensors, {**card, "name": name})
+
+
+def check_free(name: str, run: str | None = None, replace: bool = False) -> None:
+    """Refuse, before any work, a name that :func:`register` would refuse."""
+    if (SHIPPED / f"{name}.safetensors").exists():
+        raise DaguerreError(f"{name!r} is the name of a shipped model; register under another name")
+    stem = models_dir() / name
+    if checkpoint.with_ext(stem, ".safetensors").exists() and not replace:
+        try:
+            old = json.loads(checkpoint.with_ext(stem, ".json").read_text())
+        except (OSError, ValueError):
+            old = {}
+        old = old if isinstance(old, dict) else {}
+        if not (run and old.get("run") == run):
+            raise DaguerreError(f"model {name!r} is already registered (a {old.get('stage') or old.get('model') or '?'}, "
+                                f"saved {old.get('saved', '?')}); choose another name, or replace it with --replace")  # fmt: skip
 
 
 def resolve(ref: str | Path) -> Path:
@@ -30,9 +51,12 @@ def resolve(ref: str | Path) -> Path:
     s = str(ref)
     p = checkpoint.stem_of(s)
     if "/" in s or s.endswith((".safetensors", ".json")):
-        if not p.with_suffix(".safetensors").exists():
-            raise DaguerreError(f"no checkpoint at {p.with_suffix('.safetensors')}")
-        return p.with_suffix(".safetensors")
+        st = checkpoint.with_ext(p, ".safetensors")
+        if not st.exists():
+            if Path(s).is_file():
+                raise DaguerreError(f"{s} is not a .safetensors checkpoint (daguerre reads no other format, never a pickle)")
+            raise DaguerreError(f"no checkpoint at {st}")
+        return st
     for root in (models_dir(), SHIPPED):
         q = root / f"{s}.safetensors"
         if q.exists():

@@ -553,8 +553,9 @@ def _plot_losses(csv_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) a stage; returns the registered checkpoint's card."""
+def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | None = None, replace: bool = False) -> dict[str, Any]:
+    """Run (or resume) a stage; returns the registered checkpoint's card. ``replace``: register over a model
+    of the same name from another run (a re-run of the same run always may)."""
     cfg.check()
     out = Path(cfg.out or f"runs/{cfg.stage}").absolute()
     name = cfg.name or out.name
@@ -568,7 +569,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         torch.backends.cudnn.benchmark = True  # fixed tile sizes: let cuDNN pick its fastest kernels
     state_path = out / "last"
     start = 0
-    if state_path.with_suffix(".safetensors").exists():
+    if checkpoint.with_ext(state_path, ".safetensors").exists():
         _, card = checkpoint.load(state_path)
         _check_resume(out, card, cfg, pins)
         start = int(card["step"])
@@ -586,6 +587,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         _init_from(run, cfg)
     for m in run.models.values():
         m.train()
+    store.check_free(name, str(out), replace)  # once the inputs are checked, and before the steps, not after them
     csv_path = out / "losses.csv"
     if start == 0 and csv_path.exists():
         csv_path.unlink()
@@ -607,6 +609,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
                     g["lr"] = cfg.lr_at(step)
             gen = torch.Generator(device=device).manual_seed(int(step_generator(cfg.seed, step, 7).integers(2**62)))
             logs = run.step_fn(run, cfg, step, gen)
+            bad = [k for k, v in logs.items() if not math.isfinite(v)]
+            if bad:  # the weights are ruined from here on: stop, register nothing (the last checkpoint stays)
+                raise DaguerreError(f"training diverged at step {step + 1} ({bad[0]} is {logs[bad[0]]}); nothing registered: lower --lr")
             dt = time.perf_counter() - t0
             data_dt = sum(b.wait for b in run.batches.values()) - waited
             t_total += dt
@@ -645,8 +650,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     module = run.models[DEPLOYED[cfg.stage][0]]
     card = _model_card(cfg.stage, dataclasses.asdict(cfg), dataclasses.asdict(module.config), cfg.steps, final, pins,
                        device=str(device), seconds_per_step=t_total / max(1, cfg.steps - start),
-                       data_share=t_data / t_total if t_total else None)  # fmt: skip
-    path = store.register(name, checkpoint.module_tensors("model", module), card)
+                       data_share=t_data / t_total if t_total else None, run=str(out))  # fmt: skip
+    path = store.register(name, checkpoint.module_tensors("model", module), card, replace)
     return {**card, "name": name, "path": str(path)}
 
 
@@ -721,7 +726,7 @@ def export_state(state: str | Path, name: str) -> dict[str, Any]:
     prefix = f"model.{key}."
     model = {"model." + k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     card = _model_card(st["stage"], cfg, st["models"][key]["config"], int(st["step"]), st.get("losses", {}), st.get("pins"),
-                       planned_steps=int(cfg["steps"]), exported_from=str(checkpoint.stem_of(state).with_suffix(".safetensors")))  # fmt: skip
+                       planned_steps=int(cfg["steps"]), exported_from=str(checkpoint.with_ext(checkpoint.stem_of(state), ".safetensors")))  # fmt: skip
     path = store.register(name, model, card)
     return {**card, "name": name, "path": str(path)}
 
