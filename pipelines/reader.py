@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +111,20 @@ class Dataset:
 
     def _open(self) -> None:
         self._pid = os.getpid()
-        self._fds: dict[tuple[str, int], int] = {}
-        self._index: dict[tuple[str, int], np.ndarray] = {}
+        self._local = threading.local()  # each thread its own file handles: evicting them never pulls one from
+        self._fd_maps: list[dict[tuple[str, int], int]] = []  # under another thread's pread (it read other files)
+        self._fd_lock = threading.Lock()
+        self._index: dict[tuple[str, int], np.ndarray] = {}  # immutable once made: shared
         self._zarr = None
+
+    @property
+    def _fds(self) -> dict[tuple[str, int], int]:
+        fds = getattr(self._local, "fds", None)
+        if fds is None:
+            fds = self._local.fds = {}
+            with self._fd_lock:
+                self._fd_maps.append(fds)
+        return fds
 
     # pickling: only the path travels; handles reopen lazily in the new process
     def __getstate__(self) -> dict[str, Any]:
@@ -274,12 +286,16 @@ class Dataset:
         return out
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds.clear()
+        """Close every thread's file handles (call it once no thread reads any more)."""
+        with self._fd_lock:
+            maps = list(self._fd_maps)
+        for fds in maps:
+            for fd in list(fds.values()):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            fds.clear()
 
     def __del__(self) -> None:
         try:

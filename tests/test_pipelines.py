@@ -523,3 +523,23 @@ def test_resuming_with_another_zstd_level_is_refused(small_spec, tmp_path):
     other = dataclasses.replace(spec, zstd_level=19)
     with pytest.raises(DaguerreError, match="uses --zstd-level -1; resume with that level"):
         generate(other, partial, lambda d: d, workers=1, scheduler="threads")
+
+
+def test_threads_reading_one_dataset_get_the_right_bytes(small_spec, tmp_path):
+    """Past 256 open shard files the reader closed every handle, under other threads' reads: they failed
+    (EBADF) or read another shard's bytes through a reused descriptor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    res = create_dataset(small_spec(count=60, size=16, shard_size=1), store=str(tmp_path / "d.zarr"), workers=1, scheduler="threads")
+    ds = open_dataset(res.path)
+    want = [ds[i] for i in range(60)]
+    ds.close()
+
+    def same(i: int) -> bool:
+        got = ds[i % 60]
+        return all(np.array_equal(got[f], want[i % 60][f]) if isinstance(got[f], np.ndarray) else got[f] == want[i % 60][f]
+                   for f in ds.fields)  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(same, range(0, 60 * 15, 7)))
+    ds.close()
