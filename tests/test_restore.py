@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from cli_helpers import one_line_error, run
-from degrade.errors import DaguerreError
+from degrade.errors import DaguerreError, ImageError
 from degrade.io import encode_png, read_image
 from degrade.samples import real_photo_paths
 from zoo import checkpoint, store
@@ -152,6 +152,18 @@ def test_cli_sixteen_bit_in_sixteen_bit_out(capsys, bundle, tmp_path, photo):
     assert la.pixels.ndim == 2 and la.deep.shape == (*photo.shape[:2], 2) and np.array_equal(la.deep[..., 1], alpha)
     for name in ("rgb48.mask.png", "rgb48.compare.png", "la32.compare.png"):  # for people: 8-bit
         assert cv2.imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED).dtype == np.uint8, name
+
+
+def test_api_refuses_pixel_types_and_tiles_it_cannot_honour(bundle):
+    """The result keeps the input's type, so only uint8 and uint16 are taken (an int16 of 8-bit values came
+    back nearly black, scaled as 16-bit); tile and overlap are whole pixels."""
+    img = np.full((40, 48, 3), 180, np.uint8)
+    for dtype in (np.int16, np.int32, np.bool_, np.float32):
+        with pytest.raises(ImageError, match=f"expected uint8 or uint16 pixels, got {np.dtype(dtype)}"):
+            restore(img.astype(dtype), bundle)
+    for kw in ({"tile": 64.5}, {"overlap": 2.5}, {"tile": "256"}, {"tile": None}):
+        with pytest.raises(DaguerreError, match="must be a whole number of pixels"):
+            restore(img, bundle, **kw)
 
 
 def test_cli_takes_file_names_that_are_not_utf8(capsys, bundle, tmp_path, photo):

@@ -157,8 +157,9 @@ def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """RGB, alpha (or None), whether the input was grayscale; uint8, or uint16 for a uint16 input."""
     if not isinstance(image, np.ndarray):
         raise ImageError(f"expected a numpy image, got {type(image).__name__}")
-    if image.dtype not in (np.uint8, np.uint16):
-        image = to_uint8(image)  # other integer depths scaled to 8 bits
+    if image.dtype not in (np.uint8, np.uint16):  # the result keeps the input's type: only these two have one
+        raise ImageError(f"expected uint8 or uint16 pixels, got {image.dtype}: convert it first (an int16 array may "
+                         f"hold 8-bit values or a signed scan, which need different scalings)")  # fmt: skip
     if image.ndim == 2:
         return np.repeat(image[..., None], 3, axis=2), None, True
     if image.ndim == 3 and image.shape[2] in (3, 4):
@@ -173,6 +174,9 @@ SCRATCH_MODES = ("auto", "all", "none")
 
 def check_tile(tile: int, overlap: int = 32) -> None:
     """Windows must hold their blending ramps: the tile at least twice the overlap (and 32 px)."""
+    for what, v in (("tile", tile), ("overlap", overlap)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise DaguerreError(f"{what} must be a whole number of pixels, got {v!r}")
     if overlap < 0:
         raise DaguerreError(f"overlap must be at least 0, got {overlap}")
     least = max(32, 2 * overlap)
