@@ -630,7 +630,7 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
 
     from degrade import DaguerreError
     from zoo.bench import run_bench
-    from zoo.report import summary_rows, write_report
+    from zoo.report import prepare_out, summary_rows, write_report
 
     if not dataset:
         raise DaguerreError("bench needs --dataset NAME[@VERSION] (or a subcommand: compare)")
@@ -640,6 +640,7 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
     from pipelines import open_dataset
 
     count = len(open_dataset(dataset)) if n is None else n
+    prepare_out(Path(out))
     with _progress(count, "benchmarking", "samples") as advance:
         result = run_bench(dataset, specs, n, mask_source, workers, on_sample=advance)
     files = write_report(result, Path(out))
@@ -767,7 +768,7 @@ def zoo() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def zoo_ls(as_json: bool) -> None:
     """Registered checkpoints: name, stage, size, trained on, metrics."""
-    from zoo.store import cards
+    from zoo.store import cards, summary
 
     rows = cards()
     if as_json:
@@ -777,12 +778,8 @@ def zoo_ls(as_json: bool) -> None:
         click.echo("no models yet (daguerre train …)")
         return
     for c in rows:
-        trained = ", ".join(d.get("ref") or "?" for d in c.get("datasets", [])) or (
-            ", ".join(sorted(c.get("parts", {}))) if c.get("parts") else "-"
-        )
-        metrics = c.get("metrics") or c.get("losses") or {}
-        shown = " ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:4] if isinstance(v, (int, float)))
-        click.echo(f"{c['name']:<18} {str(c.get('stage') or '?'):<8} {_human_bytes(c['bytes']):>9}  {c['origin']:<7} on {trained}  {shown}")
+        s = summary(c)
+        click.echo(f"{s['name']:<18} {s['stage']:<8} {_human_bytes(c['bytes']):>9}  {s['origin']:<7} on {s['trained_on']}  {s['metrics']}")
 
 
 @zoo.command("info")

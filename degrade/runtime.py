@@ -31,3 +31,18 @@ def tune_malloc(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20)
         return False
     _done = ok
     return ok
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker process: get SIGKILL when the process that started it dies (Linux), and exit at once if
+    it already has. A ``kill -9`` of a command left its workers computing on their own for minutes."""
+    import os
+    import signal
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)

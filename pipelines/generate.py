@@ -373,16 +373,11 @@ def _worker_start(parent: int) -> None:
     """In each worker: ignore SIGINT (blocked until now, inherited), SIGKILL when the parent dies (Linux),
     and exit if it already has."""
     import signal
-    import sys
+
+    from degrade.runtime import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # also discards one that arrived while blocked
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
+    die_with_parent(parent)
 
 
 def _noop() -> None:

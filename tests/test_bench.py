@@ -157,9 +157,19 @@ def test_cli_bench_report_compare_and_errors(capsys, tiny, tmp_path):
         (["compare", str(tmp_path / "none.json"), str(out / "results.json")], "cannot read results"),
         (["compare", str(tmp_path / "list.json"), str(out / "results.json")], "is not a results.json written by"),
         (["--dataset", "b", "--methods", "identity", "--n", "0"], "--n"),
+        (["--dataset", "b", "--methods", "identity", "--out", str(tmp_path / "list.json" / "sub")], "Not a directory"),
     ]:
         r = run(capsys, "bench", *args)
         assert one_line_error(r) and msg in r.err, (args, r.err)
+
+
+def test_a_bad_out_folder_fails_before_the_benchmark(capsys, tiny, tmp_path, monkeypatch):
+    import zoo.bench
+
+    monkeypatch.setattr(zoo.bench, "_one", lambda *a: pytest.fail("benchmarked before checking --out"))
+    (tmp_path / "afile").write_text("x")
+    r = run(capsys, "bench", "--dataset", "b", "--methods", "identity", "--out", tmp_path / "afile" / "sub", "--workers", "1")
+    assert one_line_error(r) and "--out" in r.err and "Not a directory" in r.err
 
 
 def test_real_photo_dataset_gets_no_scores(capsys, home, tmp_path):

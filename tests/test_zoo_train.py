@@ -484,3 +484,14 @@ def test_registered_models_are_never_overwritten_by_accident(data, tmp_path):
     (tmp_path / "evil.pt").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(DaguerreError, match="is not a .safetensors checkpoint"):
         store.resolve(str(tmp_path / "evil.pt"))
+
+
+def test_zoo_ls_survives_a_malformed_card_and_training_states_are_named(capsys, data, tmp_path):
+    from cli_helpers import run
+
+    store.register("odd", {"w": torch.zeros(2)}, {"model": "vae", "stage": "vae1", "datasets": "abc", "losses": [1, 2]})
+    good = train(cfg("vae2", tmp_path / "run", steps=1, clean="x", name="after-odd"))
+    r = run(capsys, "zoo", "ls")
+    assert r.code == 0 and "odd" in r.out and good["name"] in r.out, r.err
+    with pytest.raises(DaguerreError, match="is a run's training state, not a trained 'vae' model"):
+        store.load(str(tmp_path / "run" / "last"), "vae", "--init")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,8 +28,13 @@ from . import metrics
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(ref: str, specs: list[str], mask_source: str) -> None:
+def _init_worker(ref: str, specs: list[str], mask_source: str, parent: int | None = None) -> None:
     import torch
+
+    if parent is not None:  # a worker process: it dies with the command (SIGTERM left them running)
+        from degrade.runtime import die_with_parent
+
+        die_with_parent(parent)
 
     torch.set_num_threads(1)
     from pipelines import open_dataset
@@ -131,7 +137,7 @@ def run_bench(
         import multiprocessing as mp
 
         with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(str(ds.path), methods, mask_source)) as pool:  # fmt: skip
+                                 initargs=(str(ds.path), methods, mask_source, os.getpid())) as pool:  # fmt: skip
             futures = {pool.submit(_one, i, i in keep): i for i in range(count)}
             for fut in _as_completed(futures):
                 rows[futures[fut]] = fut.result()

@@ -126,6 +126,18 @@ def sheet(result: dict[str, Any], out: Path) -> Path | None:
     return p
 
 
+def prepare_out(out: Path) -> None:
+    """Make the report folder before the benchmark runs: a bad --out used to lose every result at the end."""
+    import os
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DaguerreError(f"--out {out}: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DaguerreError(f"--out {out}: not a writable folder")
+
+
 def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
     """results.json, report.md, report.html, sheet.png and plots in ``out``."""
     from .bench import save_results

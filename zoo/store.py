@@ -70,8 +70,23 @@ def load(ref: str | Path, expected: str, option: str = "") -> tuple[dict[str, An
     tensors, card = checkpoint.load(resolve(ref))
     if card.get("model") != expected:
         where = f"{option} {ref}" if option else str(ref)
+        if card.get("kind") == "training-state":
+            raise DaguerreError(f"{where} is a run's training state, not a trained {expected!r} model: give a registered model (daguerre zoo ls)")
         raise DaguerreError(f"{where} is a {card.get('model')!r} checkpoint, expected {expected!r}")
     return tensors, card
+
+
+def summary(card: dict[str, Any]) -> dict[str, str]:
+    """What ``zoo ls`` shows of a card, tolerant of hand-edited or foreign cards (one bad card hid the rest)."""
+    ds, parts = card.get("datasets"), card.get("parts")
+    trained = ", ".join(str(d.get("ref") or "?") if isinstance(d, dict) else str(d) for d in ds) if isinstance(ds, list) else ""
+    if not trained and isinstance(parts, dict):
+        trained = ", ".join(sorted(map(str, parts)))
+    metrics = card.get("metrics") or card.get("losses")
+    metrics = metrics if isinstance(metrics, dict) else {}
+    shown = " ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:4] if isinstance(v, (int, float)) and not isinstance(v, bool))
+    return {"name": str(card.get("name")), "stage": str(card.get("stage") or "?"), "origin": str(card.get("origin", "?")),
+            "trained_on": trained or "-", "metrics": shown}  # fmt: skip
 
 
 def cards() -> list[dict[str, Any]]:
