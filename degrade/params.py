@@ -19,6 +19,13 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
+def _float(v: Any, path: str) -> float:
+    try:
+        return float(v)
+    except OverflowError:  # an integer literal beyond a double's range (10**400)
+        raise RecipeError(f"{path}: {str(v)[:12]}… is too large for a number of this kind") from None
+
+
 def _fmt(v: float) -> str:
     return repr(float(v)) if isinstance(v, float) else str(v)
 
@@ -35,11 +42,11 @@ class Float:
 
     def normalize(self, value: Any, path: str) -> float | list[float]:
         if _is_number(value):
-            v = float(value)
+            v = _float(value, path)
             self._check(v, path)
             return v
         if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(x) for x in value):
-            a, b = float(value[0]), float(value[1])
+            a, b = _float(value[0], path), _float(value[1], path)
             self._check(a, path)
             self._check(b, path)
             if a > b:
@@ -157,7 +164,7 @@ class Bool:
     def normalize(self, value: Any, path: str) -> bool | float:
         if isinstance(value, (bool, np.bool_)):
             return bool(value)
-        if _is_number(value) and 0.0 <= float(value) <= 1.0:
+        if _is_number(value) and 0.0 <= _float(value, path) <= 1.0:
             p = float(value)
             return bool(p) if p in (0.0, 1.0) else p
         raise RecipeError(f"{path}: expected true, false or a probability in [0, 1], got {value!r}")

@@ -72,7 +72,7 @@ class Node:
 
     def canonical(self) -> dict[str, Any]:
         body = self._canonical()
-        if self.p != 1.0:
+        if self.p != 1.0 or "p" in body:
             body["p"] = self.p
         return body
 
@@ -132,8 +132,8 @@ class Group(Node):
             kids[int(i)].walk(rng, out)
 
     def _canonical(self):
-        if self.kind == "maybe":
-            return {"maybe": self.children[0].canonical()}
+        if self.kind == "maybe":  # p always: a maybe without one does not parse (Node.canonical drops p = 1)
+            return {"maybe": self.children[0].canonical(), "p": self.p}
         body: dict[str, Any] = {self.kind: [c.canonical() for c in self.children]}
         if self.weights is not None:
             body["weights"] = self.weights
@@ -202,8 +202,10 @@ def parse_node(obj: Any, path: str) -> Node:
         if any(isinstance(x, list) for x in w) or sum(w) <= 0:
             raise RecipeError(f"{path}.weights: expected non-negative numbers with a positive sum")
         total = sum(w)
-        # normalised and rounded so that canonicalising twice is the identity
-        weights = None if len(set(w)) == 1 else [round(x / total, 12) for x in w]
+        # normalised and rounded so that canonicalising twice is the identity: weights that already sum to 1
+        # (a canonical form) are not divided again, and equality is judged after rounding
+        w = [round(x if abs(total - 1) <= 1e-9 else x / total, 12) for x in w]
+        weights = None if len(set(w)) == 1 else w
     k: int | list[int] = 1
     if kind == "some_of":
         if "k" not in rest:
