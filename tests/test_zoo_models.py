@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -184,3 +185,18 @@ def test_balanced_bce_by_hand():
     t[0, 0, 0, :2] = 1
     zero = torch.zeros(1, 1, 10, 10)
     assert abs(losses.balanced_bce(zero, t).item() - math.log(2) * 2 * (2 * 98) / 100**2) < 1e-6
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"latent": -3}, "latent: expected a whole number in [1, 4096]"), ({"base": 0}, "base: expected a whole number"),
+    ({"latent": "x"}, "latent: expected a whole number"), ({"latent": 1.5}, "latent: expected a whole number"),
+    ({"latent": 100_000_000}, "in [1, 4096], got 100000000"), ({"n_down": 3000}, "n_down: expected a whole number in [0, 8]"),
+    ({"norm": "bogus"}, "these settings do not make a network (unknown norm 'bogus'"), ({"norm": 3}, "norm: expected a str"),
+])  # fmt: skip
+def test_model_settings_are_checked_before_anything_is_allocated(overrides, message):
+    """A --config's model_overrides reached torch as they were: internal errors, or 51 GB for latent 10^8."""
+    from degrade.errors import DaguerreError
+    from zoo.registry import create_model
+
+    with pytest.raises(DaguerreError, match=re.escape(message)):
+        create_model("vae", None, "small", **overrides)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,12 +57,39 @@ def make_config(name: str, preset: str = "small", **overrides: Any):
     return _config(name, spec, {**presets[preset], **overrides})
 
 
+STRIDES = ("n_down", "depth", "layers")
+"""Settings that halve the resolution once each: beyond 8 no tile survives them."""
+COUNTS = ("n_res", "global_res", *STRIDES)
+"""Settings that may be 0 (no blocks, no downsampling); every other whole-number setting is a size of at least 1."""
+MAX_INT_SETTING = 4096
+
+
 def _config(name: str, spec: ModelSpec, values: dict[str, Any]):
-    fields = {f.name for f in dataclasses.fields(spec.config)}
-    bad = sorted(set(values) - fields)
+    fields = {f.name: f for f in dataclasses.fields(spec.config)}
+    bad = sorted(set(values) - set(fields))
     if bad:
         raise DaguerreError(f"model {name!r} has no setting {bad[0]!r} (settings: {', '.join(sorted(fields))})")
-    return spec.config(**values)
+    cfg = spec.config(**values)
+    for f in fields.values():  # typed like their defaults, and sized so that a typo cannot allocate gigabytes
+        v, default = getattr(cfg, f.name), f.default
+        where = f"model {name!r} setting {f.name}"
+        if isinstance(default, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(default, int):
+            top = 8 if f.name in STRIDES else MAX_INT_SETTING
+            low = 0 if f.name in COUNTS else 1
+            if not (isinstance(v, int) and not isinstance(v, bool) and low <= v <= top):
+                raise DaguerreError(f"{where}: expected a whole number in [{low}, {top}], got {v!r}")
+            ok = True
+        elif isinstance(default, float):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        elif isinstance(default, str):
+            ok = isinstance(v, str)
+        else:
+            ok = True
+        if not ok:
+            raise DaguerreError(f"{where}: expected a {type(default).__name__} like {default!r}, got {v!r}")
+    return cfg
 
 
 def create_model(name: str, config: Any = None, preset: str = "small", **overrides: Any) -> torch.nn.Module:
@@ -72,7 +100,10 @@ def create_model(name: str, config: Any = None, preset: str = "small", **overrid
     else:
         values = dataclasses.asdict(config) if isinstance(config, spec.config) else dict(config)
         cfg = _config(name, spec, {**values, **overrides})
-    model = spec.builder(cfg)
+    try:
+        model = spec.builder(cfg)
+    except (ValueError, TypeError, RuntimeError) as e:  # settings each valid alone but not together (0 channels, …)
+        raise DaguerreError(f"model {name!r}: these settings do not make a network ({str(e).splitlines()[0][:200]})") from None
     model.config = cfg
     model.model_name = name
     return model
