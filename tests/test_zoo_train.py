@@ -495,3 +495,22 @@ def test_zoo_ls_survives_a_malformed_card_and_training_states_are_named(capsys, 
     assert r.code == 0 and "odd" in r.out and good["name"] in r.out, r.err
     with pytest.raises(DaguerreError, match="is a run's training state, not a trained 'vae' model"):
         store.load(str(tmp_path / "run" / "last"), "vae", "--init")
+
+
+def test_inputs_that_would_train_or_calibrate_nonsense_are_refused(data, tmp_path):
+    from pipelines import build_spec, create_dataset
+    from test_restore import make_random_bundle
+    from zoo.bundle import calibrate_threshold as calibrate
+
+    with pytest.raises(DaguerreError, match="a batch of 100000 samples from x, which holds"):
+        train(cfg("vae2", tmp_path / "big", steps=1, clean="x", batch_size=100000, name="big-batch"))
+    train(cfg("vae1", tmp_path / "v1", steps=1, real="r", synthetic="x", name="sw-vae1"))
+    train(cfg("vae2", tmp_path / "v2", steps=1, clean="x", name="sw-vae2"))
+    with pytest.raises(DaguerreError, match="--vae1 sw-vae2 was trained as vae2, not vae1"):
+        train(cfg("mapping", tmp_path / "m", steps=1, pairs="x", vae1="sw-vae2", vae2="sw-vae1", name="sw-map"))
+    make_random_bundle("cal-rb")
+    create_dataset(build_spec("nomask", "builtin:samples", 4, 32, 0, {"steps": [{"op": "gaussian_blur"}]}), workers=1, scheduler="threads")
+    before = checkpoint.load(store.resolve("cal-rb"))[1]
+    with pytest.raises(DaguerreError, match="no defect pixel in the masks"):
+        calibrate("cal-rb", ["nomask", "nomask"], n=4)
+    assert checkpoint.load(store.resolve("cal-rb"))[1] == before  # nothing was changed

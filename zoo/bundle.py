@@ -233,7 +233,7 @@ def calibrate_threshold(
 
     if objective not in OBJECTIVES:
         raise DaguerreError(f"unknown calibration objective {objective!r} (use {' or '.join(OBJECTIVES)})")
-    names = [datasets] if isinstance(datasets, str) else list(datasets)
+    names = list(dict.fromkeys([datasets] if isinstance(datasets, str) else datasets))  # a repeated -d counted once
     if not names:
         raise DaguerreError("calibration needs at least one validation dataset")
     path = store.resolve(name)
@@ -257,6 +257,9 @@ def calibrate_threshold(
                 kept[d].append((s, prob))
             if on_sample:
                 on_sample()
+    if counts[0][0] + counts[0][2] == 0:  # tp + fn: no defect pixel in any mask
+        raise DaguerreError(f"{', '.join(names)}: no defect pixel in the masks of the first {n} samples; calibrate on "
+                            f"damage with structured defects (scratches, dust, tears); nothing was changed")  # fmt: skip
     f1 = [scores(*c)["f1"] for c in counts]
     low = float(grid[int(np.nanargmax(f1))])
     cal = {"datasets": {d: ds.attrs.get("identity") for d, ds in sets.items()}, "samples": sum(min(n, len(ds)) for ds in sets.values()),

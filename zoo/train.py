@@ -181,6 +181,8 @@ class Batches:
 
     def __init__(self, ref: str, fields: tuple[str, ...], cfg: TrainConfig, batch: int, stream: int, start: int, device) -> None:
         self.ds = ShardDataset(ref, fields)
+        if batch > len(self.ds):  # a batch beyond the dataset only repeats samples, at any memory cost
+            raise DaguerreError(f"a batch of {batch} samples from {ref}, which holds {len(self.ds)}: lower --batch-size")
         self.fields, self.cfg, self.stream, self.device = fields, cfg, stream, device
         tile = int(self.ds.ds.attrs["size"])
         if cfg.size > tile:
@@ -260,9 +262,11 @@ def _model(name: str, cfg: TrainConfig, seed_offset: int, device, **overrides):
     return init_weights(m, cfg.seed * 1000 + seed_offset).to(device)
 
 
-def load_frozen(ref: str, expected: str, device, option: str = "") -> torch.nn.Module:
-    """A trained model from the store or a path, frozen in eval mode."""
+def load_frozen(ref: str, expected: str, device, option: str = "", stage: str | None = None) -> torch.nn.Module:
+    """A trained model from the store or a path, frozen in eval mode (trained as ``stage``, if given)."""
     tensors, card = store.load(ref, expected, option)
+    if stage is not None and card.get("stage") not in (None, stage):
+        raise DaguerreError(f"{option} {ref} was trained as {card.get('stage')}, not {stage}")
     m = create_model(expected, card["config"])
     checkpoint.load_module(m, tensors, "model", str(ref))
     m.eval().requires_grad_(False)
@@ -418,7 +422,7 @@ def build_run(cfg: TrainConfig, start: int, device) -> Run:
         optims = {"G": _adam(cfg, vae), "D": _adam(cfg, *d_params)}
         return Run(models, {}, optims, batches, _vae_step, _vae_samples)
     if cfg.stage == "mapping":
-        vae1, vae2 = load_frozen(cfg.vae1, "vae", device, "--vae1"), load_frozen(cfg.vae2, "vae", device, "--vae2")
+        vae1, vae2 = load_frozen(cfg.vae1, "vae", device, "--vae1", "vae1"), load_frozen(cfg.vae2, "vae", device, "--vae2", "vae2")
         if vae1.config.latent != vae2.config.latent or vae1.config.stride != vae2.config.stride:
             raise DaguerreError("--vae1 and --vae2 must share latent channels and stride")
         T = _model("mapping", cfg, 4, device, latent=vae1.config.latent)
