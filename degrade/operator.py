@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import RecipeError
 from .image import check_image, gray_to_rgb, rgb_to_gray
-from .params import SEED_BOUND, Int, Param, default_setting, draw_seed
+from .params import SEED_BOUND, Bool, Int, Param, default_setting, draw_seed
 
 STRUCTURED = "structured"
 UNSTRUCTURED = "unstructured"
@@ -69,6 +69,8 @@ class Operator:
         """Validate a sampled (or hand-written) params dict: exact keys, scalar values in bounds.
         Returns it normalised (``3.0`` for an integer parameter becomes ``3``)."""
         path = path or cls.name
+        if not isinstance(params, dict):
+            raise RecipeError(f"{path}: params for {cls.name} must be a mapping, got {type(params).__name__}")
         expected = set(cls.params) | ({"seed"} if cls.seeded else set())
         if set(params) != expected:
             missing, extra = sorted(expected - set(params)), sorted(set(params) - expected)
@@ -76,15 +78,23 @@ class Operator:
             raise RecipeError(f"{path}: params for {cls.name} have {what}")
         out = dict(params)
         for k, spec in cls.params.items():
+            if not isinstance(params[k], (bool, int, float, str, np.bool_, np.integer, np.floating)):
+                raise RecipeError(f"{path}.{k}: expected one sampled value, got {type(params[k]).__name__} {params[k]!r}")
             out[k] = spec.normalize(params[k], f"{path}.{k}")
-            if isinstance(out[k], list):
+            if isinstance(out[k], list) or (isinstance(spec, Bool) and not isinstance(out[k], bool)):  # a probability is a setting
                 raise RecipeError(f"{path}.{k}: expected one sampled value, got {params[k]!r}")
         if cls.seeded:
             out["seed"] = _SEED_PARAM.normalize(params["seed"], f"{path}.seed")
         return out
 
     def apply(self, image: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return ``(degraded, mask)``; mask is uint8 H×W (255 = damaged) for structured ops, else None."""
+        """Return ``(degraded, mask)``; mask is uint8 H×W (255 = damaged) for structured ops, else None.
+
+        ``params`` are checked first (:meth:`check_params`): hand-made ones reached OpenCV as they were."""
+        return self.apply_checked(image, self.check_params(params, self.name))
+
+    def apply_checked(self, image: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`apply` for params already checked or drawn by :meth:`sample` (recipes, replay)."""
         check_image(image)
         gray = image.ndim == 2 and self.colour
         out = self._apply(gray_to_rgb(image) if gray else image, params)
@@ -102,13 +112,13 @@ class Operator:
 
         Operators that move pixels (geometric imgaug augmenters) override this to move the mask too.
         """
-        img, m = self.apply(image, params)
+        img, m = self.apply_checked(image, params)
         if m is None:
             return img, mask
         return img, (m if mask is None else np.maximum(mask, m))
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.apply(image, self.sample(rng))
+        return self.apply_checked(image, self.sample(rng))
 
     def _apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError

@@ -337,7 +337,9 @@ def replay(image: np.ndarray, record: Record, validate: bool = True) -> tuple[np
         if not isinstance(entry, dict) or not {"op", "params"} <= set(entry):
             raise RecipeError(f"{where}: expected a mapping with 'op' and 'params'")
         cls = get_operator(entry["op"], where)
-        version = entry.get("version", cls.version)
+        if "version" not in entry:  # every record daguerre writes names it; without it a changed operator would pass
+            raise RecipeError(f"{where}: no operator version (records name the version they were made with)")
+        version = entry["version"]
         if not isinstance(version, int) or isinstance(version, bool):
             raise RecipeError(f"{where}.version: expected an integer, got {version!r}")
         if version != cls.version:

@@ -245,9 +245,15 @@ def test_replay_refuses_version_mismatch_and_garbage(photo):
         replay(photo, [{"op": "jpeg", "version": "1", "params": {"quality": 50}}])
     # integral floats (JSON written by other tools) for integer params replay like the ints
     params = {"count": 3, "width_px": 1.0, "opacity": 0.5, "light": 0.5, "crossing": 0.1, "vertical": 0.2, "wobble": 0.0, "seed": 1}
-    a = replay(photo, [{"op": "scratches", "params": params}])
-    b = replay(photo, [{"op": "scratches", "params": {**params, "count": 3.0, "seed": 1.0}}])
+    a = replay(photo, [{"op": "scratches", "version": 1, "params": params}])
+    b = replay(photo, [{"op": "scratches", "version": 1, "params": {**params, "count": 3.0, "seed": 1.0}}])
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(RecipeError, match=r"record\[0\]: no operator version"):  # it would pass any changed operator
+        replay(photo, [{"op": "scratches", "params": params}])
+    for bad, why in [(None, "must be a mapping"), ({**params, "crossing": np.array([0.1, 0.2])}, "expected one sampled value"),
+                     ({**params, "count": [2, 4]}, "expected one sampled value")]:  # fmt: skip
+        with pytest.raises(RecipeError, match=why):
+            replay(photo, [{"op": "scratches", "version": 1, "params": bad}])
     with pytest.raises(RecipeError, match="record\\[0\\]"):
         replay(photo, [{"op": "jpeg"}])
     with pytest.raises(RecipeError, match="outside"):
@@ -293,3 +299,14 @@ def test_maybe_with_p_one_round_trips():
 def test_integers_beyond_a_double_are_recipe_errors(step):
     with pytest.raises(RecipeError, match="is too large for a number of this kind"):
         Recipe.from_dict({"steps": [step]})
+
+
+def test_operator_apply_checks_hand_made_params(photo):
+    """apply(image, params) handed them to OpenCV unchecked: KeyError, cv2 assertions, 146 GiB for dust."""
+    from degrade import get_operator
+
+    for name, params, why in [("gaussian_blur", {}, "missing"), ("gaussian_blur", {"ksize": 4, "sigma": 1.0}, "is not one of"),
+                              ("jpeg", {"quality": 500}, "outside"), ("scratches", None, "must be a mapping")]:  # fmt: skip
+        op = get_operator(name)
+        with pytest.raises(RecipeError, match=why):
+            op.__new__(op).apply(photo, params)

@@ -176,12 +176,16 @@ class Imgaug(Operator):
     @classmethod
     def check_params(cls, params: dict[str, Any], path: str = "") -> dict[str, Any]:
         path = path or cls.name
-        if set(params) != {"augmenter", "args", "seed"}:
+        if not isinstance(params, dict) or set(params) != {"augmenter", "args", "seed"}:
             raise RecipeError(f"{path}: params for imgaug need exactly augmenter, args and seed")
+        try:  # what a recipe can hold (a float32 or a set passed here, and failed later, inside the cache)
+            json.dumps(params["args"])
+        except (TypeError, ValueError):
+            raise RecipeError(f"{path}.args: arguments must be plain JSON values") from None
         build(params["augmenter"], params["args"], path)
         return {**params, "seed": Int(0, SEED_BOUND - 1, default=0).normalize(params["seed"], f"{path}.seed")}
 
-    def apply(self, image, params):
+    def apply_checked(self, image, params):
         check_image(image)
         return imgaug_apply(image, params["augmenter"], params["args"], params["seed"])[0], None
 
