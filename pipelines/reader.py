@@ -213,8 +213,13 @@ class Dataset:
         return decode_chunk(layout, os.pread(self._fd(field, k), int(n), int(off)))
 
     def read_range(self, field: str, start: int, stop: int):
-        """Samples ``start..stop-1`` of a field (stacked array, or list of strings), one read per shard."""
-        start, stop = max(0, start), min(self._count, stop)
+        """Samples ``start..stop-1`` of a field (stacked array, or list of strings), one read per shard;
+        ``start`` and ``stop`` as in a slice (a negative one counts from the end, like ``read``'s index)."""
+        try:
+            start, stop, _ = slice(operator.index(start), operator.index(stop)).indices(self._count)
+        except TypeError:
+            raise TypeError(f"sample ranges are integers, got {start!r}, {stop!r}") from None
+        stop = max(start, stop)
         layout = self._layouts.get(field)
         if field not in self.fields:
             self._check(field, 0)

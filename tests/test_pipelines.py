@@ -319,6 +319,11 @@ def test_reader_pickles_and_reads_in_other_processes(small_spec, home):
     many = ds.read_many("degraded", idx)
     assert all(np.array_equal(many[j], ds.read("degraded", i)) for j, i in enumerate(idx))
     assert np.array_equal(ds.read_range("mask", 3, 9), np.stack([ds.read("mask", i) for i in range(3, 9)]))
+    n = len(ds)  # a negative start counts from the end, as read's index does (it was clamped to 0)
+    assert np.array_equal(ds.read_range("mask", -3, n), np.stack([ds.read("mask", i) for i in (-3, -2, -1)]))
+    assert ds.read_range("mask", 5, 2).shape[0] == 0
+    with pytest.raises(TypeError, match="sample ranges are integers"):
+        ds.read_range("mask", 0.5, 3)
     with pytest.raises(IndexError):
         ds.read("clean", 12)
     with pytest.raises(IndexError, match="sample -13 out of range for 12 samples"):
