@@ -514,3 +514,13 @@ def test_inputs_that_would_train_or_calibrate_nonsense_are_refused(data, tmp_pat
     with pytest.raises(DaguerreError, match="no defect pixel in the masks"):
         calibrate("cal-rb", ["nomask", "nomask"], n=4)
     assert checkpoint.load(store.resolve("cal-rb"))[1] == before  # nothing was changed
+
+
+def test_a_refused_run_leaves_no_folder_and_a_resumed_one_no_scratch_files(data, tmp_path):
+    with pytest.raises(DaguerreError):
+        train(cfg("vae2", tmp_path / "refused", steps=1, clean="x", size=4096, name="refused"))
+    assert not (tmp_path / "refused").exists()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".a1b2c3.tmp").write_bytes(b"half a checkpoint")  # what kill -9 mid-write leaves
+    train(cfg("vae2", tmp_path / "run", steps=1, clean="x", name="after-kill"))
+    assert not list((tmp_path / "run").glob(".*.tmp"))

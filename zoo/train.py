@@ -577,12 +577,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         _, card = checkpoint.load(state_path)
         _check_resume(out, card, cfg, pins)
         start = int(card["step"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
-    import yaml
-
-    (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    run = build_run(cfg, start, device)
+    run = build_run(cfg, start, device)  # checks the datasets against the settings: before anything is written
     if cfg.precision == "bf16":
         run.amp = lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     if start:
@@ -592,6 +587,13 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     for m in run.models.values():
         m.train()
     store.check_free(name, str(out), replace)  # once the inputs are checked, and before the steps, not after them
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    for stray in out.glob(".*.tmp"):  # a checkpoint write cut by kill -9 (the write is atomic: never the checkpoint)
+        stray.unlink(missing_ok=True)
+    import yaml
+
+    (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     csv_path = out / "losses.csv"
     if start == 0 and csv_path.exists():
         csv_path.unlink()
