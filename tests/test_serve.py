@@ -186,6 +186,33 @@ def test_health_answers_while_an_upload_decodes(home, monkeypatch):
         assert results[0].status_code == 200 and app.state.gate.inside == 0
 
 
+def test_a_stalled_upload_times_out(home):
+    """A body shorter than its Content-Length held the connection with no answer."""
+    import asyncio
+
+    import zoo.serve as serve_mod
+
+    make_random_bundle("rb")
+    app = serve_mod.create_app(serve_mod.ServeConfig(model="rb", workers=1, queue=1, timeout_s=0.5))
+    scope = {"type": "http", "method": "POST", "path": "/v1/restore", "raw_path": b"/v1/restore", "query_string": b"",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=zzz"), (b"content-length", b"4000000")],
+             "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}  # fmt: skip
+    sent = []
+
+    async def receive():
+        if not sent and not getattr(receive, "started", False):
+            receive.started = True
+            return {"type": "http.request", "body": b"--zzz\r\n", "more_body": True}
+        await asyncio.sleep(3600)  # the rest never comes
+
+    async def send(message):
+        sent.append(message)
+
+    t0 = time.perf_counter()
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    assert sent[0]["status"] == 408 and time.perf_counter() - t0 < 5
+
+
 def test_busy_port_is_one_line_error_before_serving(capsys, home):
     from cli_helpers import one_line_error, run
 

@@ -162,8 +162,10 @@ def create_app(cfg: ServeConfig | None = None):
 
     @app.post("/v1/restore")
     async def restore_endpoint(request: Request):
-        try:
-            data, fields = await read_upload(request)
+        try:  # a client that stalls mid-body would otherwise hold its connection and its memory for ever
+            data, fields = await asyncio.wait_for(read_upload(request), timeout=cfg.timeout_s)
+        except asyncio.TimeoutError:
+            return error(408, f"the upload did not arrive within {cfg.timeout_s:.0f} s")
         except OverflowError:
             return error(413, f"upload larger than {cfg.max_upload_bytes // 2**20} MiB")
         except ImageError as e:
