@@ -212,6 +212,8 @@ def _like(a: np.ndarray, pic: Picture) -> np.ndarray | None:
         return None
     if pic.alpha is None:
         return base
+    if alpha is None and not np.any((pic.alpha != 0) & (pic.alpha != 255)):  # a colour key's alpha (tRNS): OpenCV drops it
+        alpha = pic.alpha.astype(np.uint16) * np.uint16(257)
     return None if alpha is None else np.dstack([base, alpha])
 
 
@@ -288,9 +290,11 @@ def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
         arr = np.asarray(im)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):  # what the TIFF tag check cannot see (PNM, TIFFs without tags)
             raise ImageError(f"{name}: {'signed-integer' if arr.min() < 0 else '32-bit'} images are not supported (convert to 8 or 16-bit unsigned)")
+        key = im.info.get("transparency")  # a 16-bit gray PNG's colour key: that grey level is transparent
+        alpha = _alpha(np.where(arr == key, np.uint8(0), np.uint8(255))) if isinstance(key, int) else None
         if arr.dtype != np.uint8 and (depth == 16 or arr.max(initial=0) > 255):
-            return Picture(to_uint8(arr.astype(np.uint16) if arr.max(initial=0) <= 65535 else arr), None, 16, name)
-        return Picture(np.clip(arr, 0, 255).astype(np.uint8), None, depth, name)
+            return Picture(to_uint8(arr.astype(np.uint16) if arr.max(initial=0) <= 65535 else arr), alpha, 16, name)
+        return Picture(np.clip(arr, 0, 255).astype(np.uint8), alpha, depth, name)
     if mode == "LA":
         arr = np.asarray(im)
         return Picture(arr[..., 0].copy(), _alpha(arr[..., 1]), depth, name)

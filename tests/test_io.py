@@ -225,6 +225,14 @@ def test_colour_key_transparency_becomes_alpha(tmp_path, rgb):
     assert g.pixels.shape == rgb.shape[:2] and g.alpha[0, 0] == 0
 
 
+def test_sixteen_bit_gray_colour_key_becomes_alpha_and_keeps_its_depth(tmp_path):
+    g = (np.arange(20 * 30, dtype=np.uint32).reshape(20, 30) * 97 % 65521).astype(np.uint16)
+    Image.fromarray(g).save(tmp_path / "k.png", transparency=int(g[0, 0]))
+    pic = read_image(tmp_path / "k.png", deep=True)
+    assert pic.alpha is not None and pic.alpha[0, 0] == 0 and (pic.alpha == 0).sum() == (g == g[0, 0]).sum()
+    assert pic.deep.shape == (20, 30, 2) and np.array_equal(pic.deep[..., 0], g) and pic.deep[0, 0, 1] == 0
+
+
 def test_any_decoder_failure_is_an_image_error(tmp_path, rgb, monkeypatch):
     """Pillow's plugins raise more than OSError (the AVIF decoder raises RuntimeError)."""
     from PIL import ImageFile
