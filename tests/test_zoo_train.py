@@ -524,3 +524,8 @@ def test_a_refused_run_leaves_no_folder_and_a_resumed_one_no_scratch_files(data,
     (tmp_path / "run" / ".a1b2c3.tmp").write_bytes(b"half a checkpoint")  # what kill -9 mid-write leaves
     train(cfg("vae2", tmp_path / "run", steps=1, clean="x", name="after-kill"))
     assert not list((tmp_path / "run").glob(".*.tmp"))
+    from pipelines.catalog import file_lock
+
+    with file_lock(tmp_path / "run" / ".lock", "held"):  # another training in the same folder (it deleted the first's log)
+        with pytest.raises(DaguerreError, match="is in use by another training"):
+            train(cfg("vae2", tmp_path / "run", steps=2, clean="x", name="after-kill"))
