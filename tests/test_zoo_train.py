@@ -476,7 +476,7 @@ def test_registered_models_are_never_overwritten_by_accident(data, tmp_path):
     assert again["name"] == "V2"
     replaced = train(cfg("vae2", tmp_path / "c", steps=1, clean="x", name="V2"), replace=True)
     assert checkpoint.load(store.resolve("V2"))[1]["run"] == str(tmp_path / "c") and replaced["name"] == "V2"
-    with pytest.raises(DaguerreError, match="'default' is the name of a shipped model"):
+    with pytest.raises(DaguerreError, match="'default' is the name of a shipped model, which a store model of that name would hide"):
         train(cfg("vae2", tmp_path / "d", steps=1, clean="x", name="default"))
     with pytest.raises(DaguerreError, match=r"training diverged at step \d \(\w+ is nan\); nothing registered"):
         train(cfg("vae2", tmp_path / "e", steps=3, clean="x", name="diverged", lr=1e30))

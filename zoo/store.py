@@ -22,7 +22,7 @@ def register(name: str, tensors, card: dict[str, Any], replace: bool = False) ->
     """Save a checkpoint under ``name`` in the model store.
 
     A name already in the store is kept unless ``replace`` or the new card comes from the same training
-    run (``run``: a re-run of a finished stage re-registers it); a shipped model's name is never shadowed.
+    run (``run``: a re-run of a finished stage re-registers it); a shipped model's name only with ``replace``.
     """
     if not NAME_RE.match(name):
         raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-'")
@@ -32,8 +32,9 @@ def register(name: str, tensors, card: dict[str, Any], replace: bool = False) ->
 
 def check_free(name: str, run: str | None = None, replace: bool = False) -> None:
     """Refuse, before any work, a name that :func:`register` would refuse."""
-    if (SHIPPED / f"{name}.safetensors").exists():
-        raise DaguerreError(f"{name!r} is the name of a shipped model; register under another name")
+    if (SHIPPED / f"{name}.safetensors").exists() and not replace:  # make train-default does it on purpose
+        raise DaguerreError(f"{name!r} is the name of a shipped model, which a store model of that name would hide; "
+                            f"choose another name, or pass --replace to hide it on purpose")  # fmt: skip
     stem = models_dir() / name
     if checkpoint.with_ext(stem, ".safetensors").exists() and not replace:
         try:

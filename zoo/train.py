@@ -735,7 +735,7 @@ def export_state(state: str | Path, name: str) -> dict[str, Any]:
     prefix = f"model.{key}."
     model = {"model." + k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     card = _model_card(st["stage"], cfg, st["models"][key]["config"], int(st["step"]), st.get("losses", {}), st.get("pins"),
-                       planned_steps=int(cfg["steps"]), exported_from=str(checkpoint.with_ext(checkpoint.stem_of(state), ".safetensors")))  # fmt: skip
+                       planned_steps=int(cfg["steps"]), run=str(checkpoint.stem_of(state).parent.absolute()), exported_from=str(checkpoint.with_ext(checkpoint.stem_of(state), ".safetensors")))  # fmt: skip
     path = store.register(name, model, card)
     return {**card, "name": name, "path": str(path)}
 

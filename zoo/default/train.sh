@@ -50,7 +50,7 @@ $DG train mapping --config zoo/default/mapping-ft2.yaml --pairs x --vae1 default
 # zoo/default/gpu-run-detector/); this CPU would need about two days for that (some 10 s a step),
 # so the bundle takes the committed weights. DETECTOR=default-scratch-ft bundles the CPU-trained detector instead.
 DETECTOR=${DETECTOR:-zoo/default/gpu-run-detector/default-scratch-gpu3.safetensors}
-$DG zoo bundle default --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping-ft2 --scratch "$DETECTOR"
+$DG zoo bundle default --replace --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping-ft2 --scratch "$DETECTOR"
 $DG dataset create val --recipe zoo/default/train-mix.yaml --source "$WORK/clean-train" --count $(n 200) --size 256 --seed 7
 # the mask is calibrated on one validation set per damage recipe (training photographs, new crops)
 $DG dataset create val-bopbtl --recipe bopbtl --source "$WORK/clean-train" --count $(n 200) --size 256 --seed 9
