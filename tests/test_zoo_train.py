@@ -472,8 +472,9 @@ def test_registered_models_are_never_overwritten_by_accident(data, tmp_path):
     assert checkpoint.load(store.resolve("V2"))[1]["run"] == str(tmp_path / "a")
     with pytest.raises(DaguerreError, match="model 'V2' is already registered"):
         train(cfg("vae2", tmp_path / "c", steps=1, clean="x", name="V2"))
+    before = store.resolve("V2").read_bytes()
     again = train(cfg("vae2", tmp_path / "a", steps=1, clean="x", name="V2"))  # the same run, re-run: its own name
-    assert again["name"] == "V2"
+    assert again["name"] == "V2" and store.resolve("V2").read_bytes() == before  # untouched: a mapping pins its hash
     replaced = train(cfg("vae2", tmp_path / "c", steps=1, clean="x", name="V2"), replace=True)
     assert checkpoint.load(store.resolve("V2"))[1]["run"] == str(tmp_path / "c") and replaced["name"] == "V2"
     with pytest.raises(DaguerreError, match="'default' is the name of a shipped model, which a store model of that name would hide"):

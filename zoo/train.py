@@ -660,8 +660,28 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         card = _model_card(cfg.stage, dataclasses.asdict(cfg), dataclasses.asdict(module.config), cfg.steps, final, pins,
                            device=str(device), seconds_per_step=t_total / max(1, cfg.steps - start),
                            data_share=t_data / t_total if t_total else None, run=str(out))  # fmt: skip
-        path = store.register(name, checkpoint.module_tensors("model", module), card, replace)
+        tensors = checkpoint.module_tensors("model", module)
+        same = _registered_unchanged(name, str(out), tensors)
+        if same is not None:  # a finished run run again: leave the file's bytes alone, or what was trained on it
+            return same  # (a mapping pins its VAEs' SHA-256) would no longer resume
+        path = store.register(name, tensors, card, replace)
         return {**card, "name": name, "path": str(path)}
+
+
+def _registered_unchanged(name: str, run: str, tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """The card of ``name`` if the store holds exactly these weights from this run, else None."""
+    try:
+        path = store.models_dir() / f"{name}.safetensors"
+        if not path.exists():
+            return None
+        old, card = checkpoint.load(path)
+    except DaguerreError:
+        return None
+    if card.get("run") != run or old.keys() != tensors.keys():
+        return None
+    if not all(torch.equal(old[k], tensors[k].detach().cpu()) for k in tensors):
+        return None
+    return {**card, "name": name, "path": str(path)}
 
 
 def _model_card(stage: str, cfg: dict[str, Any], config: dict[str, Any], steps: int, losses: dict,
