@@ -228,17 +228,22 @@ def icc_for(icc: bytes | None, gray: bool) -> bytes | None:
     return icc if icc[16:20] == (b"GRAY" if gray else b"RGB ") else None
 
 
-def _png_with_icc(png: bytes, icc: bytes) -> bytes:
-    """PNG bytes with an iCCP chunk (the profile, deflated) right after IHDR, as the PNG spec places it."""
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC-32 of type and data."""
     import struct
     import zlib
 
-    data = b"ICC profile\x00\x00" + zlib.compress(icc)
-    chunk = struct.pack(">I", len(data)) + b"iCCP" + data + struct.pack(">I", zlib.crc32(b"iCCP" + data))
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_with_icc(png: bytes, icc: bytes) -> bytes:
+    """PNG bytes with an iCCP chunk (the profile, deflated) right after IHDR, as the PNG spec places it."""
+    import zlib
+
     at = 8 + 8 + 13 + 4  # signature, IHDR's length/type, its 13 bytes, its CRC
     if png[12:16] != b"IHDR":
         raise ImageError("PNG encoding failed (no IHDR first)")
-    return png[:at] + chunk + png[at:]
+    return png[:at] + _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)) + png[at:]
 
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -293,7 +298,7 @@ def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
         key = im.info.get("transparency")  # a 16-bit gray PNG's colour key: that grey level is transparent
         alpha = _alpha(np.where(arr == key, np.uint8(0), np.uint8(255))) if isinstance(key, int) else None
         if arr.dtype != np.uint8 and (depth == 16 or arr.max(initial=0) > 255):
-            return Picture(to_uint8(arr.astype(np.uint16) if arr.max(initial=0) <= 65535 else arr), alpha, 16, name)
+            return Picture(to_uint8(arr.astype(np.uint16)), alpha, 16, name)  # in [0, 65535]: checked above
         return Picture(np.clip(arr, 0, 255).astype(np.uint8), alpha, depth, name)
     if mode == "LA":
         arr = np.asarray(im)
@@ -382,12 +387,9 @@ def _png16_gray_alpha(gray: np.ndarray, alpha: np.ndarray, compression: int) -> 
     up[1:] -= samples[:-1]  # filter 2 (Up): byte-wise difference with the row above, modulo 256
     rows = np.hstack([np.full((h, 1), 2, np.uint8), up])
     rows[0, 0] = 0  # the first row has no row above: filter 0
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     ihdr = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows.tobytes(), compression)) + chunk(b"IEND", b"")
+    idat = zlib.compress(rows.tobytes(), compression)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def write_png(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray | None = None) -> None:
