@@ -230,11 +230,13 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
 
 
 def _stored_zstd_level(store: Path, spec: GenerationSpec) -> int | None:
+    from .reader import _expected_layout
+
     try:
-        meta = json.loads((store / spec.fields[0] / "zarr.json").read_text())
-        return int(meta["codecs"][0]["configuration"]["codecs"][1]["configuration"]["level"])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        layout = _expected_layout(spec.fields[0], json.loads((store / spec.fields[0] / "zarr.json").read_text()))
+    except (OSError, ValueError):
         return None
+    return None if layout is None else layout.zstd_level
 
 
 def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path]) -> Path:

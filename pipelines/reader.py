@@ -101,7 +101,7 @@ class Dataset:
                 raise DaguerreError(f"{self.path}: its array {f!r} is missing (a damaged store)") from None
             except (OSError, ValueError) as e:
                 raise DaguerreError(f"{self.path}: unreadable metadata of array {f!r} ({e})") from None
-            self._layouts[f] = layout = _expected_layout(f, meta)
+            self._layouts[f] = _expected_layout(f, meta)
             want = (count, *SAMPLE_SHAPES.get(f, lambda s: (s, s, 3))(size))
             shape = tuple(meta.get("shape", ())) if isinstance(meta, dict) else ()
             if shape != want:

@@ -35,9 +35,9 @@ def resolve_version(ref: str) -> Version | None:
         cat.close()
 
 
-def open_version(ref: str) -> tuple[Dataset, Version | None]:
-    """The dataset and, for catalog references, its catalog entry."""
-    v = resolve_version(ref)
+def open_version(ref: str, v: Version | None = None) -> tuple[Dataset, Version | None]:
+    """The dataset and, for catalog references, its catalog entry (``v``: already resolved)."""
+    v = v or resolve_version(ref)
     return (open_dataset(parse_ref(ref)), None) if v is None else (open_dataset(v.path), v)
 
 
@@ -214,9 +214,9 @@ def shard_problem(ds: Dataset, fields: list[str], sh: dict[str, Any]) -> str | N
 
 def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyReport:
     """Recompute every shard's SHA-256 from the decoded data and compare with the recorded ones."""
-    resolve_version(ref)  # a name the catalog does not know is a usage error, not a corrupt dataset
+    v = resolve_version(ref)  # a name the catalog does not know is a usage error, not a corrupt dataset
     try:
-        ds, v = open_version(ref)
+        ds, v = open_version(ref, v)
         a = ds.attrs
         fields = list(ds.fields)
     except Exception as e:  # noqa: BLE001  a store too damaged to open is a finding, not a crash
@@ -312,11 +312,12 @@ def reproduce(ref: str, workers: int = 2, scheduler: str = "processes", keep: Pa
             shutil.rmtree(tmp, ignore_errors=True)
     diffs = []
     recorded = a.get("shards", [])
-    if len(recorded) != len(fresh["shards"]) or a.get("checksum") != fresh.get("checksum"):  # zip stops at the shorter
-        diffs.append(f"the version records {len(recorded)} shard checksums, its lineage makes {len(fresh['shards'])}"
-                     if len(recorded) != len(fresh["shards"]) else "the dataset checksum differs")  # fmt: skip
+    if len(recorded) != len(fresh["shards"]):  # zip below stops at the shorter list
+        diffs.append(f"the version records {len(recorded)} shard checksums, its lineage makes {len(fresh['shards'])}")
     for k, (old, new) in enumerate(zip(recorded, fresh["shards"])):
         if old["sha256"] != new["sha256"]:
             fields = [f for f in old["fields"] if old["fields"][f] != new["fields"].get(f)]
             diffs.append(f"shard {k} (samples {old['samples'][0]}-{old['samples'][1] - 1}): {', '.join(fields)}")
+    if not diffs and a.get("checksum") != fresh.get("checksum"):  # every shard agrees, the recorded total does not
+        diffs.append("the dataset checksum differs")
     return ReproduceReport(v.ref if v else str(ds.path), not diffs, diffs, changed)
