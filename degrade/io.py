@@ -316,6 +316,12 @@ def _alpha(a: np.ndarray) -> np.ndarray | None:
     return None if a.min() == 255 else a.copy()
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` itself if it exists, else its closest existing parent (where it would be created)."""
+    p = Path(path).absolute()
+    return next(d for d in (p, *p.parents) if d.exists())
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes]) -> None:
     """Write ``data`` (or a list of pieces) to ``path`` through a temporary file and a rename: never a partial file."""
     p = Path(path)

@@ -72,7 +72,7 @@ class Node:
 
     def canonical(self) -> dict[str, Any]:
         body = self._canonical()
-        if self.p != 1.0 or "p" in body:
+        if self.p != 1.0:
             body["p"] = self.p
         return body
 
@@ -132,7 +132,7 @@ class Group(Node):
             kids[int(i)].walk(rng, out)
 
     def _canonical(self):
-        if self.kind == "maybe":  # p always: a maybe without one does not parse (Node.canonical drops p = 1)
+        if self.kind == "maybe":  # p always, even 1: a maybe without one does not parse
             return {"maybe": self.children[0].canonical(), "p": self.p}
         body: dict[str, Any] = {self.kind: [c.canonical() for c in self.children]}
         if self.weights is not None:

@@ -72,16 +72,16 @@ SHEET_FORMATS = {".png": ("PNG", {"compress_level": 9}), ".jpg": ("JPEG", {"qual
 
 def check_sheet_path(path) -> None:
     """Refuse, before any work, a sheet path whose suffix names no format we write."""
+    import os
     from pathlib import Path
 
     from .errors import DaguerreError
+    from .io import nearest_existing
 
     if Path(path).suffix.lower() not in SHEET_FORMATS:
         raise DaguerreError(f"{path}: a sheet is written as .png, .jpg or .webp")
-    import os
-
-    folder = next((d for d in Path(path).absolute().parents if d.exists()), None)
-    if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+    folder = nearest_existing(Path(path).absolute().parent)
+    if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise DaguerreError(f"{path}: cannot write there ({folder} is not a writable folder)")
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from degrade.errors import DaguerreError
-from degrade.io import atomic_write_bytes, encode_png
+from degrade.io import atomic_write_bytes, encode_png, nearest_existing
 
 from .generate import SCHEDULERS, GenerationResult, generate
 from .layout import GenerationSpec, human_bytes
@@ -112,9 +112,7 @@ def _check_disk(spec: GenerationSpec, target: Path) -> None:
 
     per_sample = spec.size * spec.size * (3 if spec.real else 7)  # degraded (+ clean and mask)
     need = spec.count * per_sample // 4
-    where = next((d for d in (target, *target.parents) if d.exists()), None)
-    if where is None:
-        return
+    where = nearest_existing(target)
     free = shutil.disk_usage(where).free
     if need > free:
         raise DaguerreError(f"{spec.count:,} samples of {spec.size} px need at least {human_bytes(need)} and {where} has {human_bytes(free)} free")

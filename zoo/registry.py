@@ -73,22 +73,18 @@ def _config(name: str, spec: ModelSpec, values: dict[str, Any]):
     for f in fields.values():  # typed like their defaults, and sized so that a typo cannot allocate gigabytes
         v, default = getattr(cfg, f.name), f.default
         where = f"model {name!r} setting {f.name}"
+        want = f"a {type(default).__name__} like {default!r}"
         if isinstance(default, bool):
             ok = isinstance(v, bool)
         elif isinstance(default, int):
-            top = 8 if f.name in STRIDES else MAX_INT_SETTING
-            low = 0 if f.name in COUNTS else 1
-            if not (isinstance(v, int) and not isinstance(v, bool) and low <= v <= top):
-                raise DaguerreError(f"{where}: expected a whole number in [{low}, {top}], got {v!r}")
-            ok = True
+            low, top = (0 if f.name in COUNTS else 1), (8 if f.name in STRIDES else MAX_INT_SETTING)
+            ok, want = isinstance(v, int) and not isinstance(v, bool) and low <= v <= top, f"a whole number in [{low}, {top}]"
         elif isinstance(default, float):
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        elif isinstance(default, str):
-            ok = isinstance(v, str)
         else:
-            ok = True
+            ok = not isinstance(default, str) or isinstance(v, str)
         if not ok:
-            raise DaguerreError(f"{where}: expected a {type(default).__name__} like {default!r}, got {v!r}")
+            raise DaguerreError(f"{where}: expected {want}, got {v!r}")
     return cfg
 
 

@@ -326,7 +326,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
                   device: str = "auto", on_file=None, anchor: bool = True) -> FileReport:  # fmt: skip
     """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected."""
     from degrade.batch import check_outputs, output_stems
-    from degrade.io import atomic_write_bytes, encode_png, icc_for, read_image
+    from degrade.io import atomic_write_bytes, encode_png, icc_for, nearest_existing, read_image
 
     report = FileReport()
     check_tile(tile)
@@ -336,7 +336,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
     stems = output_stems(list(paths))
     check_outputs(paths, [[out / f"{s}{x}" for x in (".png", ".mask.png", ".compare.png")] for s in stems])
-    name_max = os.pathconf(next(d for d in (out, *out.absolute().parents) if d.exists()), "PC_NAME_MAX")  # out may not exist yet
+    name_max = os.pathconf(nearest_existing(out), "PC_NAME_MAX")  # out may not exist yet
     for path, stem in zip(paths, stems):
         t = time.perf_counter()
         try:
