@@ -169,6 +169,16 @@ def test_every_stage_trains_and_its_loss_falls(data, tmp_path):
         replace_parts("b3", "b", vae1="vae1")
     with pytest.raises(DaguerreError, match="--from scratch is a 'scratch_unet' checkpoint, not a restoration bundle"):
         replace_parts("b3", "scratch", scratch="scratch-other")
+    # a VAE retrained under the same name has another latent space: the mapping pinned the file's content
+    assert cards["mapping"]["upstream_sha256"]["vae1"] == b.card["parts"]["vae1"]["sha256"]
+    train(cfg("vae1", tmp_path / "vae1-again", steps=1, seed=5, real="r", synthetic="x", name="vae1"), replace=True)
+    with pytest.raises(DaguerreError, match="latents of vae1 vae1, not vae1 \\(that name now holds other weights\\)"):
+        make_bundle("b4", "vae1", "vae2", "mapping", "scratch")
+    make_bundle("b4", "vae1-copy", "vae2", "mapping", "scratch")  # the file it was trained on, under another name
+    train(cfg("mapping", tmp_path / "mapping-new", steps=1, pairs="x", vae1="vae1", vae2="vae2", name="mapping-new"))
+    make_bundle("b5", "vae1", "vae2", "mapping-new", "scratch")  # the new vae1 with a mapping trained on it
+    with pytest.raises(DaguerreError, match="the mapping was trained on the latents of vae1 vae1, not vae1 \\(the vae1 of b5\\)"):
+        replace_parts("b6", "b5", mapping="mapping")  # same names, other weights
 
 
 def test_bf16_autocast_trains_every_stage_and_saves_fp32(data, tmp_path):

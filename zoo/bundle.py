@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,11 @@ def _keep(key: str, parts: tuple[str, ...] | None) -> bool:
     return parts is None or key.split(".", 1)[0] in parts
 
 
-def _same_model(recorded: str, given: Path) -> bool:
-    """The same name, or the same file under another name (the same latent space)."""
+def _same_model(recorded: str, given: Path, sha256: str | None = None) -> bool:
+    """The file the mapping was trained with, by content where its card pinned it (a VAE retrained
+    under the same name has another latent space), else by name or identical bytes."""
+    if sha256:
+        return hashlib.sha256(given.read_bytes()).hexdigest() == sha256
     if Path(recorded).stem == given.stem:
         return True
     try:
@@ -67,7 +71,8 @@ def _same_model(recorded: str, given: Path) -> bool:
 def _part_card(card: dict) -> dict:
     """What a bundle's card keeps of a part's card; a fine-tuned part names what it started from."""
     kept = {k: card.get(k) for k in ("name", "model", "config", "stage", "datasets", "steps", "losses", "saved")}
-    return {**kept, "upstream": {k: Path(v).stem for k, v in (card.get("upstream") or {}).items()}}
+    pinned = {"upstream_sha256": card["upstream_sha256"]} if isinstance(card.get("upstream_sha256"), dict) else {}
+    return {**kept, "upstream": {k: Path(v).stem for k, v in (card.get("upstream") or {}).items()}, **pinned}
 
 
 def _load_part(part: str, ref: str) -> tuple[dict[str, torch.Tensor], dict, dict]:
@@ -76,7 +81,10 @@ def _load_part(part: str, ref: str) -> tuple[dict[str, torch.Tensor], dict, dict
     t, card = store.load(ref, model, f"--{part}")
     if card.get("stage") not in (part, None):  # a VAE2 given as --vae1 shares its architecture, not its latent space
         raise DaguerreError(f"--{part} {card.get('name')} was trained as {card.get('stage')}, not {part}")
-    return {f"{part}.{k}": v for k, v in checkpoint.prefixed(t, "model").items() if _keep(k, keep)}, _part_card(card), card
+    kept = _part_card(card)
+    if part in ("vae1", "vae2"):  # what a mapping trained on this file pinned: checked when a mapping joins later
+        kept["sha256"] = hashlib.sha256(store.resolve(ref).read_bytes()).hexdigest()
+    return {f"{part}.{k}": v for k, v in checkpoint.prefixed(t, "model").items() if _keep(k, keep)}, kept, card
 
 
 def _check_bundle_name(name: str) -> None:
@@ -99,10 +107,13 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
         tensors.update(t)
         if part == "mapping":
             trained_on = own.get("upstream") or {}  # the VAE files it was trained with, as paths
+            pinned = own.get("upstream_sha256") or {}
     for part, ref in (("vae1", vae1), ("vae2", vae2)):
         given = store.resolve(ref)
-        if trained_on.get(part) and not _same_model(trained_on[part], given):
-            raise DaguerreError(f"the mapping was trained on the latents of {part} {Path(trained_on[part]).stem}, not {given.stem} (--{part})")
+        if trained_on.get(part) and not _same_model(trained_on[part], given, pinned.get(part)):
+            was = Path(trained_on[part]).stem
+            changed = " (that name now holds other weights)" if was == given.stem else ""
+            raise DaguerreError(f"the mapping was trained on the latents of {part} {was}, not {given.stem}{changed} (--{part})")
     c1, c2, cm = cards["vae1"]["config"], cards["vae2"]["config"], cards["mapping"]["config"]
     if c1["latent"] != c2["latent"] or c1["n_down"] != c2["n_down"] or cm["latent"] != c1["latent"]:
         raise DaguerreError("vae1, vae2 and mapping disagree on latent channels or stride")
@@ -127,9 +138,13 @@ def replace_parts(name: str, base: str, replace: bool = False, **refs: str | Non
         raise DaguerreError(f"--from {base} is a {card.get('model')!r} checkpoint, not a restoration bundle")
     for part, ref in refs.items():
         t, card["parts"][part], _ = _load_part(part, ref)
-        if part == "mapping":  # the bundle's card knows its VAEs by name only
+        if part == "mapping":  # by content where both cards pinned it (bundles made since), else by name
+            pinned = card["parts"]["mapping"].get("upstream_sha256") or {}
             for vae, stem in card["parts"]["mapping"]["upstream"].items():
-                if vae in ("vae1", "vae2") and stem != card["parts"][vae]["name"]:
+                if vae not in ("vae1", "vae2"):
+                    continue
+                have = card["parts"][vae].get("sha256")
+                if not (pinned[vae] == have if pinned.get(vae) and have else stem == card["parts"][vae]["name"]):
                     raise DaguerreError(f"the mapping was trained on the latents of {vae} {stem}, "
                                         f"not {card['parts'][vae]['name']} (the {vae} of {base})")  # fmt: skip
             if card["parts"]["mapping"]["config"]["latent"] != card["parts"]["vae1"]["config"]["latent"]:

@@ -705,6 +705,7 @@ def _model_card(stage: str, cfg: dict[str, Any], config: dict[str, Any], steps: 
         extra["upstream_changed_since_training"] = changed
     return {"model": DEPLOYED[stage][1], "config": config, "stage": stage, "datasets": datasets,
             "upstream": {k: _resolved(cfg[k]) for k in ("vae1", "vae2", "init") if cfg.get(k)},
+            **({"upstream_sha256": up} if (up := {k: v for k, v in (pins or {}).items() if k in ("vae1", "vae2") and v}) else {}),
             "steps": steps, "losses": losses, "train_config": cfg, **extra,
             "code_version": _code_version(), "vgg_perceptual_loss": False}  # fmt: skip
 
