@@ -189,7 +189,7 @@ def recipes_show(recipe: str, as_json: bool) -> None:
 
     r = load_recipe(recipe)
     if as_json:
-        click.echo(json.dumps({**r.canonical(), "hash": r.hash}, indent=2))
+        click.echo(json.dumps({**r.canonical(), "recipe_hash": r.hash}, indent=2))
     else:
         click.echo(f"# recipe_hash: {r.hash}")
         click.echo(r.to_yaml(), nl=False)

@@ -21,7 +21,7 @@ def _is_number(v: Any) -> bool:
 
 def _float(v: Any, path: str) -> float:
     try:
-        return float(v)
+        return float(v) + 0.0  # -0.0 is 0.0: it samples the same, so it must hash the same
     except OverflowError:  # an integer literal beyond a double's range (10**400)
         raise RecipeError(f"{path}: {str(v)[:12]}… is too large for a number of this kind") from None
 

@@ -37,6 +37,7 @@ from .image import check_image
 from .operator import Operator, get_operator
 from .params import Float, Int
 from .rand import sample_rng
+from .yamltext import load_yaml
 
 SCHEMA = 1
 COMBINATORS = {
@@ -171,6 +172,8 @@ def parse_node(obj: Any, path: str) -> Node:
         name = obj["op"]
         cls = get_operator(name, f"{path}.op")
         version = rest.pop("version", None)
+        if "version" in obj and type(version) is not int:
+            raise RecipeError(f"{path}.version: expected an integer, got {version!r}")
         if version is not None and version != cls.version:
             raise RecipeError(
                 f"{path}: recipe asks for {name} version {version} but version {cls.version} is installed "
@@ -241,16 +244,23 @@ class Recipe:
             obj = {"steps": obj}
         if not isinstance(obj, dict):
             raise RecipeError(f"recipe: expected a mapping with 'steps' or a list of steps, got {type(obj).__name__}")
-        extra = sorted(set(obj) - {"name", "description", "steps", "schema"})
+        extra = sorted(set(obj) - {"name", "description", "steps", "schema", "recipe_hash"})
         if extra:
-            raise RecipeError(f"recipe: unknown key {extra[0]!r} (known: name, description, steps, schema)")
+            raise RecipeError(f"recipe: unknown key {extra[0]!r} (known: name, description, steps, schema, recipe_hash)")
+        for key in ("name", "description"):
+            if obj.get(key) is not None and not isinstance(obj[key], str):
+                raise RecipeError(f"recipe.{key}: expected text, got {obj[key]!r}")
         if obj.get("schema", SCHEMA) != SCHEMA:
             raise RecipeError(f"recipe.schema: {obj['schema']!r} is not supported (this version reads {SCHEMA})")
         steps = obj.get("steps")
         if not isinstance(steps, list) or not steps:
             raise RecipeError("steps: expected a non-empty list of steps")
         nodes = [parse_node(s, f"steps[{i}]") for i, s in enumerate(steps)]
-        return cls(nodes, str(obj.get("name") or name), str(obj.get("description") or "").strip())
+        recipe = cls(nodes, str(obj.get("name") or name), str(obj.get("description") or "").strip())
+        if "recipe_hash" in obj and obj["recipe_hash"] != recipe.hash:  # `recipes show --json` writes it: a check
+            raise RecipeError(f"recipe.recipe_hash: the file says {str(obj['recipe_hash'])[:16]}… but its steps hash to "
+                              f"{recipe.hash[:16]}… (edited since it was written? drop the recipe_hash line)")  # fmt: skip
+        return recipe
 
     # -- serialisation ---------------------------------------------------------------------
     def canonical(self) -> dict[str, Any]:
@@ -383,11 +393,26 @@ def builtin_recipes() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("degrade.recipes").iterdir() if p.name.endswith(".yaml"))
 
 
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if dup is not None:
+        raise RecipeError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
 def parse_text(text: str, source: str) -> Any:
+    """A recipe file's data: ``.json`` files as JSON (every JSON number, tab indents), others as YAML."""
     try:
-        return yaml.safe_load(text)
+        if str(source).lower().endswith(".json"):
+            return json.loads(text, object_pairs_hook=_json_pairs)
+        return load_yaml(text)
     except RecursionError:
         raise RecipeError(f"{source}: nested more than 64 levels deep") from None
+    except RecipeError as e:  # a duplicate key in JSON
+        raise RecipeError(f"{source}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise RecipeError(f"{source}: line {e.lineno} is not valid JSON: {e.msg}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -402,6 +427,8 @@ def load_recipe(ref: str | Path | dict | list | Recipe) -> Recipe:
     if isinstance(ref, (dict, list)):
         return Recipe.from_dict(ref)
     ref = str(ref)
+    if not ref.strip():
+        raise RecipeError("recipe: empty name (give a built-in name or a .yaml/.json file)")
     if ref in builtin_recipes():
         text = resources.files("degrade.recipes").joinpath(f"{ref}.yaml").read_text()
         return Recipe.from_dict(parse_text(text, ref), name=ref)

@@ -98,6 +98,12 @@ def test_apply_does_not_modify_its_input(name, photo):
     assert not np.shares_memory(out, photo)  # writing into the result never changes the input
 
 
+@pytest.mark.parametrize("up", ["pil_bilinear", "pil_bicubic", "pil_lanczos", "cubic"])
+def test_downscale_result_is_writable_whatever_resizes(up, photo):
+    out, _ = get_operator("downscale")().apply(photo, {"scale_x": 0.5, "scale_y": 0.5, "keep_aspect": True, "down": "area", "up": up})
+    out[0, 0] = 0
+
+
 def test_a_no_op_result_is_still_a_new_array(photo):
     op = get_operator("downscale")()
     p = {**op.sample(np.random.default_rng(0)), "scale_x": 1.0, "scale_y": 1.0}
@@ -143,6 +149,7 @@ def test_any_params_in_range_any_size(name, data):
     img = rng.integers(0, 256, (h, w) if gray else (h, w, 3), dtype=np.uint8)
     out, mask = cls().apply(img, params)
     assert out.shape == img.shape and out.dtype == np.uint8
+    assert out.flags.writeable  # the caller may write into it (Pillow's resize gave a read-only view)
     again, mask2 = cls().apply(img, params)
     assert np.array_equal(out, again)
     if cls.kind == STRUCTURED:

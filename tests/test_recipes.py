@@ -310,3 +310,60 @@ def test_operator_apply_checks_hand_made_params(photo):
         op = get_operator(name)
         with pytest.raises(RecipeError, match=why):
             op.__new__(op).apply(photo, params)
+
+
+def test_recipe_files_are_read_strictly_and_as_what_they_are(tmp_path):
+    """JSON went through PyYAML's YAML 1.1: `1e-2` was a string and tab indents an error, so the JSON
+    daguerre itself writes for small values did not load back; duplicate keys silently kept the last."""
+    tiny = Recipe.from_dict({"steps": [{"op": "gaussian_noise", "sigma": 0.00001}]})
+    assert "1e-05" in tiny.to_json()
+    (tmp_path / "tiny.json").write_text(tiny.to_json())
+    assert load_recipe(str(tmp_path / "tiny.json")).hash == tiny.hash
+    (tmp_path / "tabs.json").write_text(json.dumps({"steps": [{"op": "gaussian_noise", "sigma": 1e-2}]}, indent="\t"))
+    (tmp_path / "exp.yaml").write_text("steps:\n  - {op: gaussian_noise, sigma: 1e-2}\n")
+    assert load_recipe(str(tmp_path / "tabs.json")).hash == load_recipe(str(tmp_path / "exp.yaml")).hash
+    for name, text, message in [
+        ("dup.yaml", "steps:\n  - {op: jpeg, quality: 3, quality: 90}\n", "line 2 is not valid YAML/JSON: duplicate key .quality."),
+        ("dup.json", '{"steps": [{"op": "jpeg", "quality": 3, "quality": 90}]}', "duplicate key 'quality'"),
+        ("comma.json", '{"steps": [{"op": "jpeg"},]}', "line 1 is not valid JSON"),
+        ("name.yaml", "name: [a]\nsteps: [{op: jpeg}]\n", r"recipe\.name: expected text"),
+        ("version.yaml", "steps: [{op: jpeg, version: '1'}]\n", r"steps\[0\]\.version: expected an integer, got '1'"),
+        ("vbool.yaml", "steps: [{op: jpeg, version: true}]\n", r"steps\[0\]\.version: expected an integer"),
+        ("vnull.yaml", "steps: [{op: jpeg, version: null}]\n", r"steps\[0\]\.version: expected an integer"),
+    ]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(RecipeError, match=message):
+            load_recipe(str(tmp_path / name))
+    with pytest.raises(RecipeError, match="recipe: empty name"):
+        load_recipe("")
+
+
+def test_negative_zero_hashes_as_zero():
+    a = Recipe.from_dict({"steps": [{"op": "vignette", "center_x": -0.0, "p": -0.0}]})
+    b = Recipe.from_dict({"steps": [{"op": "vignette", "center_x": 0.0, "p": 0.0}]})
+    assert a.hash == b.hash
+
+
+def test_shown_json_loads_back_and_its_hash_is_checked(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    shown = CliRunner().invoke(cli, ["recipes", "show", "old-photo", "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["recipe_hash"] == load_recipe("old-photo").hash
+    f = tmp_path / "shown.json"
+    f.write_text(shown.output)
+    assert load_recipe(str(f)).hash == load_recipe("old-photo").hash
+    edited = json.loads(shown.output)
+    edited["steps"] = edited["steps"][:-1]
+    f.write_text(json.dumps(edited))
+    with pytest.raises(RecipeError, match="recipe.recipe_hash: the file says .* but its steps hash to"):
+        load_recipe(str(f))
+
+
+def test_imgaug_records_do_not_alias_the_recipe():
+    r = Recipe.from_dict({"steps": [{"op": "imgaug", "augmenter": "GaussianBlur", "args": {"sigma": [0.5, 1.5]}}]})
+    before = r.hash
+    d = r.apply(np.zeros((8, 8, 3), np.uint8), 0, 0)
+    d.params[0]["params"]["args"]["sigma"] = [3, 4]
+    assert r.hash == before and r.sample_params(0, 1)[0]["params"]["args"]["sigma"] == [0.5, 1.5]

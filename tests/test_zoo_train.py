@@ -430,6 +430,18 @@ def test_fine_tune_starts_from_init_and_decays(data, tmp_path):
         train(cfg("scratch", tmp_path / "k", steps=1, pairs="x", init="ft-vae"))
 
 
+def test_config_numbers_are_yaml_1_2_and_keys_unique(tmp_path):
+    """PyYAML's YAML 1.1 read `lr: 1e-4` as the string '1e-4' (refused as not a float)."""
+    from zoo.train import run_command_config
+
+    (tmp_path / "c.yaml").write_text("lr: 1e-4\nkl_weight: 5E-3\nsteps: 2\n")
+    c = run_command_config("vae2", {"clean": "x"}, str(tmp_path / "c.yaml"))
+    assert c.lr == 1e-4 and c.kl_weight == 5e-3 and c.steps == 2
+    (tmp_path / "d.yaml").write_text("lr: 1e-4\nlr: 1e-3\n")
+    with pytest.raises(DaguerreError, match="cannot read config .*duplicate key 'lr'"):
+        run_command_config("vae2", {"clean": "x"}, str(tmp_path / "d.yaml"))
+
+
 def test_default_training_configs_are_valid():
     """Every config zoo/default/train.sh uses parses into a TrainConfig (a typo would surface hours into training)."""
     import re

@@ -788,8 +788,10 @@ def run_command_config(stage: str, options: dict[str, Any], config_file: str | N
     if config_file:
         import yaml
 
+        from degrade.yamltext import load_yaml
+
         try:
-            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+            loaded = load_yaml(Path(config_file).read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
             raise DaguerreError(f"cannot read config {config_file}: {str(e).splitlines()[0]}") from None
         if not isinstance(loaded, dict):

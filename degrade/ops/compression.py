@@ -52,7 +52,7 @@ def resize(image: np.ndarray, width: int, height: int, interpolation: str) -> np
     if (height, width) == (h, w):
         return image
     if interpolation in _PIL:
-        return np.asarray(Image.fromarray(image).resize((width, height), _PIL[interpolation]))
+        return np.array(Image.fromarray(image).resize((width, height), _PIL[interpolation]))  # writable, as OpenCV's
     if interpolation == "cubic_aa":
         sx = _AA_GAIN * math.sqrt(max(0.0, (w / width) ** 2 - 1))
         sy = _AA_GAIN * math.sqrt(max(0.0, (h / height) ** 2 - 1))

@@ -7,6 +7,7 @@ uniform range ``(a, b)``), ``{choice: [...]}`` becomes a list (imgaug's discrete
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import warnings
@@ -171,7 +172,7 @@ class Imgaug(Operator):
         self.settings = {"augmenter": augmenter, "args": canonical}
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
-        return {**self.settings, "seed": draw_seed(rng)}
+        return {**copy.deepcopy(self.settings), "seed": draw_seed(rng)}  # a record must not alias the recipe
 
     @classmethod
     def check_params(cls, params: dict[str, Any], path: str = "") -> dict[str, Any]:

@@ -1,0 +1,48 @@
+"""YAML as daguerre's files need it: YAML 1.2 numbers and no duplicate keys.
+
+PyYAML implements YAML 1.1, which reads ``1e-4`` (no dot) as a string, so ``lr: 1e-4`` in a
+training config or ``sigma: 1e-2`` in a recipe was not a number; and a key given twice kept
+the last value without a word.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+
+class Loader(yaml.SafeLoader):
+    """A SafeLoader with YAML 1.2 floats that refuses duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+Loader.yaml_implicit_resolvers = {
+    first: [r for r in rs if r[0] != "tag:yaml.org,2002:float"] for first, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse ``text``; errors are ``yaml.YAMLError`` (with a ``problem_mark``), as PyYAML's own."""
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
