@@ -611,7 +611,7 @@ def demo_cmd(out: str, model: str) -> None:
 @cli.group("bench", invoke_without_command=True)
 @click.option("--dataset", "-d", help="Dataset reference NAME[@V] or store path.")
 @click.option("--methods", default="identity,nlm,telea,nlm+telea,zoo:default", show_default=True,
-              help="Comma-separated: identity, nlm, telea, ns, nlm+telea, median, bilateral, zoo:NAME|PATH.")
+              help="Comma-separated: identity, nlm, telea, ns, nlm+telea, median, bilateral, zoo:NAME|PATH, zoo-raw:NAME|PATH (no tone anchoring).")
 @click.option("--n", type=click.IntRange(min=1), help="Number of samples (default: all).")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="bench-out", show_default=True)
 @click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,

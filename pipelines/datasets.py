@@ -29,7 +29,7 @@ def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler:
     if shard_size < 1:
         raise DaguerreError(f"--shard-size must be at least 1, got {shard_size}")
     if shard_size > max(count, 64):  # every shard file indexes shard_size chunks, whether or not they exist
-        raise DaguerreError(f"--shard-size must not exceed --count ({count}), got {shard_size}")
+        raise DaguerreError(f"--shard-size must not exceed the larger of --count ({count}) and 64, got {shard_size}")
     if not ZSTD_LEVELS[0] <= zstd_level <= ZSTD_LEVELS[1]:
         raise DaguerreError(f"--zstd-level must be between {ZSTD_LEVELS[0]} and {ZSTD_LEVELS[1]}, got {zstd_level}")
     if workers < 1:

@@ -302,7 +302,7 @@ def test_oversized_counts_and_shards_fail_before_any_work(capsys, home):
     r = run(capsys, "dataset", "create", "big", "--count", str(10**15), *ARGS)
     assert one_line_error(r) and "need at least 4.0 EB and" in r.err
     r = run(capsys, "dataset", "create", "big", "--count", "4", *ARGS[:-4], "--shard-size", "100000000")
-    assert one_line_error(r) and "--shard-size must not exceed --count (4)" in r.err
+    assert one_line_error(r) and "--shard-size must not exceed the larger of --count (4) and 64" in r.err
     assert not list((home / "datasets").glob("big/.partial-*"))
 
 
