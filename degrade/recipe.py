@@ -394,11 +394,12 @@ def builtin_recipes() -> list[str]:
 
 
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
-    if dup is not None:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
         raise RecipeError(f"duplicate key {dup!r}")
-    return dict(pairs)
+    return out
 
 
 def parse_text(text: str, source: str) -> Any:
