@@ -67,5 +67,10 @@ def import_imgaug() -> ModuleType:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import imgaug.augmenters as iaa
+    # imgaug calls APIs its dependencies have deprecated (PiecewiseAffine: skimage's `estimate`) on
+    # every image; a filter for warnings raised from imgaug's own code, not a catch_warnings around
+    # each call, which would race between threads
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"imgaug\.")
     _patch_imgaug(iaa)
     return iaa

@@ -179,3 +179,17 @@ def test_every_default_augmenter_runs_under_numpy_2(qualname):
         assert "changed the image shape" in str(e)
         return
     assert out.dtype == np.uint8 and out.shape == img.shape
+
+
+def test_augmenters_apply_without_deprecation_chatter():
+    """PiecewiseAffine called a deprecated scikit-image API on every image: a FutureWarning on stderr
+    from every worker of a dataset run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import numpy as np; from degrade.ops.imgaug_op import imgaug_apply; "
+            "img = np.zeros((32, 32, 3), np.uint8); img[8:24] = 200; "
+            "imgaug_apply(img, 'PiecewiseAffine', {'scale': [0.01, 0.03]}, 1)")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0 and r.stderr == "", r.stderr
