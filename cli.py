@@ -424,8 +424,8 @@ def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
         refs = [ref]
     reports = []
     for r in refs:
-        with _progress(1, f"verifying {r}", "samples") as advance:
-            reports.append(verify(r, on_shard=advance))
+        with _progress(1, f"verifying {r}", "samples") as advance:  # verify sets the total once it has read it
+            reports.append(verify(r, on_shard=advance, on_start=advance.__self__.start))
     if as_json:
         _echo_json([{"ref": x.ref, "shards": x.shards, "ok": x.ok, "problems": x.problems} for x in reports])
     else:
@@ -482,8 +482,8 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
     """Regenerate a version from its recorded lineage into a temporary store and compare checksums."""
     from pipelines.versioning import reproduce
 
-    with _progress(1, f"reproducing {ref}", "samples") as advance:
-        r = reproduce(ref, workers, scheduler, on_shard=advance)
+    with _progress(1, f"reproducing {ref}", "samples") as advance:  # reproduce sets the total
+        r = reproduce(ref, workers, scheduler, on_shard=advance, on_start=advance.__self__.start)
     if as_json:
         _echo_json(r.__dict__)
     elif r.identical:
@@ -630,7 +630,7 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
 
     from degrade import DaguerreError
     from zoo.bench import run_bench
-    from zoo.report import prepare_out, summary_rows, write_report
+    from zoo.report import HEADER, prepare_out, summary_rows, write_report
 
     if not dataset:
         raise DaguerreError("bench needs --dataset NAME[@VERSION] (or a subcommand: compare)")
@@ -648,7 +648,9 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
         click.echo("real old photos: no ground truth, so no scores; timings and the sheet are in the report")
     else:
         for row in summary_rows(result):
-            click.echo(f"{row[0]:<16} PSNR {row[1]:<22} SSIM {row[2]:<26} F1 {row[7]:<6} {row[9]} ms")
+            cells = dict(zip(HEADER, row))
+            click.echo(f"{row[0]:<16} PSNR {cells['PSNR dB [95% CI]']:<22} SSIM {cells['SSIM [95% CI]']:<26} "
+                       f"MS-SSIM {cells['MS-SSIM [95% CI]']:<26} F1 {cells['F1']:<6} {cells['ms/image']} ms")
     click.echo(f"wrote {files['md']}, {files['html']}, {files['results']}")
 
 

@@ -212,7 +212,7 @@ def shard_problem(ds: Dataset, fields: list[str], sh: dict[str, Any]) -> str | N
     return None
 
 
-def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyReport:
+def verify(ref: str, on_shard: Callable[[int], None] | None = None, on_start: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Recompute every shard's SHA-256 from the decoded data and compare with the recorded ones."""
     v = resolve_version(ref)  # a name the catalog does not know is a usage error, not a corrupt dataset
     try:
@@ -237,6 +237,8 @@ def verify(ref: str, on_shard: Callable[[int], None] | None = None) -> VerifyRep
         report.problems.append(f"attributes: {len(shards)} shard checksums recorded, {expected} expected")
     if dataset_checksum([str(sh.get("sha256")) for sh in shards]) != a.get("checksum"):
         report.problems.append("attributes: the dataset checksum does not match its shards' checksums")
+    if on_start:
+        on_start(sum(int(sh["samples"][1]) - int(sh["samples"][0]) for sh in shards), 0)
     for k, sh in enumerate(shards):
         start, stop = sh["samples"]
         problem = shard_problem(ds, fields, sh)
@@ -262,7 +264,6 @@ class ReproduceReport:
     identical: bool
     differing_shards: list[str]
     changed_versions: dict[str, list[str]]
-    note: str = ""
 
 
 def spec_from_attrs(attrs: dict[str, Any], workers: int = 2) -> GenerationSpec:
@@ -292,7 +293,7 @@ def spec_from_attrs(attrs: dict[str, Any], workers: int = 2) -> GenerationSpec:
     )  # fmt: skip
 
 
-def reproduce(ref: str, workers: int = 2, scheduler: str = "processes", keep: Path | None = None, on_shard=None) -> ReproduceReport:
+def reproduce(ref: str, workers: int = 2, scheduler: str = "processes", on_shard=None, on_start=None) -> ReproduceReport:
     """Regenerate a version from its recorded lineage into a temporary store and compare checksums."""
     from .generate import generate
 
@@ -304,12 +305,11 @@ def reproduce(ref: str, workers: int = 2, scheduler: str = "processes", keep: Pa
     changed = {k: [old, library_versions().get(k)] for k, old in a.get("versions", {}).items() if library_versions().get(k) != old}
     tmp = Path(tempfile.mkdtemp(prefix="daguerre-reproduce-"))
     try:
-        target = keep or (tmp / "copy.zarr")
-        generate(spec, tmp / ".copy.partial", lambda p: (p.rename(target), target)[1], workers, scheduler, None, None, on_shard)
+        target = tmp / "copy.zarr"
+        generate(spec, tmp / ".copy.partial", lambda p: (p.rename(target), target)[1], workers, scheduler, None, on_start, on_shard)
         fresh = json.loads((target / "zarr.json").read_text())["attributes"]["daguerre"]
     finally:
-        if keep is None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     diffs = []
     recorded = a.get("shards", [])
     if len(recorded) != len(fresh["shards"]):  # zip below stops at the shorter list

@@ -47,6 +47,33 @@ def test_ssim_identical_is_one_and_detection_counts():
     assert d["precision"] == 0.5 and d["recall"] == 0.5 and d["f1"] == 0.5 and d["iou"] == pytest.approx(1 / 3)
 
 
+def test_ms_ssim_and_gmsd(photo):
+    """MS-SSIM's finest scale is Gaussian SSIM as scikit-image computes it; both metrics order damage."""
+    import cv2
+    from skimage.metrics import structural_similarity
+
+    img = cv2.resize(photo, (256, 192))
+    assert metrics.ms_ssim(img, img) == pytest.approx(1.0) and metrics.gmsd(img, img) == 0.0
+    blurred = cv2.GaussianBlur(img, (0, 0), 2.0)
+    ours = np.mean([metrics._ssim_cs(img[..., c].astype(float), blurred[..., c].astype(float))[0] for c in range(3)])
+    theirs = structural_similarity(img, blurred, channel_axis=2, data_range=255, gaussian_weights=True, sigma=1.5,
+                                   use_sample_covariance=False)  # fmt: skip
+    assert ours == pytest.approx(theirs, abs=1e-9)
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(img + rng.normal(0, s, img.shape), 0, 255).astype(np.uint8) for s in (5, 15, 40)]
+    ms = [metrics.ms_ssim(n, img) for n in noisy]
+    gm = [metrics.gmsd(n, img) for n in noisy]
+    assert 1 > ms[0] > ms[1] > ms[2] > 0 and 0 < gm[0] < gm[1] < gm[2]
+    blurs = [metrics.gmsd(cv2.GaussianBlur(img, (0, 0), s), img) for s in (1.0, 2.0, 4.0)]
+    assert blurs[0] < blurs[1] < blurs[2]
+    assert metrics.gmsd(noisy[1], img) == pytest.approx(metrics.gmsd(img, noisy[1]))  # symmetric
+    gray = img[..., 1]
+    assert metrics.ms_ssim(gray, gray) == pytest.approx(1.0) and 0 < metrics.ms_ssim(noisy[1][..., 1], gray) < 1
+    assert metrics.ms_ssim(img[:, :201], blurred[:, :201]) < 1  # odd sizes halve with zero padding
+    with pytest.raises(ValueError, match="at least 161 px"):
+        metrics.ms_ssim(img[:100], img[:100])
+
+
 def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
     vals = list(np.random.default_rng(2).normal(10, 1, 200))
     m, lo, hi = bootstrap_ci(vals)
@@ -106,6 +133,9 @@ def test_bench_results_breakdown_and_traceability(tiny):
     ds = open_dataset("b")
     direct = np.mean([metrics.psnr(ds.read("degraded", i), ds.read("clean", i)) for i in range(24)])
     assert agg["identity"]["psnr"]["mean"] == pytest.approx(direct)
+    direct = np.mean([metrics.gmsd(ds.read("degraded", i), ds.read("clean", i)) for i in range(24)])
+    assert agg["identity"]["gmsd"]["mean"] == pytest.approx(direct) and agg["nlm"]["gmsd"]["n"] == 24
+    assert "ms_ssim" not in agg["identity"]  # five scales need 161 px; these samples are smaller
     br = r["breakdown"]
     assert "jpeg" in br and br["jpeg"]["applied"] + br["jpeg"]["not_applied"] == 24
     f1s = [e["methods"]["zoo:rb"].get("f1_applied") for e in br.values()]  # detection F1 by operator, detectors only
@@ -145,6 +175,7 @@ def test_cli_bench_report_compare_and_errors(capsys, tiny, tmp_path):
     r = run(capsys, "bench", "compare", out / "results.json", tmp_path / "r2" / "results.json", "--json")
     d = json.loads(r.out)
     assert d["same_dataset"] and d["methods"]["median"]["psnr"]["delta"] is not None
+    assert d["methods"]["median"]["gmsd"]["delta"] is not None
     assert d["methods"]["zoo:rb"]["psnr"]["b"] is None
     r = run(capsys, "bench", "compare", out / "results.json", tmp_path / "r2" / "results.json")
     assert r.code == 0 and "median" in r.out and "note: samples differs (24 in A, 8 in B)" in r.out

@@ -116,6 +116,14 @@ def test_reproduce_untouched_version_is_identical(capsys, home):
     make(capsys, "p", count=9)
     r = run(capsys, "dataset", "reproduce", "p", "--scheduler", "threads", "--workers", "1")
     assert r.code == 0 and "identical" in r.out
+    # the progress of verify and reproduce: a total of samples, then samples per shard (the bar was
+    # started at 1 and advanced by whole shards)
+    from pipelines.versioning import reproduce, verify
+
+    for fn in (verify, lambda ref, **kw: reproduce(ref, 1, "threads", **kw)):
+        totals, steps = [], []
+        assert fn("p", on_start=lambda t, d: totals.append((t, d)), on_shard=steps.append)
+        assert totals == [(9, 0)] and sum(steps) == 9 and len(steps) == 3, (totals, steps)
 
 
 def test_reproduce_reports_changed_source(capsys, home, tmp_path):

@@ -73,6 +73,9 @@ def _one(i: int, keep: bool) -> dict[str, Any]:
         if clean is not None:
             r["psnr"] = metrics.psnr(out, clean)
             r["ssim"] = metrics.ssim(out, clean)
+            if min(clean.shape[:2]) >= 161:  # five scales
+                r["ms_ssim"] = metrics.ms_ssim(out, clean)
+            r["gmsd"] = metrics.gmsd(out, clean)
             if truth is not None and truth.any():
                 r["psnr_in_mask"] = metrics.psnr(out, clean, truth > 0)
                 r["psnr_out_mask"] = metrics.psnr(out, clean, truth == 0)
@@ -176,7 +179,7 @@ def aggregate(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
     for label in labels:
         per = [r["methods"][label] for r in rows]
         agg: dict[str, Any] = {}
-        for key in ("psnr", "ssim", "psnr_in_mask", "psnr_out_mask", "seconds"):
+        for key in (*metrics.QUALITY_KEYS, "seconds"):
             vals = [p[key] for p in per if key in p]
             if vals:
                 mean, lo, hi = bootstrap_ci(vals)

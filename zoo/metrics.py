@@ -1,4 +1,5 @@
-"""Image-quality and detection metrics (offline: PSNR, SSIM, masked PSNR, precision/recall/F1/IoU).
+"""Image-quality and detection metrics (offline: PSNR, SSIM, MS-SSIM, GMSD, masked PSNR,
+precision/recall/F1/IoU).
 
 LPIPS, DISTS and FID need ImageNet-trained backbones whose weights no package ships; they are
 not available here and are not faked.
@@ -31,6 +32,83 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM (scikit-image, Gaussian window off, 7×7) of uint8 images, averaged over channels."""
     return float(structural_similarity(a, b, channel_axis=2 if a.ndim == 3 else None, data_range=255))
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+"""Wang, Simoncelli and Bovik (2003): the weight of each scale, finest first."""
+
+
+def _gauss_filter(x: np.ndarray) -> np.ndarray:
+    """11×11 Gaussian (σ 1.5) of a float64 plane, over the window positions inside it ('valid')."""
+    import cv2
+
+    k = cv2.getGaussianKernel(11, 1.5, cv2.CV_64F)
+    return cv2.sepFilter2D(x, cv2.CV_64F, k, k, borderType=cv2.BORDER_REFLECT)[5:-5, 5:-5]
+
+
+def _ssim_cs(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean SSIM and mean contrast-structure term of two planes in [0, 255] (Gaussian window)."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = _gauss_filter(x), _gauss_filter(y)
+    sxx = _gauss_filter(x * x) - mx * mx
+    syy = _gauss_filter(y * y) - my * my
+    sxy = _gauss_filter(x * y) - mx * my
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    return float(np.mean((2 * mx * my + c1) / (mx * mx + my * my + c1) * cs)), float(np.mean(cs))
+
+
+def _halve(x: np.ndarray) -> np.ndarray:
+    """2×2 average; an odd last row or column is padded with zeros."""
+    h, w = x.shape
+    x = np.pad(x, ((0, h % 2), (0, w % 2)))
+    return 0.25 * (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2])
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Multi-scale SSIM (Wang et al. 2003: five scales, 11×11 Gaussian σ 1.5) of uint8 images,
+    averaged over channels; negative terms clipped to 0. Needs at least 161 px a side."""
+    if a.shape != b.shape:
+        raise ValueError(f"ms_ssim: images of shapes {a.shape} and {b.shape}")
+    if min(a.shape[:2]) < 161:
+        raise ValueError(f"ms_ssim: needs at least 161 px a side for five scales, got {a.shape[:2]}")
+    planes = [(a[..., c], b[..., c]) for c in range(a.shape[2])] if a.ndim == 3 else [(a, b)]
+    out = []
+    for x, y in planes:
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        value = 1.0
+        for j, w in enumerate(MS_SSIM_WEIGHTS):
+            s, cs = _ssim_cs(x, y)
+            last = j == len(MS_SSIM_WEIGHTS) - 1
+            value *= max(s if last else cs, 0.0) ** w
+            if not last:
+                x, y = _halve(x), _halve(y)
+        out.append(value)
+    return float(np.mean(out))
+
+
+def gmsd(a: np.ndarray, b: np.ndarray) -> float:
+    """Gradient magnitude similarity deviation (Xue et al. 2014) of uint8 images, on luma halved by
+    a 2×2 average, Prewitt gradients, constant 170: 0 for identical images, larger is worse."""
+    import cv2
+
+    if a.shape != b.shape:
+        raise ValueError(f"gmsd: images of shapes {a.shape} and {b.shape}")
+    luma = np.array([0.299, 0.587, 0.114])
+
+    def grad(x: np.ndarray) -> np.ndarray:
+        y = _halve(x.astype(np.float64) @ luma if x.ndim == 3 else x.astype(np.float64))
+        k = np.array([[1, 0, -1]] * 3, np.float64) / 3
+        gx = cv2.filter2D(y, cv2.CV_64F, k, borderType=cv2.BORDER_CONSTANT)
+        gy = cv2.filter2D(y, cv2.CV_64F, k.T, borderType=cv2.BORDER_CONSTANT)
+        return np.sqrt(gx * gx + gy * gy)
+
+    g1, g2 = grad(a), grad(b)
+    gms = (2 * g1 * g2 + 170.0) / (g1 * g1 + g2 * g2 + 170.0)
+    return float(np.std(gms))
+
+
+QUALITY_KEYS = ("psnr", "ssim", "ms_ssim", "gmsd", "psnr_in_mask", "psnr_out_mask")
+"""The full-reference scores `daguerre bench` gives each sample (GMSD: lower is better)."""
 
 
 def detection(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -13,6 +13,8 @@ import numpy as np
 from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes
 
+from .metrics import QUALITY_KEYS
+
 
 def _f(v: Any, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -28,14 +30,14 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
             return "–" if not a else f"{_f(a['mean'], d)} [{_f(a['ci95'][0], d)}, {_f(a['ci95'][1], d)}]"
 
         det = agg.get("detection", {}).get("pooled", {})
-        rows.append([label, ci("psnr"), ci("ssim", 4), ci("psnr_in_mask"), ci("psnr_out_mask"),
+        rows.append([label, ci("psnr"), ci("ssim", 4), ci("ms_ssim", 4), ci("gmsd", 4), ci("psnr_in_mask"), ci("psnr_out_mask"),
                      _f(det.get("precision"), 3), _f(det.get("recall"), 3), _f(det.get("f1"), 3), _f(det.get("iou"), 3),
                      _f(agg["seconds"]["mean"] * 1000, 1) if "seconds" in agg else "–"])  # fmt: skip
     return rows
 
 
-HEADER = ["method", "PSNR dB [95% CI]", "SSIM [95% CI]", "PSNR in mask", "PSNR outside mask", "precision", "recall",
-          "F1", "IoU", "ms/image"]  # fmt: skip
+HEADER = ["method", "PSNR dB [95% CI]", "SSIM [95% CI]", "MS-SSIM [95% CI]", "GMSD ↓ [95% CI]", "PSNR in mask",
+          "PSNR outside mask", "precision", "recall", "F1", "IoU", "ms/image"]  # fmt: skip
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -229,7 +231,7 @@ def compare(a_path: str, b_path: str) -> dict[str, Any]:
     for label in sorted(set(a.get("aggregate", {})) | set(b.get("aggregate", {}))):
         ma, mb = a["aggregate"].get(label, {}), b["aggregate"].get(label, {})
         row = {}
-        for key in ("psnr", "ssim", "psnr_in_mask", "psnr_out_mask", "seconds"):
+        for key in (*QUALITY_KEYS, "seconds"):
             va, vb = (ma.get(key) or {}).get("mean"), (mb.get(key) or {}).get("mean")
             row[key] = {"a": va, "b": vb, "delta": (vb - va) if va is not None and vb is not None else None}
         fa = (ma.get("detection") or {}).get("pooled", {}).get("f1")
