@@ -186,6 +186,38 @@ def test_health_answers_while_an_upload_decodes(home, monkeypatch):
         assert results[0].status_code == 200 and app.state.gate.inside == 0
 
 
+def test_health_answers_while_a_result_encodes(home, monkeypatch):
+    """The restored PNG (seconds for a 40 MP scan) was encoded on the event loop, after the worker."""
+    from fastapi.testclient import TestClient
+
+    import zoo.restore
+    import zoo.serve as serve_mod
+
+    make_random_bundle("rb")
+    encoding, release = threading.Event(), threading.Event()
+    real = zoo.restore.encode_restored
+
+    def slow(*args, **kwargs):
+        encoding.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.restore, "encode_restored", slow)
+    app = serve_mod.create_app(serve_mod.ServeConfig(model="rb", workers=1, queue=1))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        results = []
+        t = threading.Thread(target=lambda: results.append(c.post("/v1/restore", files={"file": ("a.png", png_bytes(), "image/png")},
+                                                                 data={"format": "json"})))  # fmt: skip
+        t.start()
+        assert encoding.wait(10)
+        t0 = time.perf_counter()
+        assert c.get("/healthz").status_code == 200 and time.perf_counter() - t0 < 2
+        release.set()
+        t.join(20)
+        body = results[0].json()
+        assert results[0].status_code == 200 and body["image"] and body["mask"] and 0 < body["seconds"] < 10
+
+
 def test_a_stalled_upload_times_out(home):
     """A body shorter than its Content-Length held the connection with no answer."""
     import asyncio

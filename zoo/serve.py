@@ -201,26 +201,23 @@ def create_app(cfg: ServeConfig | None = None):
             raise
         try:
             px = picture_array(pic)
-            t = time.perf_counter()
-            job = pool.submit(_run_restore, restore, bundle, px, scratches, str(device), anchor == "true")
+            job = pool.submit(_run_restore, restore, bundle, px, scratches, str(device), anchor == "true", pic, fmt == "json")
         except BaseException:
             gate.leave()
             raise
         job.add_done_callback(lambda _: gate.leave())  # also when cancelled before it started
         try:
-            res = await asyncio.wait_for(asyncio.wrap_future(job), timeout=cfg.timeout_s)  # a queued job is cancelled
-            seconds = time.perf_counter() - t
+            png, mask_png, seconds = await asyncio.wait_for(asyncio.wrap_future(job), timeout=cfg.timeout_s)  # a queued job is cancelled
         except asyncio.TimeoutError:
             return error(504, f"restoration took longer than {cfg.timeout_s:.0f} s (waiting included)")
         except (DaguerreError, ImageError) as e:
             return error(422, str(e))
         stats["served"] += 1
-        png = encode_restored(res.image, pic.alpha is not None, pic.icc)
         headers = {"X-Restore-Seconds": f"{seconds:.3f}"}
         if fmt == "json":
             return JSONResponse({"width": int(px.shape[1]), "height": int(px.shape[0]), "seconds": round(seconds, 3),
                                  "model": cfg.model, "image": base64.b64encode(png).decode(),
-                                 "mask": base64.b64encode(encode_png(res.mask)).decode()}, headers=headers)  # fmt: skip
+                                 "mask": base64.b64encode(mask_png).decode()}, headers=headers)  # fmt: skip
         return Response(png, media_type="image/png", headers=headers)
 
     app.state.config = cfg
@@ -229,8 +226,17 @@ def create_app(cfg: ServeConfig | None = None):
     return app
 
 
-def _run_restore(restore, bundle, px, scratches, device, anchor):
-    return restore(px, bundle, scratches, device=device, anchor=anchor)
+def _run_restore(restore, bundle, px, scratches, device, anchor, pic, with_mask):
+    """Restore and encode on a worker thread (a 40 MP PNG takes seconds to encode: not on the event
+    loop); returns the PNG, the mask's PNG if asked, and the restoration's own seconds."""
+    from degrade.io import encode_png
+
+    from .restore import encode_restored
+
+    t = time.perf_counter()
+    res = restore(px, bundle, scratches, device=device, anchor=anchor)
+    seconds = time.perf_counter() - t
+    return encode_restored(res.image, pic.alpha is not None, pic.icc), encode_png(res.mask) if with_mask else None, seconds
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, cfg: ServeConfig | None = None, on_ready=None) -> None:
