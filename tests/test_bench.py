@@ -149,6 +149,20 @@ def test_bench_results_breakdown_and_traceability(tiny):
     assert len(r["sheet_rows"]) == 3
 
 
+def test_detected_mask_comes_from_the_first_zoo_or_zoo_raw_method_and_threads_are_restored(tiny, monkeypatch):
+    """`--mask detected` with only `zoo-raw:NAME` used the default bundle's detector; a serial bench
+    left the caller's process at one torch thread."""
+    import torch
+
+    import zoo.methods
+
+    asked = []
+    monkeypatch.setattr(zoo.methods, "detected_mask", lambda image, bundle="default": asked.append(bundle) or np.zeros(image.shape[:2], np.uint8))
+    torch.set_num_threads(2)
+    run_bench("b", ["nlm+telea", "zoo-raw:rb"], n=2, mask_source="detected", workers=1)
+    assert set(asked) == {"rb"} and torch.get_num_threads() == 2
+
+
 def test_parallel_bench_equals_serial(tiny):
     a = run_bench("b", ["identity", "median"], n=10, mask_source="gt", workers=1)
     b = run_bench("b", ["identity", "median"], n=10, mask_source="gt", workers=2)

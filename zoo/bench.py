@@ -36,12 +36,12 @@ def _init_worker(ref: str, specs: list[str], mask_source: str, parent: int | Non
 
         die_with_parent(parent)
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # one thread per worker (run_bench restores the caller's when it runs here)
     from pipelines import open_dataset
 
     from .methods import get_method
 
-    zoo = [s.partition(":")[2] for s in specs if s.startswith("zoo:")]
+    zoo = [s.partition(":")[2] for s in specs if s.partition(":")[0] in ("zoo", "zoo-raw")]
     _STATE.update(ds=open_dataset(ref), methods=[get_method(s) for s in specs], mask_source=mask_source,
                   detector=zoo[0] if zoo else "default")  # fmt: skip
 
@@ -131,11 +131,17 @@ def run_bench(
     rows: list[dict[str, Any]] = [None] * count  # type: ignore[list-item]
     t0 = time.perf_counter()
     if workers <= 1:
-        _init_worker(str(ds.path), methods, mask_source)
-        for i in range(count):
-            rows[i] = _one(i, i in keep)
-            if on_sample:
-                on_sample()
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            _init_worker(str(ds.path), methods, mask_source)
+            for i in range(count):
+                rows[i] = _one(i, i in keep)
+                if on_sample:
+                    on_sample()
+        finally:
+            torch.set_num_threads(threads)
     else:
         import multiprocessing as mp
 
