@@ -276,15 +276,22 @@ class Catalog:
 # -- creation lock ----------------------------------------------------------------------------
 @contextmanager
 def file_lock(path: Path, busy: str) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` (created if needed) or fail at once with ``busy`` (pid appended)."""
+    """Hold an exclusive flock on ``path`` (created if needed) or fail within a second with ``busy`` (pid
+    appended). The second is for ``is_locked``'s probe, which holds the lock for an instant."""
+    import time
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise DaguerreError(f"{busy} (pid {holder}); wait for it to finish") from None
+        for attempt in range(21):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 20:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                    raise DaguerreError(f"{busy} (pid {holder}); wait for it to finish") from None
+                time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -294,7 +301,7 @@ def file_lock(path: Path, busy: str) -> Iterator[None]:
 
 @contextmanager
 def creation_lock(name: str) -> Iterator[None]:
-    """Exclusive right to create versions of ``name``; a second creator fails at once, clearly."""
+    """Exclusive right to create versions of ``name``; a second creator fails within a second, clearly."""
     with file_lock(dataset_dir(name) / ".lock", f"dataset {name!r} is being created by another process"):
         yield
 
@@ -311,6 +318,7 @@ def store_lock(store: Path) -> Iterator[None]:
 
 
 def is_locked(name: str) -> bool:
+    """Whether a create of ``name`` holds its lock now (probed by taking it for an instant)."""
     p = dataset_dir(name) / ".lock"
     if not p.exists():
         return False

@@ -222,6 +222,22 @@ def test_same_name_concurrent_create_fails_clearly(home):
         with pytest.raises(DaguerreError, match="being created by another process"):
             create_dataset(spec, workers=1, scheduler="threads")
     assert create_dataset(spec, workers=1, scheduler="threads").version.ref == "x@v1"
+    # a lock held for an instant (gc's probe, `is_locked`) does not fail a create that starts then
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+
+    def brief():
+        with creation_lock("x"):
+            held.set()
+            release.wait(0.3)
+
+    t = threading.Thread(target=brief)
+    t.start()
+    assert held.wait(5)
+    with creation_lock("x"):
+        pass
+    t.join()
 
 
 def test_two_names_into_one_store_at_once_fail_clearly(home, tmp_path):
