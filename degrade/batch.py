@@ -123,6 +123,9 @@ def degrade_files(
                 atomic_write_bytes(base.with_suffix(".json"), (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
             except OSError as e:  # this input's outputs cannot be written (name too long, disk full): go on with the others
                 report.failed.append((str(path), f"{path}: cannot write {base.name}.*: {e.strerror or e}"))
+                if on_progress:  # the variants given up count as done, as for an unreadable input
+                    for _ in range(count - k):
+                        on_progress()
                 break
             report.written.append(base.with_suffix(".png"))
             if len(report.previews) < keep_previews:

@@ -120,6 +120,7 @@ class Catalog:
         self.home = Path(home) if home else daguerre_home()
         self.home.mkdir(parents=True, exist_ok=True)
         self.path = self.home / "catalog.sqlite"
+        self.db = None
         try:
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.db.row_factory = sqlite3.Row
@@ -128,7 +129,11 @@ class Catalog:
                 have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
                 if not columns <= have:
                     raise DaguerreError(f"the catalog {self.path} is not daguerre's: its table {table!r} lacks {', '.join(sorted(columns - have))}")
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, DaguerreError) as e:
+            if self.db is not None:
+                self.db.close()
+            if isinstance(e, DaguerreError):
+                raise
             raise DaguerreError(f"the catalog {self.path} is unreadable ({e})") from None
 
     def close(self) -> None:

@@ -222,8 +222,10 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
             raise OSError(e.errno, e.strerror, str(partial.parent)) from None
         try:
             os.rename(tmp, partial)  # another process may have won the race: then resume theirs
-        except OSError:
+        except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            if not partial.exists():  # not a lost race: the rename itself failed
+                raise OSError(e.errno, e.strerror, str(partial)) from None
             return prepare_store(spec, partial)
     done = {int(p.stem.split("-")[1]) for p in (partial / PROGRESS_DIR).glob("shard-*.json")}
     return [k for k in range(spec.n_shards) if k not in done]
@@ -256,7 +258,7 @@ def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path
     attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     _write_attrs(partial, attrs)
     shutil.rmtree(partial / PROGRESS_DIR, ignore_errors=True)
-    for stray in list(partial.rglob("*.tmp")) + list(partial.rglob("*.partial")):  # writers killed mid-write
+    for stray in partial.rglob("*.tmp"):  # writers killed mid-write (atomic_write_bytes' temporaries)
         stray.unlink(missing_ok=True)
     return publish(partial)
 

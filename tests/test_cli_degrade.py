@@ -208,6 +208,14 @@ def test_long_names_and_unwritable_outputs_cost_only_their_input(capsys, tmp_pat
     assert r.code != 0 and "File name too long" in r.err and "internal" not in r.err
     names = {p.name for p in (tmp_path / "o").iterdir()}
     assert f"{'a' * 240}-000.png" in names and "short-000.png" in names and not any(n.startswith(".") for n in names)
+    # the progress bar still counts every variant of the input whose outputs failed
+    from degrade import load_recipe
+    from degrade.batch import degrade_files
+
+    ticks = []
+    paths = sorted(d.iterdir())
+    report = degrade_files(paths, load_recipe("mild"), 0, tmp_path / "o2", count=3, on_progress=lambda: ticks.append(1))
+    assert len(report.failed) == 1 and len(ticks) == 3 * len(paths)
 
 
 def test_builtin_samples_source(capsys, tmp_path):

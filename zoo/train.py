@@ -541,7 +541,8 @@ def _plot_losses(csv_path: Path, png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(csv.DictReader(csv_path.open()))
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
     if not rows:
         return
     keys = [k for k in rows[0] if k not in ("step", "seconds", "data_seconds")]
@@ -652,7 +653,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         finally:
             writer_file.close()
         # from the log, not memory: a resumed run's card then says what an uninterrupted one's says
-        rows = list(csv.DictReader(csv_path.open()))[-50:] if csv_path.exists() else []
+        rows = []
+        if csv_path.exists():
+            with csv_path.open() as f:
+                rows = list(csv.DictReader(f))[-50:]
         final = {k: float(np.mean([float(r[k]) for r in rows])) for k in (rows[0] if rows else {}) if k not in ("step", "seconds", "data_seconds")}
         if not final:
             final = {k: float(np.mean(v)) for k, v in recent.items()}
