@@ -61,16 +61,34 @@ def _patch_imgaug(iaa: ModuleType) -> None:
         pil._autocontrast_pil = _autocontrast_pil
 
 
+_quiet = False
+
+
+def _silence_imgaug(ia: ModuleType) -> None:
+    """Once per process: no deprecation chatter from imgaug (its own DeprecationWarning class, on
+    every construction of a renamed augmenter) nor from what it calls (PiecewiseAffine: scikit-image's
+    `estimate`, on every image). Filters, not ``catch_warnings`` around each call: that swaps the
+    process-wide filter list and races between threads."""
+    global _quiet
+    if not _quiet:
+        warnings.filterwarnings("ignore", category=ia.DeprecationWarning)
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"imgaug\.")
+        # a deprecated class (AffineCv2) warns at the line that constructs it, in daguerre
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"degrade\.ops\.imgaug_op")
+        _quiet = True
+
+
 def import_imgaug() -> ModuleType:
     """Return ``imgaug.augmenters`` with numpy patched first and imgaug's numpy-2 breakages mended."""
     patch_numpy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import imgaug.augmenters as iaa
-    # imgaug calls APIs its dependencies have deprecated (PiecewiseAffine: skimage's `estimate`) on
-    # every image; a filter for warnings raised from imgaug's own code, not a catch_warnings around
-    # each call, which would race between threads
-    for category in (FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category, module=r"imgaug\.")
+    if not _quiet:
+        with warnings.catch_warnings():  # the first import only, before any worker thread uses imgaug
+            warnings.simplefilter("ignore")
+            import imgaug
+            import imgaug.augmenters as iaa
+        _silence_imgaug(imgaug)
+    import imgaug.augmenters as iaa
+
     _patch_imgaug(iaa)
     return iaa

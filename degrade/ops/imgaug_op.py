@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import threading
-import warnings
 from typing import Any
 
 import numpy as np
@@ -72,9 +71,7 @@ def build(name: str, args: dict[str, Any], path: str = "imgaug"):
         raise RecipeError(f"{path}.args: do not set 'seed'; it is drawn per sample from the recipe seed")
     kwargs = {k: _to_imgaug(v, f"{path}.args.{k}") for k, v in args.items()}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # imgaug deprecation chatter (its own warning classes)
-            return cls(**kwargs)
+        return cls(**kwargs)  # deprecation chatter is filtered once, in degrade.compat
     except Exception as e:  # imgaug raises assorted types for bad arguments
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RecipeError(f"{path}: imgaug.{name}({', '.join(args)}) rejected its arguments: {msg}") from None
