@@ -15,7 +15,8 @@ def check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray):
         raise ImageError(f"expected a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise ImageError(f"expected a uint8 image, got {image.dtype} (convert with degrade.io.to_uint8)")
+        hint = "degrade.io.to_uint8 scales 16-bit integers" if image.dtype.kind in "ui" else "scale floats to 0..255 and round"
+        raise ImageError(f"expected a uint8 image, got {image.dtype} ({hint})")
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
         raise ImageError(f"expected an H×W or H×W×3 image, got shape {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
@@ -44,17 +45,3 @@ def rgb_to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
-def short_side(image: np.ndarray) -> int:
-    return min(image.shape[0], image.shape[1])
-
-
-def composite(image: np.ndarray, color: np.ndarray | float, alpha: np.ndarray) -> np.ndarray:
-    """``image·(1−alpha) + color·alpha`` rounded to uint8; alpha is float32 H×W in [0, 1].
-
-    Where alpha is 0 the output equals the input bit for bit (f + 0 rounds back to f), which
-    structured operators rely on for their mask guarantee.
-    """
-    a = alpha if image.ndim == 2 else alpha[..., None]
-    f = image.astype(np.float32)
-    out = f + (np.asarray(color, dtype=np.float32) - f) * a
-    return to_uint8(out)

@@ -398,13 +398,9 @@ def _png16_gray_alpha(gray: np.ndarray, alpha: np.ndarray, compression: int) -> 
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
-def write_png(path: str | os.PathLike, pixels: np.ndarray, alpha: np.ndarray | None = None) -> None:
-    """Atomically write a PNG."""
-    atomic_write_bytes(path, encode_png(pixels, alpha))
-
-
 def list_images(paths, recursive: bool = True) -> list[Path]:
-    """Expand files, folders (recursively) and globs into a sorted, de-duplicated list of image paths."""
+    """Expand files, folders (recursively) and globs into a de-duplicated list of image paths: in the
+    order given, each folder's and glob's matches sorted."""
     import glob
 
     out: list[Path] = []

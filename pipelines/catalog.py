@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -25,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from degrade.errors import DaguerreError
-from degrade.io import atomic_write_bytes
 
-from .layout import ATTR_KEY
+from .layout import read_attrs, write_attrs
 from .refs import NAME_RE, DatasetRef, check_name, daguerre_home, dataset_dir, parse_ref, version_number
 
 _SCHEMA = """
@@ -219,8 +217,7 @@ class Catalog:
         registered and the data stays (unreferenced) for ``gc``.
         """
         check_name(name)
-        meta = json.loads((store / "zarr.json").read_text())
-        attrs = meta["attributes"][ATTR_KEY]
+        attrs = read_attrs(store)
         if not attrs.get("complete"):
             raise DaguerreError(f"{store} is not complete; only complete data is registered")
         nbytes = disk_bytes(store)
@@ -236,8 +233,7 @@ class Catalog:
                 # an unregistered leftover of a crash: set it aside for gc
                 os.rename(target, target.parent / f".trash-{target.name}-{time.time_ns()}")
             attrs.update(name=name, version=f"v{number}", identity=identity(attrs["lineage_hash"], attrs["checksum"]))
-            meta["attributes"][ATTR_KEY] = attrs
-            atomic_write_bytes(store / "zarr.json", json.dumps(meta, indent=2).encode())
+            write_attrs(store, attrs)
             if target.resolve() != store.resolve():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(store, target)

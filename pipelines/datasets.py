@@ -12,7 +12,7 @@ from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, encode_png, nearest_existing
 
 from .generate import SCHEDULERS, GenerationResult, generate
-from .layout import GenerationSpec, human_bytes
+from .layout import GenerationSpec, human_bytes, read_attrs
 from .reader import Dataset, open_dataset
 from .refs import check_name, dataset_dir
 from .shards import DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS
@@ -86,7 +86,7 @@ def _adoptable(spec: GenerationSpec, catalog, final: Path | None = None) -> Path
         if os.path.realpath(p) in refs:
             continue
         try:
-            attrs = json.loads((p / "zarr.json").read_text())["attributes"]["daguerre"]
+            attrs = read_attrs(p)
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if attrs.get("complete") and attrs.get("lineage_hash") == spec.lineage_hash:

@@ -28,9 +28,9 @@ import numpy as np
 from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes
 
-from .layout import ATTR_KEY, GenerationSpec
+from .layout import ATTR_KEY, GenerationSpec, read_attrs, write_attrs
 from .shards import ArrayLayout, encode_chunk, encode_shard
-from .sources import CROP_STREAM, pick_and_crop
+from .sources import pick, pick_and_crop
 
 PROGRESS_DIR = ".progress"
 CONNECT_TIMEOUT_S = 10
@@ -50,11 +50,6 @@ def _recipe(spec: GenerationSpec):
     return r
 
 
-def _first_pick(seed: int, i: int, n: int) -> int:
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(i), CROP_STREAM)))
-    return int(rng.integers(n))
-
-
 def iter_samples(spec: GenerationSpec, start: int, stop: int) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(i - start, sample)`` for samples ``start..stop-1``, grouped by source image (one decode each)."""
     import cv2
@@ -65,7 +60,7 @@ def iter_samples(spec: GenerationSpec, start: int, stop: int) -> Iterator[tuple[
     cv2.setNumThreads(1)
     recipe = None if spec.real else _recipe(spec)
     n = len(spec.source.files)
-    for i in sorted(range(start, stop), key=lambda i: (_first_pick(spec.seed, i, n), i)):
+    for i in sorted(range(start, stop), key=lambda i: (pick(spec.seed, i, n), i)):
         tile, where = pick_and_crop(spec.source, spec.seed, i, spec.size, spec.crop)
         sample = {"source": json.dumps(where, sort_keys=True)}
         if spec.real:
@@ -182,22 +177,11 @@ class GenerationResult:
     reused: bool = False  # an existing version with the same lineage was returned
 
 
-def _read_attrs(store: Path) -> dict[str, Any]:
-    meta = json.loads((store / "zarr.json").read_text())
-    return meta.get("attributes", {}).get(ATTR_KEY, {})
-
-
-def _write_attrs(store: Path, attrs: dict[str, Any]) -> None:
-    meta = json.loads((store / "zarr.json").read_text())
-    meta.setdefault("attributes", {})[ATTR_KEY] = attrs
-    atomic_write_bytes(store / "zarr.json", json.dumps(meta, indent=2).encode())
-
-
 def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
     """Create the partial store, or check that an existing one is this same job; returns pending shards."""
     if partial.exists():
         try:
-            attrs = _read_attrs(partial)
+            attrs = read_attrs(partial)
         except (OSError, ValueError):
             attrs = {}
         if attrs.get("lineage_hash") != spec.lineage_hash:
@@ -243,7 +227,7 @@ def _stored_zstd_level(store: Path, spec: GenerationSpec) -> int | None:
 
 def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path]) -> Path:
     """Complete the attributes with the shard checksums, drop scratch files, publish (a rename)."""
-    if _read_attrs(partial).get("complete"):  # an earlier run got this far: its checksums are recorded
+    if read_attrs(partial).get("complete"):  # an earlier run got this far: its checksums are recorded
         return publish(partial)
     markers = []
     for k in range(spec.n_shards):
@@ -251,12 +235,12 @@ def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path
         if not p.exists():
             raise DaguerreError(f"shard {k} of {partial} is missing; re-run the command to finish it")
         markers.append(json.loads(p.read_text()))
-    attrs = _read_attrs(partial)
+    attrs = read_attrs(partial)
     attrs["shards"] = [{"samples": m["samples"], "sha256": m["sha256"], "fields": m["fields"]} for m in markers]
     attrs["checksum"] = dataset_checksum([m["sha256"] for m in markers])
     attrs["complete"] = True
     attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    _write_attrs(partial, attrs)
+    write_attrs(partial, attrs)
     shutil.rmtree(partial / PROGRESS_DIR, ignore_errors=True)
     for stray in partial.rglob("*.tmp"):  # writers killed mid-write (atomic_write_bytes' temporaries)
         stray.unlink(missing_ok=True)

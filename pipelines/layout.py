@@ -14,6 +14,25 @@ from .sources import CropConfig, Source
 
 SCHEMA = 1
 ATTR_KEY = "daguerre"
+
+
+def read_attrs(store) -> dict[str, Any]:
+    """A store's daguerre attributes, read from its root ``zarr.json`` ({} when it has none)."""
+    from pathlib import Path
+
+    meta = json.loads((Path(store) / "zarr.json").read_text())
+    return (meta.get("attributes") or {}).get(ATTR_KEY) or {}
+
+
+def write_attrs(store, attrs: dict[str, Any]) -> None:
+    """Replace a store's daguerre attributes in its root ``zarr.json`` (atomically)."""
+    from pathlib import Path
+
+    from degrade.io import atomic_write_bytes
+
+    meta = json.loads((Path(store) / "zarr.json").read_text())
+    meta.setdefault("attributes", {})[ATTR_KEY] = attrs
+    atomic_write_bytes(Path(store) / "zarr.json", json.dumps(meta, indent=2).encode())
 SYNTHETIC_FIELDS = ("clean", "degraded", "mask", "params", "source")
 REAL_FIELDS = ("degraded", "source")
 

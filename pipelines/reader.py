@@ -143,6 +143,11 @@ class Dataset:
     def name(self) -> str:
         return self.attrs.get("name", self.path.stem)
 
+    def sample_shape(self, field: str) -> tuple[int, ...] | None:
+        """The shape of one sample of an image field (None for a layout the fast path does not read)."""
+        layout = self._layouts[field]
+        return tuple(layout.sample_shape) if layout else None
+
     # -- low level ----------------------------------------------------------------------
     def _fd(self, field: str, k: int) -> int:
         if os.getpid() != self._pid:  # forked: never share file offsets or caches with the parent

@@ -206,6 +206,16 @@ class CropConfig:
         return {"flip": self.flip, "min_fraction": self.min_fraction}
 
 
+def _crop_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), CROP_STREAM)))
+
+
+def pick(seed: int, index: int, n: int) -> int:
+    """Which of ``n`` source images sample ``index`` crops: the first draw of its crop generator
+    (``pick_and_crop`` makes the same draw; generation groups samples by it to decode each image once)."""
+    return int(_crop_rng(seed, index).integers(n))
+
+
 def pick_and_crop(
     source: Source, seed: int, index: int, size: int, crop: CropConfig, cache: ImageCache = _CACHE
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -216,8 +226,8 @@ def pick_and_crop(
     mirrored with probability ½. The crop is resized to ``size`` (area filter); images smaller
     than the tile are enlarged (bicubic), never padded.
     """
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), CROP_STREAM)))
-    j = int(rng.integers(len(source.files)))
+    rng = _crop_rng(seed, index)
+    j = int(rng.integers(len(source.files)))  # = pick(seed, index, len(source.files))
     img = cache.get(source, j)
     h, w = img.shape[:2]
     short = min(h, w)

@@ -17,7 +17,7 @@ from degrade.errors import DaguerreError
 
 from .catalog import Catalog, Version
 from .generate import dataset_checksum, field_checksum, shard_checksum
-from .layout import GenerationSpec, library_versions
+from .layout import GenerationSpec, library_versions, read_attrs
 from .reader import Dataset, open_dataset
 from .refs import parse_ref
 from .sources import CropConfig, scan_source
@@ -287,6 +287,7 @@ def spec_from_attrs(attrs: dict[str, Any], workers: int = 2) -> GenerationSpec:
             raise DaguerreError("the recorded recipe no longer hashes the same with the installed operators")
         recipe, rhash = r.canonical(), r.hash
     crop = CropConfig(**attrs.get("crop", {}))
+    # -1, not DEFAULT_ZSTD_LEVEL: stores from before the level was recorded were all written at -1
     return GenerationSpec(
         attrs["name"], source, recipe, rhash, attrs["seed"], attrs["count"], attrs["size"], attrs["shard_size"],
         attrs["kind"] == "real", crop, attrs.get("zstd_level", -1),
@@ -307,7 +308,7 @@ def reproduce(ref: str, workers: int = 2, scheduler: str = "processes", on_shard
     try:
         target = tmp / "copy.zarr"
         generate(spec, tmp / ".copy.partial", lambda p: (p.rename(target), target)[1], workers, scheduler, None, on_start, on_shard)
-        fresh = json.loads((target / "zarr.json").read_text())["attributes"]["daguerre"]
+        fresh = read_attrs(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     diffs = []

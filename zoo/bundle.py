@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ def _same_model(recorded: str, given: Path, sha256: str | None = None) -> bool:
     """The file the mapping was trained with, by content where its card pinned it (a VAE retrained
     under the same name has another latent space), else by name or identical bytes."""
     if sha256:
-        return hashlib.sha256(given.read_bytes()).hexdigest() == sha256
+        return checkpoint.file_sha256(given) == sha256
     if Path(recorded).stem == given.stem:
         return True
     try:
@@ -83,7 +82,7 @@ def _load_part(part: str, ref: str) -> tuple[dict[str, torch.Tensor], dict, dict
         raise DaguerreError(f"--{part} {card.get('name')} was trained as {card.get('stage')}, not {part}")
     kept = _part_card(card)
     if part in ("vae1", "vae2"):  # what a mapping trained on this file pinned: checked when a mapping joins later
-        kept["sha256"] = hashlib.sha256(store.resolve(ref).read_bytes()).hexdigest()
+        kept["sha256"] = checkpoint.file_sha256(store.resolve(ref))
     return {f"{part}.{k}": v for k, v in checkpoint.prefixed(t, "model").items() if _keep(k, keep)}, kept, card
 
 

@@ -45,6 +45,13 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], card: dict[str, Any
     return with_ext(stem, ".safetensors")
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a checkpoint file's bytes: what a mapping pins of the VAEs it was trained on."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _jsonable(o: Any) -> Any:
     if dataclasses.is_dataclass(o):
         return dataclasses.asdict(o)

@@ -47,7 +47,8 @@ class ShardDataset(torch.utils.data.Dataset):
         shared = torch.utils.data.get_worker_info() is not None
         for f in self.fields:
             if f in IMAGE_FIELDS:
-                shape = (len(indices), *self.ds._layouts[f].sample_shape) if self.ds._layouts[f] else None
+                one = self.ds.sample_shape(f)
+                shape = (len(indices), *one) if one else None
                 t = torch.empty(shape, dtype=torch.uint8) if shape else None
                 if t is not None and shared:
                     t.share_memory_()  # decoded once, in place, into what the main process receives

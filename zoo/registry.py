@@ -49,7 +49,8 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def make_config(name: str, preset: str = "small", **overrides: Any):
-    """The config dataclass of ``name`` from a preset (``small``, ``official``) plus overrides."""
+    """The config dataclass of ``name`` from a preset (``small``, ``default``, ``official``: the config's
+    ``PRESETS``) plus overrides."""
     spec = get_spec(name)
     presets = getattr(spec.config, "PRESETS", {"small": {}})
     if preset not in presets:

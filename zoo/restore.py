@@ -3,8 +3,9 @@
 Any size: the image is cut into windows of ``tile`` pixels plus ``overlap`` of context on each
 inner side, processed one at a time (memory bounded by the window, not the photo) and blended
 with linear ramps across the overlaps, so tile borders leave no seam. The detector runs first
-over the whole photo (tiled the same way) so that every window of the restoration sees the
-same mask. Grayscale stays grayscale, RGBA keeps its alpha, 16-bit input is scaled to 8 bits.
+over the whole photo (in windows of twice the tile) so that every window of the restoration
+sees the same mask. Grayscale stays grayscale, RGBA keeps its alpha, 16-bit input comes back
+16-bit (the networks see it scaled to 8 bits; the tone anchoring keeps its full depth).
 """
 
 from __future__ import annotations
@@ -250,10 +251,6 @@ def restore(
     if alpha is not None:
         out = np.dstack([out, alpha])
     return RestoreResult(out, mask, times)
-
-
-def bundle_info(model: str = DEFAULT_MODEL) -> dict[str, Any]:
-    return get_bundle(model).card
 
 
 @dataclass

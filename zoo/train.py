@@ -732,10 +732,8 @@ def _dataset_by_identity(ref: str, identity: str) -> dict[str, Any]:
 
 
 def _file_sha256(ref: str) -> str | None:
-    import hashlib
-
     try:
-        return hashlib.sha256(store.resolve(ref).read_bytes()).hexdigest()
+        return checkpoint.file_sha256(store.resolve(ref))
     except DaguerreError:
         return None
 

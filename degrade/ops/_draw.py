@@ -8,9 +8,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-ALPHA_MIN = 0.04
-"""Coverage below which a defect is dropped: the mask holds exactly the pixels an op may change."""
-ALPHA_MIN_U8 = 10  # the same threshold on 0..255 coverage canvases
+ALPHA_MIN_U8 = 10
+"""Coverage (of 255) below which a defect is dropped: the mask holds exactly the pixels an op may change."""
 
 SHIFT = 4  # fixed-point bits for sub-pixel drawing with OpenCV
 _ONE = 1 << SHIFT
@@ -19,14 +18,6 @@ _ONE = 1 << SHIFT
 def fixed(points: np.ndarray) -> np.ndarray:
     """Float (..., 2) x/y points to OpenCV's fixed-point int32 coordinates (same shape)."""
     return np.round(points * _ONE).astype(np.int32)
-
-
-def alpha_and_mask(coverage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """From coverage in [0, 1] (float32 or uint8 0..255) return (alpha, mask) with alpha < ALPHA_MIN zeroed."""
-    alpha = coverage.astype(np.float32) * np.float32(1 / 255) if coverage.dtype == np.uint8 else coverage
-    alpha = np.where(alpha >= ALPHA_MIN, alpha, np.float32(0)).astype(np.float32, copy=False)
-    mask = np.where(alpha > 0, np.uint8(255), np.uint8(0))
-    return alpha, mask
 
 
 def _pixels(arr: np.ndarray) -> np.ndarray:
@@ -100,14 +91,6 @@ def wobbly_path(
     offset = ((2 * r[:3] - 1) / k) @ np.sin(math.pi * k[:, None] * t[None, :] + 2 * math.pi * r[3:, None])
     offset += np.cumsum(rng.standard_normal(n)) * (0.3 / math.sqrt(n))
     return line + (offset * wobble)[:, None] * normal[None, :]
-
-
-def line_through(rng: np.random.Generator, h: int, w: int, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """End points of a line at ``angle`` (radians) through a random point, extended past the borders."""
-    c = np.array([rng.uniform(0, w), rng.uniform(0, h)])
-    half = math.hypot(h, w)
-    d = np.array([math.cos(angle), math.sin(angle)]) * half
-    return c - d, c + d
 
 
 def jagged(rng: np.random.Generator, p0: np.ndarray, p1: np.ndarray, roughness: float, depth: int = 6) -> np.ndarray:

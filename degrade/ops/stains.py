@@ -7,6 +7,7 @@ import math
 import cv2
 import numpy as np
 
+from ..image import LUMA
 from ..operator import STRUCTURED, Operator, register
 from ..params import Float, Int
 from ..rand import pixel_rng
@@ -71,12 +72,12 @@ def stains(
         cov_u8 = (cov[y0 - (cy - half) : y1 - (cy - half), x0 - (cx - half) : x1 - (cx - half)] * 255 + 0.5).astype(np.uint8)
         if rng.random() < dark:
             tint = tone_rgb(hue + rng.normal(0, 8), rng.uniform(0.4, 0.8)) * np.float32(rng.uniform(0.35, 0.7))
-            factor = tint if image.ndim == 3 else np.float32(tint @ np.array([0.299, 0.587, 0.114], np.float32))
+            factor = tint if image.ndim == 3 else np.float32(tint @ LUMA)
             target = lambda px, f=factor: px * f  # noqa: E731  multiplicative: a dye soaked into the print
         else:
             # bleached: faded towards yellowed paper, detail still showing through
             paper = np.float32(rng.uniform(205, 240)) * tone_rgb(45, 0.15)
-            paper = paper if image.ndim == 3 else np.float32(paper @ np.array([0.299, 0.587, 0.114], np.float32))
+            paper = paper if image.ndim == 3 else np.float32(paper @ LUMA)
             target = lambda px, q=paper: px * np.float32(0.45) + q * np.float32(0.55)  # noqa: E731
         region, m = blend(out[y0:y1, x0:x1], cov_u8, target)
         out[y0:y1, x0:x1] = region
