@@ -788,12 +788,9 @@ def zoo_ls(as_json: bool) -> None:
 @click.argument("ref")
 def zoo_info(ref: str) -> None:
     """The card of a checkpoint or bundle (store name or path)."""
-    from zoo import checkpoint, store
+    from zoo import store
 
-    path = store.resolve(ref)
-    tensors, card = checkpoint.load(path)
-    n = sum(t.numel() for t in tensors.values())
-    _echo_json({**card, "path": str(path), "parameters": n})
+    _echo_json(store.info(ref))
 
 
 @zoo.command("bundle")

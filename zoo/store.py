@@ -77,6 +77,13 @@ def load(ref: str | Path, expected: str, option: str = "") -> tuple[dict[str, An
     return tensors, card
 
 
+def info(ref: str | Path) -> dict[str, Any]:
+    """A checkpoint's card with its path and parameter count (what ``zoo info`` prints)."""
+    path = resolve(ref)
+    tensors, card = checkpoint.load(path)
+    return {**card, "path": str(path), "parameters": sum(t.numel() for t in tensors.values())}
+
+
 def summary(card: dict[str, Any]) -> dict[str, str]:
     """What ``zoo ls`` shows of a card, tolerant of hand-edited or foreign cards (one bad card hid the rest)."""
     ds, parts = card.get("datasets"), card.get("parts")
