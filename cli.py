@@ -630,7 +630,7 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
 
     from degrade import DaguerreError
     from zoo.bench import run_bench
-    from zoo.report import HEADER, prepare_out, summary_rows, write_report
+    from zoo.report import HEADER, prepare_out, real_rows, summary_rows, write_report
 
     if not dataset:
         raise DaguerreError("bench needs --dataset NAME[@VERSION] (or a subcommand: compare)")
@@ -645,7 +645,9 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
         result = run_bench(dataset, specs, n, mask_source, workers, on_sample=advance)
     files = write_report(result, Path(out))
     if result["real_photos"]:
-        click.echo("real old photos: no ground truth, so no scores; timings and the sheet are in the report")
+        click.echo("real old photos: no ground truth; NIQE (no-reference, lower is more natural):")
+        for label, score, ms in real_rows(result):
+            click.echo(f"{label:<16} NIQE {score:<22} {ms} ms")
     else:
         for row in summary_rows(result):
             cells = dict(zip(HEADER, row))

@@ -217,12 +217,24 @@ def test_a_bad_out_folder_fails_before_the_benchmark(capsys, tiny, tmp_path, mon
     assert one_line_error(r) and "--out" in r.err and "Not a directory" in r.err
 
 
-def test_real_photo_dataset_gets_no_scores(capsys, home, tmp_path):
+def test_real_photo_dataset_gets_only_a_no_reference_score(capsys, home, tmp_path):
     create_dataset(build_spec("rp", "builtin:real", 6, 48, 0, real=True), workers=1, scheduler="threads")
     r = run(capsys, "bench", "--dataset", "rp", "--methods", "identity,median", "--out", tmp_path / "o", "--workers", "1")
     assert r.code == 0 and "no ground truth" in r.out
     md = (tmp_path / "o" / "report.md").read_text()
     assert "no ground truth" in md and "PSNR dB" not in md
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert "niqe" not in res["aggregate"]["identity"]  # 48 px tiles: not one 96 px block
+    create_dataset(build_spec("rp2", "builtin:real", 6, 192, 0, real=True), workers=1, scheduler="threads")
+    r = run(capsys, "bench", "--dataset", "rp2", "--methods", "identity,median", "--out", tmp_path / "o2", "--workers", "1")
+    assert r.code == 0 and "NIQE" in r.out
+    agg = json.loads((tmp_path / "o2" / "results.json").read_text())["aggregate"]
+    from pipelines import open_dataset
+    from zoo import niqe
+
+    ds = open_dataset("rp2")
+    assert agg["identity"]["niqe"]["mean"] == pytest.approx(np.mean([niqe.niqe(ds.read("degraded", i)) for i in range(6)]))
+    assert agg["median"]["niqe"]["n"] == 6 and "NIQE ↓" in (tmp_path / "o2" / "report.md").read_text()
     r = run(capsys, "bench", "--dataset", "rp", "--methods", "telea", "--mask", "gt", "--out", tmp_path / "g", "--workers", "1")
     assert one_line_error(r) and "--mask gt: rp has no ground-truth masks" in r.err
 
@@ -353,3 +365,22 @@ def test_stage_diagnostics_pairs_mappings_and_filters_by_source(tiny, monkeypatc
     name = ds[damaged[0]]["source"]["file"]
     expected = sum(ds[i]["source"]["file"] == name for i in damaged)
     assert run_it("--source-regex", f"^{re.escape(name)}$")["degraded input"]["samples"] == expected < len(damaged)
+
+
+def test_real_photo_quality_scores_input_and_methods_on_the_same_photos(tmp_path):
+    """bench/real_photo_quality.py: NIQE of each photo and of each method's output, paired."""
+    import cv2
+
+    from degrade.io import read_image
+    from degrade.samples import real_photo_paths
+    from zoo.niqe import niqe
+
+    script = bench_scripts.load("real_photo_quality")
+    photos = real_photo_paths()[:3]
+    res = script.evaluate(photos, ["median"], "default")
+    assert res["photos"] == 3 and res["names"] == [p.name for p in photos]
+    direct = [niqe(cv2.medianBlur(read_image(p).rgb(), 3)) - niqe(read_image(p).rgb()) for p in photos]
+    assert res["methods"]["median"]["change"] == pytest.approx(np.mean(direct))
+    assert res["methods"]["input"]["ci95"][0] <= res["methods"]["input"]["niqe"] <= res["methods"]["input"]["ci95"][1]
+    script.plot(res, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 5000

@@ -23,7 +23,7 @@ import numpy as np
 
 from degrade.errors import DaguerreError
 
-from . import metrics
+from . import metrics, niqe
 
 _STATE: dict[str, Any] = {}
 
@@ -76,6 +76,8 @@ def _one(i: int, keep: bool) -> dict[str, Any]:
             if min(clean.shape[:2]) >= 161:  # five scales
                 r["ms_ssim"] = metrics.ms_ssim(out, clean)
             r["gmsd"] = metrics.gmsd(out, clean)
+        elif min(out.shape[:2]) >= niqe.PATCH:  # a real photo: no ground truth, only naturalness
+            r["niqe"] = niqe.niqe(out)
             if truth is not None and truth.any():
                 r["psnr_in_mask"] = metrics.psnr(out, clean, truth > 0)
                 r["psnr_out_mask"] = metrics.psnr(out, clean, truth == 0)

@@ -107,8 +107,9 @@ def gmsd(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.std(gms))
 
 
-QUALITY_KEYS = ("psnr", "ssim", "ms_ssim", "gmsd", "psnr_in_mask", "psnr_out_mask")
-"""The full-reference scores `daguerre bench` gives each sample (GMSD: lower is better)."""
+QUALITY_KEYS = ("psnr", "ssim", "ms_ssim", "gmsd", "psnr_in_mask", "psnr_out_mask", "niqe")
+"""The scores `daguerre bench` gives each sample: full-reference ones, and NIQE (no reference) on
+real photos (GMSD and NIQE: lower is better)."""
 
 
 def detection(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
