@@ -42,8 +42,11 @@ def evaluate(photos: list[Path], specs: list[str], model: str, on_photo=None) ->
         img = read_image(p).rgb()
         if min(img.shape[:2]) < PATCH:
             continue
+        before = niqe(img)
+        if not np.isfinite(before):  # a flat image has nothing to score
+            continue
         names.append(p.name)
-        scores["input"].append(niqe(img))
+        scores["input"].append(before)
         mask = detected_mask(img, model) if any(m.needs_mask for m in methods) else None
         for m in methods:
             t = time.perf_counter()
@@ -75,7 +78,8 @@ def plot(result: dict, path: Path) -> None:
 
     x = np.asarray(result["per_photo"]["input"])
     fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
-    lim = [0, max(max(v) for v in result["per_photo"].values()) * 1.05]
+    finite = [x for v in result["per_photo"].values() for x in v if np.isfinite(x)]
+    lim = [0, max(finite) * 1.05]
     for label, v in result["per_photo"].items():
         if label != "input":
             ax.scatter(x, v, s=10, alpha=0.6, label=f"{label} ({result['methods'][label]['change']:+.2f})")
@@ -110,6 +114,8 @@ def main() -> None:
 
     res = evaluate(photos, [s.strip() for s in args.methods.split(",") if s.strip()], args.model, tick)
     print(file=sys.stderr)
+    if not res["photos"]:
+        sys.exit(f"error: none of the {len(photos)} photos can be scored (NIQE needs 96×96 pixels and some texture)")
     print(f"{res['photos']} real old photos, NIQE (lower is more natural), mean [95 % CI]")
     for label, r in res["methods"].items():
         extra = ""

@@ -439,7 +439,7 @@ def load_recipe(ref: str | Path | dict | list | Recipe) -> Recipe:
     if path.is_dir():
         raise RecipeError(f"recipe {ref!r} is a directory, expected a .yaml or .json file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not JSON, nor part of the recipe
     except (OSError, UnicodeDecodeError) as e:
         raise RecipeError(f"cannot read recipe {ref}: {e}") from None
     return Recipe.from_dict(parse_text(text, ref), name=path.stem)

@@ -69,9 +69,15 @@ def test_ms_ssim_and_gmsd(photo):
     assert metrics.gmsd(noisy[1], img) == pytest.approx(metrics.gmsd(img, noisy[1]))  # symmetric
     gray = img[..., 1]
     assert metrics.ms_ssim(gray, gray) == pytest.approx(1.0) and 0 < metrics.ms_ssim(noisy[1][..., 1], gray) < 1
-    assert metrics.ms_ssim(img[:, :201], blurred[:, :201]) < 1  # odd sizes halve with zero padding
+    odd = metrics.ms_ssim(img[:191, :201], blurred[:191, :201])  # odd sizes: the last row and column halve alone
+    assert 0 < odd < 1 and odd == pytest.approx(metrics.ms_ssim(img[:190, :200], blurred[:190, :200]), abs=0.01)
     with pytest.raises(ValueError, match="at least 161 px"):
         metrics.ms_ssim(img[:100], img[:100])
+    for bad, why in [(img.astype(np.uint16), "expected uint8"), (img.astype(np.float32) / 255, "expected uint8"),
+                     (img[..., :1], "expected H×W or H×W×3"), (np.dstack([img, img[..., :1]]), "expected H×W or H×W×3")]:  # fmt: skip
+        for fn in (metrics.ms_ssim, metrics.gmsd):
+            with pytest.raises(ValueError, match=why):
+                fn(bad, bad)
 
 
 def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
@@ -135,6 +141,10 @@ def test_bench_results_breakdown_and_traceability(tiny):
     assert agg["identity"]["psnr"]["mean"] == pytest.approx(direct)
     direct = np.mean([metrics.gmsd(ds.read("degraded", i), ds.read("clean", i)) for i in range(24)])
     assert agg["identity"]["gmsd"]["mean"] == pytest.approx(direct) and agg["nlm"]["gmsd"]["n"] == 24
+    damaged = [i for i in range(24) if ds.read("mask", i).any()]
+    direct = np.mean([metrics.psnr(ds.read("degraded", i), ds.read("clean", i), ds.read("mask", i) > 0) for i in damaged])
+    assert damaged and agg["identity"]["psnr_in_mask"]["mean"] == pytest.approx(direct)
+    assert agg["nlm+telea"]["psnr_out_mask"]["n"] == len(damaged)
     assert "ms_ssim" not in agg["identity"]  # five scales need 161 px; these samples are smaller
     br = r["breakdown"]
     assert "jpeg" in br and br["jpeg"]["applied"] + br["jpeg"]["not_applied"] == 24

@@ -52,6 +52,10 @@ def test_fit_and_score_against_ones_own_model():
     assert niqe.niqe(photos[2], model) < niqe.niqe(blurred, model)
 
 
-def test_too_small_an_image_is_refused():
+def test_too_small_flat_or_non_uint8_images():
     with pytest.raises(ValueError, match="needs at least 96×96 pixels"):
         niqe.niqe(np.zeros((95, 300, 3), np.uint8))
+    assert np.isnan(niqe.niqe(np.full((200, 200, 3), 128, np.uint8)))  # no statistics to score: NaN, not a number
+    for bad in (np.zeros((200, 200, 3), np.uint16), np.zeros((200, 200), np.float32), np.zeros((200, 200, 2), np.uint8)):
+        with pytest.raises(ValueError, match="expected a uint8 gray, RGB or RGBA image"):
+            niqe.niqe(bad)

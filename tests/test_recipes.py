@@ -367,3 +367,17 @@ def test_imgaug_records_do_not_alias_the_recipe():
     d = r.apply(np.zeros((8, 8, 3), np.uint8), 0, 0)
     d.params[0]["params"]["args"]["sigma"] = [3, 4]
     assert r.hash == before and r.sample_params(0, 1)[0]["params"]["args"]["sigma"] == [0.5, 1.5]
+
+
+def test_yaml_merge_keys_bom_and_unhashable_keys(tmp_path):
+    """The strict loader broke YAML merge keys (`<<: *a`), a JSON file's byte-order mark, and gave an
+    internal TypeError for a list as a key."""
+    (tmp_path / "m.yaml").write_text("steps:\n  - &b {op: gaussian_blur, sigma: [0.3, 1.0]}\n  - {<<: *b, sigma: 2.0, p: 0.5}\n")
+    r = load_recipe(str(tmp_path / "m.yaml"))
+    steps = r.canonical()["steps"]
+    assert steps[1]["sigma"] == 2.0 and steps[1]["p"] == 0.5 and steps[0]["sigma"] == [0.3, 1.0]  # a merged key may be overridden
+    (tmp_path / "b.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"steps": [{"op": "jpeg"}]}).encode())
+    assert load_recipe(str(tmp_path / "b.json")).operators()
+    (tmp_path / "k.yaml").write_text("steps:\n  - op: gaussian_blur\n    ? [a]\n    : 1\n")
+    with pytest.raises(RecipeError, match="line 3 is not valid YAML/JSON: found unhashable key"):
+        load_recipe(str(tmp_path / "k.yaml"))

@@ -177,7 +177,7 @@ def test_every_stage_trains_and_its_loss_falls(data, tmp_path):
     make_bundle("b4", "vae1-copy", "vae2", "mapping", "scratch")  # the file it was trained on, under another name
     train(cfg("mapping", tmp_path / "mapping-new", steps=1, pairs="x", vae1="vae1", vae2="vae2", name="mapping-new"))
     make_bundle("b5", "vae1", "vae2", "mapping-new", "scratch")  # the new vae1 with a mapping trained on it
-    with pytest.raises(DaguerreError, match="the mapping was trained on the latents of vae1 vae1, not vae1 \\(the vae1 of b5\\)"):
+    with pytest.raises(DaguerreError, match="the mapping was trained on the latents of vae1 vae1, not vae1 \\(the same name, other weights\\) \\(the vae1 of b5\\)"):
         replace_parts("b6", "b5", mapping="mapping")  # same names, other weights
 
 

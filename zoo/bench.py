@@ -76,11 +76,13 @@ def _one(i: int, keep: bool) -> dict[str, Any]:
             if min(clean.shape[:2]) >= 161:  # five scales
                 r["ms_ssim"] = metrics.ms_ssim(out, clean)
             r["gmsd"] = metrics.gmsd(out, clean)
-        elif min(out.shape[:2]) >= niqe.PATCH:  # a real photo: no ground truth, only naturalness
-            r["niqe"] = niqe.niqe(out)
             if truth is not None and truth.any():
                 r["psnr_in_mask"] = metrics.psnr(out, clean, truth > 0)
                 r["psnr_out_mask"] = metrics.psnr(out, clean, truth == 0)
+        elif min(out.shape[:2]) >= niqe.PATCH:  # a real photo: no ground truth, only naturalness
+            score = niqe.niqe(out)
+            if math.isfinite(score):  # a flat tile has no statistics to score
+                r["niqe"] = score
         if m.detects and used is not None and truth is not None:
             r["detection"] = metrics.detection(used, truth)
         row["methods"][m.label] = r

@@ -106,7 +106,7 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
         tensors.update(t)
         if part == "mapping":
             trained_on = own.get("upstream") or {}  # the VAE files it was trained with, as paths
-            pinned = own.get("upstream_sha256") or {}
+            pinned = own.get("upstream_sha256") if isinstance(own.get("upstream_sha256"), dict) else {}
     for part, ref in (("vae1", vae1), ("vae2", vae2)):
         given = store.resolve(ref)
         if trained_on.get(part) and not _same_model(trained_on[part], given, pinned.get(part)):
@@ -144,8 +144,9 @@ def replace_parts(name: str, base: str, replace: bool = False, **refs: str | Non
                     continue
                 have = card["parts"][vae].get("sha256")
                 if not (pinned[vae] == have if pinned.get(vae) and have else stem == card["parts"][vae]["name"]):
+                    other = " (the same name, other weights)" if stem == card["parts"][vae]["name"] else ""
                     raise DaguerreError(f"the mapping was trained on the latents of {vae} {stem}, "
-                                        f"not {card['parts'][vae]['name']} (the {vae} of {base})")  # fmt: skip
+                                        f"not {card['parts'][vae]['name']}{other} (the {vae} of {base})")  # fmt: skip
             if card["parts"]["mapping"]["config"]["latent"] != card["parts"]["vae1"]["config"]["latent"]:
                 raise DaguerreError("--mapping and the bundle's VAEs disagree on latent channels")
         tensors = {**{k: v for k, v in tensors.items() if not k.startswith(f"{part}.")}, **t}

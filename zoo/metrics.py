@@ -57,18 +57,27 @@ def _ssim_cs(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(np.mean((2 * mx * my + c1) / (mx * mx + my * my + c1) * cs)), float(np.mean(cs))
 
 
+def _check_pair(a: np.ndarray, b: np.ndarray, name: str) -> None:
+    """The 0..255 constants of these metrics hold for uint8 H×W or H×W×3 images of one shape only."""
+    if a.shape != b.shape:
+        raise ValueError(f"{name}: images of shapes {a.shape} and {b.shape}")
+    if a.dtype != np.uint8 or b.dtype != np.uint8:
+        raise ValueError(f"{name}: expected uint8 images, got {a.dtype} and {b.dtype}")
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)) or 0 in a.shape:
+        raise ValueError(f"{name}: expected H×W or H×W×3 images, got shape {a.shape}")
+
+
 def _halve(x: np.ndarray) -> np.ndarray:
-    """2×2 average; an odd last row or column is padded with zeros."""
+    """2×2 average; an odd last row or column is averaged with itself (Wang's code: symmetric padding)."""
     h, w = x.shape
-    x = np.pad(x, ((0, h % 2), (0, w % 2)))
+    x = np.pad(x, ((0, h % 2), (0, w % 2)), mode="edge")
     return 0.25 * (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2])
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Multi-scale SSIM (Wang et al. 2003: five scales, 11×11 Gaussian σ 1.5) of uint8 images,
     averaged over channels; negative terms clipped to 0. Needs at least 161 px a side."""
-    if a.shape != b.shape:
-        raise ValueError(f"ms_ssim: images of shapes {a.shape} and {b.shape}")
+    _check_pair(a, b, "ms_ssim")
     if min(a.shape[:2]) < 161:
         raise ValueError(f"ms_ssim: needs at least 161 px a side for five scales, got {a.shape[:2]}")
     planes = [(a[..., c], b[..., c]) for c in range(a.shape[2])] if a.ndim == 3 else [(a, b)]
@@ -91,8 +100,7 @@ def gmsd(a: np.ndarray, b: np.ndarray) -> float:
     a 2×2 average, Prewitt gradients, constant 170: 0 for identical images, larger is worse."""
     import cv2
 
-    if a.shape != b.shape:
-        raise ValueError(f"gmsd: images of shapes {a.shape} and {b.shape}")
+    _check_pair(a, b, "gmsd")
     luma = np.array([0.299, 0.587, 0.114])
 
     def grad(x: np.ndarray) -> np.ndarray:

@@ -793,9 +793,12 @@ def run_command_config(stage: str, options: dict[str, Any], config_file: str | N
         from degrade.yamltext import load_yaml
 
         try:
-            loaded = load_yaml(Path(config_file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise DaguerreError(f"cannot read config {config_file}: {str(e).splitlines()[0]}") from None
+            loaded = load_yaml(Path(config_file).read_text(encoding="utf-8-sig")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            why = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise DaguerreError(f"cannot read config {config_file}: {where}{why}") from None
         if not isinstance(loaded, dict):
             raise DaguerreError(f"config {config_file}: expected a mapping of settings")
         known = {f.name for f in dataclasses.fields(TrainConfig)}
