@@ -349,8 +349,6 @@ def dataset_info(ref: str, as_json: bool) -> None:
     if as_json:
         _echo_json(d)
         return
-    import yaml
-
     click.echo(f"{d['ref']}  ({d['kind']}, {d['count']} samples of {d['size']} px, fields {', '.join(d['fields'])})")
     click.echo(f"path:       {d['path']}")
     click.echo(f"tags:       {', '.join(d['tags']) or '-'}")

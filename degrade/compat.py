@@ -85,8 +85,9 @@ def import_imgaug() -> ModuleType:
     if not _quiet:
         with warnings.catch_warnings():  # the first import only, before any worker thread uses imgaug
             warnings.simplefilter("ignore")
-            import imgaug
-            import imgaug.augmenters as iaa
+            import imgaug.augmenters  # noqa: F401
+        import imgaug
+
         _silence_imgaug(imgaug)
     import imgaug.augmenters as iaa
 

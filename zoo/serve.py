@@ -20,7 +20,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -79,9 +78,9 @@ def create_app(cfg: ServeConfig | None = None):
     """The FastAPI application (the model is loaded once, at start-up)."""
     import torch
 
-    from degrade.io import decode_image, encode_png
+    from degrade.io import decode_image
 
-    from .restore import encode_restored, get_bundle, picture_array, resolve_device, restore
+    from .restore import get_bundle, picture_array, resolve_device, restore
 
     cfg = cfg or ServeConfig()
     device = resolve_device(cfg.device)
