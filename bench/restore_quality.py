@@ -32,8 +32,8 @@ def evaluate(model: str, datasets: list[str], workers: int, n: int | None = None
         out[ref] = {
             "dataset": r["dataset"],
             "samples": r["samples"],
-            "methods": {m: {k: agg[m][k]["mean"] for k in ("psnr", "ssim", "seconds") if k in agg[m]} for m in methods},
-            "ci95": {m: {k: agg[m][k]["ci95"] for k in ("psnr", "ssim") if k in agg[m]} for m in methods},
+            "methods": {m: {k: agg[m][k]["mean"] for k in ("psnr", "ssim", "ms_ssim", "gmsd", "seconds") if k in agg[m]} for m in methods},
+            "ci95": {m: {k: agg[m][k]["ci95"] for k in ("psnr", "ssim", "ms_ssim", "gmsd") if k in agg[m]} for m in methods},
             "detection": z.get("detection"),
         }
         ident, base = agg["identity"], agg["nlm+telea"]
@@ -54,7 +54,8 @@ def main() -> None:
     for ref, r in res.items():
         print(f"{ref} ({r['samples']} samples)")
         for m, v in r["methods"].items():
-            print(f"  {m:<16} PSNR {v['psnr']:6.2f}  SSIM {v['ssim']:.4f}  {v['seconds'] * 1000:7.1f} ms")
+            extra = f"  MS-SSIM {v['ms_ssim']:.4f}  GMSD {v['gmsd']:.4f}" if "ms_ssim" in v else ""
+            print(f"  {m:<16} PSNR {v['psnr']:6.2f}  SSIM {v['ssim']:.4f}{extra}  {v['seconds'] * 1000:7.1f} ms")
         g, b = r["gain_over_input"], r["gain_over_nlm_telea"]
         print(f"  gain over input {g['psnr']:+.2f} dB {g['ssim']:+.4f}; over nlm+telea {b['psnr']:+.2f} dB {b['ssim']:+.4f}")
         if r["detection"]:
