@@ -126,6 +126,11 @@ def test_colour_augmenter_leaves_the_mask(photo):
         ({"op": "imgaug", "augmenter": "imgcorruptlike.Fog"}, r"imgaug\.imgcorruptlike is not supported"),
         ({"op": "imgaug", "augmenter": "GaussianBlur", "args": {"seed": 3}}, r"do not set 'seed'"),
         ({"op": "imgaug", "augmenter": "Resize", "args": {"size": 0.5}}, None),
+        # values where imgaug hangs (sigma 1e6: minutes per tile) or overflows, refused at load
+        ({"op": "imgaug", "augmenter": "GaussianBlur", "args": {"sigma": 1e6}}, r"steps\[0\]\.args\.sigma: 1000000\.0 is beyond ±10,000"),
+        ({"op": "imgaug", "augmenter": "Add", "args": {"value": [-10, 10**18]}}, r"args\.value\[1\]: 1000000000000000000 is beyond"),
+        ({"op": "imgaug", "augmenter": "Sometimes", "args": {"p": 0.5, "then_list": {"augmenter": "GaussianBlur", "args": {"sigma": -2e4}}}},
+         r"then_list\.args\.sigma: -20000\.0 is beyond"),
     ],
 )
 def test_imgaug_errors(node, message, photo):
