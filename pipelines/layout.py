@@ -35,6 +35,12 @@ def write_attrs(store, attrs: dict[str, Any]) -> None:
     atomic_write_bytes(Path(store) / "zarr.json", json.dumps(meta, indent=2).encode())
 SYNTHETIC_FIELDS = ("clean", "degraded", "mask", "params", "source")
 REAL_FIELDS = ("degraded", "source")
+STRING_FIELDS = ("params", "source")
+
+
+def sample_shape(field: str, size: int) -> tuple[int, ...]:
+    """One sample's shape in a field of a dataset of ``size`` px tiles (images s×s×3, masks s×s, records ())."""
+    return () if field in STRING_FIELDS else (size, size) if field == "mask" else (size, size, 3)
 
 
 def library_versions() -> dict[str, str]:
@@ -76,10 +82,9 @@ class GenerationSpec:
         return REAL_FIELDS if self.real else SYNTHETIC_FIELDS
 
     def layouts(self) -> dict[str, ArrayLayout]:
-        s = self.size
-        shapes = {"clean": (s, s, 3), "degraded": (s, s, 3), "mask": (s, s), "params": (), "source": ()}
         return {
-            f: ArrayLayout(f, self.count, shapes[f], self.shard_size, STRING if f in ("params", "source") else "uint8", self.zstd_level)
+            f: ArrayLayout(f, self.count, sample_shape(f, self.size), self.shard_size, STRING if f in STRING_FIELDS else "uint8",
+                           self.zstd_level)  # fmt: skip
             for f in self.fields
         }
 

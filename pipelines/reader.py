@@ -20,13 +20,9 @@ import numpy as np
 
 from degrade.errors import DaguerreError
 
-from .layout import ATTR_KEY
+from .layout import ATTR_KEY, STRING_FIELDS, sample_shape
 from .refs import DatasetRef, parse_ref
 from .shards import MAX_U64, STRING, ArrayLayout, decode_chunk, decode_index, decode_into as layout_decode_into
-
-
-SAMPLE_SHAPES = {"mask": lambda s: (s, s), "params": lambda s: (), "source": lambda s: ()}
-"""Per-sample shape of each field from the tile size; images (clean, degraded) are s×s×3."""
 
 
 def _expected_layout(name: str, meta: dict[str, Any]) -> ArrayLayout | None:
@@ -102,7 +98,7 @@ class Dataset:
             except (OSError, ValueError) as e:
                 raise DaguerreError(f"{self.path}: unreadable metadata of array {f!r} ({e})") from None
             self._layouts[f] = _expected_layout(f, meta)
-            want = (count, *SAMPLE_SHAPES.get(f, lambda s: (s, s, 3))(size))
+            want = (count, *sample_shape(f, size))
             shape = tuple(meta.get("shape", ())) if isinstance(meta, dict) else ()
             if shape != want:
                 raise DaguerreError(f"{self.path}: array {f!r} has shape {list(shape)}, its attributes say {list(want)} (a damaged store)")
@@ -210,7 +206,7 @@ class Dataset:
         layout = self._layouts[field]
         if layout is None:
             v = self._zarr_array(field)[i]
-            return str(v) if np.ndim(v) == 0 and field in ("params", "source") else np.asarray(v)
+            return str(v) if np.ndim(v) == 0 and field in STRING_FIELDS else np.asarray(v)
         k, j = divmod(i, layout.shard_size)
         off, n = self._shard_index(field, k)[j]
         if off == MAX_U64:
@@ -229,7 +225,7 @@ class Dataset:
         if field not in self.fields:
             self._check(field, 0)
         if layout is None:
-            return list(self._zarr_array(field)[start:stop]) if field in ("params", "source") else np.asarray(self._zarr_array(field)[start:stop])
+            return list(self._zarr_array(field)[start:stop]) if field in STRING_FIELDS else np.asarray(self._zarr_array(field)[start:stop])
         out = []
         i = start
         while i < stop:
@@ -292,7 +288,7 @@ class Dataset:
         out: dict[str, Any] = {"index": self._check(self.fields[0], i)}
         for f in self.fields:
             v = self.read(f, i)
-            out[f] = json.loads(v) if f in ("params", "source") and v else v
+            out[f] = json.loads(v) if f in STRING_FIELDS and v else v
         return out
 
     def close(self) -> None:
