@@ -37,7 +37,7 @@ from .image import check_image
 from .operator import Operator, get_operator
 from .params import Float, Int
 from .rand import sample_rng
-from .yamltext import load_yaml
+from .yamltext import error_parts, load_yaml
 
 SCHEMA = 1
 COMBINATORS = {
@@ -415,10 +415,8 @@ def parse_text(text: str, source: str) -> Any:
     except json.JSONDecodeError as e:
         raise RecipeError(f"{source}: line {e.lineno} is not valid JSON: {e.msg}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise RecipeError(f"{source}:{where} is not valid YAML/JSON: {problem}") from None
+        line, problem = error_parts(e)
+        raise RecipeError(f"{source}:{f' line {line}' if line else ''} is not valid YAML/JSON: {problem}") from None
 
 
 def load_recipe(ref: str | Path | dict | list | Recipe) -> Recipe:

@@ -50,6 +50,12 @@ Loader.add_implicit_resolver(
 )
 
 
+def error_parts(e: yaml.YAMLError) -> tuple[int | None, str]:
+    """(line number or None, one-line problem) of a YAML error, for a one-line message."""
+    mark = getattr(e, "problem_mark", None)
+    return (mark.line + 1 if mark is not None else None), getattr(e, "problem", None) or str(e).splitlines()[0]
+
+
 def load_yaml(text: str) -> Any:
     """Parse ``text``; errors are ``yaml.YAMLError`` (with a ``problem_mark``), as PyYAML's own."""
     return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass

@@ -77,9 +77,7 @@ def _part_card(card: dict) -> dict:
 def _load_part(part: str, ref: str) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """A part's tensors under the bundle's ``part.`` prefix, its bundle card and its own card."""
     model, keep = PARTS[part]
-    t, card = store.load(ref, model, f"--{part}")
-    if card.get("stage") not in (part, None):  # a VAE2 given as --vae1 shares its architecture, not its latent space
-        raise DaguerreError(f"--{part} {card.get('name')} was trained as {card.get('stage')}, not {part}")
+    t, card = store.load(ref, model, f"--{part}", part)
     kept = _part_card(card)
     if part in ("vae1", "vae2"):  # what a mapping trained on this file pinned: checked when a mapping joins later
         kept["sha256"] = checkpoint.file_sha256(store.resolve(ref))

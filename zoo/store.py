@@ -66,11 +66,14 @@ def resolve(ref: str | Path) -> Path:
     raise DaguerreError(f"unknown model {s!r} (have: {', '.join(have) or 'none'}; see `daguerre zoo ls`)")
 
 
-def load(ref: str | Path, expected: str, option: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors, card) of a stored checkpoint that must hold a ``expected`` model; ``option`` names where it was given."""
+def load(ref: str | Path, expected: str, option: str = "", stage: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, card) of a stored checkpoint that must hold a ``expected`` model (trained as ``stage``, if
+    given: a VAE2 shares VAE1's architecture, not its latent space); ``option`` names where it was given."""
     tensors, card = checkpoint.load(resolve(ref))
+    where = f"{option} {ref}" if option else str(ref)
+    if stage is not None and card.get("model") == expected and card.get("stage") not in (None, stage):
+        raise DaguerreError(f"{where} was trained as {card.get('stage')}, not {stage}")
     if card.get("model") != expected:
-        where = f"{option} {ref}" if option else str(ref)
         if card.get("kind") == "training-state":
             raise DaguerreError(f"{where} is a run's training state, not a trained {expected!r} model: give a registered model (daguerre zoo ls)")
         raise DaguerreError(f"{where} is a {card.get('model')!r} checkpoint, expected {expected!r}")

@@ -264,9 +264,7 @@ def _model(name: str, cfg: TrainConfig, seed_offset: int, device, **overrides):
 
 def load_frozen(ref: str, expected: str, device, option: str = "", stage: str | None = None) -> torch.nn.Module:
     """A trained model from the store or a path, frozen in eval mode (trained as ``stage``, if given)."""
-    tensors, card = store.load(ref, expected, option)
-    if stage is not None and card.get("stage") not in (None, stage):
-        raise DaguerreError(f"{option} {ref} was trained as {card.get('stage')}, not {stage}")
+    tensors, card = store.load(ref, expected, option, stage)
     m = create_model(expected, card["config"])
     checkpoint.load_module(m, tensors, "model", str(ref))
     m.eval().requires_grad_(False)
@@ -790,15 +788,15 @@ def run_command_config(stage: str, options: dict[str, Any], config_file: str | N
     if config_file:
         import yaml
 
-        from degrade.yamltext import load_yaml
+        from degrade.yamltext import error_parts, load_yaml
 
         try:
             loaded = load_yaml(Path(config_file).read_text(encoding="utf-8-sig")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"line {mark.line + 1}: " if mark is not None else ""
-            why = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise DaguerreError(f"cannot read config {config_file}: {where}{why}") from None
+        except yaml.YAMLError as e:
+            line, why = error_parts(e)
+            raise DaguerreError(f"cannot read config {config_file}: {f'line {line}: ' if line else ''}{why}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise DaguerreError(f"cannot read config {config_file}: {str(e).splitlines()[0]}") from None
         if not isinstance(loaded, dict):
             raise DaguerreError(f"config {config_file}: expected a mapping of settings")
         known = {f.name for f in dataclasses.fields(TrainConfig)}
