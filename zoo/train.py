@@ -589,7 +589,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     from pipelines.catalog import file_lock
 
     out.mkdir(parents=True, exist_ok=True)
-    with file_lock(out / ".lock", f"the run folder {out} is in use by another training"):  # one run per folder
+    with contextlib.ExitStack() as held:
+        held.enter_context(file_lock(out / ".lock", f"the run folder {out} is in use by another training"))  # one run per folder
         (out / "samples").mkdir(exist_ok=True)
         for stray in out.glob(".*.tmp"):  # a checkpoint write cut by kill -9 (the write is atomic: never the checkpoint)
             stray.unlink(missing_ok=True)
@@ -603,53 +604,51 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
             lines = csv_path.read_text().splitlines(keepends=True)
             keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= start]
             csv_path.write_text("".join(keep))
-        writer_file = csv_path.open("a", newline="")
+        writer_file = held.enter_context(csv_path.open("a", newline=""))
         writer = None
         recent: dict[str, list[float]] = {}
         sample_batch = None
         t_data = t_total = 0.0
-        try:
-            for step in range(start, cfg.steps):
-                t0 = time.perf_counter()
-                waited = sum(b.wait for b in run.batches.values())
-                for o in run.optims.values():
-                    for g in o.param_groups:
-                        g["lr"] = cfg.lr_at(step)
-                gen = torch.Generator(device=device).manual_seed(int(step_generator(cfg.seed, step, 7).integers(2**62)))
-                logs = run.step_fn(run, cfg, step, gen)
-                bad = [k for k, v in logs.items() if not math.isfinite(v)]
-                if bad:  # the weights are ruined from here on: stop, register nothing (the last checkpoint stays)
-                    raise DaguerreError(f"training diverged at step {step + 1} ({bad[0]} is {logs[bad[0]]}); nothing registered: lower --lr")
-                dt = time.perf_counter() - t0
-                data_dt = sum(b.wait for b in run.batches.values()) - waited
-                t_total += dt
-                t_data += data_dt
-                for k, v in logs.items():
-                    recent.setdefault(k, []).append(v)
-                    recent[k] = recent[k][-50:]
-                if writer is None:
-                    writer = csv.DictWriter(writer_file, fieldnames=["step", *logs, "seconds", "data_seconds"])
-                    if start == 0:
-                        writer.writeheader()
-                writer.writerow({"step": step + 1, **{k: f"{v:.6g}" for k, v in logs.items()}, "seconds": f"{dt:.4f}",
-                                 "data_seconds": f"{data_dt:.4f}"})  # fmt: skip
-                if on_step:
-                    on_step(step + 1, logs)
-                done = step + 1
-                if done % cfg.sample_every == 0 or done == cfg.steps:
-                    if sample_batch is None:
-                        sample_batch = augment_fixed(run, cfg, device)
-                    tiles, labels = run.sample_fn(run, cfg, sample_batch)
-                    from degrade.sheet import contact_sheet, save_sheet
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            waited = sum(b.wait for b in run.batches.values())
+            for o in run.optims.values():
+                for g in o.param_groups:
+                    g["lr"] = cfg.lr_at(step)
+            gen = torch.Generator(device=device).manual_seed(int(step_generator(cfg.seed, step, 7).integers(2**62)))
+            logs = run.step_fn(run, cfg, step, gen)
+            bad = [k for k, v in logs.items() if not math.isfinite(v)]
+            if bad:  # the weights are ruined from here on: stop, register nothing (the last checkpoint stays)
+                raise DaguerreError(f"training diverged at step {step + 1} ({bad[0]} is {logs[bad[0]]}); nothing registered: lower --lr")
+            dt = time.perf_counter() - t0
+            data_dt = sum(b.wait for b in run.batches.values()) - waited
+            t_total += dt
+            t_data += data_dt
+            for k, v in logs.items():
+                recent.setdefault(k, []).append(v)
+                recent[k] = recent[k][-50:]
+            if writer is None:
+                writer = csv.DictWriter(writer_file, fieldnames=["step", *logs, "seconds", "data_seconds"])
+                if start == 0:
+                    writer.writeheader()
+            writer.writerow({"step": step + 1, **{k: f"{v:.6g}" for k, v in logs.items()}, "seconds": f"{dt:.4f}",
+                             "data_seconds": f"{data_dt:.4f}"})  # fmt: skip
+            if on_step:
+                on_step(step + 1, logs)
+            done = step + 1
+            if done % cfg.sample_every == 0 or done == cfg.steps:
+                if sample_batch is None:
+                    sample_batch = augment_fixed(run, cfg, device)
+                tiles, labels = run.sample_fn(run, cfg, sample_batch)
+                from degrade.sheet import contact_sheet, save_sheet
 
-                    sheet = contact_sheet(tiles, labels, ncols=6, tile_size=128, title=f"{cfg.stage} step {done}", label_lines=1)
-                    save_sheet(sheet, out / "samples" / f"step-{done:06d}.png")
-                if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                    writer_file.flush()
-                    _save_state(state_path, run, cfg, done, {k: float(np.mean(v)) for k, v in recent.items()}, pins)
-                    _plot_losses(csv_path, out / "losses.png")
-        finally:
-            writer_file.close()
+                sheet = contact_sheet(tiles, labels, ncols=6, tile_size=128, title=f"{cfg.stage} step {done}", label_lines=1)
+                save_sheet(sheet, out / "samples" / f"step-{done:06d}.png")
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                writer_file.flush()
+                _save_state(state_path, run, cfg, done, {k: float(np.mean(v)) for k, v in recent.items()}, pins)
+                _plot_losses(csv_path, out / "losses.png")
+        writer_file.close()  # the log is read back below
         # from the log, not memory: a resumed run's card then says what an uninterrupted one's says
         rows = []
         if csv_path.exists():
