@@ -41,7 +41,8 @@ def _pair_command(group: click.Group, name: str, target: str):
 class _Progress:
     """A rich progress bar (count, rate, ETA) on a terminal; silent in CI, pipes and logs.
 
-    Used as a context manager that yields ``advance(n=1)``; ``start(total, done)`` resets it.
+    Used as a context manager that yields itself: call it to advance by ``n`` (1); ``start(total, done)``
+    resets it.
     """
 
     def __init__(self, total: int, description: str, unit: str = "items") -> None:
@@ -63,7 +64,7 @@ class _Progress:
             )
             self.bar.__enter__()
             self.task = self.bar.add_task(self.description, total=self.total, rate="")
-        return self.advance
+        return self
 
     def start(self, total: int, done: int = 0) -> None:
         if self.bar is not None:
@@ -74,6 +75,8 @@ class _Progress:
             self.bar.advance(self.task, n)
             speed = self.bar.tasks[0].speed
             self.bar.update(self.task, rate=f"{speed:7.1f} {self.unit}/s" if speed else "")
+
+    __call__ = advance
 
     def __exit__(self, *exc):
         if self.bar is not None:
@@ -275,8 +278,7 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
     for s in spec.source.skipped:  # one line each, whatever the file is called
         click.echo(f"warning: skipped {s['reason']}".replace("\n", "\\n").replace("\r", "\\r"), err=True)
     with _progress(count, f"generating {name}", "samples") as advance:
-        bar = advance.__self__
-        res = create_dataset(spec, store, workers, scheduler, address, on_start=lambda t, d: bar.start(t, d), on_shard=advance)
+        res = create_dataset(spec, store, workers, scheduler, address, on_start=advance.start, on_shard=advance)
     if res.reused:
         click.echo(f"{res.version.ref} already has this lineage (same recipe, source, seed, count, size, layout); reusing it: {res.path}")
         return
@@ -423,7 +425,7 @@ def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
     reports = []
     for r in refs:
         with _progress(1, f"verifying {r}", "samples") as advance:  # verify sets the total once it has read it
-            reports.append(verify(r, on_shard=advance, on_start=advance.__self__.start))
+            reports.append(verify(r, on_shard=advance, on_start=advance.start))
     if as_json:
         _echo_json([{"ref": x.ref, "shards": x.shards, "ok": x.ok, "problems": x.problems} for x in reports])
     else:
@@ -481,7 +483,7 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
     from pipelines.versioning import reproduce
 
     with _progress(1, f"reproducing {ref}", "samples") as advance:  # reproduce sets the total
-        r = reproduce(ref, workers, scheduler, on_shard=advance, on_start=advance.__self__.start)
+        r = reproduce(ref, workers, scheduler, on_shard=advance, on_start=advance.start)
     if as_json:
         _echo_json(r.__dict__)
     elif r.identical:
@@ -744,15 +746,14 @@ def train_cmd(stage: str, config_file: str | None, replace: bool, **options) -> 
     from zoo.train import run_command_config, train
 
     cfg = run_command_config(stage, options, config_file)
-    with _progress(cfg.steps, f"train {stage}", "steps") as advance:
-        bar = advance.__self__
+    with _progress(cfg.steps, f"train {stage}", "steps") as bar:
         started = []
 
         def on_step(step, logs):
             if not started:
                 bar.start(cfg.steps, step - 1)
                 started.append(1)
-            advance()
+            bar()
             if bar.bar is not None:
                 bar.bar.update(bar.task, description=f"train {stage} " + " ".join(f"{k}={v:.3g}" for k, v in list(logs.items())[:4]))
 
