@@ -110,7 +110,7 @@ def _decode(source, name: str, max_pixels: int, deep: bool = False) -> Picture:
             _check_sample_format(im, name)
             im.load()
             icc = im.info.get("icc_profile")
-            orientation = _orientation(im)
+            orientation = _orientation(im) if deep and depth == 16 else 1  # only the second decoder needs it
             im = ImageOps.exif_transpose(im)
     except ImageError:
         raise
