@@ -67,6 +67,13 @@ def _check_pair(a: np.ndarray, b: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: expected H×W or H×W×3 images, got shape {a.shape}")
 
 
+def luma(image: np.ndarray) -> np.ndarray:
+    """Float64 luma (BT.601 weights) of a gray, RGB or RGBA image, on the image's own scale."""
+    if image.ndim == 2:
+        return image.astype(np.float64)
+    return image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
 def _halve(x: np.ndarray) -> np.ndarray:
     """2×2 average; an odd last row or column is averaged with itself (Wang's code: symmetric padding)."""
     h, w = x.shape
@@ -101,10 +108,9 @@ def gmsd(a: np.ndarray, b: np.ndarray) -> float:
     import cv2
 
     _check_pair(a, b, "gmsd")
-    luma = np.array([0.299, 0.587, 0.114])
 
     def grad(x: np.ndarray) -> np.ndarray:
-        y = _halve(x.astype(np.float64) @ luma if x.ndim == 3 else x.astype(np.float64))
+        y = _halve(luma(x))
         k = np.array([[1, 0, -1]] * 3, np.float64) / 3
         gx = cv2.filter2D(y, cv2.CV_64F, k, borderType=cv2.BORDER_CONSTANT)
         gy = cv2.filter2D(y, cv2.CV_64F, k.T, borderType=cv2.BORDER_CONSTANT)

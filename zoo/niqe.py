@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from scipy.special import gammaln
 
+from .metrics import luma
+
 PATCH = 96
 SHARPNESS = 0.75  # pristine patches: sharpness above this share of the image's sharpest
 MODEL_PATH = Path(__file__).resolve().parent / "niqe-pristine.json"
@@ -68,9 +70,7 @@ def _block_features(mscn: np.ndarray) -> list[float]:
 def _luma(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
         raise ValueError(f"niqe: expected a uint8 gray, RGB or RGBA image, got {image.dtype} of shape {image.shape}")
-    if image.ndim == 2:
-        return image.astype(np.float64)
-    return image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return luma(image)
 
 
 def patch_features(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
