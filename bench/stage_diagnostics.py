@@ -41,6 +41,7 @@ def main() -> None:
     from pipelines import open_dataset
     from zoo import checkpoint, metrics, store
     from zoo.bundle import load_bundle
+    from zoo.nn import to_signed
     from zoo.train import load_frozen, to_image
 
     torch.set_num_threads(2)
@@ -53,7 +54,7 @@ def main() -> None:
         maps[name] = m.eval()
 
     def t(a):
-        return torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        return to_signed(torch.from_numpy(np.array(a))[None])
 
     def u(x):
         return to_image(x)[0]

@@ -21,6 +21,16 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r} (use {', '.join(NORMS)})")
 
 
+def to_signed(x: torch.Tensor) -> torch.Tensor:
+    """B×H×W×3 uint8 images to the networks' B×3×H×W float range [-1, 1]."""
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def from_signed(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`to_signed`, clamped, as B×H×W×3 float in [0, 255] (not rounded)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1)
+
+
 def act() -> nn.Module:
     return nn.LeakyReLU(0.2, inplace=True)
 

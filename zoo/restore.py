@@ -25,6 +25,7 @@ from degrade.errors import DaguerreError, ImageError
 from degrade.io import to_uint8
 
 from .bundle import Bundle, load_bundle
+from .nn import from_signed, to_signed
 
 DEFAULT_MODEL = "default"
 
@@ -92,7 +93,7 @@ def _blend(h: int, w: int, channels: int, tile: int, overlap: int, fn) -> np.nda
 
 
 def _to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(device).permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
+    return to_signed(torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(device)[None])
 
 
 def detect(bundle: Bundle, rgb: np.ndarray, tile: int = 512, overlap: int = 32, device="cpu") -> np.ndarray:
@@ -145,7 +146,7 @@ def translate(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray, tile: int = 256
         xp, size = pad_to_multiple(x, s, minimum=max(8, 2 * s))
         mp = torch.nn.functional.pad(m, (0, xp.shape[-1] - m.shape[-1], 0, xp.shape[-2] - m.shape[-2]))
         y = bundle.vae2.decode(bundle.mapping(bundle.vae1.encode(xp)[0], mp))[..., : size[0], : size[1]]
-        return ((y[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).cpu().numpy()
+        return from_signed(y)[0].cpu().numpy()
 
     with torch.inference_mode():
         out = _blend(*rgb.shape[:2], 3, tile, overlap, window)

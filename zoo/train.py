@@ -33,6 +33,7 @@ from degrade.errors import DaguerreError
 from . import checkpoint, losses, store
 from .store import NAME_RE
 from .data import ShardDataset, passthrough
+from .nn import from_signed, to_signed
 from .registry import create_model, get_spec, init_weights, make_config
 
 STAGES = ("vae1", "vae2", "mapping", "scratch")
@@ -222,19 +223,20 @@ def augment(raw: dict[str, torch.Tensor], fields, size: int, rng: np.random.Gene
         for i in range(b):
             c = t[i, ys[i] : ys[i] + size, xs[i] : xs[i] + size]
             crops.append(c.flip(1) if flips[i] else c)
-        x = torch.stack(crops).to(device)
-        if f == "mask":
-            out[f] = (x > 0).float().unsqueeze(1)
-        else:
-            out[f] = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        out[f] = to_model(f, torch.stack(crops).to(device))
     return out
+
+
+def to_model(field: str, x: torch.Tensor) -> torch.Tensor:
+    """A batch of one dataset field as the networks take it: masks 0/1 B×1×H×W, images [-1, 1] B×3×H×W."""
+    return (x > 0).float().unsqueeze(1) if field == "mask" else to_signed(x)
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
     """B×3×H×W in [-1, 1] (or B×1×H×W in [0, 1]) to a list-like uint8 array for sheets."""
     if x.shape[1] == 1:
         return (x[:, 0].clamp(0, 1) * 255).round().byte().cpu().numpy()
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return from_signed(x).round().byte().cpu().numpy()
 
 
 # -- the stages ---------------------------------------------------------------------------------
@@ -770,8 +772,7 @@ def augment_fixed(run: Run, cfg: TrainConfig, device) -> dict[str, torch.Tensor]
     off = (tile - cfg.size) // 2
     out = {}
     for f in b.fields:
-        t = raw[f][:, off : off + cfg.size, off : off + cfg.size].to(device)
-        out[f] = (t > 0).float().unsqueeze(1) if f == "mask" else t.permute(0, 3, 1, 2).float() / 127.5 - 1
+        out[f] = to_model(f, raw[f][:, off : off + cfg.size, off : off + cfg.size].to(device))
     return out
 
 
