@@ -107,6 +107,8 @@ def _decode(source, name: str, max_pixels: int, deep: bool = False) -> Picture:
                 raise ImageError(f"{name}: empty image ({w}×{h})")
             depth = 16 if (_sixteen_bit(im) or im.mode.startswith("I;16")) else 8
             gray_alpha = any(str(t.args).startswith("LA;16") for t in getattr(im, "tile", []) or [])  # opened as RGBA
+            white_is_zero = im.mode.startswith("I;16") and getattr(im, "tag_v2", {}).get(262) == 0  # Pillow keeps the
+            # samples of a 16-bit MinIsWhite TIFF as they are (its 8-bit and 1-bit ones it inverts): a negative
             _check_sample_format(im, name)
             im.load()
             icc = im.info.get("icc_profile")
@@ -124,13 +126,21 @@ def _decode(source, name: str, max_pixels: int, deep: bool = False) -> Picture:
     except Exception as e:  # noqa: BLE001  Pillow's plugins raise OSError, ValueError, RuntimeError (AVIF), struct.error…
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{name}: cannot decode image ({msg})") from None
-    pic = _from_pil(im, name, depth)
+    if white_is_zero:
+        im = Image.fromarray(65535 - np.asarray(im).astype(np.int32))  # mode I, still 16-bit: depth says so
+    try:
+        pic = _from_pil(im, name, depth)
+    except ImageError:
+        raise
+    except (ValueError, OSError, MemoryError) as e:  # a mode Pillow opens but cannot convert: one line, not an internal error
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"{name}: cannot decode image ({msg})") from None
     if gray_alpha and pic.pixels.ndim == 3:  # Pillow widens 16-bit gray + alpha PNGs to RGBA: keep them gray
         pic.pixels = np.ascontiguousarray(pic.pixels[..., 0])
     pic.icc = icc_for(icc, pic.pixels.ndim == 2)
     if deep and depth == 16:
         source.seek(0)
-        pic.deep = _deep_samples(source.read(), pic, orientation)
+        pic.deep = _deep_samples(source.read(), pic, orientation, white_is_zero)
     return pic
 
 
@@ -142,6 +152,7 @@ def _orientation(im: Image.Image) -> int:
 
 
 SAMPLE_FORMATS = {2: "signed-integer", 3: "floating-point", 5: "complex", 6: "complex"}  # TIFF tag 339
+PLANAR_REFUSED = "16-bit TIFFs with separate colour planes are not supported (save with interleaved, contiguous samples)"
 
 
 def _unsupported_samples(sample_format: int, bits: int) -> str | None:
@@ -160,8 +171,12 @@ def _check_sample_format(im: Image.Image, name: str) -> None:
     tags = getattr(im, "tag_v2", None)
     if tags is None:
         return
+    first = lambda v: int(v[0] if isinstance(v, tuple) else v)  # noqa: E731  one value or one per sample
     try:
-        refused = _unsupported_samples(int(tags.get(339, (1,))[0]), int(tags.get(258, (8,))[0]))
+        bits = first(tags.get(258, (8,)))
+        refused = _unsupported_samples(first(tags.get(339, (1,))), bits)
+        if not refused and bits > 8 and first(tags.get(284, 1)) == 2 and first(tags.get(277, 1)) > 1:
+            refused = PLANAR_REFUSED  # Pillow (and OpenCV) decode its 16-bit planes as 8-bit: a garbled image
     except (TypeError, ValueError, IndexError):
         return
     if refused:
@@ -179,23 +194,36 @@ _ORIENT = {  # EXIF orientation → the array operation of ImageOps.exif_transpo
 }
 
 
-def _deep_samples(data: bytes, pic: Picture, orientation: int) -> np.ndarray | None:
+def _deep_samples(data: bytes, pic: Picture, orientation: int, invert: bool = False) -> np.ndarray | None:
     """The source's 16-bit samples in ``pic``'s layout, decoded by OpenCV: Pillow reduces 48- and 64-bit
     colour to 8 bits itself. Accepted only if it matches ``pic`` within a grey level (orientation included:
     OpenCV applies it for some formats and not others); None otherwise, and the 8-bit pixels stand."""
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16:
         return None
+    if invert:  # MinIsWhite: OpenCV keeps its samples as they are, too
+        arr = 65535 - arr
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
         arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     expected = pic.pixels if pic.alpha is None else np.dstack([pic.pixels, pic.alpha])
+    fits = []
     for cand in (arr, _ORIENT[orientation](arr)) if orientation in _ORIENT else (arr,):
         c = _like(cand, pic)
         if c is not None and c.shape == expected.shape:
             d = np.abs((c[::4, ::4] >> 8).astype(np.int16) - expected[::4, ::4])
             if d.size == 0 or d.max() <= 1:
-                return np.ascontiguousarray(c)
-    return None
+                fits.append(c)
+    if len(fits) > 1:  # a nearly flat image (a gentle ramp within a grey level or two) fits either way round:
+        fits.sort(key=lambda c: _misfit(c, expected))  # the right orientation is the one that agrees best
+    return np.ascontiguousarray(fits[0]) if fits else None
+
+
+def _misfit(deep: np.ndarray, eight: np.ndarray) -> float:
+    """Mean distance between 16-bit samples on the 8-bit scale and an 8-bit decode of them, in row strips."""
+    total = 0.0
+    for y in range(0, deep.shape[0], 256):
+        total += float(np.abs(deep[y : y + 256] * np.float32(1 / 257) - eight[y : y + 256]).sum())
+    return total / max(1, deep.size)
 
 
 def _like(a: np.ndarray, pic: Picture) -> np.ndarray | None:
@@ -285,6 +313,9 @@ def _from_pil(im: Image.Image, name: str, depth: int) -> Picture:
         raise ImageError(f"{name}: {FLOAT_REFUSED}")
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    elif mode == "La":  # gray + associated (premultiplied) alpha, a TIFF's ExtraSamples 1: Pillow converts it only to LA
+        im = im.convert("LA")
         mode = im.mode
     elif mode in ("L", "RGB") and "transparency" in im.info:  # a colour-key tRNS: that colour is transparent
         im = im.convert("LA" if mode == "L" else "RGBA")

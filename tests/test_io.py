@@ -325,3 +325,83 @@ def test_icc_profiles_are_read_kept_when_they_fit_and_written(tmp_path):
     assert encode_png(rgb) == encode_png(rgb, icc=None)
     Image.fromarray(rgb).save(tmp_path / "b.png")
     assert read_image(tmp_path / "b.png").icc is None
+
+
+def test_sixteen_bit_planar_tiff_is_refused_not_garbled(tmp_path):
+    """PlanarConfiguration 2 (one plane per colour): Pillow decoded the 16-bit planes as 8-bit samples,
+    interleaving high and low bytes into a garbled image that was restored without a word."""
+    import tifffile
+
+    rgb = np.random.default_rng(6).integers(0, 65536, (20, 24, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "p16.tif", rgb.transpose(2, 0, 1), photometric="rgb", planarconfig="separate")
+    with pytest.raises(ImageError, match=r"p16\.tif: 16-bit TIFFs with separate colour planes are not supported"):
+        read_image(tmp_path / "p16.tif", deep=True)
+    eight = to_uint8(rgb)  # 8-bit planes decode right: still read
+    tifffile.imwrite(tmp_path / "p8.tif", eight.transpose(2, 0, 1), photometric="rgb", planarconfig="separate")
+    assert np.array_equal(read_image(tmp_path / "p8.tif").pixels, eight)
+def test_sixteen_bit_min_is_white_tiff_is_not_a_negative(tmp_path):
+    """PhotometricInterpretation 0 (MinIsWhite: 0 is white): Pillow inverts 8-bit such TIFFs but not
+    16-bit ones, and OpenCV neither, so a 16-bit one was read, restored and written as its negative."""
+    import struct
+
+    import tifffile
+
+    ramp = (np.arange(64, dtype=np.uint16) * 1000)[None].repeat(8, 0)  # stored samples: 0 at the left
+    for name, samples, white in (("mw16.tif", ramp, 65535), ("mw8.tif", (ramp >> 8).astype(np.uint8), 255)):
+        tifffile.imwrite(tmp_path / name, samples, photometric="minisblack")
+        data = bytearray((tmp_path / name).read_bytes())  # then tag 262 set to 0: the samples stay as they are
+        ifd = struct.unpack("<I", data[4:8])[0]
+        for i in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+            at = ifd + 2 + 12 * i
+            if struct.unpack("<H", data[at : at + 2])[0] == 262:
+                data[at + 8 : at + 10] = struct.pack("<H", 0)
+        (tmp_path / name).write_bytes(bytes(data))
+        pic = read_image(tmp_path / name, deep=True)
+        assert np.abs(pic.pixels.astype(int) - to_uint8(white - samples.astype(np.int32))).max() <= 1, name
+        if samples.dtype == np.uint16:
+            assert pic.bit_depth == 16 and np.array_equal(pic.deep, white - samples), name
+def test_gray_tiff_with_associated_alpha_keeps_gray_and_alpha(tmp_path):
+    """ExtraSamples 1 (premultiplied alpha) on a gray TIFF opens in Pillow's mode La, which it converts
+    to LA only: its ValueError escaped read_image, so degrade and dataset create stopped on it, serve
+    answered 500 and restore called it an internal error."""
+    import tifffile
+
+    g = np.random.default_rng(7).integers(0, 256, (20, 30), dtype=np.uint8)
+    a = np.full((20, 30), 255, np.uint8)
+    a[:5] = 128
+    premultiplied = np.where(a == 255, g, (g.astype(int) * a // 255)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "la.tif", np.dstack([premultiplied, a]), photometric="minisblack", extrasamples=[1])
+    pic = read_image(tmp_path / "la.tif")
+    assert pic.is_gray and pic.alpha is not None and np.array_equal(pic.alpha, a)
+    assert np.array_equal(pic.pixels[5:], g[5:]) and np.abs(pic.pixels[:5].astype(int) - g[:5]).max() <= 2
+
+
+def test_a_mode_pillow_cannot_convert_is_an_image_error(tmp_path, monkeypatch):
+    import degrade.io
+
+    (tmp_path / "a.png").write_bytes(encode_png(np.zeros((4, 4, 3), np.uint8)))
+
+    def refuse(im, name, depth):  # what Pillow says of a mode it opens but cannot convert
+        raise ValueError("conversion from XY to RGB not supported")
+
+    monkeypatch.setattr(degrade.io, "_from_pil", refuse)
+    with pytest.raises(ImageError, match=r"a\.png: cannot decode image \(conversion from XY to RGB not supported\)"):
+        read_image(tmp_path / "a.png")
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_deep_orientation_of_a_nearly_flat_sixteen_bit_image(tmp_path, orientation):
+    """A gentle 16-bit ramp within a grey level or two of 8 bits: the unoriented samples agree with the
+    8-bit decode too, and were taken, so the 16-bit restoration's tones ran the wrong way."""
+    import tifffile
+
+    from degrade.io import _ORIENT
+
+    ramp = 30000 + 3 * np.arange(48)[None] + 2 * np.arange(48)[:, None]  # 30000..30235: 8 bits 117–118, square
+    gray = ramp.astype(np.uint16)
+    rgb = np.dstack([gray, gray[::-1], gray.T]).astype(np.uint16)
+    for name, a in {"g": gray, "c": rgb}.items():
+        (tmp_path / f"{name}.png").write_bytes(_with_exif_chunk(encode_png(a), orientation))
+        tifffile.imwrite(tmp_path / f"{name}.tif", a, photometric="rgb" if a.ndim == 3 else "minisblack",
+                         extratags=[(274, 3, 1, orientation, False)])  # fmt: skip
+        for f in (f"{name}.png", f"{name}.tif"):
+            pic = read_image(tmp_path / f, deep=True)
+            assert pic.deep is not None and np.array_equal(pic.deep, _ORIENT[orientation](a)), f
