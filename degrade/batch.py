@@ -23,11 +23,19 @@ class BatchReport:
 
 
 def resolve_inputs(items: Iterable[str]) -> list[Path]:
-    """Files, folders, globs and ``builtin:samples`` / ``builtin:real`` to a list of paths."""
+    """Files, folders, globs and ``builtin:samples`` / ``builtin:real`` to a list of paths, each file once
+    (a file named twice, or also found in a folder or glob given, keeps its first place)."""
+    import os
+
     paths: list[Path] = []
+    seen: set[str] = set()
     for item in items:
         builtin = expand_builtin(str(item))
-        paths.extend(builtin if builtin is not None else list_images([item]))
+        for p in builtin if builtin is not None else list_images([item]):
+            key = os.path.abspath(p)
+            if key not in seen:
+                seen.add(key)
+                paths.append(p)
     return paths
 
 

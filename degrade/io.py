@@ -76,9 +76,13 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, deep: bool
     ImageError naming the file.
     """
     p = Path(path)
-    if not p.exists():
+    try:
+        exists, is_dir = p.exists(), p.is_dir()
+    except OSError as e:  # a folder on the way that may not be searched (Permission denied)
+        raise ImageError(f"{p}: cannot read ({e.strerror or e})") from None
+    if not exists:
         raise ImageError(f"{p}: no such file")
-    if p.is_dir():
+    if is_dir:
         raise ImageError(f"{p}: is a directory, not an image")
     try:
         f = open(p, "rb")  # a file object, not the path: Pillow memory-maps paths, and its mapped TIFF
@@ -438,6 +442,11 @@ def list_images(paths, recursive: bool = True) -> list[Path]:
     for raw in paths:
         s = str(raw)
         p = Path(s)
+        try:
+            p.exists()
+        except OSError:  # not even its existence can be told (a folder on the way may not be searched):
+            out.append(p)  # the reader reports it with the other failures, and the other inputs go on
+            continue
         if p.is_dir():
             it = p.rglob("*") if recursive else p.iterdir()
             out.extend(sorted(q for q in it if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES))

@@ -162,6 +162,20 @@ def test_same_stem_inputs_are_refused(capsys, tmp_path, photo):
     assert one_line_error(r) and "would write the same outputs" in r.err
 
 
+def test_an_input_named_twice_is_processed_once(capsys, tmp_path, photo, monkeypatch):
+    """``x.png x.png``, ``d d/x.png`` or a relative and an absolute spelling: one file, one input. Each
+    was a second input: its outputs overwrote the first's (``wrote 2`` for one triplet) or, with another
+    spelling, the run was refused as two inputs with the same name."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "x.png").write_bytes(encode_png(photo))
+    monkeypatch.chdir(tmp_path)
+    for args in (["d/x.png", "d/x.png"], ["d", "d/x.png"], ["d/x.png", d / "x.png"], ["d/x.png", "d/*.png"]):
+        r = run(capsys, "degrade", *args, "--out", tmp_path / "o", "--recipe", "mild")
+        assert r.code == 0 and "wrote 1 degraded image" in r.out, (args, r.out, r.err)
+        assert json.loads((tmp_path / "o" / "x-000.json").read_text())["index"] == 0, args
+
+
 def test_outputs_never_overwrite_inputs(capsys, tmp_path, photo):
     d = tmp_path / "d"
     d.mkdir()
@@ -197,6 +211,29 @@ def test_write_errors_name_the_file_asked_for(tmp_path, monkeypatch):
     with pytest.raises(PermissionError) as e:
         atomic_write_bytes(tmp_path / "sheet.png", b"x")
     assert e.value.filename == str(tmp_path / "sheet.png") and e.value.strerror == "Permission denied"
+
+
+def test_an_input_in_a_folder_that_cannot_be_searched_costs_only_itself(capsys, tmp_path, photo, monkeypatch):
+    """``locked/x.png`` where ``locked`` is mode 000 (for a user other than root): even asking whether it
+    exists fails. That PermissionError escaped while the inputs were listed and stopped the whole run."""
+    import pathlib
+
+    (tmp_path / "good.png").write_bytes(encode_png(photo))
+    (tmp_path / "locked").mkdir()
+    locked = tmp_path / "locked" / "x.png"
+    locked.write_bytes(encode_png(photo))
+    stat = pathlib.Path.stat
+
+    def searchless(self, *a, **kw):  # what stat says below a folder without search permission (root is never told)
+        if self.parent.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return stat(self, *a, **kw)
+
+    monkeypatch.setattr(pathlib.Path, "stat", searchless)
+    r = run(capsys, "degrade", tmp_path / "good.png", locked, "--out", tmp_path / "o", "--recipe", "mild")
+    assert r.code != 0 and "Traceback" not in r.err and "internal" not in r.err
+    assert f"{locked}: cannot read (Permission denied)" in r.err
+    assert (tmp_path / "o" / "good-000.png").exists()
 
 
 def test_long_names_and_unwritable_outputs_cost_only_their_input(capsys, tmp_path, photo):

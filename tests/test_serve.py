@@ -116,6 +116,11 @@ def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(client):
         ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"model": "other"}}, 422),  # not silently rb
         ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"colour": "1"}}, 422),  # a typo is not ignored
         ({"content": b"garbage", "headers": {"content-type": "multipart/form-data; boundary=zzz"}}, 400),
+        # file parts count too: a second image, two images under one name, an option sent as a file
+        ({"files": {"file": ("x.png", png_bytes(), "image/png"), "file2": ("y.png", png_bytes(seed=1), "image/png")}}, 422),
+        ({"files": [("file", ("x.png", png_bytes(), "image/png")), ("file", ("y.png", png_bytes(seed=1), "image/png"))]}, 422),
+        ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"scratches": ["none", "auto"]}}, 422),
+        ({"files": {"file": ("x.png", png_bytes(), "image/png"), "scratches": ("s.txt", b"none", "text/plain")}}, 422),
     ]
     for kwargs, status in cases:
         r = c.post("/v1/restore", **kwargs)

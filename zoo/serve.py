@@ -129,8 +129,9 @@ def create_app(cfg: ServeConfig | None = None):
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    async def read_upload(request: Request) -> tuple[bytes, dict[str, str]]:
-        """The multipart body, streamed with a byte cap; returns the file bytes and the form fields."""
+    async def read_upload(request: Request) -> tuple[bytes, dict[str, str], list[tuple[str, bool]]]:
+        """The multipart body, streamed with a byte cap; returns the file bytes, the form fields, and every
+        part's name with whether it was a plain field (not a file)."""
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
             raise ImageError("expected multipart/form-data with the image in field 'file'")
@@ -157,12 +158,12 @@ def create_app(cfg: ServeConfig | None = None):
             raise OverflowError
         if not data:
             raise ImageError("the uploaded file is empty")
-        return data, {k: v for k, v in form.items() if isinstance(v, str)}
+        return data, {k: v for k, v in form.items() if isinstance(v, str)}, [(k, isinstance(v, str)) for k, v in form.multi_items()]
 
     @app.post("/v1/restore")
     async def restore_endpoint(request: Request):
         try:  # a client that stalls mid-body would otherwise hold its connection and its memory for ever
-            data, fields = await asyncio.wait_for(read_upload(request), timeout=cfg.timeout_s)
+            data, fields, parts = await asyncio.wait_for(read_upload(request), timeout=cfg.timeout_s)
         except asyncio.TimeoutError:
             return error(408, f"the upload did not arrive within {cfg.timeout_s:.0f} s")
         except OverflowError:
@@ -171,9 +172,16 @@ def create_app(cfg: ServeConfig | None = None):
             return error(400, str(e))
         except Exception as e:  # noqa: BLE001  malformed multipart bodies
             return error(400, f"malformed upload ({type(e).__name__})")
-        unknown = sorted(set(fields) - FORM_FIELDS)
+        names = [k for k, _ in parts]  # file parts too: a second image under another name is not silently dropped
+        unknown = sorted(set(names) - FORM_FIELDS)
         if unknown:
             return error(422, f"unknown form field(s): {', '.join(unknown)} (known: {', '.join(sorted(FORM_FIELDS))})")
+        twice = sorted({k for k in names if names.count(k) > 1})
+        if twice:  # which one would count? (the last did, for the image as for the options)
+            return error(422, f"form field(s) given more than once: {', '.join(twice)}")
+        as_files = sorted(k for k, plain in parts if not plain and k != "file")
+        if as_files:  # an option sent as a file part was ignored, its default used
+            return error(422, f"form field(s) {', '.join(as_files)} must be plain values, not files")
         asked = fields.get("model", request.query_params.get("model", cfg.model))
         if asked != cfg.model:
             return error(422, f"this server restores with model {cfg.model!r} only, not {asked!r} (start one with --model {asked})")
