@@ -217,7 +217,8 @@ def recipes_validate(files: tuple[str, ...]) -> None:
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True, help="Variants per input.")
 @click.option("--sheet", type=click.Path(dir_okay=False), help="Also write a contact sheet (.png, .jpg or .webp) of the results.")
-def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count: int, sheet: str | None) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace files in the outputs' places that daguerre did not write (refused otherwise).")
+def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count: int, sheet: str | None, overwrite: bool) -> None:
     """Degrade IMAGES (files, folders, globs, builtin:samples, builtin:real) with a recipe.
 
     Writes NAME-KKK.png (degraded), NAME-KKK.mask.png (defects) and NAME-KKK.json (params
@@ -230,7 +231,8 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     from degrade.sheet import check_sheet_path, save_sheet
 
     r = load_recipe(recipe)
-    paths = resolve_inputs(images)
+    unmatched: list[str] = []
+    paths = resolve_inputs(images, Path(out), unmatched)
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(images)}")
     if sheet:
@@ -238,14 +240,15 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
         check_outputs(paths, [[sheet]], "--sheet")  # checked against every input
         check_not_among(sheet, planned_outputs(paths, Path(out), count), "--sheet")  # and against every output
     with _progress(len(paths) * count, "degrading", "images") as tick:
-        report = degrade_files(paths, r, seed, Path(out), count, on_progress=tick, keep_previews=24 if sheet else 0)
+        report = degrade_files(paths, r, seed, Path(out), count, on_progress=tick, keep_previews=24 if sheet else 0, overwrite=overwrite)
+    report.failed += [(u, f"{u}: no images found") for u in unmatched]
     if sheet and report.previews:
         save_sheet(preview_sheet(report, title=f"recipe {r.name or recipe} ({r.hash[:12]}), seed {seed}"), sheet)
     click.echo(f"wrote {len(report.written)} degraded images to {out}" + (f", sheet {sheet}" if sheet else ""))
     if report.failed:
         for path, reason in report.failed:
             click.echo(f"error: {reason}", err=True)
-        raise SystemExit(f"error: {len(report.failed)} of {len(paths)} inputs failed")
+        raise SystemExit(f"error: {len(report.failed)} of {len(paths) + len(unmatched)} inputs failed")
 
 
 # -- datasets ----------------------------------------------------------------------------------
@@ -566,7 +569,8 @@ def dataset_gc(dry_run: bool, as_json: bool) -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--anchor/--no-anchor", default=True, show_default=True,
               help="Re-anchor the restoration's local tones to the input outside the mask, as the bundle's calibration says.")
-def restore_cmd(inputs, out, model, scratches, tile, device, anchor) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace files in the outputs' places that daguerre did not write (refused otherwise).")
+def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite) -> None:
     """Restore old photos (files, folders, globs, builtin:real): NAME.png, NAME.mask.png, NAME.compare.png.
 
     Pipeline: defect detection → VAE1 encoder → latent mapping with the mask → VAE2 decoder →
@@ -578,18 +582,20 @@ def restore_cmd(inputs, out, model, scratches, tile, device, anchor) -> None:
     from degrade.batch import resolve_inputs
     from zoo.restore import restore_files
 
-    paths = resolve_inputs(inputs)
+    unmatched: list[str] = []
+    paths = resolve_inputs(inputs, Path(out), unmatched)
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(inputs)}")
     with _progress(len(paths), "restoring", "photos") as advance:
-        report = restore_files(paths, Path(out), model, scratches, tile, device, on_file=advance, anchor=anchor)
+        report = restore_files(paths, Path(out), model, scratches, tile, device, on_file=advance, anchor=anchor, overwrite=overwrite)
+    report.failed += [(u, f"{u}: no images found") for u in unmatched]
     if report.written:
         mean = sum(report.seconds) / len(report.seconds)
         click.echo(f"restored {len(report.written)} photo(s) into {out} ({mean:.2f} s each)")
     if report.failed:
         for path, reason in report.failed:
             click.echo(f"error: {reason}", err=True)
-        raise SystemExit(f"error: {len(report.failed)} of {len(paths)} inputs failed: " + ", ".join(p for p, _ in report.failed))
+        raise SystemExit(f"error: {len(report.failed)} of {len(paths) + len(unmatched)} inputs failed: " + ", ".join(p for p, _ in report.failed))
 
 
 @cli.command("demo")

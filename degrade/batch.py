@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DaguerreError, ImageError
-from .io import atomic_write_bytes, encode_png, list_images, read_image
+from .io import INPUT_SUFFIXES, atomic_write_bytes, encode_png, list_images, marked_by_daguerre, read_image
 from .recipe import Recipe
 from .samples import expand_builtin
 
@@ -22,21 +22,61 @@ class BatchReport:
     previews: list[tuple[str, object, object, object]] = field(default_factory=list)
 
 
-def resolve_inputs(items: Iterable[str]) -> list[Path]:
+def resolve_inputs(items: Iterable[str], out: Path | None = None, unmatched: list[str] | None = None) -> list[Path]:
     """Files, folders, globs and ``builtin:samples`` / ``builtin:real`` to a list of paths, each file once
-    (a file named twice, or also found in a folder or glob given, keeps its first place)."""
+    (a file named twice, or also found in a folder or glob given, keeps its first place).
+
+    Folders and globs skip what lies in the output folder ``out`` (a re-run into ``in/out`` must not
+    take its own outputs for inputs); a folder or glob that matches nothing goes to ``unmatched``.
+    """
     import os
 
+    skip = os.path.realpath(out) + os.sep if out is not None else None
     paths: list[Path] = []
     seen: set[str] = set()
     for item in items:
         builtin = expand_builtin(str(item))
-        for p in builtin if builtin is not None else list_images([item]):
+        found = builtin if builtin is not None else list_images([item], suffixes=INPUT_SUFFIXES)
+        if skip and builtin is None and not _is_file(Path(item)):
+            found = [p for p in found if not os.path.realpath(p).startswith(skip)]
+        if not found and unmatched is not None:
+            unmatched.append(str(item))
+        for p in found:
             key = os.path.abspath(p)
             if key not in seen:
                 seen.add(key)
                 paths.append(p)
     return paths
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError:  # a folder on the way that may not be searched: the reader reports it
+        return True
+
+
+def check_not_foreign(per_input: Iterable[Iterable[Path]]) -> None:
+    """Refuse, before any work, to replace a file that daguerre did not write where an output goes (a
+    user's ``scan.png`` beside ``scan.jpg``); its own earlier outputs are replaced, as a re-run should."""
+    import os
+
+    for paths in per_input:
+        for o in paths:
+            if os.path.lexists(o) and not _ours(Path(o)):
+                raise DaguerreError(f"{o} exists and was not written by daguerre; move it, choose another --out, or pass --overwrite")
+
+
+def _ours(path: Path) -> bool:
+    try:
+        if not path.is_file():
+            return False
+        if path.suffix == ".json":  # degrade's params record
+            record = json.loads(path.read_bytes()[:1_000_000])
+            return isinstance(record, dict) and "recipe_hash" in record
+    except (ValueError, TypeError, OSError):
+        return False
+    return marked_by_daguerre(path)
 
 
 def output_stems(paths: list[Path]) -> list[str]:
@@ -87,17 +127,22 @@ def degrade_files(
     count: int = 1,
     on_progress: Callable[[], None] | None = None,
     keep_previews: int = 0,
+    overwrite: bool = False,
 ) -> BatchReport:
     """Degrade every input ``count`` times; sample index = input position × count + variant.
 
     Grayscale stays grayscale; an alpha channel is carried over untouched; 16-bit inputs are
-    scaled to 8 bits (recorded as ``bit_depth`` in the JSON). Every file is written atomically.
+    scaled to 8 bits (recorded as ``bit_depth`` in the JSON). Every file is written atomically;
+    files in their places that daguerre did not write are refused unless ``overwrite``.
     """
     if count < 1:
         raise DaguerreError(f"--count must be at least 1, got {count}")
     report = BatchReport()
     stems = output_stems(paths)
-    check_outputs(paths, planned_outputs(paths, out_dir, count))
+    planned = planned_outputs(paths, out_dir, count)
+    check_outputs(paths, planned)
+    if not overwrite:
+        check_not_foreign(planned)
     for pos, (path, stem) in enumerate(zip(paths, stems)):
         try:
             pic = read_image(path)
@@ -126,8 +171,8 @@ def degrade_files(
                 "params": result.params,
             }
             try:
-                atomic_write_bytes(base.with_suffix(".png"), encode_png(result.image, pic.alpha))
-                atomic_write_bytes(base.with_suffix(".mask.png"), encode_png(result.mask))
+                atomic_write_bytes(base.with_suffix(".png"), encode_png(result.image, pic.alpha, mark=True))
+                atomic_write_bytes(base.with_suffix(".mask.png"), encode_png(result.mask, mark=True))
                 atomic_write_bytes(base.with_suffix(".json"), (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
             except OSError as e:  # this input's outputs cannot be written (name too long, disk full): go on with the others
                 report.failed.append((str(path), f"{path}: cannot write {base.name}.*: {e.strerror or e}"))

@@ -14,7 +14,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")  # what folders give dataset sources
+INPUT_SUFFIXES = (*IMAGE_SUFFIXES, ".gif")  # what folders give `degrade` and `restore` (a GIF's first frame)
 MAX_PIXELS = 250_000_000
 """Refuse larger images before decoding them (decompression bombs); a 16k×15k scan still fits."""
 Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_PIXELS)  # Pillow's own guard stopped at 89.5 M; ours is in _decode
@@ -268,14 +269,32 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+_AFTER_IHDR = 8 + 8 + 13 + 4  # signature, IHDR's length/type, its 13 bytes, its CRC
+MARK = _png_chunk(b"tEXt", b"Software\x00daguerre")  # right after IHDR in the files daguerre writes as outputs
+
+
+def _after_ihdr(png: bytes, chunk: bytes) -> bytes:
+    if png[12:16] != b"IHDR":
+        raise ImageError("PNG encoding failed (no IHDR first)")
+    return png[:_AFTER_IHDR] + chunk + png[_AFTER_IHDR:]
+
+
 def _png_with_icc(png: bytes, icc: bytes) -> bytes:
     """PNG bytes with an iCCP chunk (the profile, deflated) right after IHDR, as the PNG spec places it."""
     import zlib
 
-    at = 8 + 8 + 13 + 4  # signature, IHDR's length/type, its 13 bytes, its CRC
-    if png[12:16] != b"IHDR":
-        raise ImageError("PNG encoding failed (no IHDR first)")
-    return png[:at] + _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)) + png[at:]
+    return _after_ihdr(png, _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+
+
+def marked_by_daguerre(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PNG that daguerre wrote with ``encode_png(..., mark=True)``: the outputs it
+    may replace on a re-run, where any other file in their place is refused (never lost)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_AFTER_IHDR + len(MARK))
+    except OSError:
+        return False
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[_AFTER_IHDR:] == MARK
 
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -388,16 +407,19 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once at import: os.umask can only be read by setting it
 
 
-def encode_png(pixels: np.ndarray, alpha: np.ndarray | None = None, compression: int = 3, icc: bytes | None = None) -> bytes:
+def encode_png(pixels: np.ndarray, alpha: np.ndarray | None = None, compression: int = 3, icc: bytes | None = None,
+               mark: bool = False) -> bytes:  # fmt: skip
     """PNG bytes of a uint8 or uint16 gray or RGB image, with ``alpha`` (same type) as an extra channel
-    (LA or RGBA) if given, and ``icc`` embedded as its colour profile if given (see :func:`icc_for`)."""
+    (LA or RGBA) if given, and ``icc`` embedded as its colour profile if given (see :func:`icc_for`).
+    ``mark``: a ``Software: daguerre`` text chunk, which :func:`marked_by_daguerre` recognises."""
     if pixels.dtype not in (np.uint8, np.uint16) or (alpha is not None and alpha.dtype != pixels.dtype):
         raise ImageError(f"can only write uint8 or uint16 images (alpha of the same type), got {pixels.dtype}")
     if pixels.dtype == np.uint16 and alpha is not None and pixels.ndim == 2:
         png = _png16_gray_alpha(pixels, alpha, compression)
     else:
         png = _encode_png(pixels, alpha, compression)
-    return _png_with_icc(png, icc) if icc else png
+    png = _png_with_icc(png, icc) if icc else png
+    return _after_ihdr(png, MARK) if mark else png
 
 
 def _encode_png(pixels: np.ndarray, alpha: np.ndarray | None, compression: int) -> bytes:
@@ -433,9 +455,9 @@ def _png16_gray_alpha(gray: np.ndarray, alpha: np.ndarray, compression: int) -> 
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
-def list_images(paths, recursive: bool = True) -> list[Path]:
-    """Expand files, folders (recursively) and globs into a de-duplicated list of image paths: in the
-    order given, each folder's and glob's matches sorted."""
+def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Expand files, folders (recursively; files with ``suffixes``) and globs into a de-duplicated list
+    of image paths: in the order given, each folder's and glob's matches sorted."""
     import glob
 
     out: list[Path] = []
@@ -449,7 +471,7 @@ def list_images(paths, recursive: bool = True) -> list[Path]:
             continue
         if p.is_dir():
             it = p.rglob("*") if recursive else p.iterdir()
-            out.extend(sorted(q for q in it if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES))
+            out.extend(sorted(q for q in it if q.is_file() and q.suffix.lower() in suffixes))
         elif p.exists():
             out.append(p)
         elif any(ch in s for ch in "*?["):

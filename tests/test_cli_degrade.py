@@ -258,3 +258,22 @@ def test_long_names_and_unwritable_outputs_cost_only_their_input(capsys, tmp_pat
 def test_builtin_samples_source(capsys, tmp_path):
     r = run(capsys, "degrade", "builtin:real", "--recipe", "mild", "--out", tmp_path)
     assert r.code == 0 and len(list(tmp_path.glob("*.mask.png"))) == len(real_photo_paths())
+
+
+def test_degrade_replaces_only_its_own_outputs(capsys, tmp_path, photo):
+    """Outputs are NAME-KKK.png/.mask.png/.json: a user's file of such a name is refused, not replaced,
+    unless --overwrite; daguerre's own (a re-run into the same folder) are replaced."""
+    (tmp_path / "x.png").write_bytes(encode_png(photo))
+    out = tmp_path / "o"
+    r = run(capsys, "degrade", tmp_path / "x.png", "--out", out, "--recipe", "mild")
+    assert r.code == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = run(capsys, "degrade", tmp_path / "x.png", "--out", out, "--recipe", "mild")  # a re-run: byte-identical again
+    assert r.code == 0 and {p.name: p.read_bytes() for p in out.iterdir()} == first
+    for name, foreign in (("x-000.json", b'{"notes": "mine"}\n'), ("x-000.mask.png", encode_png(photo[..., 0]))):
+        (out / name).write_bytes(foreign)
+        r = run(capsys, "degrade", tmp_path / "x.png", "--out", out, "--recipe", "mild")
+        assert one_line_error(r) and f"{name} exists and was not written by daguerre" in r.err
+        assert (out / name).read_bytes() == foreign
+        r = run(capsys, "degrade", tmp_path / "x.png", "--out", out, "--recipe", "mild", "--overwrite")
+        assert r.code == 0 and {p.name: p.read_bytes() for p in out.iterdir()} == first

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -487,3 +488,44 @@ def test_bundle_cache_follows_the_file(bundle, tmp_path, monkeypatch):
     assert other is not first
     a, b = (next(m.parameters()).detach() for m in (first.vae1.encoder, other.vae1.encoder))
     assert not torch.equal(a, b)
+
+
+def test_cli_restore_replaces_only_its_own_outputs(capsys, bundle, tmp_path, photo):
+    """A user's ``x.png`` where ``x.jpg``'s output goes was silently replaced. daguerre's outputs carry a
+    ``Software`` chunk: its own are replaced on a re-run, anything else is refused unless --overwrite."""
+    from degrade.io import marked_by_daguerre
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "x.jpg").write_bytes(cv2.imencode(".jpg", photo)[1].tobytes())
+    mine = encode_png(photo[..., 0])
+    (out / "x.png").write_bytes(mine)
+    r = run(capsys, "restore", src / "x.jpg", "--out", out, "--model", bundle, "--tile", "64")
+    assert one_line_error(r) and "x.png exists and was not written by daguerre" in r.err and "--overwrite" in r.err
+    assert (out / "x.png").read_bytes() == mine and sorted(p.name for p in out.iterdir()) == ["x.png"]
+    r = run(capsys, "restore", src / "x.jpg", "--out", out, "--model", bundle, "--tile", "64", "--overwrite")
+    assert r.code == 0 and (out / "x.png").read_bytes() != mine
+    assert all(marked_by_daguerre(out / f"x{k}.png") for k in ("", ".mask", ".compare"))
+    assert read_image(out / "x.png").pixels.shape == photo.shape  # the chunk does not bother a reader
+    r = run(capsys, "restore", src / "x.jpg", "--out", out, "--model", bundle, "--tile", "64")  # a re-run: its own outputs
+    assert r.code == 0, r.err
+
+
+def test_cli_restore_into_its_input_folder_twice_and_unmatched_inputs(capsys, bundle, tmp_path, photo):
+    """``restore in --out in/out`` failed the second time (its outputs were taken for inputs named like
+    them); a glob or folder that matched nothing beside other inputs was silently dropped; a folder's
+    GIFs were skipped although GIFs are restored."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "x.png").write_bytes(encode_png(photo))
+    Image.fromarray(photo).save(src / "y.gif")
+    for _ in range(2):
+        r = run(capsys, "restore", src, "--out", src / "out", "--model", bundle, "--tile", "64")
+        assert r.code == 0 and "restored 2 photo(s)" in r.out, r.err
+    assert sorted(p.name for p in (src / "out").iterdir()) == sorted(f"{s}{k}.png" for s in "xy" for k in ("", ".mask", ".compare"))
+    (tmp_path / "empty").mkdir()
+    r = run(capsys, "restore", src / "x.png", tmp_path / "empty", f"{src}/nomatch*.png", "--out", tmp_path / "o", "--model", bundle, "--tile", "64")
+    assert one_line_error(r) and "2 of 3 inputs failed" in r.err
+    assert "empty: no images found" in r.err and "nomatch*.png: no images found" in r.err
+    assert (tmp_path / "o" / "x.png").exists()

@@ -24,7 +24,8 @@ def build_demo(out: Path, model: str = "default", count: int = 96, size: int = 1
 
     t = time.perf_counter()
     recipe = load_recipe("old-photo")
-    rep = degrade_files(resolve_inputs(["builtin:samples"]), recipe, 0, out / "degraded", 1, keep_previews=13)
+    rep = degrade_files(resolve_inputs(["builtin:samples"]), recipe, 0, out / "degraded", 1, keep_previews=13,
+                        overwrite=True)  # fmt: skip  (the demo's own subfolders, also those of older versions)
     save_sheet(preview_sheet(rep, title=f"old-photo recipe ({recipe.hash[:12]}) on scikit-image's photographs"), out / "degrade-sheet.png")
     timings.append((f"degrade {len(rep.written)} photos (old-photo recipe)", time.perf_counter() - t))
     log(f"degraded {len(rep.written)} photos")
@@ -40,7 +41,7 @@ def build_demo(out: Path, model: str = "default", count: int = 96, size: int = 1
 
     t = time.perf_counter()
     photos = resolve_inputs(["builtin:real"])
-    rr = restore_files(photos, out / "restored", model, "auto", 256, "auto")
+    rr = restore_files(photos, out / "restored", model, "auto", 256, "auto", overwrite=True)
     if rr.failed:
         from degrade.errors import DaguerreError
 

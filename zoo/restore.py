@@ -309,21 +309,22 @@ def picture_array(pic) -> np.ndarray:
     return pic.pixels if pic.alpha is None else np.dstack([pic.pixels, pic.alpha])
 
 
-def encode_restored(image: np.ndarray, has_alpha: bool, icc: bytes | None = None) -> bytes:
+def encode_restored(image: np.ndarray, has_alpha: bool, icc: bytes | None = None, mark: bool = True) -> bytes:
     """PNG of a :func:`restore` result: gray stays 1 channel, alpha (the last channel) stays alpha, and
-    the input's colour profile (``Picture.icc``) stays its profile."""
+    the input's colour profile (``Picture.icc``) stays its profile; ``mark``: see ``encode_png``."""
     from degrade.io import encode_png
 
     pixels, alpha = (image[..., :-1], image[..., -1]) if has_alpha else (image, None)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[..., 0]
-    return encode_png(np.ascontiguousarray(pixels), alpha, icc=icc)
+    return encode_png(np.ascontiguousarray(pixels), alpha, icc=icc, mark=mark)
 
 
 def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str = "auto", tile: int = 256,
-                  device: str = "auto", on_file=None, anchor: bool = True) -> FileReport:  # fmt: skip
-    """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected."""
-    from degrade.batch import check_outputs, output_stems
+                  device: str = "auto", on_file=None, anchor: bool = True, overwrite: bool = False) -> FileReport:  # fmt: skip
+    """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected.
+    Files in their places that daguerre did not write are refused unless ``overwrite``."""
+    from degrade.batch import check_not_foreign, check_outputs, output_stems
     from degrade.io import atomic_write_bytes, encode_png, icc_for, nearest_existing, read_image
 
     report = FileReport()
@@ -333,7 +334,10 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     dev = resolve_device(device)
     get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
     stems = output_stems(list(paths))
-    check_outputs(paths, [[out / f"{s}{x}" for x in (".png", ".mask.png", ".compare.png")] for s in stems])
+    planned = [[out / f"{s}{x}" for x in (".png", ".mask.png", ".compare.png")] for s in stems]
+    check_outputs(paths, planned)
+    if not overwrite:
+        check_not_foreign(planned)
     name_max = os.pathconf(nearest_existing(out), "PC_NAME_MAX")  # out may not exist yet
     for path, stem in zip(paths, stems):
         t = time.perf_counter()
@@ -346,9 +350,9 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             res = restore(px, model, mode, tile, device=str(dev), anchor=anchor)
             restored = res.image
             atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None, pic.icc))
-            atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask))
+            atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask, mark=True))
             compare = compare_image(to_uint8(px), to_uint8(restored))  # RGB and 8-bit: a gray input's GRAY profile does not fit it
-            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, gray=False)))
+            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, gray=False), mark=True))
             report.written.append(out / f"{stem}.png")
             report.seconds.append(time.perf_counter() - t)
         except (ImageError, DaguerreError) as e:
