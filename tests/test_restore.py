@@ -167,6 +167,22 @@ def test_api_refuses_pixel_types_and_tiles_it_cannot_honour(bundle):
             restore(img, bundle, **kw)
 
 
+def test_api_takes_big_endian_samples_and_any_nonzero_mask_value(bundle, photo):
+    """``>u2`` arrays were refused as not uint16; a mask's negative values (int8) counted as undamaged,
+    where the docs say nonzero is damaged."""
+    deep = photo.astype(np.uint16) * 257
+    native = restore(deep, bundle, scratches="none", tile=64)
+    swapped = restore(deep.astype(">u2"), bundle, scratches="none", tile=64)
+    assert swapped.image.dtype == np.uint16 and np.array_equal(swapped.image, native.image)
+    m = np.zeros(photo.shape[:2], np.int8)
+    m[10:20, 30:40] = -1
+    m[40:45] = 3
+    res = restore(photo, bundle, scratches=m, tile=64)
+    assert np.array_equal(res.mask > 0, m != 0)
+    res = restore(photo, bundle, scratches=np.dstack([np.zeros_like(m), m, np.zeros_like(m)]), tile=64)
+    assert np.array_equal(res.mask > 0, m != 0)
+
+
 def test_cli_takes_file_names_that_are_not_utf8(capsys, bundle, tmp_path, photo):
     name = os.fsdecode(b"old\xffphoto.png")  # a legal Linux name (Latin-1 era scans), not valid UTF-8
     (tmp_path / name).write_bytes(encode_png(photo))

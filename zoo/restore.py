@@ -159,6 +159,8 @@ def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """RGB, alpha (or None), whether the input was grayscale; uint8, or uint16 for a uint16 input."""
     if not isinstance(image, np.ndarray):
         raise ImageError(f"expected a numpy image, got {type(image).__name__}")
+    if image.dtype.kind == "u" and image.dtype.itemsize == 2 and not image.dtype.isnative:
+        image = image.astype(np.uint16)  # big-endian samples (as a raw or FITS reader gives them): the same values
     if image.dtype not in (np.uint8, np.uint16):  # the result keeps the input's type: only these two have one
         raise ImageError(f"expected uint8 or uint16 pixels, got {image.dtype}: convert it first (an int16 array may "
                          f"hold 8-bit values or a signed scan, which need different scalings)")  # fmt: skip
@@ -221,8 +223,8 @@ def restore(
     if isinstance(scratches, np.ndarray):
         if scratches.ndim not in (2, 3) or scratches.shape[:2] != (h, w):
             raise ImageError(f"mask of shape {scratches.shape} does not match the image ({h}×{w}; H×W or H×W×C)")
-        m = scratches if scratches.ndim == 2 else scratches.max(axis=2)  # as the CLI reads a colour mask file
-        mask = np.where(m > 0, np.uint8(255), np.uint8(0))
+        m = scratches != 0 if scratches.ndim == 2 else (scratches != 0).any(axis=2)  # as the CLI reads a colour mask file
+        mask = np.where(m, np.uint8(255), np.uint8(0))
     elif scratches in ("auto", "all"):
         mask = detect_mask(bundle, rgb, 2 * tile, overlap, dev, seeds=scratches == "auto")
     elif scratches == "none":
