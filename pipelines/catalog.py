@@ -195,7 +195,10 @@ class Catalog:
             tags = sorted({tag for v in rows for tag in v.tags})
             have = f"its tags: {', '.join(tags)}" if tags else "it has no tags"
             raise DaguerreError(f"dataset {r.name!r} has no version or tag {r.version!r} ({have})")
-        return self.get(r.name, t[0])
+        v = self.get(r.name, t[0])
+        if v is None:  # left by a tag that raced an rm (catalogs from before tag checked inside its transaction)
+            raise DaguerreError(f"tag {r.name}@{r.version} points at v{t[0]}, which was removed; untag it")
+        return v
 
     def find_lineage(self, name: str, lineage_hash: str) -> Version | None:
         r = self.db.execute(
@@ -250,6 +253,8 @@ class Catalog:
         if not NAME_RE.match(tag) or version_number(tag) is not None:
             raise DaguerreError(f"invalid tag {tag!r}: letters, digits, '.', '_', '-', and not of the form vN")
         with self.transaction() as db:
+            if db.execute("SELECT 1 FROM versions WHERE name=? AND number=?", (v.name, v.number)).fetchone() is None:
+                raise DaguerreError(f"{v.ref} was removed meanwhile; nothing tagged")  # an rm between resolve and here
             old = db.execute("SELECT number FROM tags WHERE name=? AND tag=?", (v.name, tag)).fetchone()
             if old is not None and old[0] != v.number:
                 raise DaguerreError(f"tag {v.name}@{tag} already points at v{old[0]}; untag it first")
@@ -264,12 +269,21 @@ class Catalog:
     def remove(self, ref: str, force: bool = False) -> Version:
         """Unregister a version (refusing a tagged one without ``force``), then delete its data."""
         v = self.resolve(ref)
-        if v.tags and not force:
-            raise DaguerreError(f"{v.ref} is tagged ({', '.join(v.tags)}); use --force to remove it anyway")
         with self.transaction() as db:
+            tags = [t[0] for t in db.execute("SELECT tag FROM tags WHERE name=? AND number=? ORDER BY tag", (v.name, v.number))]
+            if tags and not force:  # read inside the transaction: a tag added since resolve counts too
+                raise DaguerreError(f"{v.ref} is tagged ({', '.join(tags)}); use --force to remove it anyway")
             db.execute("DELETE FROM tags WHERE name=? AND number=?", (v.name, v.number))
             db.execute("DELETE FROM versions WHERE name=? AND number=?", (v.name, v.number))
-        shutil.rmtree(v.path, ignore_errors=True)  # after COMMIT: a crash here leaves garbage for gc, not a dangling entry
+        # after COMMIT: a crash here leaves garbage for gc, not a dangling entry; renamed first, so that a
+        # half-deleted store never sits at a path that the same create would adopt (vN.zarr, --store PATH)
+        doomed = Path(v.path)
+        aside = doomed.parent / f".{doomed.name}.removing-{time.time_ns()}"
+        try:
+            os.rename(doomed, aside)
+        except OSError:  # already gone, or not ours to rename: delete in place
+            aside = doomed
+        shutil.rmtree(aside, ignore_errors=True)
         return v
 
 
@@ -313,9 +327,18 @@ def store_lock(store: Path) -> Iterator[None]:
         yield
 
 
+def scratch_dir(home: Path | None = None) -> Path:
+    """Where ``reproduce`` regenerates (one locked folder each); ``gc`` removes the unlocked ones."""
+    return (home or daguerre_home()) / "scratch"
+
+
 def is_locked(name: str) -> bool:
     """Whether a create of ``name`` holds its lock now (probed by taking it for an instant)."""
-    p = dataset_dir(name) / ".lock"
+    return lock_held(dataset_dir(name) / ".lock")
+
+
+def lock_held(p: Path) -> bool:
+    """Whether some process holds the flock of ``p`` now (probed by taking it for an instant)."""
     if not p.exists():
         return False
     fd = os.open(p, os.O_RDWR)
@@ -328,11 +351,12 @@ def is_locked(name: str) -> bool:
         os.close(fd)
 
 
-def garbage(catalog: Catalog) -> list[Path]:
-    """Data under ``datasets/`` that no catalog entry references (crash leftovers, unfinished runs)."""
+def garbage(catalog: Catalog, held: frozenset[str] = frozenset()) -> list[Path]:
+    """Data under ``datasets/`` that no catalog entry references (crash leftovers, unfinished runs), and
+    the scratch copies of killed ``reproduce`` runs.
+
+    ``held``: names whose creation lock this process holds (not busy, though the probe would say so)."""
     root = catalog.home / "datasets"
-    if not root.exists():
-        return []
     refs = catalog.referenced_paths()
 
     def holds_data(p: Path) -> bool:  # a registered store, inside one, or a folder holding one (a --store path)
@@ -345,8 +369,8 @@ def garbage(catalog: Catalog) -> list[Path]:
         return not holds_data(d) or any(os.path.dirname(r) == os.path.realpath(d) for r in refs)
 
     out = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and dataset_folder(p)):
-        busy = is_locked(d.name)
+    for d in sorted(p for p in (root.iterdir() if root.exists() else ()) if p.is_dir() and dataset_folder(p)):
+        busy = d.name not in held and is_locked(d.name)
         for p in sorted(d.iterdir()):
             if p.name == ".lock":
                 continue
@@ -355,15 +379,44 @@ def garbage(catalog: Catalog) -> list[Path]:
                 continue  # a create is running right now
             if not holds_data(p):
                 out.append(p)
+    scratch = scratch_dir(catalog.home)
+    if scratch.is_dir():  # copies that a killed `reproduce` left (a minute's grace: one made an instant ago takes its lock next)
+        now = time.time()
+        out += [p for p in sorted(scratch.iterdir()) if now - p.lstat().st_mtime > 60 and not lock_held(p / ".lock")]
     return out
 
 
 def collect_garbage(catalog: Catalog, dry_run: bool = False) -> list[tuple[Path, int]]:
-    """Remove (or list) unreferenced data; returns (path, bytes)."""
+    """Remove (or list) unreferenced data; returns (path, bytes).
+
+    Each name's leftovers are removed under its creation lock (a create that starts meanwhile could
+    resume or adopt them), each first renamed out of the way (``.gc-…``): a gc killed halfway never
+    leaves a half-deleted store under a name that a create resumes or adopts."""
+
+    def size(p: Path) -> int:
+        return disk_bytes(p) if p.is_dir() else p.stat().st_size
+
+    listed = garbage(catalog)
+    if dry_run:
+        return [(p, size(p)) for p in listed]
     found = []
-    for p in garbage(catalog):
-        n = disk_bytes(p) if p.is_dir() else p.stat().st_size
-        found.append((p, n))
-        if not dry_run:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    scratch = scratch_dir(catalog.home)
+    for p in (q for q in listed if q.parent == scratch):  # each a reproduce's own folder: unlocked means dead
+        if not lock_held(p / ".lock"):
+            n = size(p)
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            found.append((p, n))
+    for folder in sorted({p.parent for p in listed} - {scratch}):
+        try:
+            with file_lock(folder / ".lock", f"dataset {folder.name!r} is being created"):
+                for p in garbage(catalog, held=frozenset({folder.name})):  # again: no create can start now
+                    if p.parent != folder:
+                        continue
+                    n = size(p)
+                    doomed = p if p.name.startswith(".gc-") else folder / f".gc-{time.time_ns()}"
+                    os.rename(p, doomed)
+                    shutil.rmtree(doomed) if doomed.is_dir() else doomed.unlink()
+                    found.append((p, n))
+        except DaguerreError:  # a create of this name is running: its folder is its own
+            continue
     return found

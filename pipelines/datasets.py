@@ -149,6 +149,11 @@ def create_dataset(
         with creation_lock(spec.name), (store_lock(final) if final is not None else nullcontext()):
             existing = catalog.find_lineage(spec.name, spec.lineage_hash)
             if existing is not None:
+                if not (Path(existing.path) / "zarr.json").is_file():  # reusing it would report success and hand over nothing
+                    raise DaguerreError(
+                        f"{existing.ref} has this lineage but its data is gone ({existing.path}); "
+                        f"`daguerre dataset rm {existing.ref}` (or restore the folder), then re-run"
+                    )
                 return GenerationResult(Path(existing.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, existing, reused=True)
             orphan = _adoptable(spec, catalog, final)
             if orphan is None and final is not None and final.exists():
@@ -177,6 +182,30 @@ EXPORT_MARK = ".daguerre-export.json"
 """Written first into an export folder: which dataset it holds, so an interrupted export can resume."""
 
 
+def _check_export_place(ds: Dataset, out: Path) -> None:
+    """Not under ``datasets/`` (``gc`` deletes what no catalog entry references there) nor inside a store
+    (registered ones are immutable; ``rm`` would delete the export with it)."""
+    from .refs import daguerre_home
+
+    here = os.path.realpath(out)
+    home = daguerre_home()
+    managed = os.path.realpath(home / "datasets")
+    if here == managed or here.startswith(managed + os.sep):
+        raise DaguerreError(f"{out} is inside {managed}, which the catalog manages (`gc` would delete the export); export elsewhere")
+    stores = {os.path.realpath(ds.path)}
+    if (home / "catalog.sqlite").exists():
+        from .catalog import Catalog
+
+        cat = Catalog()
+        try:
+            stores |= cat.referenced_paths()
+        finally:
+            cat.close()
+    for r in stores:
+        if here == r or here.startswith(r + os.sep):
+            raise DaguerreError(f"{out} is inside the dataset store {r}; export elsewhere")
+
+
 def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = None) -> tuple[int, int]:
     """Write ``NNNNNN.degraded.png`` (+ ``.clean.png``, ``.mask.png``) and ``NNNNNN.json`` per sample;
     returns (written, already there).
@@ -186,6 +215,7 @@ def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = No
     export of the same dataset, it writes only the samples that are missing (each sample's JSON is
     written last, atomically, so a sample whose JSON exists is complete).
     """
+    _check_export_place(ds, out)
     mark = {"identity": ds.attrs.get("identity") or str(ds.path), "dataset": str(ds.path)}  # identity covers the count
     if out.exists() and not out.is_dir():
         raise DaguerreError(f"{out} is not a folder; export into a new one")

@@ -274,11 +274,25 @@ def run_tasks(
             raise DaguerreError(f"cannot reach the dask scheduler at {address}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         except Exception as e:  # noqa: BLE001  something else answered (an HTTP server's bytes read as a message length)
             raise DaguerreError(f"{address} does not answer as a dask scheduler ({type(e).__name__})") from None
-        with client:
-            for fut in as_completed(client.compute(tasks)):
-                marker = fut.result()
-                if on_shard:
-                    on_shard(marker["samples"][1] - marker["samples"][0])
+        import logging
+        from concurrent.futures import CancelledError
+
+        from distributed.comm.core import CommClosedError
+
+        quiet = logging.getLogger("distributed.client")  # its failed reconnection is logged with a traceback
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            with client:
+                for fut in as_completed(client.compute(tasks)):
+                    marker = fut.result()
+                    if on_shard:
+                        on_shard(marker["samples"][1] - marker["samples"][0])
+        except (CommClosedError, CancelledError) as e:  # the scheduler died or restarted: what is written stays
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DaguerreError(f"lost the dask scheduler at {address} ({why}); re-run the command to resume") from None
+        finally:
+            quiet.setLevel(level)
         return
     if scheduler not in SCHEDULERS:
         raise DaguerreError(f"unknown scheduler {scheduler!r} (use {' or '.join(SCHEDULERS)})")
@@ -291,7 +305,7 @@ def run_tasks(
     from concurrent.futures.process import BrokenProcessPool
 
     pool = _quiet_pool(workers) if scheduler == "processes" else None
-    done = False
+    done = interrupted = False
     try:
         with Callback(posttask=posttask):
             dask.compute(*tasks, scheduler=scheduler, num_workers=workers, pool=pool)  # threads: None, their own pool
@@ -301,9 +315,15 @@ def run_tasks(
             "a worker process died (out of memory? or, from a script, the missing "
             "`if __name__ == '__main__':` guard that the processes scheduler needs); re-run to resume"
         ) from None
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        if pool is not None:  # interrupted: do not wait for the shards still running
-            pool.shutdown(wait=done, cancel_futures=not done)
+        # interrupted: do not wait for the shards still running. After a failed shard (a full disk), wait for the
+        # running ones (at most one per worker): shutdown(wait=False) races the pool's own threads at exit, and
+        # Python printed "Exception ignored … OSError: Bad file descriptor" under the one-line error
+        if pool is not None:
+            pool.shutdown(wait=not interrupted, cancel_futures=not done)
 
 
 def _probe_scheduler(address: str) -> None:

@@ -42,17 +42,22 @@ def _expected_layout(name: str, meta: dict[str, Any]) -> ArrayLayout | None:
             and inner[0]["name"] in ("bytes", "vlen-utf8")
             and meta["data_type"] in ("uint8", "string")
         )
-    except (KeyError, TypeError, ValueError):
+        if not ok:
+            return None
+        dtype = STRING if meta["data_type"] == "string" else "uint8"
+        level = int(inner[1].get("configuration", {}).get("level", 1))
+        return ArrayLayout(name, int(meta["shape"][0]), tuple(meta["shape"][1:]), int(shard[0]), dtype, level)
+    except (KeyError, TypeError, ValueError, IndexError):  # damaged metadata: zarr-python's path, then the shape check, report it
         return None
-    if not ok:
-        return None
-    dtype = STRING if meta["data_type"] == "string" else "uint8"
-    level = inner[1].get("configuration", {}).get("level", 1)
-    return ArrayLayout(name, int(meta["shape"][0]), tuple(meta["shape"][1:]), int(shard[0]), dtype, level)
 
 
 def resolve(ref: str | DatasetRef | os.PathLike) -> Path:
-    """Find the store a reference points to: a path as is, a name or tag through the catalog."""
+    """Find the store a reference points to: a path as is, a name or tag through the catalog.
+
+    A ``Path`` (any ``os.PathLike``) is a store path, even one without a '/' or a ``.zarr`` suffix:
+    read as text, ``Path("train")`` would open the catalog's ``train`` instead."""
+    if isinstance(ref, os.PathLike):
+        ref = DatasetRef(path=Path(ref).expanduser())
     r = ref if isinstance(ref, DatasetRef) else parse_ref(str(ref))
     if r.path is not None:
         if not r.path.exists():
@@ -88,6 +93,12 @@ class Dataset:
         if not (isinstance(count, int) and count >= 0 and isinstance(size, int) and size > 0
                 and isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields)):  # fmt: skip
             raise DaguerreError(f"{self.path}: damaged attributes (count, size or fields missing or invalid)")
+        shards = self.attrs.get("shards", [])
+        if not (isinstance(shards, list) and all(
+                isinstance(sh, dict) and isinstance(sh.get("sha256"), str) and isinstance(sh.get("fields"), dict)
+                and isinstance(sh.get("samples"), list) and len(sh["samples"]) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in sh["samples"]) for sh in shards)):  # fmt: skip
+            raise DaguerreError(f"{self.path}: damaged attributes (the shard checksum records are malformed)")
         self.fields: list[str] = list(fields)
         self._layouts: dict[str, ArrayLayout | None] = {}
         for f in self.fields:
@@ -170,6 +181,8 @@ class Dataset:
             layout = self._layouts[field]
             fd = self._fd(field, k)
             size = os.fstat(fd).st_size
+            if size < layout.index_nbytes:  # pread at a negative offset: a bare "Invalid argument"
+                raise DaguerreError(f"{self.path}: shard {k} of {field} is truncated ({size} bytes, shorter than its {layout.index_nbytes}-byte index)")
             try:
                 idx = decode_index(layout, os.pread(fd, layout.index_nbytes, size - layout.index_nbytes))
             except ValueError as e:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from degrade.errors import DaguerreError, ImageError
-from degrade.io import IMAGE_SUFFIXES, list_images, read_image
+from degrade.io import IMAGE_SUFFIXES, decode_image, list_images, read_image
 from degrade.samples import BUILTIN_REAL, BUILTIN_SAMPLES, real_photo_paths, sample_photo_paths
 
 CROP_STREAM = 1  # spawn_key=(i, CROP_STREAM) for the pick-and-crop generator
@@ -187,7 +187,14 @@ class ImageCache:
             if ds is None:
                 ds = self._datasets[source.dataset] = open_dataset(source.dataset)
             return ds.read("clean", int(f.path.rsplit("#", 1)[1]))
-        pic = read_image(f.path)
+        try:
+            with open(f.path, "rb") as fh:
+                data = fh.read()
+        except OSError as e:
+            raise ImageError(f"{f.path}: cannot read ({e.strerror or e})") from None
+        if hashlib.sha256(data).hexdigest() != f.sha256:  # decode what was scanned, or nothing: the lineage records it
+            raise DaguerreError(f"{f.path} changed since the source was scanned; re-run the command to rescan it")
+        pic = decode_image(data, f.path)
         return pic.rgb()  # gray expanded, alpha composited on white, 16-bit already scaled
 
 

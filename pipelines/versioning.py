@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 import tempfile
 from collections import defaultdict
@@ -15,7 +17,7 @@ import numpy as np
 
 from degrade.errors import DaguerreError
 
-from .catalog import Catalog, Version
+from .catalog import Catalog, Version, file_lock, scratch_dir
 from .generate import dataset_checksum, field_checksum, shard_checksum
 from .layout import GenerationSpec, library_versions, read_attrs
 from .reader import Dataset, open_dataset
@@ -98,7 +100,10 @@ def recipe_diff(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]
     """Operator/parameter-level differences: added, removed and changed nodes and settings."""
     fa, fb = _flatten_recipe(a), _flatten_recipe(b)
     lines = []
-    for path in sorted(set(fa) | set(fb), key=lambda p: (p.count("."), p)):
+    def order(p: str) -> tuple:  # steps[2] before steps[10]: indices compared as numbers, not text
+        return (p.count("."), [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", p)])
+
+    for path in sorted(set(fa) | set(fb), key=order):
         x, y = fa.get(path), fb.get(path)
         if x is None:
             lines.append(f"+ {path}: {y.get('op') or y.get('combinator')} {json.dumps({k: v for k, v in y.items() if k not in ('op', 'combinator')})}")
@@ -212,6 +217,42 @@ def shard_problem(ds: Dataset, fields: list[str], sh: dict[str, Any]) -> str | N
     return None
 
 
+def _sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
+def lineage_problems(a: dict[str, Any]) -> list[str]:
+    """Recorded settings that disagree with the lineage the identity hashes: the lineage against its hash,
+    the settings that ``info``, ``diff`` and ``reproduce`` read against the lineage, the source file
+    list against its fingerprint, the canonical recipe against its hash."""
+    lineage = a.get("lineage")
+    if not isinstance(lineage, dict):
+        return ["attributes: no lineage recorded"]
+    out = []
+    if _sha256_json(lineage) != a.get("lineage_hash"):
+        out.append("attributes: the lineage does not hash to the recorded lineage_hash")
+    for k in ("kind", "recipe_hash", "seed", "count", "size", "shard_size", "crop"):
+        if a.get(k) != lineage.get(k):
+            out.append(f"attributes: {k} {json.dumps(a.get(k))} differs from the lineage's {json.dumps(lineage.get(k))}")
+    src = a.get("source") if isinstance(a.get("source"), dict) else {}
+    fp = hashlib.sha256()
+    try:
+        for f in src.get("files") or []:
+            fp.update(f"{f['name']}\0{f['bytes']}\0{f['sha256']}\n".encode())
+    except (KeyError, TypeError):
+        fp = None
+    if src.get("fingerprint") != lineage.get("source_fingerprint") or fp is None or fp.hexdigest() != src.get("fingerprint"):
+        out.append("attributes: the source files or fingerprint differ from the lineage's source_fingerprint")
+    recipe = a.get("recipe")
+    try:
+        rhash = None if recipe is None else _sha256_json({"schema": recipe["schema"], "steps": recipe["steps"]})
+    except (KeyError, TypeError, ValueError):
+        rhash = "?"
+    if rhash != a.get("recipe_hash"):
+        out.append("attributes: the recorded recipe does not hash to its recipe_hash")
+    return out
+
+
 def verify(ref: str, on_shard: Callable[[int], None] | None = None, on_start: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Recompute every shard's SHA-256 from the decoded data and compare with the recorded ones."""
     v = resolve_version(ref)  # a name the catalog does not know is a usage error, not a corrupt dataset
@@ -237,6 +278,7 @@ def verify(ref: str, on_shard: Callable[[int], None] | None = None, on_start: Ca
         report.problems.append(f"attributes: {len(shards)} shard checksums recorded, {expected} expected")
     if dataset_checksum([str(sh.get("sha256")) for sh in shards]) != a.get("checksum"):
         report.problems.append("attributes: the dataset checksum does not match its shards' checksums")
+    report.problems += lineage_problems(a)
     if on_start:
         on_start(sum(int(sh["samples"][1]) - int(sh["samples"][0]) for sh in shards), 0)
     for k, sh in enumerate(shards):
@@ -304,11 +346,16 @@ def reproduce(ref: str, workers: int = 2, scheduler: str = "processes", on_shard
     a = ds.attrs
     spec = spec_from_attrs(a, workers)
     changed = {k: [old, library_versions().get(k)] for k, old in a.get("versions", {}).items() if library_versions().get(k) != old}
-    tmp = Path(tempfile.mkdtemp(prefix="daguerre-reproduce-"))
+    # next to the datasets (the system's temp folder may be a small tmpfs), locked while in use, so that
+    # `gc` removes the copy a killed reproduce leaves and leaves a running one alone
+    scratch = scratch_dir()
+    scratch.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="reproduce-", dir=scratch))
     try:
-        target = tmp / "copy.zarr"
-        generate(spec, tmp / ".copy.partial", lambda p: (p.rename(target), target)[1], workers, scheduler, None, on_start, on_shard)
-        fresh = read_attrs(target)
+        with file_lock(tmp / ".lock", f"{tmp} is in use"):
+            target = tmp / "copy.zarr"
+            generate(spec, tmp / ".copy.partial", lambda p: (p.rename(target), target)[1], workers, scheduler, None, on_start, on_shard)
+            fresh = read_attrs(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     diffs = []

@@ -556,3 +556,75 @@ def test_threads_reading_one_dataset_get_the_right_bytes(small_spec, tmp_path):
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(same, range(0, 60 * 15, 7)))
     ds.close()
+
+
+def test_a_failed_shard_shuts_the_worker_pool_down_in_order(home, tmp_path, monkeypatch):
+    """After a shard failed (here its source image vanished; in the field, a full disk), the pool was shut down
+    with wait=False, which races the pool's own threads at exit: about one run in ten printed Python's
+    "Exception ignored … OSError: Bad file descriptor" traceback under the one-line error."""
+    import pipelines.generate as gen
+
+    src = tmp_path / "src"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), np.full((80, 90, 3), 128, np.uint8))
+    spec = build_spec("f", str(src), 4, 32, 0, shard_size=2)
+    (src / "a.png").unlink()  # gone after the scan: every shard fails in its worker
+    calls, make_pool = [], gen._quiet_pool
+
+    def recording_pool(workers):
+        pool = make_pool(workers)
+        shutdown = pool.shutdown
+        pool.shutdown = lambda wait=True, cancel_futures=False: (calls.append(wait), shutdown(wait=wait, cancel_futures=cancel_futures))
+        return pool
+
+    monkeypatch.setattr(gen, "_quiet_pool", recording_pool)
+    with pytest.raises(Exception, match="a.png"):
+        create_dataset(spec, workers=1, scheduler="processes")
+    assert calls == [True]
+
+
+@pytest.mark.parametrize("lost", ["closed", "cancelled"])
+def test_a_scheduler_lost_mid_run_is_one_line(capsys, home, monkeypatch, lost):
+    """A scheduler killed mid-run printed distributed's reconnect traceback, then an 'internal' error."""
+    from concurrent.futures import CancelledError
+
+    import distributed
+    from distributed.comm.core import CommClosedError
+
+    import pipelines.generate as gen
+
+    class Gone:  # what a client sees once the scheduler died
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def compute(self, tasks):
+            if lost == "closed":
+                raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: ConnectionResetError: [Errno 104] Connection reset by peer")
+            raise CancelledError("shard-3 cancelled for reason: scheduler-connection-lost.")
+
+    monkeypatch.setattr(distributed, "Client", Gone)
+    monkeypatch.setattr(gen, "_probe_scheduler", lambda address: None)
+    r = run(capsys, "dataset", "create", "d", "--source", "builtin:samples", "--count", "4", "--size", "32", "--address", "tcp://127.0.0.1:8786")
+    assert one_line_error(r) and "lost the dask scheduler at tcp://127.0.0.1:8786" in r.err and "re-run" in r.err and "internal" not in r.err, r.err
+
+
+def test_a_source_file_changed_after_the_scan_is_refused_not_mixed_in(home, tmp_path):
+    """The lineage records each file's SHA-256 at the scan; generation decoded whatever the path held later
+    (an edit during a long run, or a worker seeing another copy), so the data silently disagreed with it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(2):
+        cv2.imwrite(str(src / f"{k}.png"), np.full((80, 90, 3), 60 + 100 * k, np.uint8))
+    spec = build_spec("ch", str(src), 6, 32, 0, shard_size=3)
+    cv2.imwrite(str(src / "tmp.png"), np.full((80, 90, 3), 255, np.uint8))
+    os.replace(src / "tmp.png", src / "1.png")  # replaced after the scan, before generation reads it
+    with pytest.raises(DaguerreError, match=r"1\.png changed since the source was scanned"):
+        create_dataset(spec, workers=1, scheduler="threads")
+    res = create_dataset(build_spec("ch", str(src), 6, 32, 0, shard_size=3), workers=1, scheduler="threads")  # rescanned
+    assert res.version.ref == "ch@v1"

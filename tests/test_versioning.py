@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -529,3 +530,255 @@ def test_a_foreign_catalog_is_one_line(capsys, home):
     db.close()
     r = run(capsys, "dataset", "ls")
     assert one_line_error(r) and "is not daguerre's: its table 'versions' lacks" in r.err
+
+
+def test_array_metadata_without_a_shape_is_one_line_not_internal(capsys, home, tmp_path):
+    make(capsys, "am", count=4)
+    arr = _attrs_path("am").parent / "clean" / "zarr.json"
+    meta = json.loads(arr.read_text())
+    del meta["shape"]
+    arr.write_text(json.dumps(meta))
+    for cmd in (["verify", "am"], ["show", "am", "--out", tmp_path / "s.png"]):
+        r = run(capsys, "dataset", *cmd)
+        assert one_line_error(r) and "array 'clean' has shape [], its attributes say [4, 48, 48, 3]" in r.err and "KeyError" not in r.err, (cmd, r.err)
+
+
+def test_recipe_diff_lists_steps_in_their_order():
+    from degrade import load_recipe
+    from pipelines.versioning import recipe_diff
+
+    a = load_recipe("old-photo").canonical()
+    b = json.loads(json.dumps(a))
+    for k in (10, 1, 2):
+        b["steps"][k]["p"] = 0.99
+    assert [line.split(".p ")[0] for line in recipe_diff(a, b)] == ["~ steps[1]", "~ steps[2]", "~ steps[10]"]
+
+
+def test_export_refuses_folders_that_gc_or_rm_would_delete(capsys, home, tmp_path):
+    make(capsys, "ex", count=4)
+    make(capsys, "ext", count=4, *["--store", str(tmp_path / "ext.zarr")])
+    store = open_dataset("ex").path
+    for out, message in [(home / "datasets" / "ex" / "png", "which the catalog manages"),
+                         (store / "png", "which the catalog manages"),
+                         (tmp_path / "ext.zarr" / "png", "is inside the dataset store")]:  # fmt: skip
+        r = run(capsys, "dataset", "export", "ex", "--out", out)
+        assert one_line_error(r) and message in r.err and not out.exists(), (out, r.err)
+    assert run(capsys, "dataset", "export", "ex", "--out", tmp_path / "png").code == 0
+    assert collect_garbage(Catalog(), dry_run=True) == []
+
+
+def _leave_a_finished_partial(spec):
+    """A create killed after its data was complete, before registration: a `.partial-…` store."""
+
+    def crash(self, *a, **k):
+        raise KeyboardInterrupt("power cut")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Catalog, "register", crash)
+        with pytest.raises(KeyboardInterrupt):
+            create_dataset(spec, workers=1, scheduler="threads")
+
+
+def test_a_gc_killed_halfway_leaves_nothing_that_create_resumes(home, monkeypatch):
+    import shutil
+
+    from pipelines.versioning import verify
+
+    spec = build_spec("g", "builtin:samples", 6, 32, 0, shard_size=3)
+    _leave_a_finished_partial(spec)
+    real_rmtree = shutil.rmtree
+
+    def killed(path, *a, **k):  # gc killed after deleting one array of the leftover
+        real_rmtree(Path(path) / "degraded")
+        raise KeyboardInterrupt("kill -9")
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "rmtree", killed)
+        with pytest.raises(KeyboardInterrupt):
+            collect_garbage(Catalog())
+    res = create_dataset(spec, workers=1, scheduler="threads")
+    assert not res.reused and res.shards_written == 2  # generated again, not the half-deleted store registered
+    assert verify("g").ok
+    assert len(collect_garbage(Catalog())) == 1  # the half-deleted leftover is still collected
+    assert collect_garbage(Catalog(), dry_run=True) == []
+
+
+def test_gc_leaves_a_leftover_alone_once_a_create_takes_its_name(home, monkeypatch):
+    import contextlib
+
+    import pipelines.catalog as catalog_module
+
+    spec = build_spec("r", "builtin:samples", 6, 32, 0, shard_size=3)
+    _leave_a_finished_partial(spec)
+    listed, held = catalog_module.garbage, contextlib.ExitStack()
+
+    def then_a_create_starts(cat, *a, **k):  # the create re-run to resume takes the lock right after gc looked
+        found = listed(cat, *a, **k)
+        if not a and not k:
+            held.enter_context(creation_lock("r"))
+        return found
+
+    monkeypatch.setattr(catalog_module, "garbage", then_a_create_starts)
+    with held:
+        assert collect_garbage(Catalog()) == []
+    assert list((home / "datasets" / "r").glob(".partial-*"))
+
+
+@pytest.mark.parametrize("shards", [[1, 2], "x", [{"samples": "x", "sha256": "0", "fields": {}}], [{"samples": [0, 4]}]])
+def test_malformed_shard_records_are_one_line_not_internal(capsys, home, tmp_path, shards):
+    make(capsys, "m", count=4)
+    p = _attrs_path("m")
+    meta = json.loads(p.read_text())
+    meta["attributes"]["daguerre"]["shards"] = shards
+    p.write_text(json.dumps(meta))
+    for cmd in (["verify", "m"], ["export", "m", "--out", tmp_path / "x"]):
+        r = run(capsys, "dataset", *cmd)
+        assert one_line_error(r) and "shard checksum records are malformed" in r.err and "internal" not in r.err, (cmd, r.err)
+
+
+def test_a_path_object_is_a_store_path_even_named_like_a_dataset(capsys, home, tmp_path, monkeypatch):
+    make(capsys, "a", count=4)
+    make(capsys, "other", "--seed", "3", count=8)
+    import shutil
+
+    shutil.copytree(open_dataset("other").path, tmp_path / "a")  # a store folder called like the catalog's dataset
+    monkeypatch.chdir(tmp_path)
+    ds = open_dataset(Path("a"))
+    assert len(ds) == 8 and ds.attrs["seed"] == 3  # the folder, not the catalog's a@v1
+    assert len(open_dataset("a")) == 4  # text is still a reference
+    with pytest.raises(DaguerreError, match="no dataset at"):
+        open_dataset(Path("missing"))
+
+
+def test_gc_removes_the_copy_a_killed_reproduce_left_and_not_a_running_ones(capsys, home, monkeypatch):
+    import shutil
+
+    import pipelines.versioning as versioning
+    from pipelines.catalog import file_lock
+
+    make(capsys, "rp", count=4)
+    with monkeypatch.context() as m:  # killed: its cleanup never ran
+        m.setattr(versioning.shutil, "rmtree", lambda *a, **k: None)
+        assert run(capsys, "dataset", "reproduce", "rp", "--workers", "1", "--scheduler", "threads").code == 0
+    left = list((home / "scratch").iterdir())
+    assert len(left) == 1 and (left[0] / "copy.zarr").is_dir()
+    assert json.loads(run(capsys, "dataset", "gc", "--json").out)["items"] == []  # a minute's grace: it may be starting
+    running, starting = home / "scratch" / "reproduce-running", home / "scratch" / "reproduce-starting"
+    starting.mkdir()
+    for old in (left[0], running):
+        old.mkdir(exist_ok=True)
+        os.utime(old, (time.time() - 120, time.time() - 120))
+    with file_lock(running / ".lock", "busy"):
+        os.utime(running, (time.time() - 120, time.time() - 120))
+        (running / "copy.zarr").mkdir()
+        os.utime(running, (time.time() - 120, time.time() - 120))
+        r = run(capsys, "dataset", "gc", "--json")
+        assert [x["path"] for x in json.loads(r.out)["items"]] == [str(left[0])]
+    assert sorted((home / "scratch").iterdir()) == [running, starting]
+    shutil.rmtree(starting)
+    shutil.rmtree(running)
+
+
+def test_reusing_a_lineage_whose_data_is_gone_is_refused_not_reported_as_success(capsys, home):
+    import shutil
+
+    make(capsys, "gone", count=4)
+    shutil.rmtree(open_dataset("gone").path)
+    r = run(capsys, "dataset", "create", "gone", "--count", "4", *ARGS)
+    assert one_line_error(r) and "gone@v1 has this lineage but its data is gone" in r.err and "rm gone@v1" in r.err
+    assert run(capsys, "dataset", "rm", "gone@v1").code == 0
+    r = make(capsys, "gone", count=4)
+    assert "created gone@v2" in r.out and len(open_dataset("gone")) == 4
+
+
+def test_an_rm_cut_short_leaves_nothing_that_create_adopts(capsys, home, tmp_path, monkeypatch):
+    import shutil
+
+    from pipelines.versioning import verify
+
+    real_rmtree = shutil.rmtree
+
+    def cut_short(path, *a, **k):  # Ctrl-C or kill -9 after one array was deleted
+        real_rmtree(Path(path) / "mask")
+        raise KeyboardInterrupt("interrupted rm")
+
+    for name, extra in (("k", ()), ("ks", ("--store", str(tmp_path / "ks.zarr")))):
+        make(capsys, name, *extra, count=4)
+        with monkeypatch.context() as m:
+            m.setattr(shutil, "rmtree", cut_short)
+            with pytest.raises(KeyboardInterrupt):
+                Catalog().remove(f"{name}@v1")
+        r = make(capsys, name, *extra, count=4)  # the same command: generated again, not the half-deleted store adopted
+        assert f"created {name}@v2" in r.out, r.out
+        assert verify(name).ok
+    assert [p.name.startswith(".v1.zarr.removing-") for p, _ in collect_garbage(Catalog())] == [True]
+
+
+def test_tag_and_rm_racing_leave_no_dangling_tag(capsys, home, monkeypatch):
+    make(capsys, "d", "--seed", "1")
+    make(capsys, "d", "--seed", "2")
+    resolve = Catalog.resolve
+
+    def then(action):
+        done = []
+
+        def racing(self, ref):  # the other command commits between this one's resolve and its transaction
+            v = resolve(self, ref)
+            if not done:
+                done.append(True)
+                other = Catalog()
+                action(other)
+                other.close()
+            return v
+
+        return racing
+
+    with monkeypatch.context() as m:
+        m.setattr(Catalog, "resolve", then(lambda c: c.remove("d@v1")))
+        with pytest.raises(DaguerreError, match="removed meanwhile"):
+            Catalog().tag("d@v1", "paper")
+    for cmd in (["info", "d@paper"], ["verify", "d@paper"], ["rm", "d@paper"], ["tag", "d@v2", "paper"]):
+        r = run(capsys, "dataset", *cmd)
+        assert "internal" not in r.err and "already points at v1" not in r.err, (cmd, r.err)
+    assert run(capsys, "dataset", "tag", "d@v2", "paper").code == 0
+    with monkeypatch.context() as m:
+        m.setattr(Catalog, "resolve", then(lambda c: c.tag("d@v2", "keep")))
+        with pytest.raises(DaguerreError, match=r"is tagged \(keep, paper\)"):
+            Catalog().remove("d@v2")
+    assert open_dataset("d@keep").attrs["seed"] == 2
+    c = Catalog()  # a dangling tag an older daguerre left behind: one clear line, not an internal error
+    c.db.execute("INSERT INTO tags VALUES ('d', 'old', 1, '')")
+    c.close()
+    for cmd in (["info", "d@old"], ["verify", "d@old"], ["rm", "d@old"]):
+        r = run(capsys, "dataset", *cmd)
+        assert one_line_error(r) and "points at v1, which was removed" in r.err and "internal" not in r.err, (cmd, r.err)
+    assert run(capsys, "dataset", "untag", "d@old").code == 0
+
+
+def test_a_truncated_shard_is_named_not_a_bare_invalid_argument(capsys, home, tmp_path):
+    make(capsys, "tr", count=8)
+    shard = _attrs_path("tr").parent / "clean" / "c" / "1" / "0" / "0" / "0"
+    shard.write_bytes(shard.read_bytes()[:10])  # shorter than the shard's index
+    with pytest.raises(DaguerreError, match="shard 1 of clean is truncated"):
+        open_dataset("tr")[5]
+    r = run(capsys, "dataset", "show", "tr", "--out", tmp_path / "s.png")
+    assert one_line_error(r) and "shard 1 of clean is truncated" in r.err
+    r = run(capsys, "dataset", "verify", "tr")
+    assert one_line_error(r) and "shard 1 (samples 4-7): clean unreadable" in r.err and "Invalid argument" not in r.err
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [(lambda a: a.update(seed=7), "seed 7 differs from the lineage's 0"),
+     (lambda a: a["lineage"].update(seed=7), "the lineage does not hash to the recorded lineage_hash"),
+     (lambda a: a["recipe"]["steps"].pop(), "the recorded recipe does not hash to its recipe_hash"),
+     (lambda a: a["source"]["files"].pop(), "the source files or fingerprint differ")],
+)  # fmt: skip
+def test_verify_catches_edited_settings_that_info_diff_and_reproduce_read(capsys, home, edit, message):
+    make(capsys, "s", count=4)
+    p = _attrs_path("s")
+    meta = json.loads(p.read_text())
+    edit(meta["attributes"]["daguerre"])  # the data and every checksum untouched
+    p.write_text(json.dumps(meta))
+    r = run(capsys, "dataset", "verify", "s")
+    assert one_line_error(r) and message in r.err, r.err
