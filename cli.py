@@ -542,18 +542,22 @@ def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
 @dataset.command("gc")
 @click.option("--dry-run", is_flag=True, help="List what would be removed.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def dataset_gc(dry_run: bool, as_json: bool) -> None:
+@click.option("--force", is_flag=True, help="Also remove complete stores that no catalog entry lists (kept otherwise).")
+def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
     """Remove data that no catalog entry references (crash leftovers, unfinished generations)."""
     from pipelines.catalog import Catalog, collect_garbage
 
     cat = Catalog()
-    found = collect_garbage(cat, dry_run)
+    kept: list = []
+    found = collect_garbage(cat, dry_run, force, kept)
     cat.close()
     if as_json:
-        _echo_json({"dry_run": dry_run, "items": [{"path": str(p), "bytes": n} for p, n in found]})
+        _echo_json({"dry_run": dry_run, "items": [{"path": str(p), "bytes": n} for p, n in found], "kept": [str(p) for p in kept]})
         return
     for p, n in found:
         click.echo(f"{'would remove' if dry_run else 'removed'} {p} ({_human_bytes(n)})")
+    for p in kept:
+        click.echo(f"kept {p}: a complete store that no catalog entry lists (re-run its `dataset create` to register it, or gc --force)")
     click.echo(f"{len(found)} item(s), {_human_bytes(sum(n for _, n in found))}" + (" (dry run)" if dry_run else ""))
 
 

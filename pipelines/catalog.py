@@ -386,8 +386,24 @@ def garbage(catalog: Catalog, held: frozenset[str] = frozenset()) -> list[Path]:
     return out
 
 
-def collect_garbage(catalog: Catalog, dry_run: bool = False) -> list[tuple[Path, int]]:
+STORE_NAME = re.compile(r"v\d+\.zarr")
+
+
+def complete_store(p: Path) -> bool:
+    """A published ``vN.zarr`` whose attributes are marked complete: a whole dataset, not a leftover."""
+    try:
+        return bool(STORE_NAME.fullmatch(p.name) and p.is_dir() and read_attrs(p).get("complete"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def collect_garbage(catalog: Catalog, dry_run: bool = False, force: bool = False,
+                    kept: list[Path] | None = None) -> list[tuple[Path, int]]:  # fmt: skip
     """Remove (or list) unreferenced data; returns (path, bytes).
+
+    A complete ``vN.zarr`` that no entry lists is kept (appended to ``kept``) unless ``force``: it is a
+    create that crashed before registering (re-running it adopts the store) or, with a lost or
+    emptied ``catalog.sqlite``, a whole dataset that gc must not take for garbage.
 
     Each name's leftovers are removed under its creation lock (a create that starts meanwhile could
     resume or adopt them), each first renamed out of the way (``.gc-…``): a gc killed halfway never
@@ -397,6 +413,11 @@ def collect_garbage(catalog: Catalog, dry_run: bool = False) -> list[tuple[Path,
         return disk_bytes(p) if p.is_dir() else p.stat().st_size
 
     listed = garbage(catalog)
+    if not force:
+        whole = [p for p in listed if complete_store(p)]
+        listed = [p for p in listed if p not in whole]
+        if kept is not None:
+            kept += whole
     if dry_run:
         return [(p, size(p)) for p in listed]
     found = []
@@ -410,7 +431,7 @@ def collect_garbage(catalog: Catalog, dry_run: bool = False) -> list[tuple[Path,
         try:
             with file_lock(folder / ".lock", f"dataset {folder.name!r} is being created"):
                 for p in garbage(catalog, held=frozenset({folder.name})):  # again: no create can start now
-                    if p.parent != folder:
+                    if p.parent != folder or (not force and complete_store(p)):
                         continue
                     n = size(p)
                     doomed = p if p.name.startswith(".gc-") else folder / f".gc-{time.time_ns()}"

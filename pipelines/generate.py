@@ -34,6 +34,7 @@ from .sources import pick, pick_and_crop
 
 PROGRESS_DIR = ".progress"
 CONNECT_TIMEOUT_S = 10
+WORKERS_TIMEOUT_S = 60  # a scheduler without workers would take the tasks and never run them
 SCHEDULERS = ("threads", "processes")
 
 
@@ -149,10 +150,13 @@ def generate_shard(spec: GenerationSpec, store: str, k: int, overlap: bool = Fal
     else:
         for j, sample in iter_samples(spec, start, stop):
             enc.add(j, sample)
+    sizes = {}
     for f, layout in layouts.items():
-        atomic_write_bytes(Path(store) / f / layout.shard_key(k), encode_shard(layout, enc.chunks[f]))
+        pieces = encode_shard(layout, enc.chunks[f])
+        atomic_write_bytes(Path(store) / f / layout.shard_key(k), pieces)
+        sizes[f] = sum(len(x) for x in pieces)
     sums = enc.checksums()
-    marker = {"shard": k, "samples": [start, stop], "fields": sums, "sha256": shard_checksum(sums)}
+    marker = {"shard": k, "samples": [start, stop], "fields": sums, "sha256": shard_checksum(sums), "bytes": sizes}
     atomic_write_bytes(Path(store) / PROGRESS_DIR / f"shard-{k:06d}.json", json.dumps(marker).encode())
     return marker
 
@@ -211,8 +215,25 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
             if not partial.exists():  # not a lost race: the rename itself failed
                 raise OSError(e.errno, e.strerror, str(partial)) from None
             return prepare_store(spec, partial)
-    done = {int(p.stem.split("-")[1]) for p in (partial / PROGRESS_DIR).glob("shard-*.json")}
+    layouts = spec.layouts()
+    done = {k for k in range(spec.n_shards) if _shard_done(partial, layouts, k)}
     return [k for k in range(spec.n_shards) if k not in done]
+
+
+def _shard_done(partial: Path, layouts: dict[str, Any], k: int) -> bool:
+    """Whether shard ``k`` has a readable progress marker and every field's shard file at the size it
+    records. After a power cut a marker can outlive data the disk never received (an empty file)."""
+    p = partial / PROGRESS_DIR / f"shard-{k:06d}.json"
+    if not p.exists():
+        return False
+    try:
+        marker = json.loads(p.read_bytes())
+        sizes = marker.get("bytes") or {}  # markers from before sizes were recorded: any non-empty file
+        return marker.get("shard") == k and all(
+            (n := (partial / f / layout.shard_key(k)).stat().st_size) > 0 and n == sizes.get(f, n) for f, layout in layouts.items()
+        )
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
 
 
 def _stored_zstd_level(store: Path, spec: GenerationSpec) -> int | None:
@@ -274,6 +295,12 @@ def run_tasks(
             raise DaguerreError(f"cannot reach the dask scheduler at {address}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         except Exception as e:  # noqa: BLE001  something else answered (an HTTP server's bytes read as a message length)
             raise DaguerreError(f"{address} does not answer as a dask scheduler ({type(e).__name__})") from None
+        try:
+            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+        except TimeoutError:
+            client.close()
+            raise DaguerreError(f"no dask worker joined the scheduler at {address} within {WORKERS_TIMEOUT_S} s; "
+                                f"start some (dask worker {address}) and re-run") from None  # fmt: skip
         import logging
         from concurrent.futures import CancelledError
 

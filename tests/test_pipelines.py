@@ -415,6 +415,22 @@ def test_distributed_scheduler_address(small_spec, tmp_path):
             create_dataset(small_spec(count=2), store=str(tmp_path / "x.zarr"), address="tcp://127.0.0.1:9")
 
 
+def test_a_scheduler_without_workers_is_one_line_not_a_hang(small_spec, tmp_path, monkeypatch):
+    """It took the tasks and waited for ever, without a word."""
+    import time
+
+    from distributed import LocalCluster
+
+    import pipelines.generate as generate_module
+
+    monkeypatch.setattr(generate_module, "WORKERS_TIMEOUT_S", 2)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        t = time.monotonic()
+        with pytest.raises(DaguerreError, match=r"no dask worker joined the scheduler at .* within 2 s"):
+            create_dataset(small_spec(count=2), store=str(tmp_path / "w.zarr"), address=cluster.scheduler_address)
+        assert time.monotonic() - t < 30
+
+
 @pytest.mark.parametrize("peer", ["silent", "http"])
 def test_an_address_that_is_not_a_scheduler_fails_in_bounded_time(small_spec, tmp_path, monkeypatch, peer):
     """A peer that accepts and never answers hung the create; an HTTP server's reply was read as a
@@ -628,3 +644,30 @@ def test_a_source_file_changed_after_the_scan_is_refused_not_mixed_in(home, tmp_
         create_dataset(spec, workers=1, scheduler="threads")
     res = create_dataset(build_spec("ch", str(src), 6, 32, 0, shard_size=3), workers=1, scheduler="threads")  # rescanned
     assert res.version.ref == "ch@v1"
+
+
+def test_resume_remakes_shards_whose_data_a_power_cut_lost(small_spec, tmp_path):
+    """A marker counted as a finished shard even when its data never reached the disk (a power cut
+    before writeback leaves empty files, or an empty marker): the run published a store that failed
+    verify. Now a shard counts only with a readable marker and every file at its recorded size."""
+    from pipelines.generate import PROGRESS_DIR, generate, generate_shard, prepare_store
+
+    spec = small_spec(count=12, shard_size=4)
+    clean = generate(spec, tmp_path / ".ref.partial", lambda d: d.rename(tmp_path / "ref.zarr") or tmp_path / "ref.zarr",
+                     workers=1, scheduler="threads")  # fmt: skip
+    partial = tmp_path / ".p.partial"
+    assert prepare_store(spec, partial) == [0, 1, 2]
+    for k in range(3):
+        generate_shard(spec, str(partial), k)
+    assert prepare_store(spec, partial) == []
+    layouts = spec.layouts()
+    (partial / "degraded" / layouts["degraded"].shard_key(0)).write_bytes(b"")  # data lost, marker kept
+    (partial / "mask" / layouts["mask"].shard_key(1)).write_bytes(b"\0" * 10)  # truncated
+    (partial / PROGRESS_DIR / "shard-000002.json").write_bytes(b"")  # the marker itself lost
+    assert prepare_store(spec, partial) == [0, 1, 2]
+    final = tmp_path / "p.zarr"
+    res = generate(spec, partial, lambda d: d.rename(final) or final, workers=1, scheduler="threads")
+    assert res.shards_written == 3
+    _same(_all(open_dataset(str(final))), _all(open_dataset(str(clean.path))))
+    assert all((final / f / layouts[f].shard_key(k)).read_bytes() == (clean.path / f / layouts[f].shard_key(k)).read_bytes()
+               for f in spec.fields for k in range(3))  # fmt: skip

@@ -211,7 +211,9 @@ def test_crash_after_rename_before_commit_is_adopted_or_collected(capsys, home, 
     assert (home / "datasets" / "o" / "v1.zarr").exists()  # data renamed into place…
     with pytest.raises(DaguerreError, match="unknown dataset"):
         open_dataset("o")  # …but not registered, so invisible
-    assert [p.name for p, _ in collect_garbage(Catalog(), dry_run=True)] == ["v1.zarr"]
+    kept = []
+    assert collect_garbage(Catalog(), dry_run=True, kept=kept) == [] and [p.name for p in kept] == ["v1.zarr"]
+    assert [p.name for p, _ in collect_garbage(Catalog(), dry_run=True, force=True)] == ["v1.zarr"]
     res = create_dataset(spec, workers=1, scheduler="threads")  # the same command adopts it
     assert res.reused and res.version.ref == "o@v1" and res.shards_written == 0
     assert collect_garbage(Catalog(), dry_run=True) == []
@@ -782,3 +784,17 @@ def test_verify_catches_edited_settings_that_info_diff_and_reproduce_read(capsys
     p.write_text(json.dumps(meta))
     r = run(capsys, "dataset", "verify", "s")
     assert one_line_error(r) and message in r.err, r.err
+
+
+def test_gc_keeps_complete_stores_when_the_catalog_is_emptied(capsys, home):
+    """A 0-byte catalog.sqlite opens as an empty catalog: gc then removed every dataset as garbage."""
+    make(capsys, "keep", count=4)
+    store = home / "datasets" / "keep" / "v1.zarr"
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    (home / "catalog.sqlite").write_bytes(b"")
+    r = run(capsys, "dataset", "gc")
+    assert r.code == 0 and f"kept {store}: a complete store that no catalog entry lists" in r.out
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+    assert json.loads(run(capsys, "dataset", "gc", "--json").out)["kept"] == [str(store)]
+    r = run(capsys, "dataset", "gc", "--force")
+    assert r.code == 0 and f"removed {store}" in r.out and not store.exists()
