@@ -295,12 +295,6 @@ def run_tasks(
             raise DaguerreError(f"cannot reach the dask scheduler at {address}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         except Exception as e:  # noqa: BLE001  something else answered (an HTTP server's bytes read as a message length)
             raise DaguerreError(f"{address} does not answer as a dask scheduler ({type(e).__name__})") from None
-        try:
-            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
-        except TimeoutError:
-            client.close()
-            raise DaguerreError(f"no dask worker joined the scheduler at {address} within {WORKERS_TIMEOUT_S} s; "
-                                f"start some (dask worker {address}) and re-run") from None  # fmt: skip
         import logging
         from concurrent.futures import CancelledError
 
@@ -311,6 +305,11 @@ def run_tasks(
         quiet.setLevel(logging.CRITICAL)
         try:
             with client:
+                try:
+                    client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+                except TimeoutError:
+                    raise DaguerreError(f"no dask worker joined the scheduler at {address} within {WORKERS_TIMEOUT_S} s; "
+                                        f"start some (dask worker {address}) and re-run") from None  # fmt: skip
                 for fut in as_completed(client.compute(tasks)):
                     marker = fut.result()
                     if on_shard:

@@ -619,6 +619,9 @@ def test_a_scheduler_lost_mid_run_is_one_line(capsys, home, monkeypatch, lost):
         def __exit__(self, *exc):
             return False
 
+        def wait_for_workers(self, n, timeout=None):
+            pass
+
         def compute(self, tasks):
             if lost == "closed":
                 raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: ConnectionResetError: [Errno 104] Connection reset by peer")
