@@ -45,6 +45,9 @@ def test_ssim_identical_is_one_and_detection_counts():
     d = metrics.detection(pred, truth)
     assert (d["tp"], d["fp"], d["fn"]) == (1, 1, 1)
     assert d["precision"] == 0.5 and d["recall"] == 0.5 and d["f1"] == 0.5 and d["iou"] == pytest.approx(1 / 3)
+    d = metrics.detection(np.array([[1, 1, 1, 0, 0]]), np.array([[1, 0, 0, 1, 0]]))  # fp and fn differ: not swappable
+    assert (d["tp"], d["fp"], d["fn"]) == (1, 2, 1)
+    assert d["precision"] == pytest.approx(1 / 3) and d["recall"] == 0.5 and d["f1"] == 0.4 and d["iou"] == 0.25
 
 
 def test_ms_ssim_and_gmsd(photo):
@@ -78,6 +81,24 @@ def test_ms_ssim_and_gmsd(photo):
         for fn in (metrics.ms_ssim, metrics.gmsd):
             with pytest.raises(ValueError, match=why):
                 fn(bad, bad)
+
+
+def test_ms_ssim_sees_brightness_and_gmsd_both_gradient_directions(photo):
+    """MS-SSIM's coarsest scale keeps SSIM's luminance term: a pure brightness offset (no clipping) leaves every
+    contrast-structure term at 1 and still costs it. GMSD's gradient magnitude uses both Prewitt directions, so
+    transposing both images leaves it unchanged even for a one-directional (horizontal) blur."""
+    import cv2
+
+    img = (cv2.resize(photo, (256, 192)) * 0.6 + 40).astype(np.uint8)  # 40..193: +40 clips nothing
+    shifted = img + np.uint8(40)
+    ms = metrics.ms_ssim(shifted, img)
+    # luminance 1 - 40²/(μx² + μy² + c1) with μ ≤ 240: at most 0.9836, to the power 0.1333: at most 0.9978
+    assert 0.99 < ms < 0.998
+    blurred = cv2.blur(img, (9, 1))  # horizontal only: changes x gradients, hardly y ones
+    t = lambda a: np.ascontiguousarray(a.swapaxes(0, 1))  # noqa: E731
+    assert metrics.gmsd(t(blurred), t(img)) == pytest.approx(metrics.gmsd(blurred, img), rel=1e-9)
+    gray, gblur = img[..., 1], blurred[..., 1]
+    assert metrics.gmsd(gblur.T.copy(), gray.T.copy()) == pytest.approx(metrics.gmsd(gblur, gray), rel=1e-9)
 
 
 def test_bootstrap_ci_contains_the_mean_and_is_deterministic():

@@ -43,6 +43,19 @@ def test_card_records_provenance_metrics_and_data():
     assert (SHIPPED / "default.safetensors").stat().st_size < 20 * 2**20
 
 
+def test_restoration_stays_registered_with_its_input_at_any_size(home):
+    """A size that is not a multiple of the stride (101×133 at stride 4) is padded at the bottom and right, then
+    cropped back from the top left: the restored photo matches its input best unshifted, not by the padding."""
+    from zoo.restore import restore
+
+    clean = cv2.resize(read_image(next(p for p in sample_photo_paths() if p.name == "chelsea.png")).rgb(), (133, 101),
+                       interpolation=cv2.INTER_AREA)  # fmt: skip
+    out, ref = restore(clean, scratches="none", anchor=False).image.astype(float), clean.astype(float)
+    err = {(dy, dx): np.abs(out[8 + dy : 93 + dy, 8 + dx : 125 + dx] - ref[8:93, 8:125]).mean()
+           for dy in range(-4, 5) for dx in range(-4, 5)}  # fmt: skip
+    assert min(err, key=err.get) == (0, 0), sorted(err.items(), key=lambda kv: kv[1])[:3]
+
+
 def test_default_restores_synthetic_damage(home):
     """On photos it never saw in training (scikit-image's are in its set, so degrade them anew), PSNR goes up."""
     from zoo.restore import restore

@@ -102,6 +102,19 @@ def test_image_only_augmenter_after_a_defect_is_a_recipe_error(photo):
     Recipe.from_dict({"steps": steps[::-1]}).apply(photo, seed=0, index=0)  # before the defects it is fine
 
 
+def test_elastic_remap_takes_float64_shift_maps(photo):
+    """The shim's ElasticTransformation fix: float64 shift maps (what NEP 50 leaves imgaug with) reach OpenCV 5's
+    convertMaps as float32; zero shifts leave the image as it is."""
+    elastic = iaa.geometric.ElasticTransformation
+    dx = np.random.default_rng(0).normal(0, 2, photo.shape[:2])
+    assert dx.dtype == np.float64
+    for order in (0, 1, 3):
+        out = elastic._map_coordinates(photo, dx, -dx, order=order)
+        assert out.shape == photo.shape and out.dtype == np.uint8 and not np.array_equal(out, photo)
+    zero = np.zeros(photo.shape[:2])
+    assert np.array_equal(elastic._map_coordinates(photo, zero, zero, order=1), photo)
+
+
 def test_geometric_augmenter_moves_the_mask(photo):
     steps = [{"op": "scratches", "count": 4}, {"op": "imgaug", "augmenter": "Fliplr", "args": {"p": 1.0}}]
     flipped = Recipe.from_dict({"steps": steps}).apply(photo, seed=2, index=0)

@@ -44,6 +44,16 @@ def test_damage_scores_worse_and_the_score_is_deterministic():
     assert niqe.niqe(img) == clean and niqe.niqe(img[..., 1]) == pytest.approx(niqe.niqe(np.dstack([img[..., 1]] * 3)))
 
 
+def test_neighbour_features_come_horizontal_then_vertical():
+    """Per scale: shape and spread, then (shape, mean, left and right scale) of the horizontal, vertical and two
+    diagonal neighbour products, the order the shipped model was fitted in. A horizontal blur correlates
+    horizontal neighbours far more than vertical ones."""
+    img = _sample("astronaut.png")
+    for blurred, along, across in ((cv2.blur(img, (9, 1)), 3, 7), (cv2.blur(img, (1, 9)), 7, 3)):
+        f, _ = niqe.patch_features(blurred)
+        assert (f[:, along] > f[:, across]).all() and (f[:, 18 + along] > f[:, 18 + across]).mean() > 0.8
+
+
 def test_fit_and_score_against_ones_own_model():
     photos = [_sample(n) for n in ("chelsea.png", "coffee.png", "astronaut.png")]
     model = niqe.fit(photos)

@@ -208,6 +208,41 @@ def test_noise_levels_match_their_parameters(photo):
     assert 0 < np.abs(out.astype(int) - photo).mean() < 3
 
 
+@pytest.mark.parametrize("name, params", [("gaussian_noise", {"sigma": 0.1}), ("poisson_noise", {"peak": 20.0}),
+                                          ("speckle", {"sigma": 0.3}), ("salt_pepper", {"amount": 0.2, "salt_ratio": 0.5})])  # fmt: skip
+def test_per_channel_decides_whether_channels_share_their_noise(name, params):
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    op = get_operator(name)()
+    shared, _ = op.apply(flat, {**params, "per_channel": False, "seed": 4})
+    assert np.array_equal(shared[..., 0], shared[..., 1]) and np.array_equal(shared[..., 0], shared[..., 2])
+    assert (shared != flat).mean() > 0.1  # grey noise, but noise
+    own, _ = op.apply(flat, {**params, "per_channel": True, "seed": 4})
+    assert (own[..., 0] != own[..., 1]).mean() > 0.1 and (own[..., 1] != own[..., 2]).mean() > 0.1
+
+
+def test_vignette_centre_moves_along_its_own_axis():
+    flat = np.full((96, 128), 200, np.uint8)
+    op = get_operator("vignette")()
+    base = {"strength": 0.6, "radius": 1.0, "falloff": 2.0}
+    for cx, cy in ((0.0, 0.25), (0.25, 0.0)):
+        out = op.apply(flat, {**base, "center_x": cx, "center_y": cy})[0].astype(float)
+        rows, cols = out.mean(axis=1), out.mean(axis=0)
+        moved, still = (rows, cols) if cy else (cols, rows)
+        assert moved[-8:].mean() > moved[:8].mean() + 5, (cx, cy)  # a positive shift moves the bright centre down / right
+        assert abs(still[-8:].mean() - still[:8].mean()) < 0.5, (cx, cy)  # and leaves the other axis symmetric
+
+
+def test_motion_blur_angle_turns_counter_clockwise_from_horizontal():
+    """0° smears along rows, 90° along columns, 45° from lower left to upper right as the photo is seen."""
+    dot = np.zeros((41, 41), np.uint8)
+    dot[20, 20] = 255
+    op = get_operator("motion_blur")()
+    streak = {a: op.apply(dot, {"length_px": 15.0, "angle": a})[0] for a in (0.0, 45.0, 90.0)}
+    assert streak[0.0][20, 14] and streak[0.0][20, 26] and not streak[0.0][14, 20] and not streak[0.0][26, 20]
+    assert streak[90.0][14, 20] and streak[90.0][26, 20] and not streak[90.0][20, 14] and not streak[90.0][20, 26]
+    assert streak[45.0][16, 24] and streak[45.0][24, 16] and not streak[45.0][16, 16] and not streak[45.0][24, 24]
+
+
 def test_film_grain_is_spatially_correlated_and_luminance_dependent():
     img = np.tile(np.linspace(0, 255, 256, dtype=np.uint8), (256, 1))
     out, _ = get_operator("film_grain")().apply(img, {"strength": 0.1, "grain_px": 3.0, "monochrome": True, "seed": 1})

@@ -21,6 +21,19 @@ def test_float_accepts_value_and_range_and_rejects_outside():
             f.normalize(bad, "x")
 
 
+def test_declared_bounds_are_inside_the_range():
+    """[lo, hi] is closed: a recipe may ask for either bound, as a value or as the end of a range."""
+    f = Float(0.1, 5.0, default=1.0)
+    assert f.normalize(0.1, "x") == 0.1 and f.normalize(5.0, "x") == 5.0
+    assert f.normalize([0.1, 5.0], "x") == [0.1, 5.0]
+    i = Int(1, 100, default=50)
+    assert i.normalize(1, "q") == 1 and i.normalize(100, "q") == 100 and i.normalize([1, 100], "q") == [1, 100]
+    with pytest.raises(RecipeError, match="outside"):
+        f.normalize(5.0000001, "x")
+    with pytest.raises(RecipeError, match="outside"):
+        i.normalize(101, "q")
+
+
 def test_int_range_and_types():
     i = Int(1, 100, default=50)
     assert i.normalize(5.0, "q") == 5 and isinstance(i.normalize(5.0, "q"), int)
@@ -65,6 +78,23 @@ def test_int_samples_inclusive(a, b, seed):
     i = Int(0, 50, default=0)
     v = i.sample(i.normalize([lo, hi], "n"), np.random.default_rng(seed))
     assert isinstance(v, int) and lo <= v <= hi
+
+
+def test_int_samples_reach_both_ends():
+    """An integer range is inclusive at both ends: [2, 4] draws 2, 3 and 4 (in about equal shares)."""
+    i = Int(0, 50, default=0)
+    rng = np.random.default_rng(0)
+    draws = [i.sample([2, 4], rng) for _ in range(600)]
+    assert set(draws) == {2, 3, 4}
+    assert all(abs(draws.count(v) / 600 - 1 / 3) < 0.07 for v in (2, 3, 4))
+
+
+def test_bool_probability_is_the_share_of_true():
+    b = Bool(default=0.2)
+    rng = np.random.default_rng(0)
+    assert abs(np.mean([b.sample(0.2, rng) for _ in range(4000)]) - 0.2) < 0.03
+    assert abs(np.mean([b.sample(0.9, rng) for _ in range(4000)]) - 0.9) < 0.03
+    assert b.sample(True, rng) is True and b.sample(False, rng) is False
 
 
 def test_log_uniform_sampling_is_log_spread():

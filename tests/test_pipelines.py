@@ -112,6 +112,7 @@ def test_shard_bytes_and_checksums_with_and_without_overlap(small_spec, tmp_path
     index = decode_index(layout, blob[-layout.index_nbytes :])
     for j, (off, n) in enumerate(index[:4]):  # chunks land in sample order whatever order they were made in
         assert np.array_equal(decode_chunk(layout, blob[int(off) : int(off + n)]), samples["degraded"][j])
+    assert (index[4:] == np.iinfo(np.uint64).max).all()  # a short shard's unused slots: the sharding spec's "empty chunk"
 
 
 def test_benchmark_serial_share_covers_a_short_last_shard(small_spec, tmp_path):
@@ -123,6 +124,20 @@ def test_benchmark_serial_share_covers_a_short_last_shard(small_spec, tmp_path):
     make_ms, write_ms = bench.serial_share(spec, tmp_path / "s.zarr", shards=8)
     assert make_ms > 0 and write_ms > 0  # (their ratio is timing, not tested)
     assert sorted(p.name for p in (tmp_path / "s.zarr" / ".progress").glob("*.json")) == [f"shard-{k:06d}.json" for k in range(3)]
+
+
+def test_every_setting_that_shapes_the_data_is_in_its_lineage(small_spec, home):
+    """A version is reused when its lineage hash matches: each setting that changes the samples must change it."""
+    base = small_spec(count=4)
+    variants = [dataclasses.replace(base, **kw) for kw in (
+        {"seed": 6}, {"count": 5}, {"size": 48}, {"shard_size": 2}, {"recipe_hash": "0" * 64},
+        {"crop": CropConfig(flip=False)}, {"crop": CropConfig(min_fraction=0.5)})]  # fmt: skip
+    hashes = [s.lineage_hash for s in (base, *variants)]
+    assert len(set(hashes)) == len(hashes)
+    assert dataclasses.replace(base, name="other", zstd_level=3).lineage_hash == base.lineage_hash  # same samples
+    create_dataset(base, workers=1, scheduler="threads")
+    res = create_dataset(small_spec(count=4, crop=CropConfig(flip=False)), workers=1, scheduler="threads")
+    assert not res.reused and res.path.name == "v2.zarr"
 
 
 def test_result_is_independent_of_workers_scheduler_and_shard_size(small_spec, tmp_path):
@@ -318,6 +333,9 @@ def test_reader_pickles_and_reads_in_other_processes(small_spec, home):
     idx = [11, 0, 5, 6, 3]
     many = ds.read_many("degraded", idx)
     assert all(np.array_equal(many[j], ds.read("degraded", i)) for j, i in enumerate(idx))
+    for order in ([4, 2, 3, 0], [9, 7, 9, 5], [1, 10, 0, 11, 2]):  # within a shard out of order, repeated, shards interleaved
+        got = ds.read_many("clean", order)
+        assert all(np.array_equal(got[j], ds.read("clean", i)) for j, i in enumerate(order)), order
     assert np.array_equal(ds.read_range("mask", 3, 9), np.stack([ds.read("mask", i) for i in range(3, 9)]))
     n = len(ds)  # a negative start counts from the end, as read's index does (it was clamped to 0)
     assert np.array_equal(ds.read_range("mask", -3, n), np.stack([ds.read("mask", i) for i in (-3, -2, -1)]))

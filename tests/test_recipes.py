@@ -289,6 +289,17 @@ def test_weights_canonicalise_once_and_for_all(weights):
     assert load_recipe(again.canonical()).hash == r.hash
 
 
+def test_equal_weights_are_no_weights():
+    """Equal weights draw as no weights do: they canonicalise away, so both forms share one hash."""
+    steps = [{"op": "jpeg"}, {"op": "gaussian_blur"}, {"op": "dust"}]
+    plain = Recipe.from_dict({"steps": [{"one_of": steps}]})
+    for w in ([1, 1, 1], [2.5, 2.5, 2.5], [1 / 3, 1 / 3, 1 / 3]):
+        r = Recipe.from_dict({"steps": [{"one_of": steps, "weights": w}]})
+        assert "weights" not in r.canonical()["steps"][0] and r.hash == plain.hash, w
+    uneven = Recipe.from_dict({"steps": [{"one_of": steps, "weights": [1, 1, 2]}]})
+    assert uneven.canonical()["steps"][0]["weights"] == [0.25, 0.25, 0.5] and uneven.hash != plain.hash
+
+
 def test_maybe_with_p_one_round_trips():
     r = Recipe.from_dict({"steps": [{"maybe": {"op": "jpeg"}, "p": 1}]})
     assert load_recipe(yaml.safe_load(r.to_yaml())).hash == r.hash

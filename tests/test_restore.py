@@ -64,6 +64,7 @@ def test_windows_cover_every_pixel_once_in_their_cores():
         assert cores[0][0] == 0 and cores[-1][1] == length
         assert all(cores[i][1] == cores[i + 1][0] for i in range(len(cores) - 1))
         assert all(s <= a and b <= e and b - a <= tile + 2 * ov for s, e, a, b in ws)
+        assert all(s == max(0, a - ov) and e == min(length, b + ov) for s, e, a, b in ws)  # ov px of context on each inner side
 
 
 def test_restore_a_real_old_photo_same_size_differs_mask_written(bundle, tmp_path):

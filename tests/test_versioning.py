@@ -113,6 +113,34 @@ def test_verify_detects_a_flipped_bit_and_names_the_shard(capsys, home):
     assert r.code != 0
 
 
+def test_verify_names_the_shard_whose_recorded_checksum_is_wrong(capsys, home):
+    from pipelines.versioning import verify
+
+    make(capsys, "w", count=12)  # three shards of 4
+    path = Path(open_dataset("w").path)
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["daguerre"]["shards"][2]["sha256"] = "0" * 64
+    (path / "zarr.json").write_text(json.dumps(meta))
+    problems = verify(str(path)).problems
+    assert "shard 2 (samples 8-11): shard checksum mismatch" in problems, problems
+
+
+def test_diff_names_the_source_files_added_removed_and_changed(capsys, home, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / name)
+    create = ["dataset", "create", "s", "--count", "4", "--source", str(src), "--size", "32", "--scheduler", "threads", "--workers", "1"]
+    assert run(capsys, *create).code == 0
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / "b.png")  # changed
+    (src / "c.png").unlink()  # removed
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / "d.png")  # added
+    assert run(capsys, *create).code == 0
+    d = json.loads(run(capsys, "dataset", "diff", "s@v1", "s@v2", "--json").out)["source"]
+    assert (d["only_in_a"], d["only_in_b"], d["changed"]) == (["c.png"], ["d.png"], ["b.png"])
+
+
 def test_reproduce_untouched_version_is_identical(capsys, home):
     make(capsys, "p", count=9)
     r = run(capsys, "dataset", "reproduce", "p", "--scheduler", "threads", "--workers", "1")
