@@ -248,6 +248,19 @@ def test_a_bad_out_folder_fails_before_the_benchmark(capsys, tiny, tmp_path, mon
     assert one_line_error(r) and "--out" in r.err and "Not a directory" in r.err
 
 
+def test_bench_replaces_an_earlier_report_but_never_a_users_files(capsys, tiny, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("# my thesis notes\n")
+    r = run(capsys, "bench", "--dataset", "b", "--methods", "identity", "--n", "2", "--out", mine, "--workers", "1")
+    assert one_line_error(r) and "report.md exists and was not written by `daguerre bench`" in r.err, r.err
+    assert (mine / "report.md").read_text() == "# my thesis notes\n" and not (mine / "results.json").exists()
+    out = tmp_path / "again"
+    for _ in range(2):  # a second run into its own report folder replaces the first's files
+        r = run(capsys, "bench", "--dataset", "b", "--methods", "identity", "--n", "2", "--out", out, "--workers", "1")
+        assert r.code == 0, r.err
+
+
 def test_real_photo_dataset_gets_only_a_no_reference_score(capsys, home, tmp_path):
     create_dataset(build_spec("rp", "builtin:real", 6, 48, 0, real=True), workers=1, scheduler="threads")
     r = run(capsys, "bench", "--dataset", "rp", "--methods", "identity,median", "--out", tmp_path / "o", "--workers", "1")

@@ -247,6 +247,15 @@ def test_package_level_api_is_the_restore_function(bundle):
     assert zoo.restore.windows is windows  # still the module for attribute access
 
 
+def test_api_refuses_a_model_that_is_not_a_bundle_in_one_line(home):
+    import zoo
+
+    img = np.zeros((16, 16, 3), np.uint8)
+    for model in (zoo.create_model("vae"), 3, None):
+        with pytest.raises(DaguerreError, match="model must be a bundle's name or path, or a loaded Bundle"):
+            zoo.restore(img, model=model)
+
+
 def test_unknown_and_corrupt_models(home, tmp_path):
     img = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(DaguerreError, match="unknown model 'nope'"):
@@ -274,6 +283,27 @@ def test_unknown_and_corrupt_models(home, tmp_path):
     shutil.copy(src.with_suffix(".json"), store.models_dir() / "renamed.json")
     names = [c["name"] for c in store.cards()]
     assert "renamed" in names and "hand" in names  # listed by the name that resolves
+
+
+def test_nan_weights_are_refused_not_restored_with(capsys, home, tmp_path):
+    """A detector with NaN weights found no defect at all (NaN > threshold is False), silently."""
+    from cli_helpers import one_line_error, run
+
+    src = make_random_bundle("nanw")
+    tensors, card = checkpoint.load(src)
+    key = next(k for k in sorted(tensors) if k.startswith("scratch.") and tensors[k].is_floating_point())
+    tensors[key] = tensors[key] * float("nan")
+    checkpoint.save(store.models_dir() / "nanw", tensors, card)
+    img = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    with pytest.raises(DaguerreError, match="hold NaN or infinite values"):
+        restore(img, "nanw")
+    part, pcard = checkpoint.load(store.resolve("nanw-scratch"))
+    part = {k: v * float("nan") for k, v in part.items()}
+    checkpoint.save(store.models_dir() / "nanw-scratch-nan", part, pcard)
+    r = run(capsys, "zoo", "bundle", "nanw2", "--vae1", "nanw-vae1", "--vae2", "nanw-vae2", "--mapping", "nanw-mapping",
+            "--scratch", "nanw-scratch-nan")  # fmt: skip
+    assert one_line_error(r) and "hold NaN or infinite values" in r.err, r.err
+    assert not (store.models_dir() / "nanw2.safetensors").exists()
 
 
 def test_cli_restore_continues_past_bad_inputs(capsys, bundle, tmp_path, photo):

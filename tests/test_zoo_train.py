@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -552,3 +553,80 @@ def test_a_refused_run_leaves_no_folder_and_a_resumed_one_no_scratch_files(data,
     with file_lock(tmp_path / "run" / ".lock", "held"):  # another training in the same folder (it deleted the first's log)
         with pytest.raises(DaguerreError, match="is in use by another training"):
             train(cfg("vae2", tmp_path / "run", steps=2, clean="x", name="after-kill"))
+
+
+def test_a_fresh_run_never_replaces_files_it_did_not_write(data, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my: notes\n")
+    (mine / "losses.csv").write_text("my,data\n")
+    with pytest.raises(DaguerreError, match="was not written by a daguerre training run"):
+        train(cfg("vae2", mine, steps=1, clean="x", name="foreign-out"))
+    assert (mine / "config.yaml").read_text() == "my: notes\n" and (mine / "losses.csv").read_text() == "my,data\n"
+    assert not (store.models_dir() / "foreign-out.safetensors").exists()
+    only_log = tmp_path / "only-log"
+    only_log.mkdir()
+    (only_log / "losses.png").write_bytes(b"a plot of mine")
+    with pytest.raises(DaguerreError, match="losses.png exists and was not written"):
+        train(cfg("vae2", only_log, steps=1, clean="x", name="foreign-out"))
+    # a run killed before its first checkpoint leaves its own config and log: run again, it starts over
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg("scratch", killed, pairs="x")), sort_keys=False))
+    (killed / "losses.csv").write_text("step,bce,f1,total,seconds,data_seconds\n1,0.5,0.1,0.5,0.1,0.0\n")
+    card = train(cfg("vae2", killed, steps=1, clean="x", name="after-early-kill"))
+    assert card["steps"] == 1 and yaml.safe_load((killed / "config.yaml").read_text())["stage"] == "vae2"
+
+
+@pytest.mark.parametrize("config", ["missing", "abc", [1, 2], None])
+def test_a_card_without_a_model_configuration_is_a_clear_error(data, tmp_path, config):
+    from zoo.registry import create_model
+
+    vae1 = train(cfg("vae1", tmp_path / "v1", steps=1, real="r", synthetic="x", name="cfgless-vae1"), replace=True)
+    tensors, card = checkpoint.load(vae1["path"])
+    if config == "missing":
+        del card["config"]
+    else:
+        card["config"] = config
+    checkpoint.save(tmp_path / "edited", tensors, card)
+    edited = str(tmp_path / "edited.safetensors")
+    with pytest.raises(DaguerreError, match="its card has no model configuration"):
+        train(cfg("mapping", tmp_path / "m", steps=1, pairs="x", vae1=edited, vae2=edited, name="cfgless-map"))
+    with pytest.raises(DaguerreError, match="its card has no model configuration"):
+        train(cfg("vae1", tmp_path / "ft", steps=1, real="r", synthetic="x", init=edited, name="cfgless-ft"))
+    if config is not None:
+        with pytest.raises(DaguerreError, match="config must be a VAEConfig or a mapping"):
+            create_model("vae", card.get("config", "missing"))
+
+
+@pytest.mark.parametrize("stage, settings, message", [
+    ("scratch", {"lr": 1e300}, "--lr must be finite"),
+    ("scratch", {"seed": 10**22}, "--seed must be at most"),
+    ("vae2", {"kl_weight": float("nan")}, "setting kl_weight must be a finite number of at least 0"),
+    ("vae2", {"l1_weight": -1.0}, "setting l1_weight must be a finite number of at least 0"),
+    ("vae2", {"size": 32, "model_overrides": {"vae": {"n_down": 5}}}, "--size must be at least twice the VAE's stride"),
+])  # fmt: skip
+
+
+def test_settings_that_crashed_or_trained_nonsense_are_refused_up_front(data, tmp_path, stage, settings, message):
+    out = tmp_path / "run"
+    with pytest.raises(DaguerreError, match=message):
+        train(cfg(stage, out, steps=1, clean="x", pairs="x", name="bad-setting", **settings))
+    assert not out.exists() and not (store.models_dir() / "bad-setting.safetensors").exists()
+
+
+def test_zoo_ls_survives_an_unreadable_card(capsys, data, tmp_path):
+    good = train(cfg("vae2", tmp_path / "run", steps=1, clean="x", name="before-unreadable"))
+    models = store.models_dir()
+    src = models / "before-unreadable.safetensors"
+    (models / "dangling.safetensors").write_bytes(src.read_bytes())
+    (models / "dangling.json").symlink_to(tmp_path / "moved-away.json")  # a card linked from a folder since removed
+    (models / "folder.safetensors").write_bytes(src.read_bytes())
+    (models / "folder.json").mkdir()
+    try:
+        r = run(capsys, "zoo", "ls")
+        assert r.code == 0 and good["name"] in r.out, r.err
+    finally:
+        for p in ("dangling.safetensors", "dangling.json", "folder.safetensors"):
+            (models / p).unlink()
+        (models / "folder.json").rmdir()

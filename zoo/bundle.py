@@ -78,6 +78,7 @@ def _load_part(part: str, ref: str) -> tuple[dict[str, torch.Tensor], dict, dict
     """A part's tensors under the bundle's ``part.`` prefix, its bundle card and its own card."""
     model, keep = PARTS[part]
     t, card = store.load(ref, model, f"--{part}", part)
+    checkpoint.check_finite(t, f"--{part} {ref}: weights")
     kept = _part_card(card)
     if part in ("vae1", "vae2"):  # what a mapping trained on this file pinned: checked when a mapping joins later
         kept["sha256"] = checkpoint.file_sha256(store.resolve(ref))
@@ -163,7 +164,7 @@ def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     if card.get("model") != "bundle":
         raise DaguerreError(f"{ref} is a {card.get('model')!r} checkpoint, not a restoration bundle")
     parts = card.get("parts")
-    if not isinstance(parts, dict) or any(not isinstance(parts.get(p), dict) or "config" not in parts[p] for p in PARTS):
+    if not isinstance(parts, dict) or any(not isinstance(parts.get(p), dict) or not isinstance(parts[p].get("config"), dict) for p in PARTS):
         raise DaguerreError(f"{ref}: the bundle card does not describe its parts ({', '.join(PARTS)})")
     AnchorConfig.from_card(card.get("anchor"))  # a bad card fails here, not on the first photo
     vae1 = create_model("vae", parts["vae1"]["config"])

@@ -99,11 +99,20 @@ def load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefi
     sub = prefixed(tensors, prefix)
     if not sub:
         raise DaguerreError(f"{where or 'checkpoint'}: no weights for {prefix!r}")
+    check_finite(sub, f"{where or 'checkpoint'}: weights for {prefix!r}")
     try:
         module.load_state_dict(sub, strict=True)
     except RuntimeError as e:
         first = str(e).split("\n")[0]
         raise DaguerreError(f"{where or 'checkpoint'}: weights for {prefix!r} do not fit the model ({first})") from None
+
+
+def check_finite(tensors: dict[str, torch.Tensor], what: str) -> None:
+    """NaN or infinite weights make a network whose every output is NaN (a detector that finds nothing,
+    a restoration of NaN): refuse them when loaded, as any other bad weights."""
+    for k, v in tensors.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise DaguerreError(f"{what} hold NaN or infinite values ({k})")
 
 
 def module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:

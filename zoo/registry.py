@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,8 @@ def create_model(name: str, config: Any = None, preset: str = "small", **overrid
     if config is None:
         cfg = make_config(name, preset, **overrides)
     else:
+        if not isinstance(config, (spec.config, Mapping)):
+            raise DaguerreError(f"model {name!r}: config must be a {spec.config.__name__} or a mapping of settings, got {config!r}"[:300])
         values = dataclasses.asdict(config) if isinstance(config, spec.config) else dict(config)
         cfg = _config(name, spec, {**values, **overrides})
     try:

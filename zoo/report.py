@@ -148,6 +148,23 @@ def prepare_out(out: Path) -> None:
         raise DaguerreError(f"--out {out}: {e.strerror or e}") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise DaguerreError(f"--out {out}: not a writable folder")
+    # a report replaces an earlier report's files, never a user's own (``--out .`` beside a report.md)
+    present = [out / f for f in REPORT_FILES if os.path.lexists(out / f)] + sorted(out.glob("plot-*.png"))
+    if present and not _bench_results(out / "results.json"):
+        raise DaguerreError(f"{present[0]} exists and was not written by `daguerre bench`; choose another --out")
+
+
+REPORT_FILES = ("results.json", "report.md", "report.html", "sheet.png")
+"""What :func:`write_report` writes into ``--out`` (with ``plot-OPERATOR.png``), results.json first."""
+
+
+def _bench_results(path: Path) -> bool:
+    """Whether ``path`` is a results.json that ``daguerre bench`` wrote (its folder is then a report folder)."""
+    try:
+        r = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(r, dict) and "results_sha256" in r and isinstance(r.get("aggregate"), dict)
 
 
 def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:

@@ -53,6 +53,9 @@ def get_bundle(model: str | Path | Bundle = DEFAULT_MODEL, device: str = "cpu") 
     recalibrated bundle or another ``DAGUERRE_HOME`` is never served from a stale copy."""
     if isinstance(model, Bundle):
         return model
+    if not isinstance(model, (str, Path)):  # a network from zoo.create_model, say: its repr is no file name
+        raise DaguerreError(f"model must be a bundle's name or path, or a loaded Bundle (zoo.bundle.load_bundle), "
+                            f"not a {type(model).__name__}")  # fmt: skip
     from .store import resolve
 
     path = resolve(model)

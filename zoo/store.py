@@ -77,6 +77,8 @@ def load(ref: str | Path, expected: str, option: str = "", stage: str | None = N
         if card.get("kind") == "training-state":
             raise DaguerreError(f"{where} is a run's training state, not a trained {expected!r} model: give a registered model (daguerre zoo ls)")
         raise DaguerreError(f"{where} is a {card.get('model')!r} checkpoint, expected {expected!r}")
+    if not isinstance(card.get("config"), dict):  # what the network is built from: a hand-edited card may lack it
+        raise DaguerreError(f"{where}: its card has no model configuration ('config' is {card.get('config')!r})")
     return tensors, card
 
 
@@ -112,10 +114,11 @@ def cards() -> list[dict[str, Any]]:
                 continue
             try:
                 card = json.loads(js.read_text())
-            except ValueError:
+                size = st.stat().st_size
+            except (ValueError, OSError):  # a dangling link, a folder, an unreadable file: one bad card hid the rest
                 continue
             if not isinstance(card, dict):
                 continue
             # the file's name is what resolves (a renamed copy keeps its old name in the card)
-            out.append({**card, "name": js.stem, "path": str(st), "bytes": st.stat().st_size, "origin": origin})
+            out.append({**card, "name": js.stem, "path": str(st), "bytes": size, "origin": origin})
     return out

@@ -43,6 +43,11 @@ STAGE_DATASETS = {"vae1": ("real", "synthetic"), "vae2": ("clean",), "mapping": 
 DEPLOYED = {"vae1": ("vae", "vae"), "vae2": ("vae", "vae"), "mapping": ("mapping", "mapping"), "scratch": ("scratch", "scratch_unet")}
 
 
+MAX_SEED = 2**53 - 1
+"""Seeds are kept exact by every JSON reader of the card up to here (and the initialisation's ``seed·1000`` fits 64 bits)."""
+LOSS_WEIGHTS = ("kl_weight", "l1_weight", "gan_weight", "fm_weight", "latent_gan_weight", "map_l1_weight", "map_image_l1_weight")
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a run; recorded in the run folder and the checkpoint card."""
@@ -102,8 +107,13 @@ class TrainConfig:
                 ok = isinstance(v, want) and not (want is int and isinstance(v, bool))
             if not ok:
                 raise DaguerreError(f"setting {f.name}: expected {want.__name__}, got {v!r}")
-        if not math.isfinite(self.lr):
+        if not math.isfinite(self.lr) or abs(self.lr) > torch.finfo(torch.float32).max:  # Adam steps in float32
             raise DaguerreError(f"--lr must be finite, got {self.lr}")
+        if self.seed > MAX_SEED:
+            raise DaguerreError(f"--seed must be at most {MAX_SEED}, got {self.seed}")
+        for f in LOSS_WEIGHTS:  # a NaN weight read as a divergence ("lower --lr"), a negative one trains to maximise its loss
+            if not (math.isfinite(getattr(self, f)) and getattr(self, f) >= 0):
+                raise DaguerreError(f"setting {f} must be a finite number of at least 0, got {getattr(self, f)}")
         for f in ("beta1", "beta2"):
             if not 0 <= getattr(self, f) < 1:
                 raise DaguerreError(f"--{f} must be in [0, 1), got {getattr(self, f)}")
@@ -132,6 +142,8 @@ class TrainConfig:
             stride = 2 ** make_config("vae", self.preset, **self.model_overrides.get("vae", {})).n_down
             if self.size % stride:
                 raise DaguerreError(f"--size must be a multiple of the VAE's stride ({stride}), got {self.size}")
+            if self.size // stride < 2:  # a 1-pixel latent cannot be reflect-padded
+                raise DaguerreError(f"--size must be at least twice the VAE's stride ({stride}), got {self.size}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimisation step ``step`` (0-based)."""
@@ -511,6 +523,32 @@ def _check_resume(out: Path, card: dict[str, Any], cfg: TrainConfig, pins: dict[
         raise DaguerreError(f"{out} is already at step {card['step']}; --steps must be at least that")
 
 
+RUN_FILES = ("config.yaml", "losses.csv", "losses.png")
+"""What a fresh run writes at the top of ``--out`` (besides its checkpoint and ``samples/``)."""
+
+
+def _check_fresh_out(out: Path) -> None:
+    """A fresh run writes :data:`RUN_FILES` into ``out``: refuse, before any work, to replace files of
+    those names that no daguerre run wrote (``--out .`` in a folder of one's own); a run killed before
+    its first checkpoint left its own ``config.yaml`` beside them, and those are replaced."""
+    import os
+
+    present = [f for f in RUN_FILES if os.path.lexists(out / f)]
+    if not present:
+        return
+    try:
+        import yaml
+
+        saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        saved = None
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if isinstance(saved, dict) and saved.get("stage") in STAGES and set(saved) <= fields:
+        return
+    raise DaguerreError(f"{out / present[0]} exists and was not written by a daguerre training run; "
+                        "give --out a folder of the run's own (a new or a run folder)")  # fmt: skip
+
+
 def _init_from(run: Run, cfg: TrainConfig) -> None:
     """Fine-tuning: load the deployable model's weights from a trained checkpoint of the same model."""
     ref = cfg.init
@@ -578,6 +616,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         _, card = checkpoint.load(state_path)
         _check_resume(out, card, cfg, pins)
         start = int(card["step"])
+    else:
+        _check_fresh_out(out)
     run = build_run(cfg, start, device)  # checks the datasets against the settings: before anything is written
     if cfg.precision == "bf16":
         run.amp = lambda: torch.autocast(device.type, dtype=torch.bfloat16)
