@@ -265,6 +265,8 @@ class Dataset:
         dense, one per chunk otherwise. ``out`` (N×H×W[×C] uint8) may be a pinned or shared
         buffer; it is allocated when omitted.
         """
+        if field not in self.fields:  # also with no indices
+            raise DaguerreError(f"{self.path}: no field {field!r} (have {', '.join(self.fields)})")
         indices = [self._check(field, i) for i in indices]
         layout = self._layouts[field]
         if layout is None or layout.dtype == STRING:

@@ -692,3 +692,12 @@ def test_resume_remakes_shards_whose_data_a_power_cut_lost(small_spec, tmp_path)
     _same(_all(open_dataset(str(final))), _all(open_dataset(str(clean.path))))
     assert all((final / f / layouts[f].shard_key(k)).read_bytes() == (clean.path / f / layouts[f].shard_key(k)).read_bytes()
                for f in spec.fields for k in range(3))  # fmt: skip
+
+
+def test_read_many_of_an_unknown_field_is_one_error_even_with_no_indices(small_spec, home):
+    res = create_dataset(small_spec(count=4, shard_size=4), workers=1, scheduler="threads")
+    ds = open_dataset(str(res.path))
+    for idx in ([], [0]):
+        with pytest.raises(DaguerreError, match="no field 'nope'"):
+            ds.read_many("nope", idx)
+    assert ds.read_many("clean", []).shape == (0, 64, 64, 3)

@@ -166,6 +166,8 @@ def test_api_refuses_pixel_types_and_tiles_it_cannot_honour(bundle):
     for kw in ({"tile": 64.5}, {"overlap": 2.5}, {"tile": "256"}, {"tile": None}):
         with pytest.raises(DaguerreError, match="must be a whole number of pixels"):
             restore(img, bundle, **kw)
+    with pytest.raises(DaguerreError, match="anchor must be True or False, got 'false'"):
+        restore(img, bundle, anchor="false")  # truthy: it anchored
 
 
 def test_api_takes_big_endian_samples_and_any_nonzero_mask_value(bundle, photo):

@@ -200,3 +200,24 @@ def test_model_settings_are_checked_before_anything_is_allocated(overrides, mess
 
     with pytest.raises(DaguerreError, match=re.escape(message)):
         create_model("vae", None, "small", **overrides)
+
+
+def test_weights_that_do_not_fit_name_the_tensors():
+    """The message was torch's first line ("Error(s) in loading state_dict for VAE:"), naming nothing."""
+    from zoo import checkpoint
+
+    model = create_model("vae")
+    good = checkpoint.module_tensors("model", model)
+    bad = dict(good)
+    dropped = sorted(bad)[0]
+    del bad[dropped]
+    bad["model.stray"] = torch.zeros(1)
+    reshaped = next(k for k, v in sorted(good.items()) if v.ndim == 4)
+    bad[reshaped] = torch.zeros(1, *good[reshaped].shape[1:])
+    with pytest.raises(DaguerreError) as e:
+        checkpoint.load_module(create_model("vae"), bad, "model", "mine.safetensors")
+    msg = str(e.value)
+    assert "mine.safetensors: weights for 'model' do not fit the model" in msg
+    assert f"1 missing: {dropped[len('model.'):]}" in msg and "1 unexpected: stray" in msg
+    assert f"1 of another shape: {reshaped[len('model.'):]}: 1×" in msg and "\n" not in msg
+    checkpoint.load_module(create_model("vae"), good, "model")  # what fits still loads

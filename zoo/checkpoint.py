@@ -102,9 +102,27 @@ def load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefi
     check_finite(sub, f"{where or 'checkpoint'}: weights for {prefix!r}")
     try:
         module.load_state_dict(sub, strict=True)
-    except RuntimeError as e:
-        first = str(e).split("\n")[0]
-        raise DaguerreError(f"{where or 'checkpoint'}: weights for {prefix!r} do not fit the model ({first})") from None
+    except RuntimeError:
+        raise DaguerreError(f"{where or 'checkpoint'}: weights for {prefix!r} do not fit the model ({misfit(module, sub)})") from None
+
+
+def misfit(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> str:
+    """Which tensors keep ``tensors`` from loading into ``module``: missing, unexpected, other shapes."""
+    want = module.state_dict()
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f", … {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    def dims(t: torch.Tensor) -> str:
+        return "×".join(map(str, t.shape)) or "scalar"
+
+    missing = sorted(set(want) - set(tensors))
+    extra = sorted(set(tensors) - set(want))
+    shaped = [f"{k}: {dims(tensors[k])} in the file, {dims(want[k])} in the model"
+              for k in sorted(set(want) & set(tensors)) if tensors[k].shape != want[k].shape]  # fmt: skip
+    parts = [f"{n} {what}: {some(keys)}" for n, what, keys in ((len(missing), "missing", missing), (len(extra), "unexpected", extra),
+                                                              (len(shaped), "of another shape", shaped)) if n]  # fmt: skip
+    return "; ".join(parts) or "the model refused them"
 
 
 def check_finite(tensors: dict[str, torch.Tensor], what: str) -> None:

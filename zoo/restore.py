@@ -211,6 +211,8 @@ def restore(
     ``anchor``: apply the bundle's calibrated tone anchoring (:mod:`zoo.anchor`), if it has one.
     """
     check_tile(tile, overlap)
+    if not isinstance(anchor, (bool, np.bool_)):  # "false" would be truthy
+        raise DaguerreError(f"anchor must be True or False, got {anchor!r}")
     dev = resolve_device(device)
     t0 = time.perf_counter()
     bundle = get_bundle(model, str(dev))
