@@ -317,10 +317,14 @@ def spec_from_attrs(attrs: dict[str, Any], workers: int = 2) -> GenerationSpec:
     if source.fingerprint != src_attrs["fingerprint"]:
         recorded = {f["name"]: f["sha256"] for f in src_attrs.get("files", [])}
         now = {f.name: f.sha256 for f in source.files}
-        changed = sorted(set(recorded) ^ set(now) | {k for k in set(recorded) & set(now) if recorded[k] != now[k]})
-        raise DaguerreError(
-            f"the source {src_attrs['spec']} changed since generation ({len(changed)} files differ, e.g. {changed[:3]})"
-        )
+        kinds = (("added", sorted(set(now) - set(recorded))), ("removed", sorted(set(recorded) - set(now))),
+                 ("modified", sorted(k for k in set(recorded) & set(now) if recorded[k] != now[k])))  # fmt: skip
+
+        def some(names: list[str]) -> str:
+            return ", ".join(names[:10]) + (f", … {len(names) - 10} more" if len(names) > 10 else "")
+
+        what = "; ".join(f"{len(n)} {kind}: {some(n)}" for kind, n in kinds if n) or "the same files, another fingerprint"
+        raise DaguerreError(f"the source {src_attrs['spec']} changed since generation ({what})")
     recipe = attrs.get("recipe")
     rhash = None
     if recipe is not None:

@@ -164,7 +164,10 @@ def test_reproduce_reports_changed_source(capsys, home, tmp_path):
     assert run(capsys, "dataset", "create", "s", "--count", "4", "--source", str(src), "--size", "32", "--scheduler", "threads").code == 0
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / "1.png")
     r = run(capsys, "dataset", "reproduce", "s", "--scheduler", "threads")
-    assert one_line_error(r) and "changed since generation" in r.err
+    assert one_line_error(r) and "changed since generation (1 modified: 1.png)" in r.err
+    (src / "0.png").rename(src / "2.png")  # each kind named, file by file as the docs say
+    r = run(capsys, "dataset", "reproduce", "s", "--scheduler", "threads")
+    assert one_line_error(r) and "(1 added: 2.png; 1 removed: 0.png; 1 modified: 1.png)" in r.err, r.err
 
 
 def test_show_writes_a_contact_sheet(capsys, home, tmp_path):
