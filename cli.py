@@ -649,7 +649,8 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
     specs = [m.strip() for m in methods.split(",") if m.strip()]
     from pipelines import open_dataset
 
-    count = len(open_dataset(dataset)) if n is None else n
+    size = len(open_dataset(dataset))
+    count = size if n is None else min(n, size)  # the bar's total: --n beyond the set scores the whole set
     prepare_out(Path(out))
     with _progress(count, "benchmarking", "samples") as advance:
         result = run_bench(dataset, specs, n, mask_source, workers, on_sample=advance)
@@ -839,9 +840,11 @@ def zoo_bundle(name: str, vae1: str | None, vae2: str | None, mapping: str | Non
                    "f1: F1 only, no anchoring.")
 def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str) -> None:
     """Calibrate a bundle's defect mask (threshold, hysteresis seeds) and tone anchoring on validation datasets."""
+    from pipelines import open_dataset
     from zoo.bundle import calibrate_threshold
 
-    with _progress(n * len(datasets) * (2 if objective == "restore" else 1), "calibrating", "samples") as advance:
+    per_pass = sum(min(n, len(open_dataset(d))) for d in datasets)  # --n beyond a set's size takes the whole set
+    with _progress(per_pass * (2 if objective == "restore" else 1), "calibrating", "samples") as advance:
         c = calibrate_threshold(name, list(datasets), n, on_sample=advance, objective=objective)
     f1 = c["f1"][c["thresholds"].index(c["chosen"])]
     click.echo(f"calibrated bundle written to {c['written']}")

@@ -428,3 +428,23 @@ def test_real_photo_quality_scores_input_and_methods_on_the_same_photos(tmp_path
     assert res["methods"]["input"]["ci95"][0] <= res["methods"]["input"]["niqe"] <= res["methods"]["input"]["ci95"][1]
     script.plot(res, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 5000
+
+
+def test_bench_and_calibrate_bars_count_what_runs_when_n_exceeds_the_set(capsys, tiny, tmp_path, monkeypatch):
+    """``--n 1000`` on a 24-sample set scores the 24, but the bar's total was 1000 (never reached)."""
+    import cli
+
+    bars = []
+    real = cli._progress
+
+    def recording(total, description, unit="items"):
+        bars.append([description, total])
+        return real(total, description, unit)
+
+    monkeypatch.setattr(cli, "_progress", recording)
+    r = run(capsys, "bench", "--dataset", "b", "--methods", "identity", "--n", "1000", "--out", tmp_path / "o", "--workers", "1")
+    assert r.code == 0, r.err
+    assert bars[-1] == ["benchmarking", 24]
+    r = run(capsys, "zoo", "calibrate", "rb", "-d", "b", "--n", "1000", "--objective", "f1")
+    assert r.code == 0, r.err
+    assert bars[-1] == ["calibrating", 24]
