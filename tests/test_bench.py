@@ -448,3 +448,21 @@ def test_bench_and_calibrate_bars_count_what_runs_when_n_exceeds_the_set(capsys,
     r = run(capsys, "zoo", "calibrate", "rb", "-d", "b", "--n", "1000", "--objective", "f1")
     assert r.code == 0, r.err
     assert bars[-1] == ["calibrating", 24]
+
+
+def test_results_json_is_strict_json_without_damage(capsys, home, tmp_path):
+    """On a set without structured damage precision, recall and F1 are 0/0: results.json held ``NaN``
+    literals, which strict JSON parsers refuse. They are null now; the report still shows a dash."""
+    (tmp_path / "noise.yaml").write_text("steps:\n  - {op: gaussian_noise, sigma: 0.05}\n")
+    create_dataset(build_spec("undamaged", "builtin:samples", 4, 48, 0, str(tmp_path / "noise.yaml")), workers=1, scheduler="threads")
+    make_random_bundle("rb2")
+    r = run(capsys, "bench", "--dataset", "undamaged", "--methods", "identity,zoo:rb2", "--out", tmp_path / "o", "--workers", "1")
+    assert r.code == 0, r.err
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    res = json.loads((tmp_path / "o" / "results.json").read_text(), parse_constant=refuse)
+    assert res["aggregate"]["zoo:rb2"]["detection"]["pooled"]["recall"] is None  # nothing to find: 0/0
+    r = run(capsys, "bench", "compare", tmp_path / "o" / "results.json", tmp_path / "o" / "results.json")
+    assert r.code == 0, r.err
