@@ -545,9 +545,10 @@ def test_a_refused_run_leaves_no_folder_and_a_resumed_one_no_scratch_files(data,
         train(cfg("vae2", tmp_path / "refused", steps=1, clean="x", size=4096, name="refused"))
     assert not (tmp_path / "refused").exists()
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / ".a1b2c3.tmp").write_bytes(b"half a checkpoint")  # what kill -9 mid-write leaves
+    (tmp_path / "run" / ".a1b2c3_x.tmp").write_bytes(b"half a checkpoint")  # what kill -9 mid-write leaves (mkstemp's name)
+    (tmp_path / "run" / ".notes.tmp").write_text("mine")  # not atomic_write_bytes' own: kept
     train(cfg("vae2", tmp_path / "run", steps=1, clean="x", name="after-kill"))
-    assert not list((tmp_path / "run").glob(".*.tmp"))
+    assert [p.name for p in (tmp_path / "run").glob(".*.tmp")] == [".notes.tmp"]
     from pipelines.catalog import file_lock
 
     with file_lock(tmp_path / "run" / ".lock", "held"):  # another training in the same folder (it deleted the first's log)
