@@ -231,8 +231,8 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     from degrade.sheet import check_sheet_path, save_sheet
 
     r = load_recipe(recipe)
-    unmatched: list[str] = []
-    paths = resolve_inputs(images, Path(out), unmatched)
+    unlisted: list[tuple[str, str]] = []
+    paths = resolve_inputs(images, Path(out), unlisted)
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(images)}")
     if sheet:
@@ -241,14 +241,14 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
         check_not_among(sheet, planned_outputs(paths, Path(out), count), "--sheet")  # and against every output
     with _progress(len(paths) * count, "degrading", "images") as tick:
         report = degrade_files(paths, r, seed, Path(out), count, on_progress=tick, keep_previews=24 if sheet else 0, overwrite=overwrite)
-    report.failed += [(u, f"{u}: no images found") for u in unmatched]
+    report.failed += unlisted
     if sheet and report.previews:
         save_sheet(preview_sheet(report, title=f"recipe {r.name or recipe} ({r.hash[:12]}), seed {seed}"), sheet)
     click.echo(f"wrote {len(report.written)} degraded images to {out}" + (f", sheet {sheet}" if sheet else ""))
     if report.failed:
         for path, reason in report.failed:
             click.echo(f"error: {reason}", err=True)
-        raise SystemExit(f"error: {len(report.failed)} of {len(paths) + len(unmatched)} inputs failed")
+        raise SystemExit(f"error: {len(report.failed)} of {len(paths) + len(unlisted)} inputs failed")
 
 
 # -- datasets ----------------------------------------------------------------------------------
@@ -586,20 +586,20 @@ def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite) 
     from degrade.batch import resolve_inputs
     from zoo.restore import restore_files
 
-    unmatched: list[str] = []
-    paths = resolve_inputs(inputs, Path(out), unmatched)
+    unlisted: list[tuple[str, str]] = []
+    paths = resolve_inputs(inputs, Path(out), unlisted)
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(inputs)}")
     with _progress(len(paths), "restoring", "photos") as advance:
         report = restore_files(paths, Path(out), model, scratches, tile, device, on_file=advance, anchor=anchor, overwrite=overwrite)
-    report.failed += [(u, f"{u}: no images found") for u in unmatched]
+    report.failed += unlisted
     if report.written:
         mean = sum(report.seconds) / len(report.seconds)
         click.echo(f"restored {len(report.written)} photo(s) into {out} ({mean:.2f} s each)")
     if report.failed:
         for path, reason in report.failed:
             click.echo(f"error: {reason}", err=True)
-        raise SystemExit(f"error: {len(report.failed)} of {len(paths) + len(unmatched)} inputs failed: " + ", ".join(p for p, _ in report.failed))
+        raise SystemExit(f"error: {len(report.failed)} of {len(paths) + len(unlisted)} inputs failed: " + ", ".join(p for p, _ in report.failed))
 
 
 @cli.command("demo")

@@ -22,25 +22,31 @@ class BatchReport:
     previews: list[tuple[str, object, object, object]] = field(default_factory=list)
 
 
-def resolve_inputs(items: Iterable[str], out: Path | None = None, unmatched: list[str] | None = None) -> list[Path]:
+def resolve_inputs(items: Iterable[str], out: Path | None = None, failed: list[tuple[str, str]] | None = None) -> list[Path]:
     """Files, folders, globs and ``builtin:samples`` / ``builtin:real`` to a list of paths, each file once
     (a file named twice, or also found in a folder or glob given, keeps its first place).
 
     Folders and globs skip what lies in the output folder ``out`` (a re-run into ``in/out`` must not
-    take its own outputs for inputs); a folder or glob that matches nothing goes to ``unmatched``.
+    take its own outputs for inputs). A folder or glob that matches nothing, and a folder inside one
+    that cannot be listed, go to ``failed`` as (what, one-line reason).
     """
     import os
 
     skip = os.path.realpath(out) + os.sep if out is not None else None
+
+    def unlisted(folder: Path, e: OSError) -> None:
+        if failed is not None:
+            failed.append((str(folder), f"{folder}: cannot list this folder ({e.strerror or e})"))
+
     paths: list[Path] = []
     seen: set[str] = set()
     for item in items:
         builtin = expand_builtin(str(item))
-        found = builtin if builtin is not None else list_images([item], suffixes=INPUT_SUFFIXES)
+        found = builtin if builtin is not None else list_images([item], suffixes=INPUT_SUFFIXES, on_error=unlisted)
         if skip and builtin is None and not _is_file(Path(item)):
             found = [p for p in found if not os.path.realpath(p).startswith(skip)]
-        if not found and unmatched is not None:
-            unmatched.append(str(item))
+        if not found and failed is not None:
+            failed.append((str(item), f"{item}: no images found"))
         for p in found:
             key = os.path.abspath(p)
             if key not in seen:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -455,9 +456,24 @@ def _png16_gray_alpha(gray: np.ndarray, alpha: np.ndarray, compression: int) -> 
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
-def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+def _walk(root: Path, recursive: bool, on_error: Callable[[Path, OSError], None] | None) -> Iterator[Path]:
+    """Every entry below ``root`` that is not a folder (symbolic links to folders are not followed)."""
+
+    def failed(e: OSError) -> None:
+        if on_error is not None:
+            on_error(Path(e.filename) if e.filename else root, e)
+
+    for folder, dirs, files in os.walk(root, onerror=failed):
+        yield from (Path(folder) / f for f in files)
+        if not recursive:
+            dirs.clear()
+
+
+def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+                on_error: Callable[[Path, OSError], None] | None = None) -> list[Path]:  # fmt: skip
     """Expand files, folders (recursively; files with ``suffixes``) and globs into a de-duplicated list
-    of image paths: in the order given, each folder's and glob's matches sorted."""
+    of image paths: in the order given, each folder's and glob's matches sorted. A folder inside that
+    cannot be listed (permissions) goes to ``on_error``, where it was skipped without a word."""
     import glob
 
     out: list[Path] = []
@@ -470,8 +486,7 @@ def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE
             out.append(p)  # the reader reports it with the other failures, and the other inputs go on
             continue
         if p.is_dir():
-            it = p.rglob("*") if recursive else p.iterdir()
-            out.extend(sorted(q for q in it if q.is_file() and q.suffix.lower() in suffixes))
+            out.extend(sorted(q for q in _walk(p, recursive, on_error) if q.suffix.lower() in suffixes and q.is_file()))
         elif p.exists():
             out.append(p)
         elif any(ch in s for ch in "*?["):

@@ -100,6 +100,11 @@ def scan_source(spec: str, workers: int = 2, strict: bool = False) -> Source:
     if spec.startswith("dataset:"):
         return _dataset_source(spec)
     root: Path | None = None
+    unlisted: list[dict[str, str]] = []  # folders inside the source that cannot be listed: skipped, said so
+
+    def cannot_list(folder: Path, e: OSError) -> None:
+        unlisted.append({"path": str(folder), "reason": f"{folder}: cannot list this folder ({e.strerror or e})"})
+
     if spec == BUILTIN_SAMPLES:
         paths = sample_photo_paths()
     elif spec == BUILTIN_REAL:
@@ -108,11 +113,11 @@ def scan_source(spec: str, workers: int = 2, strict: bool = False) -> Source:
         p = Path(spec).expanduser()
         if p.is_dir():
             root = p
-            paths = list_images([p])
+            paths = list_images([p], on_error=cannot_list)
             spec = str(p.absolute())  # recorded absolute: `reproduce` must not depend on the current folder
         elif any(ch in spec for ch in "*?["):
             spec = os.path.join(os.getcwd(), os.path.expanduser(spec))
-            paths = [q for q in list_images([spec]) if q.suffix.lower() in IMAGE_SUFFIXES]
+            paths = [q for q in list_images([spec], on_error=cannot_list) if q.suffix.lower() in IMAGE_SUFFIXES]
             root = Path(os.path.commonpath([str(q.parent) for q in paths])) if paths else None
         elif p.is_file():
             paths, root = [p], p.parent
@@ -126,7 +131,7 @@ def scan_source(spec: str, workers: int = 2, strict: bool = False) -> Source:
     with ThreadPoolExecutor(max(1, workers)) as pool:
         probed = list(pool.map(lambda q: _probe(q, root), paths))
     files = [x for x in probed if isinstance(x, SourceFile)]
-    skipped = [{"path": x[0], "reason": x[1]} for x in probed if not isinstance(x, SourceFile)]
+    skipped = unlisted + [{"path": x[0], "reason": x[1]} for x in probed if not isinstance(x, SourceFile)]
     if skipped and strict:
         raise DaguerreError(f"{len(skipped)} unreadable source image(s) with --strict, first: {skipped[0]['reason']}")
     if not files:

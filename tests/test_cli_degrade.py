@@ -277,3 +277,33 @@ def test_degrade_replaces_only_its_own_outputs(capsys, tmp_path, photo):
         assert (out / name).read_bytes() == foreign
         r = run(capsys, "degrade", tmp_path / "x.png", "--out", out, "--recipe", "mild", "--overwrite")
         assert r.code == 0 and {p.name: p.read_bytes() for p in out.iterdir()} == first
+
+
+def test_a_subfolder_that_cannot_be_listed_is_reported_not_skipped_silently(capsys, tmp_path, photo, monkeypatch):
+    """``rglob`` skipped a subfolder without read permission without a word: its photos were simply not
+    processed and the run said nothing. Now it is a failed input, and a dataset source lists it as skipped."""
+    import os
+
+    from degrade.errors import DaguerreError
+    from pipelines.sources import scan_source
+
+    src = tmp_path / "album"
+    (src / "locked").mkdir(parents=True)
+    (src / "a.png").write_bytes(encode_png(photo))
+    (src / "locked" / "b.png").write_bytes(encode_png(photo))
+    real = os.scandir
+
+    def denied(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    r = run(capsys, "degrade", src, "--out", tmp_path / "o", "--recipe", "mild")
+    assert one_line_error(r) and f"{src / 'locked'}: cannot list this folder (Permission denied)" in r.err
+    assert "1 of 2 inputs failed" in r.err and (tmp_path / "o" / "a-000.png").exists()
+    source = scan_source(str(src), workers=1)
+    assert [f.name for f in source.files] == ["a.png"]
+    assert [s["reason"] for s in source.skipped] == [f"{src / 'locked'}: cannot list this folder (Permission denied)"]
+    with pytest.raises(DaguerreError, match="unreadable source image"):
+        scan_source(str(src), workers=1, strict=True)
