@@ -391,11 +391,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes]) -> No
                 f.write(piece)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):  # a full disk: name the file asked for
+            raise OSError(e.errno, e.strerror, str(p)) from None
         raise
 
 

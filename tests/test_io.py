@@ -285,6 +285,30 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_full_disk_names_the_file_asked_for(tmp_path, monkeypatch):
+    """ENOSPC from the write named nothing ("error: No space left on device"); now the file asked for."""
+    import errno
+
+    class Full:
+        def __init__(self, fd, mode):
+            os.close(fd)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", Full)
+    with pytest.raises(OSError) as e:
+        atomic_write_bytes(tmp_path / "out.png", b"data")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "out.png")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_gray_alpha_png_round_trip(tmp_path, rgb):
     f = tmp_path / "la.png"
     alpha = np.arange(600, dtype=np.uint8).reshape(20, 30)
