@@ -222,7 +222,8 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     """Degrade IMAGES (files, folders, globs, builtin:samples, builtin:real) with a recipe.
 
     Writes NAME-KKK.png (degraded), NAME-KKK.mask.png (defects) and NAME-KKK.json (params
-    record) per input and variant. The same command gives byte-identical files.
+    record) per input and variant. The same command gives byte-identical files. Folders and
+    globs skip what lies in an --out inside them; one that matches nothing, or a folder in one that cannot be listed, counts as a failed input.
     """
     from pathlib import Path
 
@@ -296,7 +297,8 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
 @dataset.command("export")
 @click.argument("ref")
 @click.option("--format", "fmt", type=click.Choice(["png"]), default="png", show_default=True)
-@click.option("--out", "-o", type=click.Path(file_okay=False), required=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False), required=True,
+              help="A new or empty folder, or this dataset's interrupted export (resumed); not under $DAGUERRE_HOME/datasets nor inside a store.")
 def dataset_export(ref: str, fmt: str, out: str) -> None:
     """Write a dataset as PNG triplets (degraded, clean, mask) plus params JSON."""
     from pathlib import Path
@@ -412,7 +414,8 @@ def dataset_diff(d: dict) -> None:
 @click.option("--all", "all_", is_flag=True, help="Verify every registered version.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
-    """Recompute the SHA-256 of every shard's decoded data; non-zero exit naming any bad shard."""
+    """Recompute the SHA-256 of every shard's decoded data and check the recorded settings, recipe and
+    source list against the lineage; non-zero exit naming any bad shard or attribute."""
     from degrade import DaguerreError
     from pipelines.catalog import Catalog
     from pipelines.versioning import verify
@@ -482,7 +485,7 @@ def dataset_untag(ref: str, as_json: bool) -> None:
 @click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> None:
-    """Regenerate a version from its recorded lineage into a temporary store and compare checksums."""
+    """Regenerate a version from its recorded lineage into a scratch store ($DAGUERRE_HOME/scratch) and compare checksums."""
     from pipelines.versioning import reproduce
 
     with _progress(1, f"reproducing {ref}", "samples") as advance:  # reproduce sets the total
@@ -544,7 +547,8 @@ def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--force", is_flag=True, help="Also remove complete stores that no catalog entry lists (kept otherwise).")
 def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
-    """Remove data that no catalog entry references (crash leftovers, unfinished generations)."""
+    """Remove data that no catalog entry references (crash leftovers, unfinished generations, scratch
+    copies of killed reproduce runs); complete stores that no entry lists are kept unless --force."""
     from pipelines.catalog import Catalog, collect_garbage
 
     cat = Catalog()
@@ -576,6 +580,8 @@ def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace files in the outputs' places that daguerre did not write (refused otherwise).")
 def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite) -> None:
     """Restore old photos (files, folders, globs, builtin:real): NAME.png, NAME.mask.png, NAME.compare.png.
+
+    Folders and globs skip what lies in an --out inside them; one that matches nothing, or a folder in one that cannot be listed, counts as a failed input.
 
     Pipeline: defect detection → VAE1 encoder → latent mapping with the mask → VAE2 decoder →
     tone anchoring (if the bundle is calibrated with one).
@@ -623,7 +629,8 @@ def demo_cmd(out: str, model: str) -> None:
 @click.option("--methods", default="identity,nlm,telea,nlm+telea,zoo:default", show_default=True,
               help="Comma-separated: identity, nlm, telea, ns, nlm+telea, median, bilateral, zoo:NAME|PATH, zoo-raw:NAME|PATH (no tone anchoring).")
 @click.option("--n", type=click.IntRange(min=1), help="Number of samples (default: all).")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default="bench-out", show_default=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="bench-out", show_default=True,
+              help="Report folder: an earlier report's files are replaced; files of those names that bench did not write are refused.")
 @click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,
               help="Mask given to inpainting methods: the dataset's ground truth, or the detector of the first zoo method (else the default bundle's).")
 @click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count")
@@ -722,7 +729,7 @@ _TRAIN_OPTIONS = [
     click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16: forward passes under bfloat16 autocast (weights stay fp32) [fp32]."),
     click.option("--workers", type=int, help="DataLoader worker processes [2]."),
     click.option("--seed", type=int, help="Seed of initialisation, batches and sampling [0]."),
-    click.option("--out", type=click.Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume."),
+    click.option("--out", type=click.Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume. A new run refuses files of a run's names there that no run wrote."),
     click.option("--name", help="Name in the model store [the run folder's name]."),
     click.option("--preset", type=click.Choice(["small", "default", "official"]), help="Model size [small]."),
     click.option("--real", help="vae1: real old photos (R), a dataset reference."),

@@ -26,13 +26,19 @@ def resolve_inputs(items: Iterable[str], out: Path | None = None, failed: list[t
     """Files, folders, globs and ``builtin:samples`` / ``builtin:real`` to a list of paths, each file once
     (a file named twice, or also found in a folder or glob given, keeps its first place).
 
-    Folders and globs skip what lies in the output folder ``out`` (a re-run into ``in/out`` must not
-    take its own outputs for inputs). A folder or glob that matches nothing, and a folder inside one
+    A folder or glob skips what lies in the output folder ``out`` when ``out`` is inside it (a re-run
+    into ``in/out`` must not take its own outputs for inputs); not when ``out`` is the folder itself
+    or holds it (``--out .``), where that would skip every input. A folder or glob that matches nothing, and a folder inside one
     that cannot be listed, go to ``failed`` as (what, one-line reason).
     """
     import os
 
     skip = os.path.realpath(out) + os.sep if out is not None else None
+
+    def below_out(item: str) -> bool:  # --out lies strictly inside what the folder or glob expands
+        base = str(item).split("*")[0].split("?")[0].split("[")[0]
+        base = base if os.path.isdir(base) else os.path.dirname(base) or "."
+        return skip is not None and skip.startswith(os.path.realpath(base) + os.sep) and skip != os.path.realpath(base) + os.sep
 
     def unlisted(folder: Path, e: OSError) -> None:
         if failed is not None:
@@ -43,7 +49,7 @@ def resolve_inputs(items: Iterable[str], out: Path | None = None, failed: list[t
     for item in items:
         builtin = expand_builtin(str(item))
         found = builtin if builtin is not None else list_images([item], suffixes=INPUT_SUFFIXES, on_error=unlisted)
-        if skip and builtin is None and not _is_file(Path(item)):
+        if builtin is None and not _is_file(Path(item)) and below_out(str(item)):  # not `--out .` around the input
             found = [p for p in found if not os.path.realpath(p).startswith(skip)]
         if not found and failed is not None:
             failed.append((str(item), f"{item}: no images found"))

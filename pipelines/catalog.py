@@ -283,7 +283,13 @@ class Catalog:
             os.rename(doomed, aside)
         except OSError:  # already gone, or not ours to rename: delete in place
             aside = doomed
-        shutil.rmtree(aside, ignore_errors=True)
+        try:
+            shutil.rmtree(aside)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # unregistered, but the data stays: say where (gc sees only what lies under datasets/)
+            raise DaguerreError(f"{v.ref} is unregistered, but its data could not be deleted ({e.strerror or e}): "
+                                f"delete {aside} by hand") from None  # fmt: skip
         return v
 
 

@@ -561,7 +561,7 @@ def test_cli_restore_replaces_only_its_own_outputs(capsys, bundle, tmp_path, pho
     assert r.code == 0, r.err
 
 
-def test_cli_restore_into_its_input_folder_twice_and_unmatched_inputs(capsys, bundle, tmp_path, photo):
+def test_cli_restore_into_its_input_folder_twice_and_unmatched_inputs(capsys, bundle, tmp_path, photo, monkeypatch):
     """``restore in --out in/out`` failed the second time (its outputs were taken for inputs named like
     them); a glob or folder that matched nothing beside other inputs was silently dropped; a folder's
     GIFs were skipped although GIFs are restored."""
@@ -573,6 +573,12 @@ def test_cli_restore_into_its_input_folder_twice_and_unmatched_inputs(capsys, bu
         r = run(capsys, "restore", src, "--out", src / "out", "--model", bundle, "--tile", "64")
         assert r.code == 0 and "restored 2 photo(s)" in r.out, r.err
     assert sorted(p.name for p in (src / "out").iterdir()) == sorted(f"{s}{k}.png" for s in "xy" for k in ("", ".mask", ".compare"))
+    (src / "sub").mkdir()
+    (src / "sub" / "z.png").write_bytes(encode_png(photo))
+    monkeypatch.chdir(src)  # an --out that holds the input folder: its photos are inputs (skipping them found nothing)
+    for args in (["sub", "--out", "."], ["sub/*.png", "--out", "."], ["sub", "--out", ".."]):
+        r = run(capsys, "restore", *args, "--model", bundle, "--tile", "64")
+        assert r.code == 0 and "restored 1 photo(s)" in r.out, (args, r.err)
     (tmp_path / "empty").mkdir()
     r = run(capsys, "restore", src / "x.png", tmp_path / "empty", f"{src}/nomatch*.png", "--out", tmp_path / "o", "--model", bundle, "--tile", "64")
     assert one_line_error(r) and "2 of 3 inputs failed" in r.err

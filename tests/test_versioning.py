@@ -829,3 +829,21 @@ def test_gc_keeps_complete_stores_when_the_catalog_is_emptied(capsys, home):
     assert json.loads(run(capsys, "dataset", "gc", "--json").out)["kept"] == [str(store)]
     r = run(capsys, "dataset", "gc", "--force")
     assert r.code == 0 and f"removed {store}" in r.out and not store.exists()
+
+
+def test_an_rm_that_cannot_delete_says_where_the_data_stays(capsys, home, tmp_path, monkeypatch):
+    """rm printed "removed" when the delete failed: the data stayed, renamed, where gc never looks (a --store)."""
+    import shutil
+
+    make(capsys, "st", "--store", str(tmp_path / "st.zarr"), count=4)
+
+    def denied(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "rmtree", denied)
+        r = run(capsys, "dataset", "rm", "st@v1")
+    left = list(tmp_path.glob(".st.zarr.removing-*"))
+    assert one_line_error(r) and "st@v1 is unregistered, but its data could not be deleted (Permission denied)" in r.err
+    assert len(left) == 1 and f"delete {left[0]} by hand" in r.err
+    assert "st" not in [v.name for v in Catalog().versions()]
