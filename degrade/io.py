@@ -124,6 +124,9 @@ def _decode(source, name: str, max_pixels: int, deep: bool = False) -> Picture:
         raise
     except UnidentifiedImageError:
         refused = _tiff_refusal(source)
+        pic = None if refused else _gray_alpha_tiff(source, name, max_pixels, deep)
+        if pic is not None:
+            return pic
         raise ImageError(f"{name}: {refused or 'not a recognised image format'}") from None
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: too many pixels to decode safely") from None
@@ -300,6 +303,47 @@ def marked_by_daguerre(path: str | os.PathLike) -> bool:
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 FLOAT_REFUSED = "floating-point images are not supported (convert to 8 or 16 bit)"
+
+
+def _gray_alpha_tiff(f, name: str, max_pixels: int, deep: bool) -> Picture | None:
+    """A 16-bit gray + alpha TIFF, which Pillow does not open, through tifffile (its first page); None
+    for anything else. Orientation, MinIsWhite, associated (premultiplied) alpha and the profile are
+    applied as for the files Pillow opens."""
+    try:
+        import tifffile
+
+        f.seek(0)
+        with tifffile.TiffFile(f) as tif:
+            page = tif.pages[0]
+            if page.imagelength * page.imagewidth > max_pixels:
+                raise ImageError(f"{name}: {page.imagewidth}×{page.imagelength} pixels exceeds the limit of {max_pixels:,}")
+            if page.dtype != np.uint16 or page.samplesperpixel != 2 or int(page.photometric) not in (0, 1):
+                return None
+            arr = page.asarray()
+            tags = {t.code: t.value for t in page.tags.values() if t.code in (274, 338, 34675)}
+    except ImageError:
+        raise
+    except Exception:  # noqa: BLE001  not a TIFF tifffile reads either: Pillow's verdict stands
+        return None
+    if arr.shape != (page.imagelength, page.imagewidth, 2):
+        return None
+    gray, alpha = arr[..., 0], arr[..., 1]
+    if int(page.photometric) == 0:  # MinIsWhite
+        gray = 65535 - gray
+    extra = tags.get(338)
+    if (extra[0] if isinstance(extra, tuple) else extra) == 1:  # associated alpha: gray is premultiplied
+        a = alpha.astype(np.float64)
+        gray = np.where(a > 0, np.clip(np.rint(gray * 65535.0 / np.maximum(a, 1)), 0, 65535), 0).astype(np.uint16)
+    samples = np.dstack([gray, alpha])
+    orientation = int(tags.get(274, 1))
+    if orientation in _ORIENT:
+        samples = np.ascontiguousarray(_ORIENT[orientation](samples))
+    pic = Picture(to_uint8(samples[..., 0]), _alpha(to_uint8(samples[..., 1])), 16, name)
+    icc = tags.get(34675)
+    pic.icc = icc_for(bytes(icc) if icc is not None else None, True)
+    if deep:
+        pic.deep = samples if pic.alpha is not None else np.ascontiguousarray(samples[..., 0])
+    return pic
 
 
 def _tiff_refusal(f) -> str | None:

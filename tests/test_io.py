@@ -429,3 +429,33 @@ def test_deep_orientation_of_a_nearly_flat_sixteen_bit_image(tmp_path, orientati
         for f in (f"{name}.png", f"{name}.tif"):
             pic = read_image(tmp_path / f, deep=True)
             assert pic.deep is not None and np.array_equal(pic.deep, _ORIENT[orientation](a)), f
+
+
+def test_sixteen_bit_gray_alpha_tiff_is_read_through_tifffile(tmp_path):
+    """Pillow does not open 16-bit gray + alpha TIFFs ("not a recognised image format"), which the docs
+    listed as restored; they are read through tifffile, with orientation, MinIsWhite and associated alpha."""
+    import tifffile
+
+    y, x = np.mgrid[:24, :40]
+    g = (x * 1500 + y * 7).astype(np.uint16)
+    a = np.full_like(g, 65535)
+    a[:6] = 20000
+    tifffile.imwrite(tmp_path / "ga.tif", np.dstack([g, a]), photometric="minisblack", extrasamples=[2])
+    pic = read_image(tmp_path / "ga.tif", deep=True)
+    assert pic.bit_depth == 16 and pic.pixels.ndim == 2 and np.array_equal(pic.pixels, to_uint8(g))
+    assert np.array_equal(pic.alpha, to_uint8(a)) and np.array_equal(pic.deep, np.dstack([g, a]))
+    tifffile.imwrite(tmp_path / "rot.tif", np.dstack([g, a]), photometric="minisblack", extrasamples=[2],
+                     extratags=[(274, "H", 1, 6, True)])  # fmt: skip
+    assert np.array_equal(read_image(tmp_path / "rot.tif", deep=True).deep, np.rot90(np.dstack([g, a]), -1))
+    tifffile.imwrite(tmp_path / "white.tif", np.dstack([65535 - g, a]), photometric="miniswhite", extrasamples=[2])
+    assert np.array_equal(read_image(tmp_path / "white.tif", deep=True).deep, np.dstack([g, a]))
+    pre = (g.astype(np.float64) * a / 65535).round().astype(np.uint16)  # associated: stored premultiplied
+    tifffile.imwrite(tmp_path / "pre.tif", np.dstack([pre, a]), photometric="minisblack", extrasamples=[1])
+    assert np.abs(read_image(tmp_path / "pre.tif", deep=True).deep[..., 0].astype(int) - g).max() <= 2
+    opaque = np.dstack([g, np.full_like(g, 65535)])
+    tifffile.imwrite(tmp_path / "opaque.tif", opaque, photometric="minisblack", extrasamples=[2])
+    pic = read_image(tmp_path / "opaque.tif", deep=True)
+    assert pic.alpha is None and np.array_equal(pic.deep, g)  # a wholly opaque alpha is dropped, as for PNGs
+    tifffile.imwrite(tmp_path / "f.tif", np.dstack([g, a]).astype(np.float32), photometric="minisblack", extrasamples=[2])
+    with pytest.raises(ImageError, match="f.tif: "):
+        read_image(tmp_path / "f.tif")

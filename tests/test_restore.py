@@ -146,8 +146,15 @@ def test_cli_sixteen_bit_in_sixteen_bit_out(capsys, bundle, tmp_path, photo):
     alpha = np.full(photo.shape[:2], 40000, np.uint16)
     (tmp_path / "rgb48.png").write_bytes(encode_png(deep))
     (tmp_path / "la32.png").write_bytes(encode_png(deep[..., 0], alpha))
-    r = run(capsys, "restore", tmp_path / "rgb48.png", tmp_path / "la32.png", "--out", tmp_path / "out", "--model", bundle, "--tile", "64")
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "la32t.tif", np.dstack([deep[..., 0], alpha]), photometric="minisblack", extrasamples=[2])
+    r = run(capsys, "restore", tmp_path / "rgb48.png", tmp_path / "la32.png", tmp_path / "la32t.tif", "--out", tmp_path / "out",
+            "--model", bundle, "--tile", "64")  # fmt: skip
     assert r.code == 0, r.err
+    lat = read_image(tmp_path / "out" / "la32t.png", deep=True)  # the TIFF twin (tifffile reads it) comes out the same
+    assert lat.pixels.ndim == 2 and np.array_equal(lat.deep[..., 1], alpha)
+    assert np.array_equal(lat.deep, read_image(tmp_path / "out" / "la32.png", deep=True).deep)
     out = cv2.imread(str(tmp_path / "out" / "rgb48.png"), cv2.IMREAD_UNCHANGED)
     assert out.dtype == np.uint16 and out.shape == deep.shape
     la = read_image(tmp_path / "out" / "la32.png", deep=True)
