@@ -162,7 +162,23 @@ class Catalog:
     def _row(self, r: sqlite3.Row) -> Version:
         tags = tuple(t[0] for t in self.db.execute(
             "SELECT tag FROM tags WHERE name=? AND number=? ORDER BY tag", (r["name"], r["number"])))  # fmt: skip
-        return Version(**{k: r[k] for k in r.keys()}, tags=tags)
+        return Version(**{k: r[k] for k in r.keys() if k != "path"}, path=self._where(r["name"], r["number"], r["path"]), tags=tags)
+
+    def _recorded(self, store: Path) -> str:
+        """How a store's place is recorded: under ``datasets/``, relative to the home (which may be moved
+        or copied whole); a ``--store`` elsewhere, absolute."""
+        home, where = os.path.abspath(self.home), os.path.abspath(store)
+        return os.path.relpath(where, home) if where.startswith(os.path.join(home, "datasets") + os.sep) else where
+
+    def _where(self, name: str, number: int, recorded: str) -> str:
+        """The absolute path of a recorded place (see :meth:`_recorded`)."""
+        home = self.home.absolute()
+        if not os.path.isabs(recorded):
+            return str(home / recorded)
+        managed = home / "datasets" / name / f"v{number}.zarr"  # catalogs from before relative places recorded
+        if recorded.endswith(os.sep + os.path.join("datasets", name, f"v{number}.zarr")) and managed.exists():
+            return str(managed)  # the home's own copy, wherever the home was when it was registered
+        return recorded
 
     def versions(self, name: str | None = None) -> list[Version]:
         q, args = "SELECT * FROM versions", ()
@@ -208,7 +224,7 @@ class Catalog:
 
     def referenced_paths(self) -> set[str]:
         """Registered stores, symlinks resolved: the same home reached by another path is the same data."""
-        return {os.path.realpath(r[0]) for r in self.db.execute("SELECT path FROM versions")}
+        return {os.path.realpath(v.path) for v in self.versions()}
 
     # -- writing ------------------------------------------------------------------------------
     def register(self, name: str, store: Path, final: Path | None = None) -> Version:
@@ -242,7 +258,7 @@ class Catalog:
             recipe_name = (attrs.get("recipe") or {}).get("name") or None
             db.execute(
                 "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (name, number, str(target.absolute()), attrs["kind"], attrs["count"], attrs["size"], recipe_name,
+                (name, number, self._recorded(target), attrs["kind"], attrs["count"], attrs["size"], recipe_name,
                  attrs.get("recipe_hash"), attrs["lineage_hash"], attrs["checksum"], attrs["identity"], attrs.get("created") or now(),
                  nbytes),
             )  # fmt: skip

@@ -847,3 +847,29 @@ def test_an_rm_that_cannot_delete_says_where_the_data_stays(capsys, home, tmp_pa
     assert one_line_error(r) and "st@v1 is unregistered, but its data could not be deleted (Permission denied)" in r.err
     assert len(left) == 1 and f"delete {left[0]} by hand" in r.err
     assert "st" not in [v.name for v in Catalog().versions()]
+
+
+def test_a_moved_or_copied_home_keeps_its_datasets(capsys, home, tmp_path, monkeypatch):
+    """The catalog recorded absolute paths: a copied home read the old copy, its own stores were
+    "listed by no entry" for gc, and a moved home lost its datasets. Places under datasets/ are
+    recorded relative to the home now, and older catalogs' absolute ones are found in the home."""
+    import shutil
+    import sqlite3
+
+    make(capsys, "mv", count=4)
+    make(capsys, "ext", "--store", str(tmp_path / "ext.zarr"), count=4)
+    db = sqlite3.connect(home / "catalog.sqlite")
+    assert dict(db.execute("SELECT name, path FROM versions").fetchall()) == {"mv": "datasets/mv/v1.zarr", "ext": str(tmp_path / "ext.zarr")}
+    db.execute("UPDATE versions SET path=? WHERE name='mv'", (str(home / "datasets" / "mv" / "v1.zarr"),))  # as older catalogs did
+    db.commit()
+    db.close()
+    for how in ("copy", "move"):
+        new = tmp_path / f"home-{how}"
+        (shutil.copytree if how == "copy" else shutil.move)(home if how == "copy" else tmp_path / "home-copy", new)
+        monkeypatch.setenv("DAGUERRE_HOME", str(new))
+        assert Path(Catalog().resolve("mv").path) == new / "datasets" / "mv" / "v1.zarr", how
+        assert open_dataset("mv").path == new / "datasets" / "mv" / "v1.zarr" and len(open_dataset("ext")) == 4
+        r = run(capsys, "dataset", "gc", "--json")
+        assert json.loads(r.out) == {"dry_run": False, "items": [], "kept": []}, how
+        r = run(capsys, "dataset", "verify", "mv")
+        assert r.code == 0, r.err
