@@ -708,8 +708,8 @@ def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, 
 
     if workers < 1 or queue < 0:
         raise DaguerreError("--workers must be at least 1 and --queue at least 0")
-    if max_upload_mb < 1 or not max_megapixels > 0 or not timeout_s > 0:
-        raise DaguerreError("--max-upload-mb must be at least 1, --max-megapixels and --timeout positive")
+    if max_upload_mb < 1 or not 0 < max_megapixels * 1e6 < float("inf") or not timeout_s > 0:  # 1e308 megapixels overflow
+        raise DaguerreError("--max-upload-mb must be at least 1, --max-megapixels finite and positive, --timeout positive")
     cfg = ServeConfig(model, workers, queue, max_upload_mb * 2**20, int(max_megapixels * 1e6), timeout_s, device)
     serve(host, port, cfg, on_ready=lambda bound: click.echo(f"daguerre serving {model} on http://{host}:{bound}/ (Ctrl-C to stop)"))
 

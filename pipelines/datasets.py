@@ -97,9 +97,10 @@ def _adoptable(spec: GenerationSpec, catalog, final: Path | None = None) -> Path
 def _check_store_place(final: Path, catalog) -> None:
     """A ``--store`` outside the catalog's own folder and neither inside nor around a registered store:
     ``gc``, ``rm`` and the next version of a name manage those paths and would delete or collide with it."""
-    managed = os.path.realpath(catalog.home / "datasets")
+    from .refs import managed_root_around
+
     here = os.path.realpath(final)
-    if here == managed or here.startswith(managed + os.sep):
+    if managed := managed_root_around(final, catalog.home):
         raise DaguerreError(f"--store {final} is inside {managed}, which the catalog manages; create without --store or store elsewhere")
     for r in catalog.referenced_paths():
         if here.startswith(r + os.sep) or r.startswith(here + os.sep):  # the same path: reused or refused below
@@ -185,12 +186,11 @@ EXPORT_MARK = ".daguerre-export.json"
 def _check_export_place(ds: Dataset, out: Path) -> None:
     """Not under ``datasets/`` (``gc`` deletes what no catalog entry references there) nor inside a store
     (registered ones are immutable; ``rm`` would delete the export with it)."""
-    from .refs import daguerre_home
+    from .refs import daguerre_home, managed_root_around
 
     here = os.path.realpath(out)
     home = daguerre_home()
-    managed = os.path.realpath(home / "datasets")
-    if here == managed or here.startswith(managed + os.sep):
+    if managed := managed_root_around(out, home):
         raise DaguerreError(f"{out} is inside {managed}, which the catalog manages (`gc` would delete the export); export elsewhere")
     stores = {os.path.realpath(ds.path)}
     if (home / "catalog.sqlite").exists():

@@ -22,6 +22,14 @@ def datasets_root() -> Path:
     return daguerre_home() / "datasets"
 
 
+def managed_root_around(path: str | os.PathLike, home: Path | None = None) -> str | None:
+    """The catalog's folder (``$DAGUERRE_HOME/datasets``, resolved) if ``path`` is it or lies inside it,
+    else None: ``gc`` deletes what no catalog entry references there, so nothing else may be put there."""
+    managed = os.path.realpath((home or daguerre_home()) / "datasets")
+    here = os.path.realpath(path)
+    return managed if here == managed or here.startswith(managed + os.sep) else None
+
+
 def check_name(name: str) -> str:
     if not NAME_RE.match(name or ""):
         raise DaguerreError(f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-' (max 64)")

@@ -466,3 +466,16 @@ def test_results_json_is_strict_json_without_damage(capsys, home, tmp_path):
     assert res["aggregate"]["zoo:rb2"]["detection"]["pooled"]["recall"] is None  # nothing to find: 0/0
     r = run(capsys, "bench", "compare", tmp_path / "o" / "results.json", tmp_path / "o" / "results.json")
     assert r.code == 0, r.err
+
+
+@pytest.mark.parametrize("entry", ["x", {"psnr": "x"}, {"psnr": {"mean": "a"}}, {"detection": {"pooled": "x"}}, {"detection": 3}])
+def test_cli_bench_compare_damaged_aggregate_is_one_line_error(capsys, tmp_path, entry):
+    from cli_helpers import one_line_error, run
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps({"dataset": {"identity": "i"}, "aggregate": {"m": {"psnr": {"mean": 20.0}}}}))
+    bad.write_text(json.dumps({"dataset": {"identity": "i"}, "aggregate": {"m": entry}}))
+    assert run(capsys, "bench", "compare", good, good).code == 0
+    for args in ((good, bad), (bad, good)):
+        r = run(capsys, "bench", "compare", *args, "--json")
+        assert r.code == 1 and one_line_error(r) and "internal" not in r.err and "bad.json" in r.err, r.err

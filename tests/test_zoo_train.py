@@ -631,3 +631,14 @@ def test_zoo_ls_survives_an_unreadable_card(capsys, data, tmp_path):
         for p in ("dangling.safetensors", "dangling.json", "folder.safetensors"):
             (models / p).unlink()
         (models / "folder.json").rmdir()
+
+
+def test_a_run_folder_inside_the_dataset_catalog_is_refused(data):
+    """``--out $DAGUERRE_HOME/datasets/NAME`` trained, and the next ``dataset gc`` deleted the run (its
+    checkpoint to resume from) as data no catalog entry lists."""
+    from pipelines.refs import daguerre_home
+
+    out = daguerre_home() / "datasets" / "x" / "run"
+    with pytest.raises(DaguerreError, match="which the dataset catalog manages"):
+        train(cfg("vae2", out, steps=1, clean="x", name="in-catalog"))
+    assert not out.exists()

@@ -251,6 +251,14 @@ def compare(a_path: str, b_path: str) -> dict[str, Any]:
             raise DaguerreError(f"cannot read results {p}: {e}") from None
         if not isinstance(r, dict) or not isinstance(r.get("aggregate"), dict) or not isinstance(r.get("dataset"), dict):
             raise DaguerreError(f"{p} is not a results.json written by `daguerre bench`")
+        for label, m in r["aggregate"].items():  # a hand-edited or damaged file: one line, not an AttributeError
+            det = m.get("detection") if isinstance(m, dict) else None
+            stats = [m.get(k) for k in (*QUALITY_KEYS, "seconds")] if isinstance(m, dict) else [0]
+            pooled = det.get("pooled", {}) if isinstance(det, dict) else {} if det is None else None
+            means = [s.get("mean") for s in stats if isinstance(s, dict)] + [pooled.get("f1") if isinstance(pooled, dict) else 0]
+            if not (all(s is None or isinstance(s, dict) for s in stats) and isinstance(pooled, dict)
+                    and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in means)):
+                raise DaguerreError(f"{p}: aggregate entry {label!r} is not what `daguerre bench` writes")
         return r
 
     a, b = load(a_path), load(b_path)

@@ -606,6 +606,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     name = cfg.name or out.name
     if not NAME_RE.match(name):
         raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-' (set --name)")
+    from pipelines.refs import managed_root_around
+
+    if managed := managed_root_around(out):
+        raise DaguerreError(f"--out {out} is inside {managed}, which the dataset catalog manages (`dataset gc` would "
+                            "delete the run); choose another --out")  # fmt: skip
     if cfg.init and store.resolve(cfg.init).resolve() == (store.models_dir() / f"{name}.safetensors").resolve():
         raise DaguerreError(f"--init {cfg.init} and --name {name} are the same model: the run would overwrite what it starts from")
     pins = _pins(cfg)
