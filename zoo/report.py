@@ -242,6 +242,20 @@ def markdown_to_html(md: str, title: str) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(out)}</body></html>"
 
 
+def _well_formed(m: Any) -> bool:
+    """An aggregate entry as bench writes it: metric statistics with numeric means, a pooled detection F1."""
+
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    if not isinstance(m, dict):
+        return False
+    det = m.get("detection")
+    pooled = {} if det is None else det.get("pooled", {}) if isinstance(det, dict) else None
+    stats = [m.get(k) for k in (*QUALITY_KEYS, "seconds")]
+    return all(s is None or (isinstance(s, dict) and number(s.get("mean"))) for s in stats) and isinstance(pooled, dict) and number(pooled.get("f1"))
+
+
 def compare(a_path: str, b_path: str) -> dict[str, Any]:
     """Differences between two results.json files: per method, metric deltas (B − A)."""
     def load(p):
@@ -252,12 +266,7 @@ def compare(a_path: str, b_path: str) -> dict[str, Any]:
         if not isinstance(r, dict) or not isinstance(r.get("aggregate"), dict) or not isinstance(r.get("dataset"), dict):
             raise DaguerreError(f"{p} is not a results.json written by `daguerre bench`")
         for label, m in r["aggregate"].items():  # a hand-edited or damaged file: one line, not an AttributeError
-            det = m.get("detection") if isinstance(m, dict) else None
-            stats = [m.get(k) for k in (*QUALITY_KEYS, "seconds")] if isinstance(m, dict) else [0]
-            pooled = det.get("pooled", {}) if isinstance(det, dict) else {} if det is None else None
-            means = [s.get("mean") for s in stats if isinstance(s, dict)] + [pooled.get("f1") if isinstance(pooled, dict) else 0]
-            if not (all(s is None or isinstance(s, dict) for s in stats) and isinstance(pooled, dict)
-                    and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in means)):
+            if not _well_formed(m):
                 raise DaguerreError(f"{p}: aggregate entry {label!r} is not what `daguerre bench` writes")
         return r
 
