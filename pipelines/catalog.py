@@ -296,16 +296,13 @@ class Catalog:
         doomed = Path(v.path)
         aside = doomed.parent / f".{doomed.name}.removing-{time.time_ns()}"
         try:
-            os.rename(doomed, aside)
-        except OSError:  # already gone, or not ours to rename: delete in place
-            aside = doomed
-        try:
-            shutil.rmtree(aside)
+            discard(doomed, aside)
         except FileNotFoundError:
             pass
         except OSError as e:  # unregistered, but the data stays: say where (gc sees only what lies under datasets/)
+            left = aside if aside.exists() else doomed
             raise DaguerreError(f"{v.ref} is unregistered, but its data could not be deleted ({e.strerror or e}): "
-                                f"delete {aside} by hand") from None  # fmt: skip
+                                f"delete {left} by hand") from None  # fmt: skip
         return v
 
 
@@ -373,11 +370,19 @@ def lock_held(p: Path) -> bool:
         os.close(fd)
 
 
-def garbage(catalog: Catalog, held: frozenset[str] = frozenset()) -> list[Path]:
+def discard(p: Path, aside: Path) -> None:
+    """Rename ``p`` to the hidden ``aside``, then delete it: a delete cut short never leaves a half-deleted
+    store where a create would resume or adopt it, only hidden garbage."""
+    if p != aside:
+        os.rename(p, aside)
+    shutil.rmtree(aside) if aside.is_dir() else aside.unlink()
+
+
+def garbage(catalog: Catalog, held: Path | None = None) -> list[Path]:
     """Data under ``datasets/`` that no catalog entry references (crash leftovers, unfinished runs), and
     the scratch copies of killed ``reproduce`` runs.
 
-    ``held``: names whose creation lock this process holds (not busy, though the probe would say so)."""
+    ``held``: a dataset folder whose creation lock this process holds: only its garbage is listed."""
     root = catalog.home / "datasets"
     refs = catalog.referenced_paths()
 
@@ -391,8 +396,9 @@ def garbage(catalog: Catalog, held: frozenset[str] = frozenset()) -> list[Path]:
         return not holds_data(d) or any(os.path.dirname(r) == os.path.realpath(d) for r in refs)
 
     out = []
-    for d in sorted(p for p in (root.iterdir() if root.exists() else ()) if p.is_dir() and dataset_folder(p)):
-        busy = d.name not in held and is_locked(d.name)
+    folders = [held] if held is not None else sorted(p for p in (root.iterdir() if root.exists() else ()) if p.is_dir())
+    for d in (d for d in folders if dataset_folder(d)):
+        busy = held is None and is_locked(d.name)
         for p in sorted(d.iterdir()):
             if p.name == ".lock":
                 continue
@@ -402,7 +408,7 @@ def garbage(catalog: Catalog, held: frozenset[str] = frozenset()) -> list[Path]:
             if not holds_data(p):
                 out.append(p)
     scratch = scratch_dir(catalog.home)
-    if scratch.is_dir():  # copies that a killed `reproduce` left (a minute's grace: one made an instant ago takes its lock next)
+    if held is None and scratch.is_dir():  # copies that a killed `reproduce` left (a minute's grace: one made an instant ago takes its lock next)
         now = time.time()
         out += [p for p in sorted(scratch.iterdir()) if now - p.lstat().st_mtime > 60 and not lock_held(p / ".lock")]
     return out
@@ -452,14 +458,11 @@ def collect_garbage(catalog: Catalog, dry_run: bool = False, force: bool = False
     for folder in sorted({p.parent for p in listed} - {scratch}):
         try:
             with file_lock(folder / ".lock", f"dataset {folder.name!r} is being created"):
-                for p in garbage(catalog, held=frozenset({folder.name})):  # again: no create can start now
-                    if p.parent != folder or (not force and complete_store(p)):
-                        continue
-                    n = size(p)
-                    doomed = p if p.name.startswith(".gc-") else folder / f".gc-{time.time_ns()}"
-                    os.rename(p, doomed)
-                    shutil.rmtree(doomed) if doomed.is_dir() else doomed.unlink()
-                    found.append((p, n))
+                for p in garbage(catalog, held=folder):  # again: no create can start now
+                    if force or not complete_store(p):
+                        n = size(p)
+                        discard(p, p if p.name.startswith(".gc-") else folder / f".gc-{time.time_ns()}")
+                        found.append((p, n))
         except DaguerreError:  # a create of this name is running: its folder is its own
             continue
     return found
