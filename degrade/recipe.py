@@ -229,6 +229,11 @@ class Degraded:
     params: Record
 
 
+
+def canonical_sha256(obj: Any) -> str:
+    """SHA-256 of ``obj`` as compact, key-sorted JSON: how recipes and dataset lineages are hashed."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
 class Recipe:
     """A validated recipe: sample records, apply them, serialise canonically, hash."""
 
@@ -279,8 +284,7 @@ class Recipe:
     @property
     def hash(self) -> str:
         """SHA-256 of the canonical steps (name and description excluded): same hash, same samples."""
-        text = json.dumps({"schema": SCHEMA, **self._semantic()}, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return canonical_sha256({"schema": SCHEMA, **self._semantic()})
 
     def operators(self) -> list[tuple[str, Operator]]:
         """(path, configured operator) for every op node, in tree order."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
+
+from degrade.recipe import canonical_sha256
 
 from .shards import DEFAULT_ZSTD_LEVEL, STRING, ArrayLayout
 from .sources import CropConfig, Source
@@ -109,8 +110,7 @@ class GenerationSpec:
 
     @property
     def lineage_hash(self) -> str:
-        text = json.dumps(self.lineage(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return canonical_sha256(self.lineage())
 
     def attributes(self) -> dict[str, Any]:
         """The group attributes written when generation starts (``complete`` false until the end)."""

@@ -13,6 +13,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +51,7 @@ class Source:
     @property
     def fingerprint(self) -> str:
         """SHA-256 over (relative name, size, content hash) of every usable image, in order."""
-        h = hashlib.sha256()
-        for f in self.files:
-            h.update(f"{f.name}\0{f.nbytes}\0{f.sha256}\n".encode())
-        return h.hexdigest()
+        return fingerprint_of((f.name, f.nbytes, f.sha256) for f in self.files)
 
     def lineage(self) -> dict[str, Any]:
         return {
@@ -63,6 +61,14 @@ class Source:
             "files": [{"name": f.name, "bytes": f.nbytes, "sha256": f.sha256} for f in self.files],
             "skipped": self.skipped,
         }
+
+
+def fingerprint_of(files: Iterable[tuple[str, int, str]]) -> str:
+    """A source's fingerprint from its files' (relative name, bytes, SHA-256), in order."""
+    h = hashlib.sha256()
+    for name, nbytes, sha256 in files:
+        h.update(f"{name}\0{nbytes}\0{sha256}\n".encode())
+    return h.hexdigest()
 
 
 def _hash_file(path: Path) -> tuple[int, str]:

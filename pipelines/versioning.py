@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -16,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from degrade.errors import DaguerreError
+from degrade.recipe import canonical_sha256
 
 from .catalog import Catalog, Version, file_lock, scratch_dir
 from .generate import dataset_checksum, field_checksum, shard_checksum
 from .layout import GenerationSpec, library_versions, read_attrs
 from .reader import Dataset, open_dataset
 from .refs import parse_ref
-from .sources import CropConfig, scan_source
+from .sources import CropConfig, fingerprint_of, scan_source
 
 
 def resolve_version(ref: str) -> Version | None:
@@ -217,10 +217,6 @@ def shard_problem(ds: Dataset, fields: list[str], sh: dict[str, Any]) -> str | N
     return None
 
 
-def _sha256_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
-
-
 def lineage_problems(a: dict[str, Any]) -> list[str]:
     """Recorded settings that disagree with the lineage the identity hashes: the lineage against its hash,
     the settings that ``info``, ``diff`` and ``reproduce`` read against the lineage, the source file
@@ -229,23 +225,21 @@ def lineage_problems(a: dict[str, Any]) -> list[str]:
     if not isinstance(lineage, dict):
         return ["attributes: no lineage recorded"]
     out = []
-    if _sha256_json(lineage) != a.get("lineage_hash"):
+    if canonical_sha256(lineage) != a.get("lineage_hash"):
         out.append("attributes: the lineage does not hash to the recorded lineage_hash")
     for k in ("kind", "recipe_hash", "seed", "count", "size", "shard_size", "crop"):
         if a.get(k) != lineage.get(k):
             out.append(f"attributes: {k} {json.dumps(a.get(k))} differs from the lineage's {json.dumps(lineage.get(k))}")
     src = a.get("source") if isinstance(a.get("source"), dict) else {}
-    fp = hashlib.sha256()
     try:
-        for f in src.get("files") or []:
-            fp.update(f"{f['name']}\0{f['bytes']}\0{f['sha256']}\n".encode())
+        fp = fingerprint_of((f["name"], f["bytes"], f["sha256"]) for f in src.get("files") or [])
     except (KeyError, TypeError):
         fp = None
-    if src.get("fingerprint") != lineage.get("source_fingerprint") or fp is None or fp.hexdigest() != src.get("fingerprint"):
+    if src.get("fingerprint") != lineage.get("source_fingerprint") or fp != src.get("fingerprint"):
         out.append("attributes: the source files or fingerprint differ from the lineage's source_fingerprint")
     recipe = a.get("recipe")
     try:
-        rhash = None if recipe is None else _sha256_json({"schema": recipe["schema"], "steps": recipe["steps"]})
+        rhash = None if recipe is None else canonical_sha256({"schema": recipe["schema"], "steps": recipe["steps"]})
     except (KeyError, TypeError, ValueError):
         rhash = "?"
     if rhash != a.get("recipe_hash"):
