@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,6 @@ def resolve_inputs(items: Iterable[str], out: Path | None = None, failed: list[t
     or holds it (``--out .``), where that would skip every input. A folder or glob that matches nothing, and a folder inside one
     that cannot be listed, go to ``failed`` as (what, one-line reason).
     """
-    import os
-
     skip = os.path.realpath(out) + os.sep if out is not None else None
 
     def below_out(item: str) -> bool:  # --out lies strictly inside what the folder or glob expands
@@ -71,8 +70,6 @@ def _is_file(p: Path) -> bool:
 def check_not_foreign(per_input: Iterable[Iterable[Path]]) -> None:
     """Refuse, before any work, to replace a file that daguerre did not write where an output goes (a
     user's ``scan.png`` beside ``scan.jpg``); its own earlier outputs are replaced, as a re-run should."""
-    import os
-
     for paths in per_input:
         for o in paths:
             if os.path.lexists(o) and not _ours(Path(o)):
@@ -105,8 +102,6 @@ def check_outputs(inputs, per_input, option: str = "--out") -> None:
     """Refuse, before any work, outputs that would overwrite an input (or be read back as one) or
     each other. ``per_input``: the paths each input writes (``x.png``'s ``x.mask.png`` and the
     input ``x.mask.png``'s ``x.mask.png`` collide)."""
-    import os
-
     given = {os.path.realpath(p): p for p in inputs}
     owner: dict[str, Path] = {}
     for src, paths in zip(inputs, per_input):
@@ -120,8 +115,6 @@ def check_outputs(inputs, per_input, option: str = "--out") -> None:
 
 def check_not_among(path, planned: list[list[Path]], option: str) -> None:
     """Refuse an extra output (a contact sheet) that is also one of the run's own outputs."""
-    import os
-
     if os.path.realpath(path) in {os.path.realpath(o) for outs in planned for o in outs}:
         raise DaguerreError(f"{option} {path} is one of this run's own outputs; choose another path")
 

@@ -11,3 +11,8 @@ class RecipeError(DaguerreError, ValueError):
 
 class ImageError(DaguerreError, ValueError):
     """An image that cannot be read, decoded or used."""
+
+
+def some(names: list[str], limit: int) -> str:
+    """The first ``limit`` of ``names`` for a one-line message, and how many more there are."""
+    return ", ".join(names[:limit]) + (f", … {len(names) - limit} more" if len(names) > limit else "")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from degrade.errors import DaguerreError
+from degrade.errors import DaguerreError, some
 from degrade.recipe import canonical_sha256
 
 from .catalog import Catalog, Version, file_lock, scratch_dir
@@ -313,11 +313,7 @@ def spec_from_attrs(attrs: dict[str, Any], workers: int = 2) -> GenerationSpec:
         now = {f.name: f.sha256 for f in source.files}
         kinds = (("added", sorted(set(now) - set(recorded))), ("removed", sorted(set(recorded) - set(now))),
                  ("modified", sorted(k for k in set(recorded) & set(now) if recorded[k] != now[k])))  # fmt: skip
-
-        def some(names: list[str]) -> str:
-            return ", ".join(names[:10]) + (f", … {len(names) - 10} more" if len(names) > 10 else "")
-
-        what = "; ".join(f"{len(n)} {kind}: {some(n)}" for kind, n in kinds if n) or "the same files, another fingerprint"
+        what = "; ".join(f"{len(n)} {kind}: {some(n, 10)}" for kind, n in kinds if n) or "the same files, another fingerprint"
         raise DaguerreError(f"the source {src_attrs['spec']} changed since generation ({what})")
     recipe = attrs.get("recipe")
     rhash = None

@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from degrade.errors import DaguerreError
+from degrade.errors import DaguerreError, some
 from degrade.io import atomic_write_bytes
 
 CARD_KEY = "daguerre_card"
@@ -110,9 +110,6 @@ def misfit(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> str:
     """Which tensors keep ``tensors`` from loading into ``module``: missing, unexpected, other shapes."""
     want = module.state_dict()
 
-    def some(keys: list[str]) -> str:
-        return ", ".join(keys[:3]) + (f", … {len(keys) - 3} more" if len(keys) > 3 else "")
-
     def dims(t: torch.Tensor) -> str:
         return "×".join(map(str, t.shape)) or "scalar"
 
@@ -120,7 +117,7 @@ def misfit(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> str:
     extra = sorted(set(tensors) - set(want))
     shaped = [f"{k}: {dims(tensors[k])} in the file, {dims(want[k])} in the model"
               for k in sorted(set(want) & set(tensors)) if tensors[k].shape != want[k].shape]  # fmt: skip
-    parts = [f"{n} {what}: {some(keys)}" for n, what, keys in ((len(missing), "missing", missing), (len(extra), "unexpected", extra),
+    parts = [f"{n} {what}: {some(keys, 3)}" for n, what, keys in ((len(missing), "missing", missing), (len(extra), "unexpected", extra),
                                                               (len(shaped), "of another shape", shaped)) if n]  # fmt: skip
     return "; ".join(parts) or "the model refused them"
 
