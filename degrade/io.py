@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 import tempfile
 import warnings
@@ -419,6 +420,12 @@ def nearest_existing(path: str | os.PathLike) -> Path:
     """``path`` itself if it exists, else its closest existing parent (where it would be created)."""
     p = Path(path).absolute()
     return next(d for d in (p, *p.parents) if d.exists())
+
+
+def is_write_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a temporary of :func:`atomic_write_bytes` (one a kill cut short): ``.XXXXXXXX.tmp``,
+    mkstemp's eight characters, and not, say, a user's ``.notes.tmp``."""
+    return re.fullmatch(r"\.[a-z0-9_]{8}\.tmp", Path(path).name) is not None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes]) -> None:

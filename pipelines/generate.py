@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from degrade.errors import DaguerreError
-from degrade.io import atomic_write_bytes
+from degrade.io import atomic_write_bytes, is_write_temporary
 
 from .layout import ATTR_KEY, GenerationSpec, read_attrs, write_attrs
 from .shards import ArrayLayout, encode_chunk, encode_shard
@@ -264,7 +264,8 @@ def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path
     write_attrs(partial, attrs)
     shutil.rmtree(partial / PROGRESS_DIR, ignore_errors=True)
     for stray in partial.rglob("*.tmp"):  # writers killed mid-write (atomic_write_bytes' temporaries)
-        stray.unlink(missing_ok=True)
+        if is_write_temporary(stray):
+            stray.unlink(missing_ok=True)
     return publish(partial)
 
 

@@ -19,7 +19,6 @@ import csv
 import dataclasses
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from degrade.errors import DaguerreError
+from degrade.io import is_write_temporary
 
 from . import checkpoint, losses, store
 from .store import NAME_RE
@@ -524,7 +524,6 @@ def _check_resume(out: Path, card: dict[str, Any], cfg: TrainConfig, pins: dict[
         raise DaguerreError(f"{out} is already at step {card['step']}; --steps must be at least that")
 
 
-TEMP_NAME = re.compile(r"\.[a-z0-9_]{8}\.tmp")
 RUN_FILES = ("config.yaml", "losses.csv", "losses.png")
 """What a fresh run writes at the top of ``--out`` (besides its checkpoint and ``samples/``)."""
 
@@ -642,7 +641,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         held.enter_context(file_lock(out / ".lock", f"the run folder {out} is in use by another training"))  # one run per folder
         (out / "samples").mkdir(exist_ok=True)
         for stray in out.glob(".*.tmp"):  # a checkpoint write cut by kill -9 (the write is atomic: never the checkpoint)
-            if TEMP_NAME.fullmatch(stray.name):  # atomic_write_bytes' own (mkstemp: 8 characters), not a user's .notes.tmp
+            if is_write_temporary(stray):  # atomic_write_bytes' own, not a user's .notes.tmp
                 stray.unlink(missing_ok=True)
         import yaml
 
