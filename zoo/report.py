@@ -161,10 +161,14 @@ REPORT_FILES = ("results.json", "report.md", "report.html", "sheet.png")
 def _bench_results(path: Path) -> bool:
     """Whether ``path`` is a results.json that ``daguerre bench`` wrote (its folder is then a report folder)."""
     try:
-        r = json.loads(path.read_bytes())
+        return _results_shaped(json.loads(path.read_bytes()))
     except (OSError, ValueError):
         return False
-    return isinstance(r, dict) and "results_sha256" in r and isinstance(r.get("aggregate"), dict)
+
+
+def _results_shaped(r: Any) -> bool:
+    """Parsed JSON that has the shape of bench's results: an aggregate and a dataset."""
+    return isinstance(r, dict) and isinstance(r.get("aggregate"), dict) and isinstance(r.get("dataset"), dict)
 
 
 def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -263,7 +267,7 @@ def compare(a_path: str, b_path: str) -> dict[str, Any]:
             r = json.loads(Path(p).read_text())
         except (OSError, ValueError) as e:
             raise DaguerreError(f"cannot read results {p}: {e}") from None
-        if not isinstance(r, dict) or not isinstance(r.get("aggregate"), dict) or not isinstance(r.get("dataset"), dict):
+        if not _results_shaped(r):
             raise DaguerreError(f"{p} is not a results.json written by `daguerre bench`")
         for label, m in r["aggregate"].items():  # a hand-edited or damaged file: one line, not an AttributeError
             if not _well_formed(m):
