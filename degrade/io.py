@@ -428,8 +428,27 @@ def is_write_temporary(path: str | os.PathLike) -> bool:
     return re.fullmatch(r"\.[a-z0-9_]{8}\.tmp", Path(path).name) is not None
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes]) -> None:
-    """Write ``data`` (or a list of pieces) to ``path`` through a temporary file and a rename: never a partial file."""
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk, where the platform allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows cannot open folders; nothing to flush there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes], durable: bool | str = False) -> None:
+    """Write ``data`` (or a list of pieces) to ``path`` through a temporary file and a rename: never a partial file.
+
+    ``durable``: the bytes reach the disk before the name does, and the name before this returns, so a
+    power cut leaves either the old file or the whole new one (what a later step may rely on).
+    ``"data"`` syncs the bytes only, for a caller that checks after a crash that the file is there.
+    """
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -440,8 +459,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes]) -> No
         with os.fdopen(fd, "wb") as f:
             for piece in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
                 f.write(piece)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, p)
+        if durable is True:
+            fsync_dir(p.parent)
     except BaseException as e:
         try:
             os.unlink(tmp)

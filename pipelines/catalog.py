@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from degrade.errors import DaguerreError
+from degrade.io import fsync_dir
 
 from .layout import read_attrs, write_attrs
 from .refs import NAME_RE, DatasetRef, check_name, daguerre_home, dataset_dir, parse_ref, version_number
@@ -255,6 +256,8 @@ class Catalog:
             if target.resolve() != store.resolve():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(store, target)
+                for d in {target.parent, store.parent}:  # the move is on disk before the catalog records it
+                    fsync_dir(d)
             recipe_name = (attrs.get("recipe") or {}).get("name") or None
             db.execute(
                 "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from degrade.errors import DaguerreError
-from degrade.io import atomic_write_bytes, is_write_temporary
+from degrade.io import atomic_write_bytes, fsync_dir, is_write_temporary
 
 from .layout import ATTR_KEY, GenerationSpec, read_attrs, write_attrs
 from .shards import ArrayLayout, encode_chunk, encode_shard
@@ -153,7 +153,7 @@ def generate_shard(spec: GenerationSpec, store: str, k: int, overlap: bool = Fal
     sizes = {}
     for f, layout in layouts.items():
         pieces = encode_shard(layout, enc.chunks[f])
-        atomic_write_bytes(Path(store) / f / layout.shard_key(k), pieces)
+        atomic_write_bytes(Path(store) / f / layout.shard_key(k), pieces, durable="data")  # on disk before the marker (_shard_done checks the name)
         sizes[f] = sum(len(x) for x in pieces)
     sums = enc.checksums()
     marker = {"shard": k, "samples": [start, stop], "fields": sums, "sha256": shard_checksum(sums), "bytes": sizes}
@@ -202,14 +202,15 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
         shutil.rmtree(tmp, ignore_errors=True)
         group = {"attributes": {ATTR_KEY: spec.attributes()}, "zarr_format": 3, "node_type": "group"}
         try:
-            atomic_write_bytes(tmp / "zarr.json", json.dumps(group, indent=2).encode())
+            atomic_write_bytes(tmp / "zarr.json", json.dumps(group, indent=2).encode(), durable=True)
             for f, layout in spec.layouts().items():
-                atomic_write_bytes(tmp / f / "zarr.json", json.dumps(layout.metadata(), indent=2).encode())
+                atomic_write_bytes(tmp / f / "zarr.json", json.dumps(layout.metadata(), indent=2).encode(), durable=True)
         except OSError as e:  # name the folder asked for, not the scratch one inside it
             shutil.rmtree(tmp, ignore_errors=True)
             raise OSError(e.errno, e.strerror, str(partial.parent)) from None
         try:
             os.rename(tmp, partial)  # another process may have won the race: then resume theirs
+            fsync_dir(partial.parent)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if not partial.exists():  # not a lost race: the rename itself failed

@@ -459,3 +459,30 @@ def test_sixteen_bit_gray_alpha_tiff_is_read_through_tifffile(tmp_path):
     tifffile.imwrite(tmp_path / "f.tif", np.dstack([g, a]).astype(np.float32), photometric="minisblack", extrasamples=[2])
     with pytest.raises(ImageError, match="f.tif: "):
         read_image(tmp_path / "f.tif")
+
+
+def test_a_durable_write_syncs_the_bytes_before_the_name_and_the_name_before_it_returns(tmp_path, monkeypatch):
+    """What lets a progress marker or a catalog row rely on the file after a power cut; a plain
+    write stays unsynced (restored PNGs need not pay for it). Checkpoints are written durably."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("name", str(a))), real_replace(a, b))[1])
+    atomic_write_bytes(tmp_path / "a.bin", [b"da", b"ta"], durable=True)
+    assert [e[0] for e in events] == ["sync", "name", "sync"]
+    assert events[0][1] == events[1][1] and events[2][1] == str(tmp_path)
+    assert (tmp_path / "a.bin").read_bytes() == b"data"
+    events.clear()
+    atomic_write_bytes(tmp_path / "b.bin", b"x", durable="data")
+    assert [e[0] for e in events] == ["sync", "name"]
+    events.clear()
+    atomic_write_bytes(tmp_path / "c.bin", b"x")
+    assert [e[0] for e in events] == ["name"]
+    events.clear()
+    import torch
+
+    from zoo.checkpoint import save
+
+    save(tmp_path / "m", {"w": torch.zeros(2)}, {"model": "x"})
+    synced = {os.path.basename(p) for kind, p in events if kind == "sync"}
+    assert {os.path.basename(p) for kind, p in events if kind == "name"} <= synced and tmp_path.name in synced

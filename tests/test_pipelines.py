@@ -701,3 +701,39 @@ def test_read_many_of_an_unknown_field_is_one_error_even_with_no_indices(small_s
         with pytest.raises(DaguerreError, match="no field 'nope'"):
             ds.read_many("nope", idx)
     assert ds.read_many("clean", []).shape == (0, 64, 64, 3)
+
+
+def test_data_reaches_the_disk_before_what_records_it(small_spec, home, monkeypatch):
+    """Without fsync, a power cut could keep a progress marker, a ``complete`` flag or a catalog row
+    whose data the disk never received. Each shard file's bytes are synced before it takes its name
+    and the marker is written (a lost name is caught on resume by ``_shard_done``); the final
+    attributes and the move into place are synced before the catalog records the version."""
+    events = []
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+
+    def fsync(fd):
+        events.append(("sync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(real):
+        return lambda a, b: (events.append(("name", str(a), str(b))), real(a, b))[1]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", rename(real_replace))
+    monkeypatch.setattr(os, "rename", rename(real_rename))
+    layouts = (spec := small_spec(count=8, shard_size=4)).layouts()
+    v = create_dataset(spec, workers=1, scheduler="threads").version
+    names = [i for i, e in enumerate(events) if e[0] == "name"]
+
+    def synced_before(i, path):
+        return ("sync", path) in events[:i]
+
+    for k in range(2):
+        marker = next(i for i in names if events[i][2].endswith(f"shard-{k:06d}.json"))
+        for f, layout in layouts.items():
+            i = next(i for i in names if events[i][2].endswith(f"/{f}/{layout.shard_key(k)}"))
+            assert i < marker and synced_before(i, events[i][1]), (f, k)
+    complete = [i for i in names if events[i][2].endswith(".partial-" + spec.lineage_hash[:16] + ".zarr/zarr.json")][-2]
+    assert synced_before(complete, events[complete][1])
+    moved = next(i for i in names if events[i][2] == v.path)
+    assert ("sync", str(Path(v.path).parent)) in events[moved:]

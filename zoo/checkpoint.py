@@ -40,8 +40,8 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], card: dict[str, Any
     card = {**card, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     text = json.dumps(card, indent=2, sort_keys=True, default=_jsonable)
     data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata={CARD_KEY: text})
-    atomic_write_bytes(with_ext(stem, ".safetensors"), data)
-    atomic_write_bytes(with_ext(stem, ".json"), (text + "\n").encode())
+    atomic_write_bytes(with_ext(stem, ".safetensors"), data, durable=True)
+    atomic_write_bytes(with_ext(stem, ".json"), (text + "\n").encode(), durable=True)
     return with_ext(stem, ".safetensors")
 
 
