@@ -213,6 +213,24 @@ def test_checkpoint_round_trip_and_resume_is_exact(data, tmp_path):
     assert card["model"] == "scratch_unet" and card["config"]["base"] == 8
 
 
+@pytest.mark.parametrize("damage", ["cut", "zeros", "no-header"])
+def test_resume_mends_a_loss_log_that_a_kill_or_power_cut_left_damaged(data, tmp_path, damage):
+    """A cut last line got the next row appended onto it; a cut "150,..." read as step 15 was kept;
+    a zero-filled log was an internal error. Now only whole rows up to the checkpoint are kept
+    (rows the damage took are lost, not invented)."""
+    kw = dict(ckpt_every=4, name=f"r-{damage}", pairs="x")
+    train(cfg("scratch", tmp_path / "r", steps=6, **kw))  # checkpoints at 4 and 6
+    log = tmp_path / "r" / "losses.csv"
+    text = log.read_text()
+    log.write_text({"cut": text[: text.index("\n5,") + 3], "zeros": text[: text.index("\n4,") + 1] + "\0" * 100,
+                    "no-header": text.split("\n", 1)[1]}[damage])  # fmt: skip
+    train(cfg("scratch", tmp_path / "r", steps=8, **kw))
+    rows = list(csv.DictReader(log.open()))
+    assert [int(r["step"]) for r in rows] == {"cut": [1, 2, 3, 4, 7, 8], "zeros": [1, 2, 3, 7, 8], "no-header": [7, 8]}[damage]
+    assert all(float(r["total"]) > 0 and None not in r.values() for r in rows), rows
+    assert (tmp_path / "r" / "losses.png").stat().st_size > 0
+
+
 def test_export_state_registers_a_run_stopped_early(data, tmp_path):
     """A run killed after its checkpoint at step 5 of 10 still yields a loadable model, marked as such."""
     from zoo.train import export_state

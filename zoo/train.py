@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from degrade.errors import DaguerreError
-from degrade.io import is_write_temporary
+from degrade.io import atomic_write_bytes, is_write_temporary
 
 from . import checkpoint, losses, store
 from .store import NAME_RE
@@ -574,6 +574,22 @@ def _load_state(path: Path, run: Run) -> int:
 
 
 # -- logging ------------------------------------------------------------------------------------
+def _logged_rows(csv_path: Path, start: int) -> str:
+    """The loss log's header and whole rows up to step ``start`` (the resumed checkpoint's): later rows
+    are replayed, and a kill or a power cut can leave a cut or zero-filled last line. "" if no header."""
+    lines = csv_path.read_bytes().decode("utf-8", "replace").splitlines(keepends=True)
+    if not lines or not lines[0].startswith("step,") or not lines[0].endswith("\n"):
+        return ""
+    keep, last = lines[:1], 0
+    for line in lines[1:]:
+        step = line.split(",", 1)[0]
+        if not (line.endswith("\n") and line.count(",") == lines[0].count(",") and step.isdigit() and last < int(step) <= start):
+            break
+        keep.append(line)
+        last = int(step)
+    return "".join(keep)
+
+
 def _plot_losses(csv_path: Path, png_path: Path) -> None:
     import matplotlib
 
@@ -647,12 +663,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
 
         (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         csv_path = out / "losses.csv"
-        if start == 0 and csv_path.exists():
-            csv_path.unlink()
-        elif csv_path.exists():  # rows logged after the last checkpoint are replayed: drop them
-            lines = csv_path.read_text().splitlines(keepends=True)
-            keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= start]
-            csv_path.write_text("".join(keep))
+        kept = _logged_rows(csv_path, start) if start > 0 and csv_path.exists() else ""
+        atomic_write_bytes(csv_path, kept.encode())
         writer_file = held.enter_context(csv_path.open("a", newline=""))
         writer = None
         recent: dict[str, list[float]] = {}
@@ -678,7 +690,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
                 recent[k] = recent[k][-50:]
             if writer is None:
                 writer = csv.DictWriter(writer_file, fieldnames=["step", *logs, "seconds", "data_seconds"])
-                if start == 0:
+                if not kept:
                     writer.writeheader()
             writer.writerow({"step": step + 1, **{k: f"{v:.6g}" for k, v in logs.items()}, "seconds": f"{dt:.4f}",
                              "data_seconds": f"{data_dt:.4f}"})  # fmt: skip
