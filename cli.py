@@ -433,10 +433,10 @@ def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
         with _progress(1, f"verifying {r}", "samples") as advance:  # verify sets the total once it has read it
             reports.append(verify(r, on_shard=advance, on_start=advance.start))
     if as_json:
-        _echo_json([{"ref": x.ref, "shards": x.shards, "ok": x.ok, "problems": x.problems} for x in reports])
+        _echo_json([{"ref": x.ref, "shards": x.shards, "ok": x.ok, "missing": x.missing, "problems": x.problems} for x in reports])
     else:
         for x in reports:
-            click.echo(f"{x.ref}: {'ok' if x.ok else 'CORRUPT'} ({x.shards} shards)")
+            click.echo(f"{x.ref}: {x.status} ({x.shards} shards)")
             for p in x.problems:
                 click.echo(f"  {p}", err=True)
     if not all(x.ok for x in reports):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -193,10 +194,15 @@ class VerifyReport:
     ref: str
     shards: int
     problems: list[str] = field(default_factory=list)
+    missing: bool = False  # a catalog entry whose data is gone, not data that is damaged
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "MISSING" if self.missing else "CORRUPT"
 
 
 def shard_problem(ds: Dataset, fields: list[str], sh: dict[str, Any]) -> str | None:
@@ -255,7 +261,8 @@ def verify(ref: str, on_shard: Callable[[int], None] | None = None, on_start: Ca
         a = ds.attrs
         fields = list(ds.fields)
     except Exception as e:  # noqa: BLE001  a store too damaged to open is a finding, not a crash
-        return VerifyReport(ref, 0, [_reason(e)])
+        gone = v is not None and not os.path.lexists(v.path)
+        return VerifyReport(v.ref if v else ref, 0, [_reason(e)], missing=gone)
     shards = a.get("shards", [])
     report = VerifyReport(v.ref if v else str(ds.path), len(shards))
     from .catalog import identity

@@ -113,6 +113,23 @@ def test_verify_detects_a_flipped_bit_and_names_the_shard(capsys, home):
     assert r.code != 0
 
 
+def test_verify_says_missing_not_corrupt_for_data_that_is_gone_and_names_the_version(capsys, home):
+    """A catalog entry whose folder was moved away read "v: CORRUPT (0 shards)": damaged data, and
+    the name as typed rather than the version checked."""
+    make(capsys, "gone", count=8)
+    path = Path(open_dataset("gone").path)
+    path.rename(path.parent / "elsewhere.zarr")
+    r = run(capsys, "dataset", "verify", "gone")
+    assert r.code != 0 and "gone@v1: MISSING (0 shards)" in r.out and "CORRUPT" not in r.out
+    assert f"no dataset at {path}" in r.err
+    r = run(capsys, "dataset", "verify", "--all", "--json")
+    assert r.code != 0 and json.loads(r.out)[0]["missing"] is True
+    (path.parent / "elsewhere.zarr").rename(path)
+    (path / "zarr.json").write_text("{")  # there, but damaged: corrupt
+    r = run(capsys, "dataset", "verify", "gone")
+    assert r.code != 0 and "gone@v1: CORRUPT" in r.out
+
+
 def test_verify_names_the_shard_whose_recorded_checksum_is_wrong(capsys, home):
     from pipelines.versioning import verify
 
