@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS tags (
     created TEXT NOT NULL,
     PRIMARY KEY (name, tag)
 );
+CREATE TABLE IF NOT EXISTS removals (
+    path TEXT PRIMARY KEY,
+    started TEXT NOT NULL
+);
 """
 _COLUMNS = {
     table: set(re.findall(r"^    ([a-z_]+) [A-Z]+", body, re.M))
@@ -288,25 +292,41 @@ class Catalog:
     def remove(self, ref: str, force: bool = False) -> Version:
         """Unregister a version (refusing a tagged one without ``force``), then delete its data."""
         v = self.resolve(ref)
+        doomed = Path(v.path)
+        aside = doomed.parent / f".{doomed.name}.removing-{time.time_ns()}"
+        outside = os.path.isabs(self._recorded(doomed))  # a --store: gc finds it only through this record
         with self.transaction() as db:
             tags = [t[0] for t in db.execute("SELECT tag FROM tags WHERE name=? AND number=? ORDER BY tag", (v.name, v.number))]
             if tags and not force:  # read inside the transaction: a tag added since resolve counts too
                 raise DaguerreError(f"{v.ref} is tagged ({', '.join(tags)}); use --force to remove it anyway")
             db.execute("DELETE FROM tags WHERE name=? AND number=?", (v.name, v.number))
             db.execute("DELETE FROM versions WHERE name=? AND number=?", (v.name, v.number))
+            if outside:
+                db.execute("INSERT OR REPLACE INTO removals VALUES (?,?)", (str(aside), now()))
         # after COMMIT: a crash here leaves garbage for gc, not a dangling entry; renamed first, so that a
         # half-deleted store never sits at a path that the same create would adopt (vN.zarr, --store PATH)
-        doomed = Path(v.path)
-        aside = doomed.parent / f".{doomed.name}.removing-{time.time_ns()}"
         try:
             discard(doomed, aside)
         except FileNotFoundError:
             pass
-        except OSError as e:  # unregistered, but the data stays: say where (gc sees only what lies under datasets/)
+        except OSError as e:  # unregistered, but the data stays: say where
             left = aside if aside.exists() else doomed
             raise DaguerreError(f"{v.ref} is unregistered, but its data could not be deleted ({e.strerror or e}): "
-                                f"delete {left} by hand") from None  # fmt: skip
+                                f"{'run `daguerre dataset gc` again later or ' if left == aside else ''}delete {left} by hand") from None  # fmt: skip
+        if outside:
+            with self.transaction() as db:
+                db.execute("DELETE FROM removals WHERE path=?", (str(aside),))
         return v
+
+    def removals(self) -> list[Path]:
+        """Hidden ``.NAME.removing-…`` folders of ``--store`` versions whose ``rm`` was cut short (outside
+        ``datasets/``, so only this record leads ``gc`` to them); records whose folder is gone are dropped."""
+        rows = [Path(r[0]) for r in self.db.execute("SELECT path FROM removals ORDER BY path")]
+        gone = [p for p in rows if not os.path.lexists(p)]
+        if gone:
+            with self.transaction() as db:
+                db.executemany("DELETE FROM removals WHERE path=?", [(str(p),) for p in gone])
+        return [p for p in rows if p not in gone and REMOVING.fullmatch(p.name)]
 
 
 # -- creation lock ----------------------------------------------------------------------------
@@ -414,10 +434,14 @@ def garbage(catalog: Catalog, held: Path | None = None) -> list[Path]:
     if held is None and scratch.is_dir():  # copies that a killed `reproduce` left (a minute's grace: one made an instant ago takes its lock next)
         now = time.time()
         out += [p for p in sorted(scratch.iterdir()) if now - p.lstat().st_mtime > 60 and not lock_held(p / ".lock")]
+    if held is None:
+        out += catalog.removals()
     return out
 
 
 STORE_NAME = re.compile(r"v\d+\.zarr")
+REMOVING = re.compile(r"\..+\.removing-\d+")
+"""What :meth:`Catalog.remove` renames a store to before deleting it."""
 
 
 def complete_store(p: Path) -> bool:
@@ -458,7 +482,13 @@ def collect_garbage(catalog: Catalog, dry_run: bool = False, force: bool = False
             n = size(p)
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             found.append((p, n))
-    for folder in sorted({p.parent for p in listed} - {scratch}):
+    removing = set(catalog.removals())
+    for p in (q for q in listed if q in removing):  # an rm cut short: finish it (an rm still running deletes alongside)
+        n = size(p)
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        found.append((p, n))
+    catalog.removals()  # drops the records of what is gone now
+    for folder in sorted({p.parent for p in listed if p not in removing} - {scratch}):
         try:
             with file_lock(folder / ".lock", f"dataset {folder.name!r} is being created"):
                 for p in garbage(catalog, held=folder):  # again: no create can start now
