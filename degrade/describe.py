@@ -38,12 +38,19 @@ def operator_info(cls: type[Operator]) -> dict[str, Any]:
         "name": cls.name,
         "kind": cls.kind,
         "version": cls.version,
+        "earlier_versions": sorted(cls.earlier),
         "summary": (cls.__doc__ or "").strip().splitlines()[0],
         "seeded": cls.seeded,
         "main": cls.main_param(),
         "params": params,
         "example": cls.example,
     }
+
+
+def version_label(cls: type[Operator]) -> str:
+    """``v2`` or, with earlier versions kept for replay, ``v2; v1 kept``."""
+    kept = ", ".join(f"v{v}" for v in sorted(cls.earlier))
+    return f"v{cls.version}" + (f"; {kept} kept" if kept else "")
 
 
 def operators_table():
@@ -57,7 +64,7 @@ def operators_table():
     for cls in list_operators():
         info = operator_info(cls)
         params = "\n".join(f"{k}: {v['range']}; {v['default']}" for k, v in info["params"].items())
-        t.add_row(f"{cls.name} v{cls.version}", cls.kind, params)
+        t.add_row(f"{cls.name} {version_label(cls)}", cls.kind, params)
     return t
 
 
@@ -65,7 +72,7 @@ def operator_text(cls: type[Operator]) -> str:
     """Plain-text description of one operator."""
     info = operator_info(cls)
     fn_doc = _function_doc(cls)
-    lines = [f"{cls.name} (v{cls.version}, {cls.kind}): {info['summary']}"]
+    lines = [f"{cls.name} ({version_label(cls)}, {cls.kind}): {info['summary']}"]
     if fn_doc:
         lines += ["", fn_doc]
     lines += ["", "parameters:"]
@@ -93,7 +100,7 @@ def operators_markdown() -> str:
         out.append(f"### {kind.capitalize()} operators\n")
         for cls in [c for c in list_operators() if c.kind == kind]:
             info = operator_info(cls)
-            out.append(f"#### `{cls.name}` (v{cls.version})\n")
+            out.append(f"#### `{cls.name}` ({version_label(cls)})\n")
             out.append(info["summary"] + "\n")
             doc = _function_doc(cls)
             if doc:

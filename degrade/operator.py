@@ -28,6 +28,9 @@ class Operator:
     name: ClassVar[str]
     kind: ClassVar[str] = UNSTRUCTURED
     version: ClassVar[int] = 1
+    earlier: ClassVar[dict[int, str]] = {}
+    """Earlier versions still replayed: version -> name of the method that is ``_apply`` as it was then.
+    Data made with them stays reproducible byte for byte after an operator changes."""
     params: ClassVar[dict[str, Param]] = {}
     seeded: ClassVar[bool] = False
     colour: ClassVar[bool] = False
@@ -37,8 +40,9 @@ class Operator:
     example: ClassVar[dict[str, Any] | None] = None
     """Recipe settings that show the op clearly on a photo (docs, contact sheet, tests)."""
 
-    def __init__(self, _path: str = "", **settings: Any) -> None:
+    def __init__(self, _path: str = "", _version: int | None = None, **settings: Any) -> None:
         path = _path or self.name
+        self.version = self.check_version(_version, path)
         unknown = sorted(set(settings) - set(self.params))
         if unknown:
             raise RecipeError(
@@ -48,6 +52,17 @@ class Operator:
             k: spec.normalize(settings[k], f"{path}.{k}") if k in settings else default_setting(spec, f"{path}.{k}")
             for k, spec in self.params.items()
         }
+
+    @classmethod
+    def check_version(cls, version: int | None, path: str = "") -> int:
+        """The version a recipe or record asks for (None: the installed one), if it can be applied."""
+        if version is None or version == cls.version:
+            return cls.version
+        if version not in cls.earlier:
+            kept = f"; earlier ones kept: {', '.join(map(str, sorted(cls.earlier)))}" if cls.earlier else ""
+            raise RecipeError(f"{path or cls.name}: {cls.name} version {version} is not installed (version {cls.version}{kept}); "
+                              "its output differs: drop or update the version")  # fmt: skip
+        return version
 
     @classmethod
     def main_param(cls) -> str | None:
@@ -97,7 +112,9 @@ class Operator:
         """:meth:`apply` for params already checked or drawn by :meth:`sample` (recipes, replay)."""
         check_image(image)
         gray = image.ndim == 2 and self.colour
-        out = self._apply(gray_to_rgb(image) if gray else image, params)
+        cls = type(self)
+        impl = self._apply if self.version == cls.version else getattr(self, cls.earlier[self.version])
+        out = impl(gray_to_rgb(image) if gray else image, params)
         img, mask = out if isinstance(out, tuple) else (out, None)
         if gray:
             img = rgb_to_gray(img)

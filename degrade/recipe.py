@@ -174,12 +174,7 @@ def parse_node(obj: Any, path: str) -> Node:
         version = rest.pop("version", None)
         if "version" in obj and type(version) is not int:
             raise RecipeError(f"{path}.version: expected an integer, got {version!r}")
-        if version is not None and version != cls.version:
-            raise RecipeError(
-                f"{path}: recipe asks for {name} version {version} but version {cls.version} is installed "
-                "(its output changed); drop or update the version"
-            )
-        return OpNode(path, cls(_path=path, **rest), p)
+        return OpNode(path, cls(_path=path, _version=cls.check_version(version, path), **rest), p)
     kind = COMBINATORS[key]
     if kind == "maybe":
         if "p" not in obj:
@@ -356,26 +351,23 @@ def replay(image: np.ndarray, record: Record, validate: bool = True) -> tuple[np
         version = entry["version"]
         if not isinstance(version, int) or isinstance(version, bool):
             raise RecipeError(f"{where}.version: expected an integer, got {version!r}")
-        if version != cls.version:
-            raise RecipeError(
-                f"{where}: recorded with {cls.name} version {entry['version']}, installed version {cls.version} "
-                "gives different output"
-            )
+        cls.check_version(version, where)
         params = cls.check_params(entry["params"], f"{where}.params") if validate else entry["params"]
-        out, mask = _instance(cls).apply_to(out, mask, params)
+        out, mask = _instance(cls, version).apply_to(out, mask, params)
     if mask is None:
         mask = np.zeros(image.shape[:2], np.uint8)
     return (out if out is not image else image.copy()), mask
 
 
-_INSTANCES: dict[type[Operator], Operator] = {}
+_INSTANCES: dict[tuple[type[Operator], int], Operator] = {}
 
 
-def _instance(cls: type[Operator]) -> Operator:
-    """A default instance for replay: ``apply`` depends only on params, not on configured ranges."""
-    op = _INSTANCES.get(cls)
+def _instance(cls: type[Operator], version: int) -> Operator:
+    """A default instance for replay: ``apply`` depends only on params (and the version), not on configured ranges."""
+    op = _INSTANCES.get((cls, version))
     if op is None:
-        op = _INSTANCES[cls] = cls.__new__(cls)
+        op = _INSTANCES[cls, version] = cls.__new__(cls)
+        op.version = version
     return op
 
 

@@ -40,6 +40,20 @@ def test_every_operator_has_a_valid_example_and_metadata(name):
     assert cls.main_param() is None and not cls.params or cls.main_param() in cls.params
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_every_kept_earlier_version_is_a_method_that_runs_its_example(name, photo):
+    """An ``earlier`` entry names the frozen ``_apply`` of that version: it must exist and run, or
+    records of that version would fail only when someone reproduces an old dataset."""
+    cls = get_operator(name)
+    assert all(isinstance(v, int) and 1 <= v < cls.version for v in cls.earlier), cls.earlier
+    for v, method in cls.earlier.items():
+        assert callable(getattr(cls, method, None)), f"{name} v{v}: no method {method}"
+        op = cls(_version=v, **cls.example)
+        assert op.version == v and op.config()["version"] == v
+        out, mask = op.apply(photo, op.sample(np.random.default_rng(0)))
+        assert out.shape == photo.shape and out.dtype == np.uint8 and not np.array_equal(out, photo)
+
+
 def _params(name, seed=0):
     cls = get_operator(name)
     op = cls(**cls.example)
@@ -273,3 +287,43 @@ def test_cubic_aa_matches_pillow_bicubic_downsampling(photo):
         errs.append((np.sqrt(((a - b) ** 2).mean()), np.sqrt(((plain - b) ** 2).mean())))
     assert all(e < 3.0 for e, _ in errs)
     assert all(e < p for e, p in errs)  # closer to Pillow than OpenCV's plain bicubic
+
+
+def test_stains_blur_work_follows_the_image_not_the_stain(monkeypatch):
+    """v1 blurred each blob's whole patch (3.7 short sides wide) at full resolution with a kernel
+    8 blurs long: a minute per blob at 1024 px. Wide blurs now run on a coarse grid, on the visible part."""
+    import cv2
+
+    work = []
+    blur = cv2.GaussianBlur
+
+    def spy(src, ksize, sigma, *a, **k):
+        work.append(src.size * (2 * int(4 * sigma) + 1))  # pixels times taps of OpenCV's kernel
+        return blur(src, ksize, sigma, *a, **k)
+
+    monkeypatch.setattr(cv2, "GaussianBlur", spy)
+    img = np.full((256, 256, 3), 128, np.uint8)
+    p = {"count": 2, "radius": 0.5, "opacity": 1.0, "softness": 1.0, "ring": 1.0, "hue": 30.0, "dark": 0.5, "seed": 3}
+    out, mask = get_operator("stains")().apply(img, p)
+    assert mask.any() and sum(work) < 100 * img.shape[0] * img.shape[1]  # v1: ~9,000
+
+
+@pytest.mark.parametrize("radius, softness", [(60.0, 1.0), (200.0, 0.6), (40.0, 0.3)])
+def test_stains_coarse_blur_matches_the_full_resolution_blur(radius, softness):
+    """The coarse grid of a wide blur lands within a few levels of blurring the whole patch at full
+    resolution (v1's way), on the whole patch and on a window of it (a stain over the photo's edge)."""
+    import cv2
+
+    from degrade.ops._draw import fixed
+    from degrade.ops.stains import _blob, _blob_shape
+
+    half, blur, pts, grid = _blob_shape(np.random.default_rng(7), radius, softness)
+    size = 2 * half + 1
+    patch = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(patch, [fixed(pts)], 255, cv2.LINE_AA, 4)
+    ref = cv2.GaussianBlur(patch.astype(np.float32) / 255, (0, 0), blur) if blur > 0.3 else patch / np.float32(255)
+    ref *= np.clip(0.55 + 0.45 * cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC), 0, 1)
+    for y0, y1, x0, x1 in ((0, size, 0, size), (half // 3, half + 17, half - 5, size)):
+        cov = _blob(half, blur, pts, grid, 0.0, (y0, y1, x0, x1))
+        assert cov.shape == (y1 - y0, x1 - x0)
+        assert np.abs(cov - ref[y0:y1, x0:x1]).max() < 0.025  # 6 levels at full opacity

@@ -79,7 +79,7 @@ def test_hash_changes_with_meaning():
         ([{"op": "jpeg", "one_of": []}], r"steps\[0\]: several"),
         ([{"one_of": [{"op": "jpeg"}, {"op": "fade"}], "weights": [1]}], r"steps\[0\]\.weights: expected 2 weights"),
         ([{"sequence": [{"op": "downscale", "down": "bicubic"}]}], r"steps\[0\]\.sequence\[0\]\.down: 'bicubic' is not one of"),
-        ([{"op": "jpeg", "version": 99}], r"steps\[0\]: recipe asks for jpeg version 99"),
+        ([{"op": "jpeg", "version": 99}], r"steps\[0\]: jpeg version 99 is not installed \(version 1\); its output differs"),
         (["jpeg"], r"steps\[0\]: expected a mapping"),
         ([], r"steps: expected a non-empty list"),
     ],
@@ -392,3 +392,27 @@ def test_yaml_merge_keys_bom_and_unhashable_keys(tmp_path):
     (tmp_path / "k.yaml").write_text("steps:\n  - op: gaussian_blur\n    ? [a]\n    : 1\n")
     with pytest.raises(RecipeError, match="line 3 is not valid YAML/JSON: found unhashable key"):
         load_recipe(str(tmp_path / "k.yaml"))
+
+
+def test_an_operators_earlier_version_still_replays_and_runs_when_a_recipe_pins_it(photo):
+    """stains v2 blurs wide edges on a coarse grid; v1 is kept, so records and datasets made with v1
+    (every old-photo dataset before the change) still replay and reproduce to the same bytes."""
+    from degrade.ops import stains_v1
+
+    p = {"count": 2, "radius": 0.5, "opacity": 0.8, "softness": 1.0, "ring": 0.5, "hue": 30.0, "dark": 0.5, "seed": 1}
+    img = np.ascontiguousarray(photo[:96, :128])
+    v1 = stains_v1.stains(img, *(p[k] for k in ("count", "radius", "opacity", "softness", "ring", "hue", "dark", "seed")))
+    old = replay(img, [{"op": "stains", "version": 1, "params": p}])
+    new = replay(img, [{"op": "stains", "version": 2, "params": p}])
+    assert np.array_equal(old[0], v1[0]) and np.array_equal(old[1], v1[1])
+    assert not np.array_equal(old[0], new[0])  # a wide blur: the versions differ here
+    pinned = Recipe.from_dict({"steps": [{"op": "stains", "version": 1, "count": 2, "radius": 0.5, "softness": 1.0}]})
+    assert pinned.canonical()["steps"][0]["version"] == 1
+    out = pinned.apply(img, seed=4)
+    assert out.params[0]["version"] == 1 and np.array_equal(replay(img, out.params)[0], out.image)
+    plain = Recipe.from_dict({"steps": [{"op": "stains", "count": 2, "radius": 0.5, "softness": 1.0}]})
+    assert plain.canonical()["steps"][0]["version"] == 2 and plain.hash != pinned.hash
+    with pytest.raises(RecipeError, match=r"record\[0\]: stains version 3 is not installed \(version 2; earlier ones kept: 1\)"):
+        replay(img, [{"op": "stains", "version": 3, "params": p}])
+    with pytest.raises(RecipeError, match=r"steps\[0\]: stains version 0 is not installed"):
+        Recipe.from_dict({"steps": [{"op": "stains", "version": 0}]})

@@ -165,8 +165,9 @@ class Imgaug(Operator):
     seeded = True
     example = {"augmenter": "ElasticTransformation", "args": {"alpha": 40.0, "sigma": 5.0}}
 
-    def __init__(self, _path: str = "", augmenter: Any = None, args: Any = None, **unknown: Any) -> None:
+    def __init__(self, _path: str = "", _version: int | None = None, augmenter: Any = None, args: Any = None, **unknown: Any) -> None:
         path = _path or self.name
+        self.version = self.check_version(_version, path)
         if unknown:
             raise RecipeError(f"{path}: unknown parameter {sorted(unknown)[0]!r} for imgaug (known: augmenter, args)")
         if augmenter is None:
