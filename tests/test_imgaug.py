@@ -211,3 +211,14 @@ def test_augmenters_apply_without_deprecation_chatter():
             "imgaug_apply(img, 'PiecewiseAffine', {'scale': [0.01, 0.03]}, 1)")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_an_augmenter_that_fails_on_its_arguments_when_applied_is_a_recipe_error(photo):
+    """MedianBlur k 9999 builds, then OpenCV refuses it on uint8: that was an "internal error"."""
+    r = Recipe.from_dict({"steps": [{"op": "imgaug", "augmenter": "MedianBlur", "args": {"k": 9999}}]})
+    with pytest.raises(RecipeError, match=r'imgaug\.MedianBlur \{"k": 9999\} failed on a \d+×\d+ image: .*k < 16'):
+        r.apply(photo, seed=0)
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[:8] = 255  # the path that moves a defect mask too
+    with pytest.raises(RecipeError, match=r"imgaug\.MedianBlur .* failed"):
+        get_operator("imgaug")(augmenter="MedianBlur", args={"k": 9999}).apply_to(photo, mask, {"augmenter": "MedianBlur", "args": {"k": 9999}, "seed": 1})

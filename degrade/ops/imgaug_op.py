@@ -119,6 +119,13 @@ def _seed_tree(aug, seed: int) -> None:
             stack.extend(lst)
 
 
+def _failed(augmenter: str, args: dict[str, Any], image: np.ndarray, e: Exception) -> RecipeError:
+    """imgaug (or OpenCV under it) refusing its arguments when applied, e.g. MedianBlur k > 15 on uint8:
+    a recipe error naming the augmenter, not an internal error."""
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+    return RecipeError(f"imgaug.{augmenter} {json.dumps(args, sort_keys=True)} failed on a {image.shape[1]}×{image.shape[0]} image: {text}")
+
+
 def imgaug_apply(
     image: np.ndarray, augmenter: str, args: dict[str, Any], seed: int, mask: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -138,14 +145,19 @@ def imgaug_apply(
             out, seg_out = aug(image=rgb, segmentation_maps=seg)
         except (AssertionError, NotImplementedError) as e:
             if "segmentation" not in str(e) and "only process image" not in str(e):
-                raise
+                raise _failed(augmenter, args, rgb, e) from None
             raise RecipeError(
                 f"imgaug.{augmenter} cannot move a defect mask (it processes images only); "
                 "place it before the recipe's structured operators"
             ) from None
+        except Exception as e:  # noqa: BLE001  the augmenter's own failure on these arguments
+            raise _failed(augmenter, args, rgb, e) from None
         mask = np.where(seg_out.get_arr() > 0, np.uint8(255), np.uint8(0))
     else:
-        out = aug(image=rgb)
+        try:
+            out = aug(image=rgb)
+        except Exception as e:  # noqa: BLE001
+            raise _failed(augmenter, args, rgb, e) from None
     if out.shape != rgb.shape:
         raise RecipeError(
             f"imgaug.{augmenter} changed the image shape {rgb.shape} -> {out.shape}; recipes keep sizes "
