@@ -8,6 +8,7 @@
 
 from .errors import DaguerreError, ImageError, RecipeError
 from .operator import OPERATORS, STRUCTURED, UNSTRUCTURED, Operator, get_operator, list_operators, register
+from . import ops  # noqa: F401  (registers the built-ins: a custom op taking one of their names fails at its own @register)
 from .recipe import Degraded, Recipe, builtin_recipes, load_recipe, replay
 from .rand import sample_rng
 

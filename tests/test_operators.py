@@ -327,3 +327,20 @@ def test_stains_coarse_blur_matches_the_full_resolution_blur(radius, softness):
         cov = _blob(half, blur, pts, grid, 0.0, (y0, y1, x0, x1))
         assert cov.shape == (y1 - y0, x1 - x0)
         assert np.abs(cov - ref[y0:y1, x0:x1]).max() < 0.025  # 6 levels at full opacity
+
+
+def test_builtins_are_registered_on_import_so_a_clashing_name_fails_at_register():
+    """``degrade.OPERATORS`` was empty until the first lookup, and a custom op named like a built-in
+    registered fine, then broke every later recipe load with "'jpeg' is already registered"."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import degrade\n"
+            "assert 'jpeg' in degrade.OPERATORS and len(degrade.OPERATORS) == len(degrade.list_operators())\n"
+            "class Mine(degrade.Operator):\n    name = 'jpeg'\n"
+            "try:\n    degrade.register(Mine)\nexcept ValueError as e:\n    assert 'already registered' in str(e)\n"
+            "else:\n    raise SystemExit('registered over a built-in')\n"
+            "degrade.load_recipe('mild')\n")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-800:]
