@@ -90,6 +90,9 @@ def import_imgaug() -> ModuleType:
 
         _silence_imgaug(imgaug)
     import imgaug.augmenters as iaa
+    from imgaug import random as iarandom
 
+    if iarandom.GLOBAL_RNG is None:  # its first augmenter would seed it from numpy's global RNG, advancing the caller's
+        iarandom.GLOBAL_RNG = iarandom.RNG(0)  # stream; what it draws is reseeded per sample anyway (imgaug_op._seed_tree)
     _patch_imgaug(iaa)
     return iaa

@@ -222,3 +222,19 @@ def test_an_augmenter_that_fails_on_its_arguments_when_applied_is_a_recipe_error
     mask[:8] = 255  # the path that moves a defect mask too
     with pytest.raises(RecipeError, match=r"imgaug\.MedianBlur .* failed"):
         get_operator("imgaug")(augmenter="MedianBlur", args={"k": 9999}).apply_to(photo, mask, {"augmenter": "MedianBlur", "args": {"k": 9999}, "seed": 1})
+
+
+def test_imgaug_leaves_numpys_global_generator_alone():
+    """imgaug seeds its own global RNG from ``np.random`` on first use: building a recipe's augmenter
+    advanced the caller's global numpy stream."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import numpy as np; from degrade import load_recipe\n"
+            "np.random.seed(0); before = np.random.get_state()[1].copy()\n"
+            "r = load_recipe({'steps': [{'op': 'imgaug', 'augmenter': 'Affine', 'args': {'rotate': [-10, 10]}}]})\n"
+            "r.apply(np.zeros((16, 16, 3), np.uint8), seed=0)\n"
+            "assert np.array_equal(before, np.random.get_state()[1]) and np.random.get_state()[2] == 624\n")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-800:]
