@@ -40,7 +40,7 @@ def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler:
 
 def build_spec(
     name: str,
-    source: str,
+    source: str | os.PathLike,
     count: int,
     size: int,
     seed: int,

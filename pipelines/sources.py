@@ -94,13 +94,16 @@ def _probe(path: Path, root: Path | None) -> SourceFile | tuple[str, str]:
     return SourceFile(str(path), name, nbytes, digest)
 
 
-def scan_source(spec: str, workers: int = 2, strict: bool = False) -> Source:
+def scan_source(spec: str | os.PathLike, workers: int = 2, strict: bool = False) -> Source:
     """Resolve a source spec and check every image once (decode and hash), in parallel.
 
     Spec: a folder (recursive) or glob of jpg/png/tif/bmp/webp, ``builtin:samples``,
     ``builtin:real`` or ``dataset:NAME[@VERSION]``. Unreadable files are skipped and listed;
     with ``strict`` any of them is an error. No usable image is an error.
     """
+    spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec  # a Path from a script: the folder or file
+    if not isinstance(spec, str):
+        raise DaguerreError(f"--source must be text or a path, got {type(spec).__name__} {spec!r}"[:200])
     if not spec.strip():
         raise DaguerreError("--source is empty: give a folder, file, glob, builtin:samples, builtin:real or dataset:NAME")
     if spec.startswith("dataset:"):

@@ -288,6 +288,17 @@ def test_empty_and_unknown_sources(tmp_path):
         scan_source(str(tmp_path / "bad"))
 
 
+def test_a_source_given_as_a_path_is_that_folder_and_other_types_are_one_error(tmp_path):
+    """``build_spec(..., source=Path(...))`` failed inside scan_source: 'PosixPath' object has no attribute 'strip'."""
+    from degrade.samples import real_photo_paths
+
+    folder = real_photo_paths()[0].parent
+    assert scan_source(folder).fingerprint == scan_source(str(folder)).fingerprint
+    for bad in (["builtin:samples"], None, b"builtin:real"):
+        with pytest.raises(DaguerreError, match="--source must be text or a path"):
+            scan_source(bad)
+
+
 def test_real_photo_dataset(home):
     res = create_dataset(build_spec("r", "builtin:real", 10, 64, 0, real=True), workers=1, scheduler="threads")
     ds = open_dataset("r")
