@@ -206,7 +206,7 @@ def _check_export_place(ds: Dataset, out: Path) -> None:
             raise DaguerreError(f"{out} is inside the dataset store {r}; export elsewhere")
 
 
-def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = None) -> tuple[int, int]:
+def export_png(ds: Dataset, out: str | os.PathLike, on_sample: Callable[[], None] | None = None) -> tuple[int, int]:
     """Write ``NNNNNN.degraded.png`` (+ ``.clean.png``, ``.mask.png``) and ``NNNNNN.json`` per sample;
     returns (written, already there).
 
@@ -215,6 +215,7 @@ def export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None = No
     export of the same dataset, it writes only the samples that are missing (each sample's JSON is
     written last, atomically, so a sample whose JSON exists is complete).
     """
+    out = Path(out)
     _check_export_place(ds, out)
     mark = {"identity": ds.attrs.get("identity") or str(ds.path), "dataset": str(ds.path)}  # identity covers the count
     if out.exists() and not out.is_dir():

@@ -705,6 +705,15 @@ def test_resume_remakes_shards_whose_data_a_power_cut_lost(small_spec, tmp_path)
                for f in spec.fields for k in range(3))  # fmt: skip
 
 
+def test_export_png_takes_its_folder_as_text(small_spec, home, tmp_path):
+    """``export_png(ds, "folder")`` failed with 'str' object has no attribute 'exists'."""
+    from pipelines import export_png
+
+    res = create_dataset(small_spec(count=4, shard_size=4), workers=1, scheduler="threads")
+    assert export_png(open_dataset(str(res.path)), str(tmp_path / "png")) == (4, 0)
+    assert (tmp_path / "png" / "000003.degraded.png").exists()
+
+
 def test_read_many_of_an_unknown_field_is_one_error_even_with_no_indices(small_spec, home):
     res = create_dataset(small_spec(count=4, shard_size=4), workers=1, scheduler="threads")
     ds = open_dataset(str(res.path))
