@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, encode_png, nearest_existing
 
@@ -21,7 +23,16 @@ from .sources import CropConfig, scan_source
 MAX_SIZE = 4096
 
 
+def _whole(option: str, value) -> None:
+    """Counts, sizes and seeds are whole numbers: ``int()`` would make seed 1.7 the dataset of seed 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise DaguerreError(f"{option} must be a whole number, got {value!r}"[:200])
+
+
 def _check_args(count: int, size: int, shard_size: int, workers: int, scheduler: str, zstd_level: int = DEFAULT_ZSTD_LEVEL) -> None:
+    for option, value in (("--count", count), ("--size", size), ("--shard-size", shard_size), ("--workers", workers),
+                          ("--zstd-level", zstd_level)):  # fmt: skip
+        _whole(option, value)
     if count < 1:
         raise DaguerreError(f"--count must be at least 1, got {count}")
     if not 8 <= size <= MAX_SIZE:
@@ -58,6 +69,7 @@ def build_spec(
     if name.endswith(".zarr"):
         raise DaguerreError(f"invalid dataset name {name!r}: a name ending in .zarr would read as a store path")
     _check_args(count, size, shard_size, 1, SCHEDULERS[0], zstd_level)
+    _whole("--seed", seed)
     if int(seed) < 0:
         raise DaguerreError(f"--seed must be at least 0, got {seed}")
     if real and recipe is not None:

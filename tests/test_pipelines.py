@@ -299,6 +299,16 @@ def test_a_source_given_as_a_path_is_that_folder_and_other_types_are_one_error(t
             scan_source(bad)
 
 
+@pytest.mark.parametrize("bad", [{"seed": 1.7}, {"count": 8.5}, {"size": "32"}, {"seed": "x"}, {"shard_size": 8.0}, {"seed": True}])
+def test_counts_sizes_and_seeds_must_be_whole_numbers(small_spec, bad):
+    """From Python, seed 1.7 silently became the dataset of seed 1 (and count 8.5 one of 8), while
+    ``size="32"`` and ``seed="x"`` failed inside with a TypeError or ValueError."""
+    option = "--" + next(iter(bad)).replace("_", "-")
+    with pytest.raises(DaguerreError, match=f"{option} must be a whole number"):
+        small_spec(**bad)
+    assert small_spec(seed=np.int64(3), count=np.int32(8)).lineage()["seed"] == 3
+
+
 def test_real_photo_dataset(home):
     res = create_dataset(build_spec("r", "builtin:real", 10, 64, 0, real=True), workers=1, scheduler="threads")
     ds = open_dataset("r")
