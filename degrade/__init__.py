@@ -1,6 +1,6 @@
 """degrade: parametric old-photo degradations composed into reproducible, hashable recipes.
 
->>> from degrade import load_recipe
+>>> from degrade import load_recipe, replay
 >>> r = load_recipe("old-photo")
 >>> out = r.apply(image, seed=0, index=7)      # out.image, out.mask, out.params
 >>> replay(image, out.params)                   # the same bytes again

@@ -1,6 +1,10 @@
 """The generated docs match the code, and the README keeps its two set-up commands first."""
 
+import os
+import re
 from pathlib import Path
+
+import pytest
 
 from degrade.describe import operators_markdown
 
@@ -37,3 +41,46 @@ def test_docs_have_no_repeated_text_and_their_local_links_resolve():
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
             if "://" not in target and not target.startswith("mailto:"):
                 assert (doc.parent / target).exists(), f"{doc.name}: broken link {target}"
+
+
+def _python_examples():
+    out = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for k, m in enumerate(re.finditer(r"```python\n(.*?)```", doc.read_text(), re.S)):
+            out.append(pytest.param(m.group(1), id=f"{doc.name}[{k}]"))
+    import degrade
+
+    lines = [line.strip()[4:] for line in degrade.__doc__.splitlines() if line.strip().startswith(">>> ")]
+    return [*out, pytest.param("\n".join(lines), id="degrade.__doc__")]
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    """The datasets the examples name: ``train`` (1,000 samples: they read sample 999), tagged ``paper-2026``."""
+    from pipelines import build_spec, create_dataset
+    from pipelines.catalog import Catalog
+
+    old = os.environ.get("DAGUERRE_HOME")
+    os.environ["DAGUERRE_HOME"] = str(tmp_path_factory.mktemp("home"))
+    create_dataset(build_spec("train", "builtin:real", 1000, 8, 0, {"steps": [{"op": "jpeg"}]}), workers=1, scheduler="threads")
+    cat = Catalog()
+    cat.tag("train@v1", "paper-2026")
+    cat.close()
+    yield
+    if old is None:
+        os.environ.pop("DAGUERRE_HOME", None)
+    else:
+        os.environ["DAGUERRE_HOME"] = old
+
+
+@pytest.mark.parametrize("code", _python_examples())
+def test_python_examples_run_as_written(code, catalog, photo):
+    """Every ```python block of the README and docs, and the package docstring's example, on a photo."""
+    from zoo.methods import METHODS
+
+    registered = dict(METHODS)
+    try:
+        exec(compile(code, "<example>", "exec"), {"image": photo[:64, :96].copy()})
+    finally:  # the bench example registers a method
+        METHODS.clear()
+        METHODS.update(registered)
