@@ -15,6 +15,7 @@ import numpy as np
 from .errors import RecipeError
 from .image import check_image, gray_to_rgb, rgb_to_gray
 from .params import SEED_BOUND, Bool, Int, Param, default_setting, draw_seed
+from .rand import check_generator
 
 STRUCTURED = "structured"
 UNSTRUCTURED = "unstructured"
@@ -74,6 +75,7 @@ class Operator:
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """Draw one params dict from the configured settings."""
+        check_generator(rng)
         out = {k: spec.sample(self.settings[k], rng) for k, spec in self.params.items()}
         if self.seeded:
             out["seed"] = draw_seed(rng)

@@ -19,6 +19,13 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index),)))
 
 
+def check_generator(rng: object) -> None:
+    """``sample(rng)`` draws from a numpy Generator; a seed or a legacy RandomState failed deep inside."""
+    if not isinstance(rng, np.random.Generator):
+        raise RecipeError(f"sample(rng) takes a numpy Generator (degrade.sample_rng(seed, index) or "
+                          f"np.random.default_rng(seed)), got {type(rng).__name__} {rng!r}"[:200])  # fmt: skip
+
+
 def pixel_rng(seed: int) -> np.random.Generator:
     """The generator an operator's ``apply`` derives from the seed stored in its params."""
     return np.random.default_rng(int(seed))

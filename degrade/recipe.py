@@ -36,7 +36,7 @@ from .errors import RecipeError
 from .image import check_image
 from .operator import Operator, get_operator
 from .params import Float, Int
-from .rand import sample_rng
+from .rand import check_generator, sample_rng
 from .yamltext import error_parts, load_yaml
 
 SCHEMA = 1
@@ -288,6 +288,7 @@ class Recipe:
     # -- sampling and applying -------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Record:
         """Draw the record of one sample: which ops run, in which order, with which params."""
+        check_generator(rng)
         out: Record = []
         self.root.walk(rng, out)
         return out

@@ -344,3 +344,16 @@ def test_builtins_are_registered_on_import_so_a_clashing_name_fails_at_register(
             "degrade.load_recipe('mild')\n")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr[-800:]
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "imgaug"])
+def test_sample_takes_a_generator_and_says_so(name):
+    """``op.sample(0)`` failed inside params.py: 'int' object has no attribute 'uniform'."""
+    from degrade import Recipe
+
+    op = get_operator(name)(**(get_operator(name).example or {}))
+    recipe = Recipe.from_dict([{"op": name, **(get_operator(name).example or {})}])
+    for bad in (0, None, np.random.RandomState(0)):
+        for sample in (op.sample, recipe.sample):
+            with pytest.raises(RecipeError, match="sample\\(rng\\) takes a numpy Generator"):
+                sample(bad)

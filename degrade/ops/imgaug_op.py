@@ -19,6 +19,7 @@ from ..errors import RecipeError
 from ..image import check_image, gray_to_rgb, rgb_to_gray
 from ..operator import UNSTRUCTURED, Operator, register
 from ..params import Int, SEED_BOUND, draw_seed
+from ..rand import check_generator
 
 _UNSUPPORTED = {
     "imgcorruptlike": "needs the `imagecorruptions` package, which seeds numpy's global RNG and no longer imports",
@@ -193,6 +194,7 @@ class Imgaug(Operator):
         self.settings = {"augmenter": augmenter, "args": canonical}
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        check_generator(rng)
         return {**copy.deepcopy(self.settings), "seed": draw_seed(rng)}  # a record must not alias the recipe
 
     @classmethod
