@@ -47,6 +47,32 @@ def test_unknown_model_preset_and_setting_are_clear():
             create_model("vae", **bad)
 
 
+@pytest.mark.parametrize("name", ["vae", "patch_discriminator", "mapping"])
+def test_create_model_initialises_privately_and_leaves_torchs_generator_alone(name):
+    """zoo.create_model gave weights drawn from torch's global generator (different on every call) and
+    advanced it; the docs promise initialisation from a private generator."""
+    state = torch.random.get_rng_state()
+    a, b, c = create_model(name), create_model(name), create_model(name, seed=1)
+    assert torch.equal(state, torch.random.get_rng_state())
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and any(not torch.equal(sa[k], sc[k]) for k in sa)
+    assert all(torch.equal(v, init_weights(create_model(name, seed=None), 0).state_dict()[k]) for k, v in sa.items())
+    create_model(name, seed=None)
+    assert torch.equal(state, torch.random.get_rng_state())
+    for bad in (-1, 1.5, True, "0"):
+        with pytest.raises(DaguerreError, match="seed must be"):
+            create_model(name, seed=bad)
+
+
+def test_loading_a_bundle_leaves_torchs_generator_alone():
+    """zoo.restore's first call advanced torch's global generator (building the bundle's networks)."""
+    from zoo.bundle import load_bundle
+
+    state = torch.random.get_rng_state()
+    load_bundle("default")
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
 @pytest.mark.parametrize("name", ["vae", "patch_discriminator", "latent_discriminator"])
 def test_init_is_deterministic_without_global_seeds(name):
     a = init_weights(create_model(name), 7)

@@ -10,11 +10,12 @@ from typing import Any
 __all__ = ["create_model", "list_models", "restore"]
 
 
-def create_model(name: str, config: Any = None, preset: str = "small", **overrides: Any):
-    """Build a registered model (``vae``, ``mapping``, ``scratch_unet``, discriminators)."""
+def create_model(name: str, config: Any = None, preset: str = "small", *, seed: int | None = 0, **overrides: Any):
+    """Build a registered model (``vae``, ``mapping``, ``scratch_unet``, discriminators), its weights
+    initialised from ``seed`` by a private generator (``zoo.registry.create_model``)."""
     from .registry import create_model as _create
 
-    return _create(name, config, preset, **overrides)
+    return _create(name, config, preset, seed=seed, **overrides)
 
 
 def list_models():

@@ -167,10 +167,10 @@ def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     if not isinstance(parts, dict) or any(not isinstance(parts.get(p), dict) or not isinstance(parts[p].get("config"), dict) for p in PARTS):
         raise DaguerreError(f"{ref}: the bundle card does not describe its parts ({', '.join(PARTS)})")
     AnchorConfig.from_card(card.get("anchor"))  # a bad card fails here, not on the first photo
-    vae1 = create_model("vae", parts["vae1"]["config"])
-    vae2 = create_model("vae", parts["vae2"]["config"])
-    mapping = create_model("mapping", parts["mapping"]["config"])
-    scratch = create_model("scratch_unet", parts["scratch"]["config"])
+    vae1 = create_model("vae", parts["vae1"]["config"], seed=None)
+    vae2 = create_model("vae", parts["vae2"]["config"], seed=None)
+    mapping = create_model("mapping", parts["mapping"]["config"], seed=None)
+    scratch = create_model("scratch_unet", parts["scratch"]["config"], seed=None)
     for sub in ("encoder", "to_stats"):
         checkpoint.load_module(getattr(vae1, sub), tensors, f"vae1.{sub}", str(ref))
     checkpoint.load_module(vae2.decoder, tensors, "vae2.decoder", str(ref))

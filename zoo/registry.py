@@ -89,8 +89,13 @@ def _config(name: str, spec: ModelSpec, values: dict[str, Any]):
     return cfg
 
 
-def create_model(name: str, config: Any = None, preset: str = "small", **overrides: Any) -> torch.nn.Module:
-    """Build a registered model from a config (dataclass or dict) or a preset, plus overrides."""
+def create_model(name: str, config: Any = None, preset: str = "small", *, seed: int | None = 0, **overrides: Any) -> torch.nn.Module:
+    """Build a registered model from a config (dataclass or dict) or a preset, plus overrides.
+
+    Its weights are :func:`init_weights` of ``seed``: the same for the same seed, and torch's global
+    generator is neither read nor advanced. ``seed=None`` skips that for weights about to be loaded."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise DaguerreError(f"model {name!r}: seed must be a whole number of at least 0 (or None), got {seed!r}")
     spec = get_spec(name)
     if config is None:
         cfg = make_config(name, preset, **overrides)
@@ -100,12 +105,13 @@ def create_model(name: str, config: Any = None, preset: str = "small", **overrid
         values = dataclasses.asdict(config) if isinstance(config, spec.config) else dict(config)
         cfg = _config(name, spec, {**values, **overrides})
     try:
-        model = spec.builder(cfg)
+        with torch.random.fork_rng(devices=[]):  # layers draw their default weights from torch's global generator
+            model = spec.builder(cfg)
     except (ValueError, TypeError, RuntimeError) as e:  # settings each valid alone but not together (0 channels, …)
         raise DaguerreError(f"model {name!r}: these settings do not make a network ({str(e).splitlines()[0][:200]})") from None
     model.config = cfg
     model.model_name = name
-    return model
+    return model if seed is None else init_weights(model, seed)
 
 
 def list_models() -> list[ModelSpec]:

@@ -35,7 +35,7 @@ from . import checkpoint, losses, store
 from .store import NAME_RE
 from .data import ShardDataset, passthrough
 from .nn import from_signed, to_signed
-from .registry import create_model, get_spec, init_weights, make_config
+from .registry import create_model, get_spec, make_config
 
 STAGES = ("vae1", "vae2", "mapping", "scratch")
 PRECISIONS = ("fp32", "bf16")
@@ -273,14 +273,13 @@ def _adam(cfg: TrainConfig, *mods: torch.nn.Module) -> torch.optim.Optimizer:
 
 def _model(name: str, cfg: TrainConfig, seed_offset: int, device, **overrides):
     extra = {**cfg.model_overrides.get(name, {}), **overrides}
-    m = create_model(name, make_config(name, cfg.preset, **extra))
-    return init_weights(m, cfg.seed * 1000 + seed_offset).to(device)
+    return create_model(name, make_config(name, cfg.preset, **extra), seed=cfg.seed * 1000 + seed_offset).to(device)
 
 
 def load_frozen(ref: str, expected: str, device, option: str = "", stage: str | None = None) -> torch.nn.Module:
     """A trained model from the store or a path, frozen in eval mode (trained as ``stage``, if given)."""
     tensors, card = store.load(ref, expected, option, stage)
-    m = create_model(expected, card["config"])
+    m = create_model(expected, card["config"], seed=None)
     checkpoint.load_module(m, tensors, "model", str(ref))
     m.eval().requires_grad_(False)
     return m.to(device)
