@@ -406,6 +406,14 @@ def test_dataloader_workers_give_the_same_batches(data, tmp_path):
     assert all(torch.allclose(ta[k], tb[k], atol=1e-6) for k in ta)
 
 
+def test_training_leaves_torchs_global_generator_alone(data, tmp_path):
+    """Model building and the DataLoader drew from torch's global generator: a script's own torch
+    stream changed with every training run it started."""
+    state = torch.random.get_rng_state()
+    train(cfg("scratch", tmp_path / "s", pairs="x", steps=2, workers=1, sample_every=2, ckpt_every=2, name="rng-free"))
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
 def test_lr_schedule_is_constant_then_linear_to_zero():
     c = TrainConfig(stage="scratch", lr=1e-3, decay_start=10, decay_steps=20)
     assert [c.lr_at(s) for s in (0, 9, 10)] == [1e-3, 1e-3, 1e-3]

@@ -207,6 +207,7 @@ class Batches:
             collate_fn=passthrough,
             num_workers=cfg.workers,
             persistent_workers=False,
+            generator=torch.Generator(),  # its workers' base seed (unused), not a draw from torch's global generator
         )
         self.it = iter(loader)
         self.step = start
