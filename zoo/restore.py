@@ -35,7 +35,7 @@ the networks see mostly padding, and an 8-pixel thumbnail came back 20 grey leve
 
 @dataclass
 class RestoreResult:
-    image: np.ndarray  # same shape as the input (uint8)
+    image: np.ndarray  # same shape and type as the input (uint8 or uint16)
     mask: np.ndarray  # uint8 H×W, 255 where defects were detected (or given)
     seconds: dict[str, float] = field(default_factory=dict)
 
