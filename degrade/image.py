@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -45,3 +47,22 @@ def rgb_to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
+
+
+def functional(fn=None, *, colour: bool = False):
+    """Decorate an operator's functional form with the class form's image check (a one-line ImageError
+    for a float, 16-bit or RGBA array, which came back as garbage); a ``colour`` form takes grayscale
+    as RGB and gives back luma, as the class does."""
+
+    def wrap(f):
+        @functools.wraps(f)
+        def checked(image, *args, **kwargs):
+            check_image(image)
+            if colour and image.ndim == 2:
+                out = f(gray_to_rgb(image), *args, **kwargs)
+                return (rgb_to_gray(out[0]), *out[1:]) if isinstance(out, tuple) else rgb_to_gray(out)
+            return f(image, *args, **kwargs)
+
+        return checked
+
+    return wrap(fn) if fn is not None else wrap

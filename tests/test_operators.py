@@ -357,3 +357,35 @@ def test_sample_takes_a_generator_and_says_so(name):
         for sample in (op.sample, recipe.sample):
             with pytest.raises(RecipeError, match="sample\\(rng\\) takes a numpy Generator"):
                 sample(bad)
+
+
+def _functional_form(cls):
+    import inspect
+
+    module = inspect.getmodule(cls)
+    return getattr(module, cls.name, None) or getattr(module, cls.name + "_noise", None)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_every_functional_form_checks_its_image_like_the_class(name, photo):
+    """The plain functions took a float image and gave back uint8 garbage, and sepia on grayscale hit an
+    OpenCV assertion; they now check the image as the class form does, and colour ones take grayscale."""
+    from degrade import ImageError
+
+    cls = get_operator(name)
+    fn = _functional_form(cls)
+    assert fn is not None, f"{name} has no functional form"
+    op, p = _params(name)
+    import inspect
+
+    takes = inspect.signature(fn).parameters
+    args = {k: v for k, v in p.items() if k in takes}  # downscale's keep_aspect is the class's own
+    for bad in (photo.astype(np.float32), photo.astype(np.uint16), np.dstack([photo, photo[..., :1]])):
+        with pytest.raises(ImageError, match="expected"):
+            fn(bad, **args)
+    gray = np.ascontiguousarray(photo[..., 1])
+    out = fn(gray, **args)
+    img = out[0] if isinstance(out, tuple) else out
+    assert img.shape == gray.shape and img.dtype == np.uint8
+    if len(args) == len(p):
+        assert np.array_equal(img, op.apply(gray, p)[0])  # the same bytes as the class form

@@ -8,12 +8,14 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from ..image import functional
 from ..operator import Operator, register
 from ..params import Choice, Float
 
 _BORDER = cv2.BORDER_REFLECT
 
 
+@functional
 def gaussian_blur(image: np.ndarray, sigma: float, ksize: int = 0) -> np.ndarray:
     """Gaussian blur; ``ksize`` 0 picks 2·ceil(3σ)+1, as most libraries do."""
     k = ksize or 2 * math.ceil(3 * sigma) + 1
@@ -34,6 +36,7 @@ def _motion_kernel(length: float, angle: float) -> np.ndarray:
     return kernel
 
 
+@functional
 def motion_blur(image: np.ndarray, length_px: float, angle: float) -> np.ndarray:
     """Linear motion blur along ``angle`` degrees (0 = horizontal) over ``length_px`` pixels."""
     return cv2.filter2D(image, -1, _motion_kernel(round(length_px, 3), round(angle, 3)), borderType=_BORDER)
@@ -52,6 +55,7 @@ def _disk_kernel(radius: float) -> np.ndarray:
     return kernel
 
 
+@functional
 def defocus_blur(image: np.ndarray, radius_px: float) -> np.ndarray:
     """Out-of-focus blur: convolution with an anti-aliased disk of ``radius_px``."""
     return cv2.filter2D(image, -1, _disk_kernel(round(radius_px, 3)), borderType=_BORDER)

@@ -8,11 +8,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..image import functional
 from ..errors import ImageError
 from ..operator import Operator, register
 from ..params import Bool, Choice, Float, Int
 
 
+@functional
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """Encode to baseline JPEG at ``quality`` (libjpeg scale, 4:2:0 chroma) and decode back."""
     src = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
@@ -62,6 +64,7 @@ def resize(image: np.ndarray, width: int, height: int, interpolation: str) -> np
     return cv2.resize(image, (width, height), interpolation=_CV2[interpolation])
 
 
+@functional
 def downscale(image: np.ndarray, scale_x: float, scale_y: float, down: str, up: str) -> np.ndarray:
     """Lose resolution: shrink by (scale_x, scale_y) with ``down``, enlarge back with ``up``."""
     h, w = image.shape[:2]

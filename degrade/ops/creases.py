@@ -7,6 +7,7 @@ import math
 import cv2
 import numpy as np
 
+from ..image import functional
 from ..operator import STRUCTURED, Operator, register
 from ..params import Float, Int
 from ..rand import pixel_rng
@@ -59,6 +60,7 @@ def _crack_network(
     draw_polyline(dark, path + rng.choice([-1.0, 1.0], size=2), round(255 * a * 0.5), 1)
 
 
+@functional
 def creases(
     image: np.ndarray, count: int, width_px: float, strength: float, wear: float, cracks: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import math
 import cv2
 import numpy as np
 
+from ..image import functional
 from ..operator import STRUCTURED, Operator, register
 from ..params import Float
 from ..rand import pixel_rng
@@ -16,6 +17,7 @@ _ONE = 1 << SHIFT
 _TILE_AREA = 256 * 256
 
 
+@functional
 def dust(
     image: np.ndarray, density: float, size_px: float, light: float, fibres: float, opacity: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

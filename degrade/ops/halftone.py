@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ..image import to_uint8
+from ..image import functional, to_uint8
 from ..operator import Operator, register
 from ..params import Bool, Float
 
@@ -24,6 +24,7 @@ def _screen(h: int, w: int, cell: float, angle: float) -> np.ndarray:
     return (np.cos(u) + np.cos(v)) * np.float32(0.25) + np.float32(0.5)
 
 
+@functional
 def halftone(
     image: np.ndarray, cell_px: float, angle: float, strength: float, softness: float, color_screens: bool
 ) -> np.ndarray:

@@ -7,6 +7,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from ..image import functional
 from ..operator import Operator, register
 from ..params import Bool, Float
 from ..rand import normal, pixel_rng, uniform16
@@ -26,6 +27,7 @@ def _add(image: np.ndarray, noise: np.ndarray) -> np.ndarray:
     return cv2.add(image, _match_channels(noise, image), dtype=cv2.CV_8U)
 
 
+@functional
 def gaussian_noise(image: np.ndarray, sigma: float, seed: int, per_channel: bool = True) -> np.ndarray:
     """Additive white gaussian noise; ``sigma`` in units of full scale (0.1 = 25.5 levels)."""
     n = normal(pixel_rng(seed), _noise_shape(image, per_channel))
@@ -40,6 +42,7 @@ def _shot_std_lut(peak: float) -> np.ndarray:
     return lut
 
 
+@functional
 def poisson_noise(image: np.ndarray, peak: float, seed: int, per_channel: bool = True) -> np.ndarray:
     """Shot noise of a sensor that counts ``peak`` photons at full white.
 
@@ -52,6 +55,7 @@ def poisson_noise(image: np.ndarray, peak: float, seed: int, per_channel: bool =
     return cv2.add(image, n, dtype=cv2.CV_8U)
 
 
+@functional
 def speckle_noise(image: np.ndarray, sigma: float, seed: int, per_channel: bool = True) -> np.ndarray:
     """Multiplicative noise ``x + x·n·sigma`` (as in the BOPBtL synthesis)."""
     m = normal(pixel_rng(seed), _noise_shape(image, per_channel))
@@ -60,6 +64,7 @@ def speckle_noise(image: np.ndarray, sigma: float, seed: int, per_channel: bool 
     return cv2.multiply(image, _match_channels(m, image), dtype=cv2.CV_8U)
 
 
+@functional
 def salt_pepper(image: np.ndarray, amount: float, salt_ratio: float, seed: int, per_channel: bool = True) -> np.ndarray:
     """Replace a fraction ``amount`` of values by 255 (salt, share ``salt_ratio``) or 0 (pepper).
 
@@ -78,6 +83,7 @@ _LEVELS = np.arange(256) / 255.0
 _GRAIN_WEIGHT = (np.sqrt(_LEVELS * (1 - _LEVELS)) * 1.6 + 0.2).astype(np.float32)
 
 
+@functional
 def film_grain(
     image: np.ndarray, strength: float, grain_px: float, seed: int, monochrome: bool = True
 ) -> np.ndarray:

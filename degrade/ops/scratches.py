@@ -7,12 +7,14 @@ import math
 import cv2
 import numpy as np
 
+from ..image import functional
 from ..operator import STRUCTURED, Operator, register
 from ..params import Float, Int
 from ..rand import pixel_rng
 from ._draw import SHIFT, as_mask, blend, fixed
 
 
+@functional
 def scratches(
     image: np.ndarray,
     count: int,

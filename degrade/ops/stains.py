@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ..image import LUMA
+from ..image import LUMA, functional
 from ..operator import STRUCTURED, Operator, register
 from ..params import Float, Int
 from ..rand import pixel_rng
@@ -77,6 +77,7 @@ def _resample(src: np.ndarray, scale: float, ox: int, oy: int, shape: tuple[int,
     return cv2.warpAffine(src, m, shape, flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
+@functional
 def stains(
     image: np.ndarray,
     count: int,

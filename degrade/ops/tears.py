@@ -7,6 +7,7 @@ import math
 import cv2
 import numpy as np
 
+from ..image import functional
 from ..operator import STRUCTURED, Operator, register
 from ..params import Choice, Float, Int
 from ..rand import pixel_rng
@@ -77,6 +78,7 @@ def _fill_colour(rng: np.random.Generator, fill: str) -> np.ndarray:
     return np.array([base + 10, base + 4, base - 12], np.float32).clip(0, 255)
 
 
+@functional
 def tears(
     image: np.ndarray, count: int, size: float, holes: float, corners: float, fill: str, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

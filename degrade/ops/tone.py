@@ -8,7 +8,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ..image import LUMA
+from ..image import LUMA, functional
 from ..operator import Operator, register
 from ..params import Float
 
@@ -23,6 +23,7 @@ def _levels_lut(gain: float, offset: float) -> np.ndarray:
     return np.clip(np.rint(np.arange(256) * gain + offset), 0, 255).astype(np.uint8)
 
 
+@functional
 def fade(image: np.ndarray, desaturate: float, contrast_loss: float, lift: float, dim: float) -> np.ndarray:
     """Faded print: mix towards luma, compress contrast about mid-grey, lift blacks, dim whites.
 
@@ -43,6 +44,7 @@ def tone_rgb(hue: float, saturation: float) -> np.ndarray:
     return rgb / float(rgb @ LUMA)
 
 
+@functional(colour=True)
 def sepia(image: np.ndarray, strength: float, hue: float, saturation: float) -> np.ndarray:
     """Toned print (sepia, yellowed, cyanotype): the luma recoloured by a tint, mixed by ``strength``."""
     toned = np.outer(tone_rgb(hue, saturation), LUMA)
@@ -58,11 +60,13 @@ def _bcg_lut(brightness: float, contrast: float, gamma: float) -> np.ndarray:
     return lut
 
 
+@functional
 def brightness_contrast_gamma(image: np.ndarray, brightness: float, contrast: float, gamma: float) -> np.ndarray:
     """Per-value tone curve ``((x^gamma − ½)·contrast + ½ + brightness)`` applied through a LUT."""
     return cv2.LUT(image, _bcg_lut(brightness, contrast, gamma))
 
 
+@functional
 def vignette(
     image: np.ndarray, strength: float, radius: float, falloff: float, center_x: float, center_y: float
 ) -> np.ndarray:
@@ -85,6 +89,7 @@ def vignette(
     return cv2.multiply(image, factor, dtype=cv2.CV_8U)
 
 
+@functional
 def grayscale(image: np.ndarray, amount: float) -> np.ndarray:
     """Mix towards luma by ``amount`` (1 = fully grey, still three channels)."""
     if image.ndim == 2 or amount <= 0:
