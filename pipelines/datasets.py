@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -229,10 +231,31 @@ def export_png(ds: Dataset, out: str | os.PathLike, on_sample: Callable[[], None
     """
     out = Path(out)
     _check_export_place(ds, out)
-    mark = {"identity": ds.attrs.get("identity") or str(ds.path), "dataset": str(ds.path)}  # identity covers the count
     if out.exists() and not out.is_dir():
         raise DaguerreError(f"{out} is not a folder; export into a new one")
-    if out.exists() and any(out.iterdir()):
+    out.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(out):
+        return _export_png(ds, out, on_sample)
+
+
+@contextmanager
+def _folder_lock(out: Path) -> Iterator[None]:
+    """An flock on the export folder itself (nothing written, no write access to ``$DAGUERRE_HOME`` needed):
+    two exports into one new folder both found it empty and mixed their samples under one of their marks."""
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DaguerreError(f"{out} is being exported to by another process; wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None) -> tuple[int, int]:
+    mark = {"identity": ds.attrs.get("identity") or str(ds.path), "dataset": str(ds.path)}  # identity covers the count
+    if any(out.iterdir()):
         try:
             held = json.loads((out / EXPORT_MARK).read_text())
         except (OSError, ValueError):
@@ -243,7 +266,6 @@ def export_png(ds: Dataset, out: str | os.PathLike, on_sample: Callable[[], None
         for tmp in out.glob(".*.tmp"):  # left by a killed export's atomic writes
             tmp.unlink(missing_ok=True)
     else:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / EXPORT_MARK, (json.dumps(mark, indent=1) + "\n").encode())
     from .versioning import shard_problem
 

@@ -470,6 +470,31 @@ def test_export_refuses_a_folder_that_is_not_empty(capsys, home, tmp_path):
     assert one_line_error(r) and "holds an export of another dataset" in r.err
 
 
+def test_two_exports_into_one_folder_never_mix_datasets(capsys, home, tmp_path, monkeypatch):
+    """Two exports of different datasets started together into one new folder both found it empty; each wrote
+    its mark and its samples, and both reported success: one folder, two datasets' pixels, the second's mark."""
+    import pipelines.datasets as pd
+    from pipelines import export_png
+
+    make(capsys, "x", count=4)
+    make(capsys, "y", "--seed", "9", count=4)
+    out, real, other = tmp_path / "png", pd.atomic_write_bytes, []
+
+    def racing(path, data):  # the second export runs while the first writes its mark
+        if not other:
+            try:
+                other.append(export_png(open_dataset("y"), out))
+            except DaguerreError as e:
+                other.append(str(e))
+        real(path, data)
+
+    monkeypatch.setattr(pd, "atomic_write_bytes", racing)
+    assert export_png(open_dataset("x"), out) == (4, 0)
+    assert "is being exported to by another process" in other[0]
+    x = str(open_dataset("x").path)
+    assert {json.loads(p.read_text())["dataset"] for p in out.glob("*.json")} == {x}
+
+
 def test_an_interrupted_export_resumes_with_the_same_bytes(capsys, home, tmp_path):
     make(capsys, "x", count=5)
     out = tmp_path / "png"
