@@ -249,20 +249,20 @@ def _stored_zstd_level(store: Path, spec: GenerationSpec) -> int | None:
 
 def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path]) -> Path:
     """Complete the attributes with the shard checksums, drop scratch files, publish (a rename)."""
-    if read_attrs(partial).get("complete"):  # an earlier run got this far: its checksums are recorded
-        return publish(partial)
-    markers = []
-    for k in range(spec.n_shards):
-        p = partial / PROGRESS_DIR / f"shard-{k:06d}.json"
-        if not p.exists():
-            raise DaguerreError(f"shard {k} of {partial} is missing; re-run the command to finish it")
-        markers.append(json.loads(p.read_text()))
-    attrs = read_attrs(partial)
-    attrs["shards"] = [{"samples": m["samples"], "sha256": m["sha256"], "fields": m["fields"]} for m in markers]
-    attrs["checksum"] = dataset_checksum([m["sha256"] for m in markers])
-    attrs["complete"] = True
-    attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_attrs(partial, attrs)
+    if not read_attrs(partial).get("complete"):  # else an earlier run got this far: its checksums are recorded
+        markers = []
+        for k in range(spec.n_shards):
+            p = partial / PROGRESS_DIR / f"shard-{k:06d}.json"
+            if not p.exists():
+                raise DaguerreError(f"shard {k} of {partial} is missing; re-run the command to finish it")
+            markers.append(json.loads(p.read_text()))
+        attrs = read_attrs(partial)
+        attrs["shards"] = [{"samples": m["samples"], "sha256": m["sha256"], "fields": m["fields"]} for m in markers]
+        attrs["checksum"] = dataset_checksum([m["sha256"] for m in markers])
+        attrs["complete"] = True
+        attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_attrs(partial, attrs)
+    # also after a run killed between the line above and the rename: its markers were published with the data
     shutil.rmtree(partial / PROGRESS_DIR, ignore_errors=True)
     for stray in partial.rglob("*.tmp"):  # writers killed mid-write (atomic_write_bytes' temporaries)
         if is_write_temporary(stray):

@@ -582,6 +582,33 @@ def test_a_finalized_store_interrupted_before_its_rename_is_not_regenerated(smal
     assert open_dataset(str(final)).attrs["complete"] and len(open_dataset(str(final))) == 8
 
 
+def test_a_store_killed_right_after_its_checksums_were_recorded_is_published_clean(small_spec, tmp_path, monkeypatch):
+    """Killed between recording the checksums and removing the progress markers, the re-run published the
+    store with its `.progress` folder and the killed writers' temporaries: not the files an uninterrupted run makes."""
+    import shutil
+
+    from pipelines.generate import generate
+
+    spec = small_spec(count=8, shard_size=4)
+    partial, final = tmp_path / ".d.partial", tmp_path / "d.zarr"
+    real = shutil.rmtree
+
+    def killed(p, *a, **k):
+        if Path(p).name == ".progress":
+            (partial / "clean" / "c" / ".abcd1234.tmp").write_bytes(b"a write cut short")
+            raise KeyboardInterrupt
+        return real(p, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "rmtree", killed)
+        with pytest.raises(KeyboardInterrupt):
+            generate(spec, partial, lambda done: done.rename(final) or final, workers=1, scheduler="threads")
+    generate(spec, partial, lambda done: done.rename(final) or final, workers=1, scheduler="threads")
+    clean = tmp_path / "clean.zarr"
+    generate(spec, tmp_path / ".clean.partial", lambda done: done.rename(clean) or clean, workers=1, scheduler="threads")
+    assert _files(final) == _files(clean)
+
+
 def test_resuming_with_another_zstd_level_is_refused(small_spec, tmp_path):
     from pipelines.generate import generate, prepare_store
 
