@@ -148,20 +148,27 @@ class Catalog:
             try:
                 self.db.execute("INSERT OR REPLACE INTO numbers VALUES ('', 0)")  # a real write, rolled back
             finally:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite rolls back by itself after an I/O error or a full disk
+                    self.db.execute("ROLLBACK")
         except sqlite3.OperationalError as e:
             raise DaguerreError(f"the catalog {self.path} cannot be written ({e})") from None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT: writers are serialised, a failure rolls everything back."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE … COMMIT: writers are serialised, a failure rolls everything back. SQLite's own
+        failures (a full disk, a file-size limit, a lock held past the timeout) name the catalog: the rollback
+        after one, which SQLite may have done itself, hid it behind "cannot rollback - no transaction is active"."""
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise DaguerreError(f"the catalog {self.path} cannot be written ({e}); nothing was changed in it") from None
 
     # -- reading ------------------------------------------------------------------------------
     def _row(self, r: sqlite3.Row) -> Version:

@@ -470,6 +470,26 @@ def test_export_refuses_a_folder_that_is_not_empty(capsys, home, tmp_path):
     assert one_line_error(r) and "holds an export of another dataset" in r.err
 
 
+def test_a_catalog_that_cannot_be_written_is_named_not_an_internal_error(capsys, home):
+    """A full disk or a file-size limit (`ulimit -f`) fails SQLite's journal write, SQLite rolls back by itself,
+    and the ROLLBACK after it raised "internal OperationalError: cannot rollback - no transaction is active"."""
+    import resource
+
+    make(capsys, "w", count=4)
+    run(capsys, "dataset", "tag", "w@v1", "kept")
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    for args in (["tag", "w@v1", "t"], ["rm", "w@v1", "--force"], ["untag", "w@kept"]):
+        p = subprocess.run([sys.executable, "-c", "import cli; cli.main()", "dataset", *args], capture_output=True, text=True,
+                           env={**os.environ, "DAGUERRE_HOME": str(home)}, preexec_fn=limited, timeout=120)  # fmt: skip
+        assert p.returncode == 1 and p.stderr.startswith(f"error: the catalog {home / 'catalog.sqlite'} cannot be written ("), p.stderr
+        assert "internal" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    v = Catalog().resolve("w@kept")
+    assert v.ref == "w@v1" and v.tags == ("kept",) and open_dataset("w@v1").attrs["complete"]
+
+
 def test_two_exports_into_one_folder_never_mix_datasets(capsys, home, tmp_path, monkeypatch):
     """Two exports of different datasets started together into one new folder both found it empty; each wrote
     its mark and its samples, and both reported success: one folder, two datasets' pixels, the second's mark."""
