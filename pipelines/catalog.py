@@ -128,6 +128,9 @@ class Catalog:
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.executescript(_SCHEMA)
+            check = self.db.execute("PRAGMA quick_check").fetchone()[0]  # pages a power cut zeroed fail only when read
+            if check != "ok":
+                raise sqlite3.DatabaseError(" ".join(check.split()))
             lacking = {t: c - {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t, c in _COLUMNS.items()}
         except sqlite3.DatabaseError as e:
             if self.db is not None:

@@ -470,6 +470,22 @@ def test_export_refuses_a_folder_that_is_not_empty(capsys, home, tmp_path):
     assert one_line_error(r) and "holds an export of another dataset" in r.err
 
 
+def test_a_catalog_whose_pages_a_power_cut_zeroed_is_named_not_an_internal_error(capsys, home):
+    """The header and schema survived, the pages after them were zeros: every command opened the catalog, then
+    failed at its first query with "internal DatabaseError: database disk image is malformed"."""
+    for seed in range(3):
+        make(capsys, "z", "--seed", str(seed), count=4)
+    run(capsys, "dataset", "tag", "z@v1", "kept")
+    cat = home / "catalog.sqlite"
+    data = bytearray(cat.read_bytes())
+    data[8192:] = bytes(len(data) - 8192)
+    cat.write_bytes(bytes(data))
+    for args in (["ls"], ["info", "z"], ["verify", "--all"], ["gc"], ["tag", "z@v2", "t"], ["rm", "z@v3"]):
+        r = run(capsys, "dataset", *args)
+        assert one_line_error(r) and f"the catalog {cat} is unreadable" in r.err and "internal" not in r.err, (args, r.err)
+    assert len(list((home / "datasets" / "z").glob("v*.zarr"))) == 3  # gc deleted nothing
+
+
 def test_a_catalog_that_cannot_be_written_is_named_not_an_internal_error(capsys, home):
     """A full disk or a file-size limit (`ulimit -f`) fails SQLite's journal write, SQLite rolls back by itself,
     and the ROLLBACK after it raised "internal OperationalError: cannot rollback - no transaction is active"."""
