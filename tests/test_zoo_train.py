@@ -231,6 +231,20 @@ def test_resume_mends_a_loss_log_that_a_kill_or_power_cut_left_damaged(data, tmp
     assert (tmp_path / "r" / "losses.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("damage", ["missing", "zeroed"])
+def test_a_registration_cut_between_its_two_files_is_finished_by_the_same_command(data, tmp_path, damage):
+    """Killed between writing the model's weights and its card file (or the card zeroed by a power cut): the same
+    command then failed for ever with "model 'x' is already registered (a ?, saved ?)", and `zoo ls` hid it."""
+    c = cfg("scratch", tmp_path / "run", steps=2, name=f"cut-{damage}", pairs="x")
+    card = train(c)
+    weights, js = Path(card["path"]), Path(card["path"]).with_suffix(".json")
+    before = (weights.read_bytes(), js.read_bytes())
+    js.unlink() if damage == "missing" else js.write_bytes(bytes(len(before[1])))
+    again = train(c)
+    assert again["path"] == card["path"] and (weights.read_bytes(), js.read_bytes()) == before
+    assert f"cut-{damage}" in {c["name"] for c in store.cards()}
+
+
 def test_export_state_registers_a_run_stopped_early(data, tmp_path):
     """A run killed after its checkpoint at step 5 of 10 still yields a loadable model, marked as such."""
     from zoo.train import export_state

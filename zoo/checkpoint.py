@@ -45,6 +45,18 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], card: dict[str, Any
     return with_ext(stem, ".safetensors")
 
 
+def restore_card_file(path: str | Path) -> None:
+    """Write ``path.json`` again from the card in the safetensors header if it does not read back as that card (a
+    kill between :func:`save`'s two writes, a power cut): the same bytes save wrote; the weights are left alone."""
+    stem = stem_of(path)
+    with open(with_ext(stem, ".safetensors"), "rb") as f:
+        header = f.read(int.from_bytes(f.read(8), "little"))
+    text = json.loads(header).get("__metadata__", {}).get(CARD_KEY)
+    js = with_ext(stem, ".json")
+    if text is not None and (not js.is_file() or js.read_bytes() != (text + "\n").encode()):
+        atomic_write_bytes(js, (text + "\n").encode())
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a checkpoint file's bytes: what a mapping pins of the VAEs it was trained on."""
     import hashlib

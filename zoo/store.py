@@ -41,7 +41,11 @@ def check_free(name: str, run: str | None = None, replace: bool = False) -> None
             old = json.loads(checkpoint.with_ext(stem, ".json").read_text())
         except (OSError, ValueError):
             old = {}
-        old = old if isinstance(old, dict) else {}
+        if not isinstance(old, dict) or not old:  # the card file lost (a kill between a save's two writes): the header's
+            try:
+                old = checkpoint.load(stem)[1]
+            except DaguerreError:
+                old = {}
         if not (run and old.get("run") == run):
             raise DaguerreError(f"model {name!r} is already registered (a {old.get('stage') or old.get('model') or '?'}, "
                                 f"saved {old.get('saved', '?')}); choose another name, or replace it with --replace")  # fmt: skip

@@ -743,6 +743,7 @@ def _registered_unchanged(name: str, run: str, tensors: dict[str, torch.Tensor])
         return None
     if not all(torch.equal(old[k], tensors[k].detach().cpu()) for k in tensors):
         return None
+    checkpoint.restore_card_file(path)  # `zoo ls` lists models by their card files
     return {**card, "name": name, "path": str(path)}
 
 
