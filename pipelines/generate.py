@@ -186,8 +186,9 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
     if partial.exists():
         try:
             attrs = read_attrs(partial)
-        except (OSError, ValueError):
-            attrs = {}
+        except (OSError, ValueError, AttributeError) as e:
+            raise DaguerreError(f"the unfinished generation in {partial} has unreadable attributes ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}); remove it to start over") from None  # fmt: skip
         if attrs.get("lineage_hash") != spec.lineage_hash:
             raise DaguerreError(
                 f"an unfinished generation with different settings is in {partial}; remove it to start over"

@@ -794,3 +794,18 @@ def test_data_reaches_the_disk_before_what_records_it(small_spec, home, monkeypa
     assert synced_before(complete, events[complete][1])
     moved = next(i for i in names if events[i][2] == v.path)
     assert ("sync", str(Path(v.path).parent)) in events[moved:]
+
+
+@pytest.mark.parametrize("damage", [b"", b"\0" * 64, b"[1, 2]"])
+def test_an_unfinished_store_with_unreadable_attributes_says_so(small_spec, tmp_path, damage):
+    """It was refused as "an unfinished generation with different settings", which sent the user
+    looking for a setting they had not changed."""
+    from pipelines.generate import prepare_store
+
+    spec = small_spec(count=8, shard_size=4)
+    partial = tmp_path / ".p.partial"
+    prepare_store(spec, partial)
+    (partial / "zarr.json").write_bytes(damage)
+    with pytest.raises(DaguerreError, match=r"has unreadable attributes \(\w+Error.*\); remove it to start over") as e:
+        prepare_store(spec, partial)
+    assert "different settings" not in str(e.value) and str(partial) in str(e.value)
