@@ -127,6 +127,14 @@ def test_method_registry_and_user_methods():
     try:
         out, _ = get_method("invert-test").run(np.zeros((2, 2, 3), np.uint8))
         assert out.max() == 255
+        # a taken name is refused (it silently replaced the built-in nlm), as operators and models are
+        builtin = METHODS["nlm"]
+        for taken in ("nlm", "invert-test"):
+            with pytest.raises(ValueError, match=f"method '{taken}' is already registered"):
+                register_method(taken)(type("Other", (Method,), {}))
+        assert METHODS["nlm"] is builtin
+        with pytest.raises(ValueError, match="invalid method name"):
+            register_method("a:b")
     finally:
         METHODS.pop("invert-test")
 

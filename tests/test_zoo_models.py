@@ -20,6 +20,22 @@ def test_registry_has_the_five_models():
     assert set(NAMES) == {"vae", "latent_discriminator", "patch_discriminator", "mapping", "scratch_unet"}
 
 
+def test_a_model_name_taken_by_a_built_in_is_refused_in_a_fresh_process():
+    """register_model silently replaced a built-in (or, registered before the built-ins loaded, was
+    replaced by it on the first lookup)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from zoo.registry import register_model, get_spec\n"
+            "try:\n    register_model('vae', object, lambda c: ())(lambda c: None)\n"
+            "except ValueError as e:\n    assert 'already registered' in str(e), e\n"
+            "else:\n    raise SystemExit('replaced the built-in vae')\n"
+            "assert get_spec('vae').builder.__name__ != '<lambda>'\n")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-800:]
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("preset", ["small", "default", "official"])
 def test_every_model_builds_from_its_presets_and_runs_its_example(name, preset):

@@ -47,7 +47,14 @@ METHODS: dict[str, type[Method]] = {}
 
 
 def register_method(name: str):
+    """Decorator: register a :class:`Method` under ``name``; a name taken by another class (a built-in
+    included) is refused, as the operator and model registries do."""
+    if not name or ":" in name:  # ``zoo:NAME`` splits at the first colon
+        raise ValueError(f"invalid method name {name!r}: not empty, no ':'")
+
     def wrap(cls):
+        if name in METHODS and METHODS[name] is not cls:
+            raise ValueError(f"method {name!r} is already registered")
         cls.name = name
         METHODS[name] = cls
         return cls

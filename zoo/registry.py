@@ -27,9 +27,13 @@ MODELS: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, config: type, example: Callable[[Any], tuple]):
-    """Decorator: register ``builder(config) -> nn.Module`` under ``name``."""
+    """Decorator: register ``builder(config) -> nn.Module`` under ``name``; a name taken by another
+    builder (a built-in included) is refused, as ``degrade.register`` refuses operators."""
 
     def wrap(builder):
+        _ensure_loaded()  # the built-ins first: else one would replace a user's model of its name later
+        if name in MODELS and MODELS[name].builder is not builder:
+            raise ValueError(f"model {name!r} is already registered")
         summary = (builder.__doc__ or "").strip().splitlines()[0]
         MODELS[name] = ModelSpec(name, builder, config, summary, example)
         return builder
