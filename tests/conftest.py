@@ -15,7 +15,17 @@ def pytest_configure(config):
     import os
     import tempfile
 
-    os.environ["DAGUERRE_HOME"] = tempfile.mkdtemp(prefix="daguerre-test-home-")
+    config._daguerre_scratch_home = tempfile.mkdtemp(prefix="daguerre-test-home-")
+    os.environ["DAGUERRE_HOME"] = config._daguerre_scratch_home
+
+
+def pytest_unconfigure(config):
+    """The scratch home goes with the session (one was left in the temp folder per run)."""
+    import shutil
+
+    home = getattr(config, "_daguerre_scratch_home", None)
+    if home:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
