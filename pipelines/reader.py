@@ -306,8 +306,15 @@ class Dataset:
             out[f] = json.loads(v) if f in STRING_FIELDS and v else v
         return out
 
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Close every thread's file handles (call it once no thread reads any more)."""
+        """Close every thread's file handles (call it once no thread reads any more; reading again reopens them).
+        ``with open_dataset(ref) as ds:`` closes them at the end of the block."""
         with self._fd_lock:
             maps = list(self._fd_maps)
         for fds in maps:

@@ -812,3 +812,16 @@ def test_an_unfinished_store_with_unreadable_attributes_says_so(small_spec, tmp_
     with pytest.raises(DaguerreError, match=r"has unreadable attributes \(\w+Error.*\); remove it to start over") as e:
         prepare_store(spec, partial)
     assert "different settings" not in str(e.value) and str(partial) in str(e.value)
+
+
+def test_a_dataset_closes_its_files_at_the_end_of_a_with_block(small_spec, home):
+    """``Dataset`` had ``close()`` but no context manager: ``with open_dataset(...)`` failed."""
+    res = create_dataset(small_spec(count=8, shard_size=4), workers=1, scheduler="threads")
+    before = len(os.listdir("/proc/self/fd"))
+    with open_dataset(str(res.path)) as ds:
+        first = ds[0]["degraded"]
+        ds[5]
+        assert len(os.listdir("/proc/self/fd")) > before  # shard files held open between reads
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert np.array_equal(ds[0]["degraded"], first)  # reading again reopens them
+    ds.close()
