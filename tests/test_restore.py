@@ -267,7 +267,8 @@ def test_api_refuses_a_model_that_is_not_a_bundle_in_one_line(home):
 
 def test_unknown_and_corrupt_models(home, tmp_path):
     img = np.zeros((16, 16, 3), np.uint8)
-    with pytest.raises(DaguerreError, match="unknown model 'nope'"):
+    make_random_bundle("rb")  # and its four parts, which restore cannot take: not listed as choices
+    with pytest.raises(DaguerreError, match=r"unknown model 'nope' \(bundles: default, rb; see `daguerre zoo ls`\)"):
         restore(img, "nope")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)

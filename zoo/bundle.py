@@ -160,7 +160,7 @@ def replace_parts(name: str, base: str, replace: bool = False, **refs: str | Non
 
 def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle by name or path (a corrupt or foreign file is a clear error)."""
-    tensors, card = checkpoint.load(store.resolve(ref))
+    tensors, card = checkpoint.load(store.resolve(ref, "bundle"))
     if card.get("model") != "bundle":
         raise DaguerreError(f"{ref} is a {card.get('model')!r} checkpoint, not a restoration bundle")
     parts = card.get("parts")

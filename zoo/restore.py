@@ -61,7 +61,7 @@ def get_bundle(model: str | Path | Bundle = DEFAULT_MODEL, device: str = "cpu") 
                             f"not a {type(model).__name__}")  # fmt: skip
     from .store import resolve
 
-    path = resolve(model)
+    path = resolve(model, "bundle")
     st = path.stat()
     return _cached_bundle(str(path), (st.st_mtime_ns, st.st_size), str(device))
 

@@ -51,8 +51,9 @@ def check_free(name: str, run: str | None = None, replace: bool = False) -> None
                                 f"saved {old.get('saved', '?')}); choose another name, or replace it with --replace")  # fmt: skip
 
 
-def resolve(ref: str | Path) -> Path:
-    """A model name (store first, then shipped weights) or a checkpoint path, to its .safetensors path."""
+def resolve(ref: str | Path, model: str | None = None) -> Path:
+    """A model name (store first, then shipped weights) or a checkpoint path, to its .safetensors path.
+    ``model``: the kind wanted (``bundle``…), so that an unknown name lists only those."""
     s = str(ref)
     p = checkpoint.stem_of(s)
     if "/" in s or s.endswith((".safetensors", ".json")):
@@ -66,14 +67,15 @@ def resolve(ref: str | Path) -> Path:
         q = root / f"{s}.safetensors"
         if q.exists():
             return q
-    have = sorted({c["name"] for c in cards()})
-    raise DaguerreError(f"unknown model {s!r} (have: {', '.join(have) or 'none'}; see `daguerre zoo ls`)")
+    have = sorted({c["name"] for c in cards() if model is None or c.get("model") == model})
+    what = f"{model}s" if model else "models"
+    raise DaguerreError(f"unknown model {s!r} ({what}: {', '.join(have) or 'none'}; see `daguerre zoo ls`)")
 
 
 def load(ref: str | Path, expected: str, option: str = "", stage: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors, card) of a stored checkpoint that must hold a ``expected`` model (trained as ``stage``, if
     given: a VAE2 shares VAE1's architecture, not its latent space); ``option`` names where it was given."""
-    tensors, card = checkpoint.load(resolve(ref))
+    tensors, card = checkpoint.load(resolve(ref, expected))
     where = f"{option} {ref}" if option else str(ref)
     if stage is not None and card.get("model") == expected and card.get("stage") not in (None, stage):
         raise DaguerreError(f"{where} was trained as {card.get('stage')}, not {stage}")
