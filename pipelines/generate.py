@@ -297,6 +297,9 @@ def run_tasks(
         except (OSError, TimeoutError) as e:
             raise DaguerreError(f"cannot reach the dask scheduler at {address}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         except Exception as e:  # noqa: BLE001  something else answered (an HTTP server's bytes read as a message length)
+            if address.startswith("tls://") and "ssl_context" in str(e):  # no certificates in dask's configuration
+                raise DaguerreError(f"{address}: tls:// needs certificates in dask's configuration (distributed.comm.tls: "
+                                    "ca-file, client.cert, client.key; see docs/datasets.md)") from None  # fmt: skip
             raise DaguerreError(f"{address} does not answer as a dask scheduler ({type(e).__name__})") from None
         import logging
         from concurrent.futures import CancelledError

@@ -825,3 +825,10 @@ def test_a_dataset_closes_its_files_at_the_end_of_a_with_block(small_spec, home)
     assert len(os.listdir("/proc/self/fd")) == before
     assert np.array_equal(ds[0]["degraded"], first)  # reading again reopens them
     ds.close()
+
+
+def test_a_tls_address_without_certificates_says_what_is_missing(small_spec, tmp_path):
+    """It said "does not answer as a dask scheduler (TypeError)": distributed wants an ssl_context."""
+    with pytest.raises(DaguerreError, match=r"tls:// needs certificates in dask's configuration"):
+        create_dataset(small_spec(count=2), store=str(tmp_path / "t.zarr"), address="tls://127.0.0.1:9")
+    assert not (tmp_path / "t.zarr").exists()
