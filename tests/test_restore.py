@@ -105,6 +105,19 @@ def test_odd_sizes(any_bundle, h, w):
     assert res.image.shape == img.shape and res.mask.shape == (h, w)
 
 
+@pytest.mark.parametrize("scratches", ["none", "auto", "all", "given"])
+def test_images_under_the_minimum_side_restore_in_every_scratch_mode(any_bundle, scratches):
+    """Photos with a side under 32 px are restored enlarged: ``none`` made its empty mask at the original
+    size, and the anchoring (or the network) got an enlarged image with an unenlarged mask."""
+    img = np.random.default_rng(4).integers(0, 255, (8, 12, 3), dtype=np.uint8)
+    given = np.zeros((8, 12), np.uint8)
+    given[2:4] = 255
+    res = restore(img, any_bundle, scratches=given if scratches == "given" else scratches)
+    assert res.image.shape == img.shape and res.mask.shape == (8, 12)
+    if scratches == "none":
+        assert not res.mask.any()
+
+
 def test_grayscale_rgba_and_16bit(any_bundle):
     bundle = any_bundle
     rng = np.random.default_rng(2)

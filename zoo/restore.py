@@ -244,7 +244,7 @@ def restore(
     elif scratches in ("auto", "all"):
         mask = detect_mask(bundle, rgb, 2 * tile, overlap, dev, seeds=scratches == "auto")
     elif scratches == "none":
-        mask = np.zeros((h, w), np.uint8)
+        mask = np.zeros(rgb.shape[:2], np.uint8)  # the enlarged size under MIN_SIDE
     else:
         raise DaguerreError(f"scratches must be auto, all, none or a mask, got {scratches!r}")
     times["detect"] = time.perf_counter() - t
