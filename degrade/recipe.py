@@ -367,8 +367,9 @@ def _instance(cls: type[Operator], version: int) -> Operator:
     """A default instance for replay: ``apply`` depends only on params (and the version), not on configured ranges."""
     op = _INSTANCES.get((cls, version))
     if op is None:
-        op = _INSTANCES[cls, version] = cls.__new__(cls)
-        op.version = version
+        op = cls.__new__(cls)
+        op.version = version  # before it is published: another thread may replay with it at once
+        _INSTANCES[cls, version] = op
     return op
 
 

@@ -416,3 +416,25 @@ def test_an_operators_earlier_version_still_replays_and_runs_when_a_recipe_pins_
         replay(img, [{"op": "stains", "version": 3, "params": p}])
     with pytest.raises(RecipeError, match=r"steps\[0\]: stains version 0 is not installed"):
         Recipe.from_dict({"steps": [{"op": "stains", "version": 0}]})
+
+
+def test_a_replay_instance_is_published_only_once_its_version_is_set(photo, monkeypatch):
+    """Dataset shards replay records on several threads at once: a thread that found the cached instance of
+    stains v1 between its publication and the setting of its version applied v2 to a v1 record."""
+    from degrade import recipe as recipe_mod
+    from degrade.ops import stains_v1
+
+    p = {"count": 2, "radius": 0.5, "opacity": 0.8, "softness": 1.0, "ring": 0.5, "hue": 30.0, "dark": 0.5, "seed": 1}
+    img = np.ascontiguousarray(photo[:96, :128])
+    record = [{"op": "stains", "version": 1, "params": p}]
+    seen = []
+
+    class Racing(dict):
+        def __setitem__(self, key, value):  # another thread replays the same record right after publication
+            super().__setitem__(key, value)
+            seen.append(replay(img, record)[0])
+
+    monkeypatch.setattr(recipe_mod, "_INSTANCES", Racing())
+    first = replay(img, record)[0]
+    v1 = stains_v1.stains(img, *(p[k] for k in ("count", "radius", "opacity", "softness", "ring", "hue", "dark", "seed")))[0]
+    assert len(seen) == 1 and np.array_equal(first, v1) and np.array_equal(seen[0], v1)
