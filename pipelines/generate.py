@@ -262,6 +262,11 @@ def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path
         attrs["checksum"] = dataset_checksum([m["sha256"] for m in markers])
         attrs["complete"] = True
         attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        # the shard files' names (not synced while generating: a lost one is made again on resume) reach the
+        # disk before `complete` does: nothing regenerates a shard of a complete, registered version
+        for d, _, _ in os.walk(partial, topdown=False):
+            if PROGRESS_DIR not in Path(d).relative_to(partial).parts:
+                fsync_dir(d)
         write_attrs(partial, attrs)
     # also after a run killed between the line above and the rename: its markers were published with the data
     shutil.rmtree(partial / PROGRESS_DIR, ignore_errors=True)

@@ -832,3 +832,24 @@ def test_a_tls_address_without_certificates_says_what_is_missing(small_spec, tmp
     with pytest.raises(DaguerreError, match=r"tls:// needs certificates in dask's configuration"):
         create_dataset(small_spec(count=2), store=str(tmp_path / "t.zarr"), address="tls://127.0.0.1:9")
     assert not (tmp_path / "t.zarr").exists()
+
+
+def test_shard_file_names_reach_the_disk_before_the_version_is_marked_complete(small_spec, home, monkeypatch):
+    """Shard files' names are not synced while generating (a name a power cut lost is made again on resume),
+    but once the attributes say ``complete`` and the catalog records the version nothing regenerates them:
+    every folder holding a shard file, and each folder above it, is synced before ``complete`` is written."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("name", str(b))), real_replace(a, b))[1])
+    spec = small_spec(count=8, shard_size=4)
+    v = create_dataset(spec, workers=1, scheduler="threads").version
+    partial = Path(v.path).parent / f".partial-{spec.lineage_hash[:16]}.zarr"
+    complete = [i for i, e in enumerate(events) if e == ("name", str(partial / "zarr.json"))][-2]
+    synced = {p for kind, p in events[:complete] if kind == "sync"}
+    for f, layout in spec.layouts().items():
+        for k in range(spec.n_shards):
+            d = (partial / f / layout.shard_key(k)).parent
+            while d != partial:
+                assert str(d) in synced, (f, k, d)
+                d = d.parent
