@@ -152,6 +152,11 @@ def register(cls: type[Operator]) -> type[Operator]:
         raise ValueError(f"operator {cls.name!r} is already registered")
     if cls.kind not in (STRUCTURED, UNSTRUCTURED):
         raise ValueError(f"{cls.name}: kind must be {STRUCTURED!r} or {UNSTRUCTURED!r}")
+    for v, method in cls.earlier.items():  # checked now, not when someone replays an old record
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < cls.version:
+            raise ValueError(f"{cls.name}: earlier version {v!r} is not earlier than {cls.version}")
+        if not isinstance(method, str) or not callable(getattr(cls, method, None)):
+            raise ValueError(f"{cls.name}: earlier version {v} names no method {method!r}")
     OPERATORS[cls.name] = cls
     return cls
 

@@ -389,3 +389,26 @@ def test_every_functional_form_checks_its_image_like_the_class(name, photo):
     assert img.shape == gray.shape and img.dtype == np.uint8
     if len(args) == len(p):
         assert np.array_equal(img, op.apply(gray, p)[0])  # the same bytes as the class form
+
+
+def test_register_refuses_earlier_versions_it_could_not_replay():
+    """``earlier`` names the method that is ``_apply`` as it was: a typo or a version that is not earlier
+    registered fine and failed only when someone replayed an old record ('internal AttributeError')."""
+    from degrade import OPERATORS, Operator, register
+
+    def op(name, earlier, version=2):
+        return type("Custom", (Operator,), {"name": name, "version": version, "earlier": earlier,
+                                            "_apply": lambda self, image, p: image, "_apply_v1": lambda self, image, p: image})  # fmt: skip
+
+    for earlier, why in (({1: "_apply_v0"}, "version 1 names no method '_apply_v0'"), ({2: "_apply_v1"}, "version 2 is not earlier than 2"),
+                         ({0: "_apply_v1"}, "version 0 is not earlier than 2"), ({"1": "_apply_v1"}, "version '1' is not")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"custom-earlier: earlier {why}"):
+            register(op("custom-earlier", earlier))
+        assert "custom-earlier" not in OPERATORS
+    try:
+        cls = register(op("custom-earlier", {1: "_apply_v1"}))
+        img = np.zeros((4, 4), np.uint8)
+        assert np.array_equal(replay(img, [{"op": "custom-earlier", "version": 1, "params": {}}])[0], img)
+    finally:
+        OPERATORS.pop("custom-earlier", None)
+    assert cls.earlier == {1: "_apply_v1"}
