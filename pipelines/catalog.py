@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,6 +171,9 @@ class Catalog:
                 raise
             self.db.execute("COMMIT")
         except sqlite3.OperationalError as e:
+            if self.db.in_transaction:  # a COMMIT refused (busy): still open, holding the write lock and the rows
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
             raise DaguerreError(f"the catalog {self.path} cannot be written ({e}); nothing was changed in it") from None
 
     # -- reading ------------------------------------------------------------------------------

@@ -960,3 +960,26 @@ def test_a_moved_or_copied_home_keeps_its_datasets(capsys, home, tmp_path, monke
         assert json.loads(r.out) == {"dry_run": False, "items": [], "kept": []}, how
         r = run(capsys, "dataset", "verify", "mv")
         assert r.code == 0, r.err
+
+
+def test_a_commit_that_fails_leaves_no_transaction_open(home):
+    """A COMMIT that SQLite refuses (a reader holding the catalog past the timeout) leaves the transaction
+    open: the error said "nothing was changed in it" while this connection kept its write lock and pending
+    rows, and its next write failed with "cannot start a transaction within a transaction"."""
+    import sqlite3
+
+    cat = Catalog()
+    cat.db.execute("PRAGMA busy_timeout = 100")
+    reader = sqlite3.connect(cat.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM numbers").fetchall()  # a shared lock, held: the COMMIT cannot get its exclusive one
+    with pytest.raises(DaguerreError, match="cannot be written .*nothing was changed in it"):
+        with cat.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO numbers VALUES ('x', 7)")
+    assert not cat.db.in_transaction
+    reader.execute("ROLLBACK")
+    with cat.transaction() as db:  # the next write goes through
+        db.execute("INSERT OR REPLACE INTO numbers VALUES ('y', 1)")
+    assert [tuple(r) for r in reader.execute("SELECT * FROM numbers ORDER BY name")] == [("y", 1)]
+    reader.close()
+    cat.close()
