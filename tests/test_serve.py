@@ -98,6 +98,18 @@ def test_restore_json_with_mask(client):
     assert img.size == (64, 48) and mask.shape == (48, 64) and not mask.any()
 
 
+def test_scratches_all_as_daguerre_restore_takes_it(client):
+    import zoo
+
+    c, _ = client
+    data = png_bytes(seed=5)
+    r = c.post("/v1/restore", files={"file": ("x.png", data, "image/png")}, data={"format": "json", "scratches": "all"})
+    assert r.status_code == 200, r.text
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["mask"]))))
+    want = zoo.restore(np.asarray(Image.open(io.BytesIO(data))), "rb", scratches="all").mask
+    assert np.array_equal(mask, want)
+
+
 def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(client):
     c, _ = client
     big = np.zeros((800, 800), np.uint8)  # 640,000 pixels > 500,000, a tiny file: a decompression-bomb stand-in

@@ -1,6 +1,6 @@
 """``daguerre serve``: restoration over HTTP (FastAPI under uvicorn) and a page to use it.
 
-Endpoints: ``POST /v1/restore`` (multipart field ``file``; ``scratches=auto|none``;
+Endpoints: ``POST /v1/restore`` (multipart field ``file``; ``scratches=auto|all|none``, as ``daguerre restore --scratches``;
 ``anchor=true|false``, the bundle's tone anchoring, on by default; ``format=png|json``), ``GET /v1/models``, ``GET /healthz``, ``GET /`` (the page).
 
 The host is protected: uploads are capped in bytes (streamed, refused past the cap) and in
@@ -80,7 +80,7 @@ def create_app(cfg: ServeConfig | None = None):
 
     from degrade.io import decode_image
 
-    from .restore import get_bundle, picture_array, resolve_device, restore
+    from .restore import SCRATCH_MODES, get_bundle, picture_array, resolve_device, restore
 
     cfg = cfg or ServeConfig()
     device = resolve_device(cfg.device)
@@ -187,8 +187,8 @@ def create_app(cfg: ServeConfig | None = None):
             return error(422, f"this server restores with model {cfg.model!r} only, not {asked!r} (start one with --model {asked})")
         scratches = fields.get("scratches", "auto")
         fmt = fields.get("format", "json" if "application/json" in request.headers.get("accept", "") else "png")
-        if scratches not in ("auto", "none"):
-            return error(422, "scratches must be auto or none")
+        if scratches not in SCRATCH_MODES:
+            return error(422, f"scratches must be {', '.join(SCRATCH_MODES[:-1])} or {SCRATCH_MODES[-1]}")
         anchor = fields.get("anchor", "true")
         if anchor not in ("true", "false"):
             return error(422, "anchor must be true or false")
