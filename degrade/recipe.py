@@ -335,9 +335,15 @@ def _check_plain(obj: Any, path: str, active: tuple[int, ...] = (), seen: list[i
                 _check_plain(v, f"{path}[{i}]", inner, seen)
 
 
-def replay(image: np.ndarray, record: Record, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Re-apply a params record: same image and record give the same bytes. Returns (image, mask)."""
+def replay(image: np.ndarray, record: Record | dict[str, Any], validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Re-apply a params record: same image and record give the same bytes. Returns (image, mask).
+
+    ``record`` is the list of applied operators (``Degraded.params``), or a whole JSON file that holds
+    it under ``params``: a ``NAME-KKK.json`` of ``daguerre degrade``, an ``NNNNNN.json`` of ``dataset export``.
+    """
     check_image(image)
+    if isinstance(record, dict) and isinstance(record.get("params"), list):
+        record = record["params"]
     if not isinstance(record, list):
         raise RecipeError("params record: expected a list of applied operators")
     mask = None

@@ -98,6 +98,9 @@ def test_degrade_writes_triplets_byte_identically(capsys, tmp_path, inputs):
     src = read_image(inputs / "colour.png").pixels
     again, _ = replay(src, meta["params"] if meta["variant"] == 0 else json.loads(f1["colour-000.json"])["params"])
     assert np.array_equal(again, read_image(out1 / "colour-000.png").pixels)
+    # so does the whole file, as written
+    again, _ = replay(src, json.loads(f1["colour-001.json"]))
+    assert np.array_equal(again, read_image(out1 / "colour-001.png").pixels)
 
 
 def test_seed_changes_output(capsys, tmp_path, inputs):
