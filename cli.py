@@ -798,6 +798,7 @@ def zoo_ls(as_json: bool) -> None:
     if not rows:
         click.echo("no models yet (daguerre train …)")
         return
+    click.echo(f"{'name':<18} {'stage':<8} {'size':>9}  {'origin':<7} trained on, metrics")
     for c in rows:
         s = summary(c)
         click.echo(f"{s['name']:<18} {s['stage']:<8} {_human_bytes(c['bytes']):>9}  {s['origin']:<7} on {s['trained_on']}  {s['metrics']}")

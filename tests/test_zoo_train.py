@@ -682,3 +682,17 @@ def test_a_run_folder_inside_the_dataset_catalog_is_refused(data):
     with pytest.raises(DaguerreError, match="which the dataset catalog manages"):
         train(cfg("vae2", out, steps=1, clean="x", name="in-catalog"))
     assert not out.exists()
+
+
+def test_zoo_ls_has_a_header_and_a_bundles_datasets_and_held_out_metrics(capsys):
+    """A bundle's row named its parts' roles as what it was trained on, and showed no metrics (they are per test set)."""
+    card = json.loads((Path(store.SHIPPED) / "default.json").read_text())
+    r = run(capsys, "zoo", "ls")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0].split()[:4] == ["name", "stage", "size", "origin"]
+    row = next(line for line in lines if line.startswith("default "))
+    refs = dict.fromkeys(d["ref"] for p in card["parts"].values() for d in p["datasets"])
+    assert f"on {', '.join(refs)} " in row
+    for test_set, m in card["metrics"].items():
+        assert f"{test_set}: gain_psnr={m['gain_psnr']:.3g}/detection_f1={m['detection_f1']:.3g}" in row

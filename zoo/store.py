@@ -97,13 +97,24 @@ def info(ref: str | Path) -> dict[str, Any]:
 
 def summary(card: dict[str, Any]) -> dict[str, str]:
     """What ``zoo ls`` shows of a card, tolerant of hand-edited or foreign cards (one bad card hid the rest)."""
+    def refs(ds: Any) -> list[str]:
+        return [str(d.get("ref") or "?") if isinstance(d, dict) else str(d) for d in ds] if isinstance(ds, list) else []
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
     ds, parts = card.get("datasets"), card.get("parts")
-    trained = ", ".join(str(d.get("ref") or "?") if isinstance(d, dict) else str(d) for d in ds) if isinstance(ds, list) else ""
-    if not trained and isinstance(parts, dict):
-        trained = ", ".join(sorted(map(str, parts)))
+    trained = ", ".join(refs(ds))
+    if not trained and isinstance(parts, dict):  # a bundle: the datasets its parts were trained on (it lists the parts' roles otherwise)
+        seen = dict.fromkeys(r for p in parts.values() if isinstance(p, dict) for r in refs(p.get("datasets")))
+        trained = ", ".join(seen) or ", ".join(sorted(map(str, parts)))
     metrics = card.get("metrics") or card.get("losses")
     metrics = metrics if isinstance(metrics, dict) else {}
-    shown = " ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:4] if isinstance(v, (int, float)) and not isinstance(v, bool))
+    if any(isinstance(v, dict) for v in metrics.values()):  # a bundle's held-out metrics, per test set: its PSNR gain and F1 on each
+        shown = " ".join(f"{k}: {'/'.join(f'{m}={v[m]:.3g}' for m in ('gain_psnr', 'detection_f1') if number(v.get(m)))}"
+                         for k, v in metrics.items() if isinstance(v, dict))  # fmt: skip
+    else:
+        shown = " ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:4] if number(v))
     return {"name": str(card.get("name")), "stage": str(card.get("stage") or "?"), "origin": str(card.get("origin", "?")),
             "trained_on": trained or "-", "metrics": shown}  # fmt: skip
 
