@@ -395,7 +395,7 @@ def dataset_diff(d: dict) -> None:
     for k, (x, y) in d["library_versions"].items():
         click.echo(f"library {k}: {x} -> {y}")
     if d["params"]:
-        click.echo("sampled parameters (A | B): applied share, mean [p10, p50, p90] or frequencies")
+        click.echo("sampled parameters (A | B): applied share, mean [p10, p50, p90] or frequencies; * where A and B differ")
 
         def fmt(e):
             if e is None:

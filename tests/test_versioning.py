@@ -96,6 +96,7 @@ def test_diff_reports_recipe_settings_and_parameter_distributions(capsys, home, 
     assert 0.25 < noise[0]["applied"] < 0.75 and noise[1] is None
     r = run(capsys, "dataset", "diff", "d@v1", "d@v2")
     assert r.code == 0 and "jpeg.quality" in r.out and "steps[0].quality" in r.out
+    assert "* where A and B differ" in r.out and " *jpeg.quality" in r.out  # the mark is explained where it is used
 
 
 def test_verify_detects_a_flipped_bit_and_names_the_shard(capsys, home):
