@@ -370,7 +370,9 @@ def dataset_info(ref: str, as_json: bool) -> None:
         click.echo(f"  skipped: {sk['reason']}")
     c = d["checksums"]
     click.echo(f"checksums:  {c['shards']} shards (SHA-256 of decoded data), overall {c['checksum']}")
-    click.echo(f"code:       daguerre {d['code_version']}; " + ", ".join(f"{k} {v}" for k, v in (d["versions"] or {}).items()))
+    versions = d["versions"] or {}  # they name daguerre itself too (datasets made before that did not)
+    head = "" if "daguerre" in versions else f"daguerre {d['code_version']}; "
+    click.echo("code:       " + head + ", ".join(f"{k} {v}" for k, v in versions.items()))
     if d["recipe"]:
         click.echo(f"recipe:     {d['recipe'].get('name') or '-'} (recipe_hash {d['recipe_hash']})")
         from degrade import Recipe
