@@ -673,7 +673,9 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
             cells = dict(zip(HEADER, row))
             click.echo(f"{row[0]:<16} PSNR {cells['PSNR dB [95% CI]']:<22} SSIM {cells['SSIM [95% CI]']:<26} "
                        f"MS-SSIM {cells['MS-SSIM [95% CI]']:<26} F1 {cells['F1']:<6} {cells['ms/image']} ms")
-    click.echo(f"wrote {files['md']}, {files['html']}, {files['results']}")
+    extra = ([files["sheet"].name] if files["sheet"] else []) + ([f"{len(files['plots'])} plot-*.png"] if files["plots"] else [])
+    click.echo(f"wrote {files['html']} (open it in a browser), {files['md'].name}, {files['results'].name}"
+               + "".join(f", {x}" for x in extra) + f" in {out}")  # fmt: skip
 
 
 @_pair_command(bench, "compare", "zoo.report:compare")

@@ -215,6 +215,8 @@ def test_cli_bench_report_compare_and_errors(capsys, tiny, tmp_path):
     assert r.code == 0, r.err
     for f in ("results.json", "report.md", "report.html", "sheet.png"):
         assert (out / f).exists(), f
+        assert f in r.out, f  # the summary line names every file it wrote (the sheet and plots were left out)
+    assert f"{len(list(out.glob('plot-*.png')))} plot-*.png" in r.out
     md = (out / "report.md").read_text()
     for name in ("identity", "median", "telea", "zoo:rb", "By degradation"):
         assert name in md

@@ -200,7 +200,7 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
     text = "\n".join(md) + "\n"
     atomic_write_bytes(out / "report.md", text.encode())
     atomic_write_bytes(out / "report.html", markdown_to_html(text, f"Benchmark {d['name']}@{d['version']}").encode())
-    return {"results": out / "results.json", "md": out / "report.md", "html": out / "report.html"}
+    return {"results": out / "results.json", "md": out / "report.md", "html": out / "report.html", "sheet": sheet_path, "plots": plots}
 
 
 def markdown_to_html(md: str, title: str) -> str:
