@@ -269,6 +269,18 @@ def test_bench_replaces_an_earlier_report_but_never_a_users_files(capsys, tiny, 
     for _ in range(2):  # a second run into its own report folder replaces the first's files
         r = run(capsys, "bench", "--dataset", "b", "--methods", "identity", "--n", "2", "--out", out, "--workers", "1")
         assert r.code == 0, r.err
+    # and leaves none of the earlier report's files behind: a plot of an operator this run has none of
+    r = run(capsys, "bench", "--dataset", "b", "--methods", "identity", "--out", out, "--workers", "1")
+    plots = sorted(out.glob("plot-*.png"))
+    assert r.code == 0 and plots, r.err
+    (out / "plot-stale_op.png").write_bytes(plots[0].read_bytes())
+    r = run(capsys, "bench", "--dataset", "b", "--methods", "identity", "--out", out, "--workers", "1")
+    assert r.code == 0, r.err
+    assert sorted(out.glob("plot-*.png")) == plots
+    create_dataset(build_spec("rp-over", "builtin:real", 2, 48, 0, real=True), workers=1, scheduler="threads")
+    r = run(capsys, "bench", "--dataset", "rp-over", "--methods", "identity", "--out", out, "--workers", "1")
+    assert r.code == 0, r.err
+    assert not list(out.glob("plot-*.png")), "a real-photo report has no plots: the synthetic report's stayed"
 
 
 def test_real_photo_dataset_gets_only_a_no_reference_score(capsys, home, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -176,9 +177,14 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
     from .bench import save_results
 
     out.mkdir(parents=True, exist_ok=True)
+    earlier = _bench_results(out / "results.json")  # replacing an earlier report: its files must not outlive it
     save_results(result, out / "results.json")
     sheet_path = sheet(result, out)
     plots = plot_bins(result, out) if not result["real_photos"] else []
+    if earlier:  # an earlier run's plots of operators (or a sheet) this one has none of would pass for this run's
+        for p in [*out.glob("plot-*.png"), out / "sheet.png"]:
+            if p not in plots and p != sheet_path and os.path.lexists(p):
+                p.unlink()
     d = result["dataset"]
     md = [f"# Benchmark: {d['name']}@{d['version']}", "",
           f"{result['samples']} samples of {d['size']} px; dataset identity `{d['identity']}`, recipe `{d['recipe_hash']}`; "
