@@ -657,7 +657,10 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
         raise DaguerreError(f"--workers must be at least 1, got {workers}")
     specs = [m.strip() for m in methods.split(",") if m.strip()]
     from pipelines import open_dataset
+    from zoo.methods import get_method
 
+    for m in specs:  # a misspelt method or model fails before --out is made (it left an empty bench-out behind)
+        get_method(m)
     size = len(open_dataset(dataset))
     count = size if n is None else min(n, size)  # the bar's total: --n beyond the set scores the whole set
     prepare_out(Path(out))

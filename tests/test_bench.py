@@ -249,6 +249,14 @@ def test_cli_bench_report_compare_and_errors(capsys, tiny, tmp_path):
         assert one_line_error(r) and msg in r.err, (args, r.err)
 
 
+def test_a_misspelt_method_or_dataset_leaves_no_report_folder_behind(capsys, tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["--methods", "idnetity"], ["--methods", "identity,zoo:nope"], ["--methods", "identity", "--dataset", "nope"]):
+        r = run(capsys, "bench", "--dataset", "b", *args)
+        assert one_line_error(r), r.err
+        assert not (tmp_path / "bench-out").exists(), args
+
+
 def test_a_bad_out_folder_fails_before_the_benchmark(capsys, tiny, tmp_path, monkeypatch):
     import zoo.bench
 
