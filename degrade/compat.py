@@ -92,7 +92,13 @@ def import_imgaug() -> ModuleType:
     import imgaug.augmenters as iaa
     from imgaug import random as iarandom
 
-    if iarandom.GLOBAL_RNG is None:  # its first augmenter would seed it from numpy's global RNG, advancing the caller's
-        iarandom.GLOBAL_RNG = iarandom.RNG(0)  # stream; what it draws is reseeded per sample anyway (imgaug_op._seed_tree)
+    if iarandom.GLOBAL_RNG is None:  # its first augmenter seeds it from numpy's global RNG, advancing the caller's stream:
+        import numpy as np
+
+        state = np.random.get_state()  # seed it now, as imgaug would (so np.random.seed still decides a caller's own
+        try:  # unseeded augmenters), and put numpy's stream back; daguerre reseeds per sample (imgaug_op._seed_tree)
+            iarandom.get_global_rng()
+        finally:
+            np.random.set_state(state)
     _patch_imgaug(iaa)
     return iaa

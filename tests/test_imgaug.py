@@ -238,3 +238,25 @@ def test_imgaug_leaves_numpys_global_generator_alone():
             "assert np.array_equal(before, np.random.get_state()[1]) and np.random.get_state()[2] == 624\n")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr[-800:]
+
+
+def test_a_callers_own_imgaug_still_follows_np_random_seed():
+    """Fixing imgaug's global generator to seed 0 (so as not to draw from ``np.random``) made a caller's
+    own unseeded augmenters ignore ``np.random.seed``; it is now seeded from numpy's state, as imgaug
+    does, and numpy's stream put back."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def draw(seed):
+        code = (f"import numpy as np; np.random.seed({seed}); before = np.random.get_state()[1].copy()\n"
+                "from degrade import load_recipe\n"
+                "load_recipe({'steps': [{'op': 'imgaug', 'augmenter': 'Affine', 'args': {'rotate': [-10, 10]}}]})"
+                ".apply(np.zeros((16, 16, 3), np.uint8), seed=0)\n"
+                "assert np.array_equal(before, np.random.get_state()[1])\n"
+                "from imgaug import random as iarandom; print(iarandom.get_global_rng().integers(0, 2**31))\n")  # fmt: skip
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        assert r.returncode == 0, r.stderr[-800:]
+        return r.stdout.strip()
+
+    assert draw(1) == draw(1) != draw(2)
