@@ -105,6 +105,20 @@ def test_odd_sizes(any_bundle, h, w):
     assert res.image.shape == img.shape and res.mask.shape == (h, w)
 
 
+@pytest.mark.parametrize("h, w, seen", [(5, 300, (35, 300)), (1, 40, (32, 40)), (8, 8, (32, 32)), (40, 3, (40, 33))])
+def test_small_sides_are_enlarged_each_on_its_own(bundle, monkeypatch, h, w, seen):
+    """Both sides were enlarged by the short side's factor: a 1×N strip went through the networks at
+    32×32N pixels (1,024 times its own)."""
+    import zoo.restore as zr
+
+    shapes = []
+    real = zr.translate
+    monkeypatch.setattr(zr, "translate", lambda b, rgb, *a, **k: shapes.append(rgb.shape[:2]) or real(b, rgb, *a, **k))
+    img = np.random.default_rng(1).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    res = restore(img, bundle, scratches="none")
+    assert shapes == [seen] and res.image.shape == img.shape and res.mask.shape == (h, w)
+
+
 @pytest.mark.parametrize("scratches", ["none", "auto", "all", "given"])
 def test_images_under_the_minimum_side_restore_in_every_scratch_mode(any_bundle, scratches):
     """Photos with a side under 32 px are restored enlarged: ``none`` made its empty mask at the original

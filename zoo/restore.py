@@ -29,8 +29,8 @@ from .nn import from_signed, to_signed
 
 DEFAULT_MODEL = "default"
 MIN_SIDE = 32
-"""Images with a side below this are restored enlarged by a whole factor and shrunk back: at a few pixels
-the networks see mostly padding, and an 8-pixel thumbnail came back 20 grey levels darker."""
+"""A side below this is enlarged by a whole factor for the networks and shrunk back: at a few pixels they
+see mostly padding, and an 8-pixel thumbnail came back 20 grey levels darker."""
 
 
 @dataclass
@@ -228,19 +228,20 @@ def restore(
         raise ImageError(f"empty image of shape {image.shape}")
     times = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
-    k = -(-MIN_SIDE // min(h, w))
-    if k > 1:
+    kh, kw = -(-MIN_SIDE // h), -(-MIN_SIDE // w)  # each side on its own: a 1×4000 strip becomes 32×4000, not 32×128000
+    small = kh > 1 or kw > 1
+    if small:
         import cv2
 
-        rgb = cv2.resize(rgb, (w * k, h * k), interpolation=cv2.INTER_CUBIC)
+        rgb = cv2.resize(rgb, (w * kw, h * kh), interpolation=cv2.INTER_CUBIC)
         if deep:
-            rgb16 = cv2.resize(rgb16, (w * k, h * k), interpolation=cv2.INTER_CUBIC)
+            rgb16 = cv2.resize(rgb16, (w * kw, h * kh), interpolation=cv2.INTER_CUBIC)
     if isinstance(scratches, np.ndarray):
         if scratches.ndim not in (2, 3) or scratches.shape[:2] != (h, w):
             raise ImageError(f"mask of shape {scratches.shape} does not match the image ({h}×{w}; H×W or H×W×C)")
         m = scratches != 0 if scratches.ndim == 2 else (scratches != 0).any(axis=2)  # as the CLI reads a colour mask file
         mask = given = np.where(m, np.uint8(255), np.uint8(0))
-        mask = np.repeat(np.repeat(mask, k, axis=0), k, axis=1)
+        mask = np.repeat(np.repeat(mask, kh, axis=0), kw, axis=1)
     elif scratches in ("auto", "all"):
         mask = detect_mask(bundle, rgb, 2 * tile, overlap, dev, seeds=scratches == "auto")
     elif scratches == "none":
@@ -259,7 +260,7 @@ def restore(
         inp = rgb16.astype(np.float32) * np.float32(1 / 257) if deep else rgb  # 16-bit tones on the 8-bit scale
         out = anchor_tones(inp, out, mask, cfg)
         times["anchor"] = time.perf_counter() - t
-    if k > 1:
+    if small:
         import cv2
 
         out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
