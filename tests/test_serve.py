@@ -48,7 +48,8 @@ def test_health_models_page(client):
     c, _ = client
     assert c.get("/healthz").json()["status"] == "ok"
     models = c.get("/v1/models").json()
-    assert models["default"] == "rb" and any(m["name"] == "rb" for m in models["models"])
+    assert models["default"] == "rb" and [m["name"] for m in models["models"]] == ["rb"]  # not default, rb's parts
+    assert models["models"][0]["origin"] == "store" and models["models"][0]["bytes"] > 0
     page = c.get("/")
     assert page.status_code == 200 and "Drop a photo here" in page.text and "/v1/restore" in page.text
 
