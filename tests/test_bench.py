@@ -188,6 +188,23 @@ def test_bench_results_breakdown_and_traceability(tiny):
     assert len(r["sheet_rows"]) == 3
 
 
+def test_the_sample_sheet_shows_the_input_once(tiny, tmp_path, monkeypatch):
+    """With ``identity`` among the methods the sheet showed the input twice, side by side; its PSNR now
+    goes under the input."""
+    import degrade.sheet
+
+    from zoo.report import sheet
+
+    seen = {}
+    real = degrade.sheet.contact_sheet
+    monkeypatch.setattr(degrade.sheet, "contact_sheet", lambda tiles, labels, **k: seen.update(labels=labels, **k) or real(tiles, labels, **k))
+    r = run_bench("b", ["identity", "nlm"], n=4, mask_source="gt", workers=1, sheet_samples=2)
+    assert sheet(r, tmp_path).stat().st_size > 0
+    assert seen["ncols"] == 3 and not any(lab.startswith("identity") for lab in seen["labels"])
+    assert seen["labels"][0].startswith("#0 input ") and seen["labels"][0].endswith(" dB")
+    assert seen["labels"][1].startswith("nlm ") and seen["labels"][2] == "ground truth"
+
+
 def test_detected_mask_comes_from_the_first_zoo_or_zoo_raw_method_and_threads_are_restored(tiny, monkeypatch):
     """`--mask detected` with only `zoo-raw:NAME` used the default bundle's detector; a serial bench
     left the caller's process at one torch thread."""

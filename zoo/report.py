@@ -119,12 +119,13 @@ def sheet(result: dict[str, Any], out: Path) -> Path | None:
     rows = result.get("sheet_rows") or []
     if not rows:
         return None
-    labels_m = list(result["aggregate"])
+    labels_m = [m for m in result["aggregate"] if m != "identity"]  # the input itself: its PSNR goes under the input
     tiles, labels = [], []
     for r in rows:
         im = r["images"]
         tiles.append(im["degraded"])
-        labels.append(f"#{r['index']} input")
+        p = (r["methods"].get("identity") or {}).get("psnr")
+        labels.append(f"#{r['index']} input" + (f" {_f(p)} dB" if p is not None else ""))
         for lab in labels_m:
             tiles.append(im[lab])
             p = r["methods"][lab].get("psnr")
