@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -331,15 +331,19 @@ class Catalog:
                 db.execute("DELETE FROM removals WHERE path=?", (str(aside),))
         return v
 
-    def removals(self) -> list[Path]:
+    def removals(self, prune: bool = False) -> list[Path]:
         """Hidden ``.NAME.removing-…`` folders of ``--store`` versions whose ``rm`` was cut short (outside
-        ``datasets/``, so only this record leads ``gc`` to them); records whose folder is gone are dropped."""
-        rows = [Path(r[0]) for r in self.db.execute("SELECT path FROM removals ORDER BY path")]
-        gone = [p for p in rows if not os.path.lexists(p)]
-        if gone:
-            with self.transaction() as db:
-                db.executemany("DELETE FROM removals WHERE path=?", [(str(p),) for p in gone])
-        return [p for p in rows if p not in gone and REMOVING.fullmatch(p.name)]
+        ``datasets/``, so only this record leads ``gc`` to them). ``prune``: drop the records whose folder is
+        gone, once they are a minute old (an ``rm`` records its folder an instant before renaming the store to it)."""
+        rows = [(Path(r[0]), r[1]) for r in self.db.execute("SELECT path, started FROM removals ORDER BY path")]
+        there = [p for p, _ in rows if os.path.lexists(p)]
+        if prune:
+            cutoff = (datetime.now(timezone.utc) - timedelta(seconds=60)).isoformat(timespec="seconds")
+            gone = [(str(p),) for p, started in rows if p not in there and started < cutoff]
+            if gone:
+                with self.transaction() as db:
+                    db.executemany("DELETE FROM removals WHERE path=?", gone)
+        return [p for p in there if REMOVING.fullmatch(p.name)]
 
 
 # -- creation lock ----------------------------------------------------------------------------
@@ -500,7 +504,7 @@ def collect_garbage(catalog: Catalog, dry_run: bool = False, force: bool = False
         n = size(p)
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         found.append((p, n))
-    catalog.removals()  # drops the records of what is gone now
+    catalog.removals(prune=True)  # drops the records of what is gone now
     for folder in sorted({p.parent for p in listed if p not in removing} - {scratch}):
         try:
             with file_lock(folder / ".lock", f"dataset {folder.name!r} is being created"):

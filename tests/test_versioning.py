@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 import os
 import subprocess
 import sys
@@ -986,3 +987,24 @@ def test_a_commit_that_fails_leaves_no_transaction_open(home):
     assert [tuple(r) for r in reader.execute("SELECT * FROM numbers ORDER BY name")] == [("y", 1)]
     reader.close()
     cat.close()
+
+
+def test_gc_keeps_a_fresh_removal_record_and_dry_run_changes_nothing(home, tmp_path):
+    """gc dropped a removal record whose folder did not exist yet: an rm between its commit and its
+    rename, which, killed next, left a folder no record led gc to. ``gc --dry-run`` dropped records too."""
+    cat = Catalog()
+    fresh, old = tmp_path / ".a.zarr.removing-1", tmp_path / ".b.zarr.removing-2"
+    with cat.transaction() as db:
+        db.execute("INSERT INTO removals VALUES (?, ?)", (str(fresh), datetime.now(timezone.utc).isoformat(timespec="seconds")))
+        db.execute("INSERT INTO removals VALUES (?, ?)", (str(old), "2026-01-01T00:00:00+00:00"))
+
+    def recorded():
+        return sorted(r[0] for r in cat.db.execute("SELECT path FROM removals"))
+
+    collect_garbage(cat, dry_run=True)
+    assert recorded() == [str(fresh), str(old)]
+    collect_garbage(cat)
+    assert recorded() == [str(fresh)]  # the old record of a gone folder goes, the fresh one stays
+    fresh.mkdir()
+    (fresh / "f").write_bytes(b"x")  # the rm's rename happened, then the rm was killed
+    assert [p for p, _ in collect_garbage(cat)] == [fresh] and not fresh.exists()
