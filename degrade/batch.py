@@ -69,7 +69,8 @@ def _is_file(p: Path) -> bool:
 
 def check_not_foreign(per_input: Iterable[Iterable[Path]]) -> None:
     """Refuse, before any work, to replace a file that daguerre did not write where an output goes (a
-    user's ``scan.png`` beside ``scan.jpg``); its own earlier outputs are replaced, as a re-run should."""
+    user's ``scan.png`` beside ``scan.jpg``); its own earlier outputs are replaced, as a re-run should,
+    and so are empty files (a power cut right after a run can leave its outputs empty, unmarked)."""
     for paths in per_input:
         for o in paths:
             if os.path.lexists(o) and not _ours(Path(o)):
@@ -80,6 +81,8 @@ def _ours(path: Path) -> bool:
     try:
         if not path.is_file():
             return False
+        if path.stat().st_size == 0:  # nothing to lose; what a power cut leaves of an output written just before it
+            return True
         if path.suffix == ".json":  # degrade's params record
             record = json.loads(path.read_bytes()[:1_000_000])
             return isinstance(record, dict) and "recipe_hash" in record

@@ -238,6 +238,15 @@ def export_png(ds: Dataset, out: str | os.PathLike, on_sample: Callable[[], None
         return _export_png(ds, out, on_sample)
 
 
+def _exported_whole(stem: Path, fields: tuple[str, ...] | list[str]) -> bool:
+    """A sample whose JSON (written last) exists counts as exported if its PNGs are there and not empty:
+    after a power cut the JSON's name can reach the disk before the images' bytes do."""
+    try:
+        return all(stem.with_suffix(f".{f}.png").stat().st_size > 0 for f in ("degraded", "clean", "mask") if f in fields)
+    except OSError:
+        return False
+
+
 @contextmanager
 def _folder_lock(out: Path) -> Iterator[None]:
     """An flock on the export folder itself (nothing written, no write access to ``$DAGUERRE_HOME`` needed):
@@ -280,7 +289,7 @@ def _export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None) ->
             problem = shard_problem(ds, ds.fields, sh) if pending else None
             if problem:
                 raise DaguerreError(f"{ds.path}: shard {k} is damaged ({problem}); its samples were not exported (see `daguerre dataset verify`)")
-        if stem.with_suffix(".json").exists():
+        if stem.with_suffix(".json").exists() and _exported_whole(stem, ds.fields):
             there += 1
         else:
             s = ds[i]

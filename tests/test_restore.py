@@ -594,6 +594,9 @@ def test_cli_restore_replaces_only_its_own_outputs(capsys, bundle, tmp_path, pho
     assert read_image(out / "x.png").pixels.shape == photo.shape  # the chunk does not bother a reader
     r = run(capsys, "restore", src / "x.jpg", "--out", out, "--model", bundle, "--tile", "64")  # a re-run: its own outputs
     assert r.code == 0, r.err
+    (out / "x.mask.png").write_bytes(b"")  # what a power cut right after a run can leave: nothing to lose
+    r = run(capsys, "restore", src / "x.jpg", "--out", out, "--model", bundle, "--tile", "64")
+    assert r.code == 0 and marked_by_daguerre(out / "x.mask.png"), r.err
 
 
 def test_cli_restore_into_its_input_folder_twice_and_unmatched_inputs(capsys, bundle, tmp_path, photo, monkeypatch):
