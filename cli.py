@@ -264,7 +264,7 @@ def dataset() -> None:
 @click.option("--source", required=True, help="Folder, glob, builtin:samples, builtin:real or dataset:NAME[@V].")
 @click.option("--count", "-n", type=int, required=True, help="Number of samples.")
 @click.option("--size", type=int, default=256, show_default=True, help="Tile side in pixels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", "-s", type=int, default=0, show_default=True)
 @click.option("--shard-size", type=int, default=64, show_default=True, help="Samples per zarr shard.")
 @click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count")
 @click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
@@ -702,7 +702,7 @@ def bench_compare(d: dict) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--model", "-m", default="default", show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Restorations running at once.")
+@click.option("--workers", "-w", type=int, default=1, show_default=True, help="Restorations running at once.")
 @click.option("--queue", type=int, default=8, show_default=True, help="Requests that may wait; beyond: 503.")
 @click.option("--max-upload-mb", type=int, default=25, show_default=True)
 @click.option("--max-megapixels", type=float, default=40.0, show_default=True)
@@ -734,9 +734,9 @@ _TRAIN_OPTIONS = [
     click.option("--beta2", type=float, help="Adam beta2 [0.999]."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]"),
     click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16: forward passes under bfloat16 autocast (weights stay fp32) [fp32]."),
-    click.option("--workers", type=int, help="DataLoader worker processes [2]."),
-    click.option("--seed", type=int, help="Seed of initialisation, batches and sampling [0]."),
-    click.option("--out", type=click.Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume. A new run refuses files of a run's names there that no run wrote."),
+    click.option("--workers", "-w", type=int, help="DataLoader worker processes [2]."),
+    click.option("--seed", "-s", type=int, help="Seed of initialisation, batches and sampling [0]."),
+    click.option("--out", "-o", type=click.Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume. A new run refuses files of a run's names there that no run wrote."),
     click.option("--name", help="Name in the model store [the run folder's name]."),
     click.option("--preset", type=click.Choice(["small", "default", "official"]), help="Model size [small]."),
     click.option("--real", help="vae1: real old photos (R), a dataset reference."),

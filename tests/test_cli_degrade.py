@@ -310,3 +310,30 @@ def test_a_subfolder_that_cannot_be_listed_is_reported_not_skipped_silently(caps
     assert [s["reason"] for s in source.skipped] == [f"{src / 'locked'}: cannot list this folder (Permission denied)"]
     with pytest.raises(DaguerreError, match="unreadable source image"):
         scan_source(str(src), workers=1, strict=True)
+
+
+def test_an_option_has_the_same_short_flag_in_every_command():
+    """`degrade --seed` was `-s` but `dataset create --seed` had none; `bench --out` was `-o`, `train --out`
+    had none. Walk every command and subcommand: one long option, one short flag (or none anywhere)."""
+    import click
+
+    import cli
+
+    shorts: dict[str, set] = {}
+
+    def walk(cmd, ctx):
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), ctx)
+            return
+        own = [o for p in cmd.params if isinstance(p, click.Option) for o in p.opts + p.secondary_opts if not o.startswith("--")]
+        assert len(own) == len(set(own)), (cmd.name, own)  # one short flag, one option, within a command
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                for long in (o for o in p.opts if o.startswith("--")):
+                    shorts.setdefault(long, set()).add(next((o for o in p.opts if not o.startswith("--")), None))
+
+    walk(cli.cli, click.Context(cli.cli))
+    mixed = {k: v for k, v in shorts.items() if len(v) > 1}
+    assert not mixed, mixed
+    assert shorts["--seed"] == {"-s"} and shorts["--out"] == {"-o"}
