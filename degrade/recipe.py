@@ -37,7 +37,7 @@ from .image import check_image
 from .operator import Operator, get_operator
 from .params import Float, Int
 from .rand import check_generator, sample_rng
-from .yamltext import error_parts, load_yaml
+from .yamltext import Dumper, error_parts, load_yaml
 
 SCHEMA = 1
 COMBINATORS = {
@@ -379,8 +379,8 @@ def _instance(cls: type[Operator], version: int) -> Operator:
     return op
 
 
-class _FlowListDumper(yaml.SafeDumper):
-    """Safe YAML with short scalar lists ([low, high] ranges, choices) kept on one line."""
+class _FlowListDumper(Dumper):
+    """Safe YAML (that reads back as written) with short scalar lists ([low, high] ranges, choices) kept on one line."""
 
 
 def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:

@@ -36,18 +36,34 @@ class Loader(yaml.SafeLoader):
 Loader.yaml_implicit_resolvers = {
     first: [r for r in rs if r[0] != "tag:yaml.org,2002:float"] for first, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
-        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
+_FLOAT = re.compile(
+    r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
 )
+Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+class Dumper(yaml.SafeDumper):
+    """A SafeDumper whose text :class:`Loader` reads back as written.
+
+    PyYAML's dumper judges by YAML 1.1, so it left a string such as ``1e5`` unquoted, which the
+    loader's YAML 1.2 floats read as a number; and it put a NEL (``\\x85``) inside single quotes,
+    where reading folds it into a space."""
+
+
+Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = '"' if "\x85" in data else None  # double quotes escape it (\\N)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+Dumper.add_representer(str, _represent_str)
 
 
 def error_parts(e: yaml.YAMLError) -> tuple[int | None, str]:

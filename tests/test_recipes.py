@@ -438,3 +438,16 @@ def test_a_replay_instance_is_published_only_once_its_version_is_set(photo, monk
     first = replay(img, record)[0]
     v1 = stains_v1.stains(img, *(p[k] for k in ("count", "radius", "opacity", "softness", "ring", "hue", "dark", "seed")))[0]
     assert len(seen) == 1 and np.array_equal(first, v1) and np.array_equal(seen[0], v1)
+
+
+@pytest.mark.parametrize("text", ["1e5", "2e-3", "-.5e+3", "1_0e5", "a\x85b", "\x85"])
+def test_canonical_yaml_reads_back_strings_that_look_like_yaml_1_2_numbers(text):
+    """The canonical YAML was written by PyYAML's YAML 1.1 rules and read with YAML 1.2 numbers: a name `1e5`
+    came back as the number 100000.0 (an error: names are text), and a NEL folded into a space. imgaug's
+    string arguments, which are hashed, went through the same writer."""
+    r = Recipe.from_dict({"name": text, "description": f"x {text}", "steps": [
+        {"op": "imgaug", "augmenter": "Affine", "args": {"mode": {"choice": ["constant", text]}, "rotate": 0}}]})  # fmt: skip
+    from degrade.yamltext import load_yaml
+
+    again = load_recipe(load_yaml(r.to_yaml()))
+    assert again.canonical() == r.canonical() and again.hash == r.hash
