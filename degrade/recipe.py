@@ -174,6 +174,9 @@ def parse_node(obj: Any, path: str) -> Node:
         version = rest.pop("version", None)
         if "version" in obj and type(version) is not int:
             raise RecipeError(f"{path}.version: expected an integer, got {version!r}")
+        clash = sorted(set(rest) & {"self", "_path", "_version"})  # the constructor's own arguments: a TypeError
+        if clash:
+            raise RecipeError(f"{path}: unknown parameter {clash[0]!r} for {name}")
         return OpNode(path, cls(_path=path, _version=cls.check_version(version, path), **rest), p)
     kind = COMBINATORS[key]
     if kind == "maybe":

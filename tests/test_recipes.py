@@ -451,3 +451,12 @@ def test_canonical_yaml_reads_back_strings_that_look_like_yaml_1_2_numbers(text)
 
     again = load_recipe(load_yaml(r.to_yaml()))
     assert again.canonical() == r.canonical() and again.hash == r.hash
+
+
+@pytest.mark.parametrize("key", ["self", "_path", "_version"])
+@pytest.mark.parametrize("op", ["jpeg", "imgaug"])
+def test_settings_named_like_constructor_arguments_are_unknown_parameters(op, key):
+    """`{op: jpeg, self: 1}` reached the operator's constructor as a second `self`: a TypeError, not a RecipeError."""
+    step = {"op": op, key: 1, **({"augmenter": "Fliplr"} if op == "imgaug" else {})}
+    with pytest.raises(RecipeError, match=rf"^steps\[1\]\.one_of\[0\]: unknown parameter '{key}' for {op}"):
+        Recipe.from_dict({"steps": [{"op": "fade"}, {"one_of": [step]}]})
