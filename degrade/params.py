@@ -64,8 +64,8 @@ class Float:
         if not isinstance(setting, list):
             return setting
         a, b = setting
-        if self.log:
-            return float(math.exp(rng.uniform(math.log(a), math.log(b))))
+        if self.log:  # exp(log(a)) is not always a: kept inside the range it was drawn from
+            return min(max(float(math.exp(rng.uniform(math.log(a), math.log(b)))), a), b)
         return float(rng.uniform(a, b))
 
     def describe(self) -> str:

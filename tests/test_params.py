@@ -104,3 +104,18 @@ def test_log_uniform_sampling_is_log_spread():
     # log-uniform: a third of the mass per decade
     assert abs(np.mean(xs < 10) - 1 / 3) < 0.03
     assert abs(np.mean(xs > 100) - 1 / 3) < 0.03
+
+
+@given(x=st.floats(1.0, 999.0), ulps=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_log_uniform_samples_stay_in_narrow_ranges(x, ulps, seed):
+    """exp(log(x)) rounds: [14.0, 14.000000000000002] drew 14.000000000000004 in most samples."""
+    import math
+
+    hi = x
+    for _ in range(ulps):
+        hi = math.nextafter(hi, 2000.0)
+    f = Float(1.0, 1000.0, default=(10.0, 300.0), log=True)
+    rng = np.random.default_rng(seed)
+    assert all(x <= f.sample([x, hi], rng) <= hi for _ in range(8))
+    assert x <= f.sample([x, hi], rng) <= hi
+    assert 14.0 <= f.sample([14.0, 14.000000000000002], np.random.default_rng(0)) <= 14.000000000000002
