@@ -460,3 +460,14 @@ def test_settings_named_like_constructor_arguments_are_unknown_parameters(op, ke
     step = {"op": op, key: 1, **({"augmenter": "Fliplr"} if op == "imgaug" else {})}
     with pytest.raises(RecipeError, match=rf"^steps\[1\]\.one_of\[0\]: unknown parameter '{key}' for {op}"):
         Recipe.from_dict({"steps": [{"op": "fade"}, {"one_of": [step]}]})
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**1000), 2**64], ids=["1e400", "-1e1000", "2**64"])
+def test_imgaug_arguments_beyond_a_double_are_recipe_errors(value, tmp_path):
+    """An integer literal beyond a double's range in imgaug arguments overflowed math.isfinite: an internal error."""
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.args\.value: .* is beyond ±10,000"):
+        Recipe.from_dict({"steps": [{"op": "imgaug", "augmenter": "Add", "args": {"value": value}}]})
+    if value == 10**400:
+        (tmp_path / "big.yaml").write_text(f"steps: [{{op: imgaug, augmenter: Add, args: {{value: {value}}}}}]\n")
+        with pytest.raises(RecipeError, match="is beyond"):
+            load_recipe(str(tmp_path / "big.yaml"))

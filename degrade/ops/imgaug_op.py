@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import threading
 from typing import Any
 
@@ -59,8 +58,9 @@ overflows)."""
 def _to_imgaug(value: Any, path: str) -> Any:
     """Turn a JSON argument into what imgaug expects (see the module docstring)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not (math.isfinite(value) and abs(value) <= MAX_ARG):
-            raise RecipeError(f"{path}: {value!r} is beyond ±{MAX_ARG:,}, where imgaug hangs or overflows")
+        if not abs(value) <= MAX_ARG:  # false for nan and inf too (math.isfinite(10**400) overflowed)
+            shown = repr(value) if isinstance(value, float) or abs(value) < 10**20 else f"an integer of {value.bit_length()} bits"
+            raise RecipeError(f"{path}: {shown} is beyond ±{MAX_ARG:,}, where imgaug hangs or overflows")
         return value
     if _is_aug_spec(value):
         return build(value["augmenter"], value.get("args", {}), path)
