@@ -314,6 +314,10 @@ MAX_VALUES = 100_000
 """A recipe holds at most this many values: YAML aliases can make a 400-byte file expand to billions."""
 
 
+MAX_INT_BITS = 14_000
+"""Integers longer than this (about 4,200 digits) are refused: str() fails beyond 4,300 digits."""
+
+
 def _check_plain(obj: Any, path: str, active: tuple[int, ...] = (), seen: list[int] | None = None) -> None:
     """Recipes are plain JSON: string keys, finite numbers, no loops (YAML aliases can make one)."""
     seen = [0] if seen is None else seen
@@ -322,6 +326,8 @@ def _check_plain(obj: Any, path: str, active: tuple[int, ...] = (), seen: list[i
         raise RecipeError(f"{path}: a recipe holds at most {MAX_VALUES:,} values (YAML aliases multiply them)")
     if isinstance(obj, float) and not math.isfinite(obj):
         raise RecipeError(f"{path}: {obj} is not a finite number")
+    if isinstance(obj, int) and obj.bit_length() > MAX_INT_BITS:  # Python cannot even print it (in a message)
+        raise RecipeError(f"{path}: an integer of {obj.bit_length():,} bits is too large for a number of any kind")
     if isinstance(obj, (dict, list)):
         if id(obj) in active:
             raise RecipeError(f"{path}: refers to itself (a YAML alias loop)")
@@ -424,6 +430,8 @@ def parse_text(text: str, source: str) -> Any:
     except yaml.YAMLError as e:
         line, problem = error_parts(e)
         raise RecipeError(f"{source}:{f' line {line}' if line else ''} is not valid YAML/JSON: {problem}") from None
+    except ValueError as e:  # an integer literal of more than 4,300 digits, which Python refuses to convert
+        raise RecipeError(f"{source}: {str(e).split(';')[0]}") from None
 
 
 def load_recipe(ref: str | Path | dict | list | Recipe) -> Recipe:

@@ -471,3 +471,18 @@ def test_imgaug_arguments_beyond_a_double_are_recipe_errors(value, tmp_path):
         (tmp_path / "big.yaml").write_text(f"steps: [{{op: imgaug, augmenter: Add, args: {{value: {value}}}}}]\n")
         with pytest.raises(RecipeError, match="is beyond"):
             load_recipe(str(tmp_path / "big.yaml"))
+
+
+def test_integers_too_long_to_print_are_recipe_errors(tmp_path):
+    """Python refuses to convert integers of over 4,300 digits to or from text: a 5,000-digit literal in a recipe
+    file was an internal ValueError, and so was the error message for one in a recipe dict."""
+    digits = "1" + "0" * 5000
+    (tmp_path / "big.yaml").write_text(f"steps: [{{op: jpeg, quality: {digits}}}]\n")
+    (tmp_path / "big.json").write_text(f'{{"steps": [{{"op": "jpeg", "quality": {digits}}}]}}')
+    for name in ("big.yaml", "big.json"):
+        with pytest.raises(RecipeError, match=rf"{name}: Exceeds the limit \(4300 digits\)"):
+            load_recipe(str(tmp_path / name))
+    for step in ({"op": "jpeg", "quality": 10**5000}, {"op": "gaussian_blur", "sigma": -(10**5000)}, {"op": 10**5000},
+                 {"op": "jpeg", "p": 10**5000}, {"op": "jpeg", "version": 10**5000}):  # fmt: skip
+        with pytest.raises(RecipeError, match=r"^recipe\.steps\[0\]\.(quality|sigma|op|p|version): an integer of 16,610 bits is too large"):
+            Recipe.from_dict({"steps": [step]})
