@@ -253,7 +253,7 @@ class Recipe:
         for key in ("name", "description"):
             if obj.get(key) is not None and not isinstance(obj[key], str):
                 raise RecipeError(f"recipe.{key}: expected text, got {obj[key]!r}")
-        if obj.get("schema", SCHEMA) != SCHEMA:
+        if obj.get("schema", SCHEMA) != SCHEMA or isinstance(obj.get("schema"), bool):  # true == 1 in Python
             raise RecipeError(f"recipe.schema: {obj['schema']!r} is not supported (this version reads {SCHEMA})")
         steps = obj.get("steps")
         if not isinstance(steps, list) or not steps:

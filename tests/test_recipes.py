@@ -486,3 +486,10 @@ def test_integers_too_long_to_print_are_recipe_errors(tmp_path):
                  {"op": "jpeg", "p": 10**5000}, {"op": "jpeg", "version": 10**5000}):  # fmt: skip
         with pytest.raises(RecipeError, match=r"^recipe\.steps\[0\]\.(quality|sigma|op|p|version): an integer of 16,610 bits is too large"):
             Recipe.from_dict({"steps": [step]})
+
+
+def test_schema_true_is_not_schema_1():
+    """`schema: true` passed as schema 1 (True == 1 in Python), where every other integer field refuses a bool."""
+    assert Recipe.from_dict({"schema": 1.0, "steps": [{"op": "jpeg"}]}).hash == Recipe.from_dict({"steps": [{"op": "jpeg"}]}).hash
+    with pytest.raises(RecipeError, match=r"^recipe\.schema: True is not supported"):
+        Recipe.from_dict({"schema": True, "steps": [{"op": "jpeg"}]})
