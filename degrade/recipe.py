@@ -204,8 +204,11 @@ def parse_node(obj: Any, path: str) -> Node:
             raise RecipeError(f"{path}.weights: expected non-negative numbers with a positive sum")
         total = sum(w)
         # normalised and rounded so that canonicalising twice is the identity: weights that already sum to 1
-        # (a canonical form) are not divided again, and equality is judged after rounding
-        w = [round(x if abs(total - 1) <= 1e-9 else x / total, 12) for x in w]
+        # (a canonical form) are not divided again, and equality is judged after rounding. Whether they sum
+        # to 1 is judged after rounding too: [0.9999999987777777, 2.2222222172839506e-09] summed to 1 within
+        # 1e-9 before it and not after, so the canonical form was divided again on reload (another hash)
+        rounded = [round(x, 12) for x in w]
+        w = rounded if abs(sum(rounded) - 1) <= 1e-9 else [round(x / total, 12) for x in w]
         weights = None if len(set(w)) == 1 else w
     k: int | list[int] = 1
     if kind == "some_of":

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from degrade import Recipe, RecipeError, builtin_recipes, load_recipe, replay
@@ -493,3 +493,20 @@ def test_schema_true_is_not_schema_1():
     assert Recipe.from_dict({"schema": 1.0, "steps": [{"op": "jpeg"}]}).hash == Recipe.from_dict({"steps": [{"op": "jpeg"}]}).hash
     with pytest.raises(RecipeError, match=r"^recipe\.schema: True is not supported"):
         Recipe.from_dict({"schema": True, "steps": [{"op": "jpeg"}]})
+
+
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=8), st.floats(-3e-9, 3e-9), st.integers(0, 7))
+@settings(max_examples=300, derandomize=True, deadline=None)
+@example([0.9999999987777777, 2.2222222172839506e-09], 0.0, 0)
+def test_weights_that_nearly_sum_to_one_canonicalise_once(weights, eps, j):
+    """Whether weights already summed to 1 (within 1e-9) was judged before rounding and applied after: weights
+    [0.9999999987777777, 2.2222222172839506e-09] were kept, rounded to a sum over 1 + 1e-9, and divided on reload."""
+    if sum(weights) <= 0:
+        return
+    w = [x / sum(weights) for x in weights]
+    w[j % len(w)] = max(0.0, w[j % len(w)] + eps)
+    steps = [{"op": "jpeg", "quality": q} for q in range(1, len(w) + 1)]
+    r = Recipe.from_dict({"steps": [{"one_of": steps, "weights": w}]})
+    again = load_recipe(json.loads(r.to_json()))
+    assert again.canonical() == r.canonical() and again.hash == r.hash
+    assert load_recipe(again.canonical()).hash == r.hash
