@@ -510,3 +510,93 @@ def test_weights_that_nearly_sum_to_one_canonicalise_once(weights, eps, j):
     again = load_recipe(json.loads(r.to_json()))
     assert again.canonical() == r.canonical() and again.hash == r.hash
     assert load_recipe(again.canonical()).hash == r.hash
+
+
+# -- property tests over random recipe trees ----------------------------------------------------
+def _setting(spec):
+    from degrade.params import Bool, Choice, Float, Int
+
+    if isinstance(spec, Float):
+        x = st.floats(float(spec.lo), float(spec.hi)).filter(lambda v: v > 0 or not spec.log)
+        return st.one_of(x, st.lists(x, min_size=2, max_size=2).map(sorted))
+    if isinstance(spec, Int):
+        x = st.integers(spec.lo, spec.hi)
+        return st.one_of(x, x.map(float), st.lists(x, min_size=2, max_size=2).map(sorted))
+    if isinstance(spec, Choice):
+        return st.one_of(st.sampled_from(spec.options), st.lists(st.sampled_from(spec.options), min_size=1, max_size=3))
+    assert isinstance(spec, Bool)
+    return st.one_of(st.booleans(), st.floats(0, 1))
+
+
+@st.composite
+def _op_step(draw):
+    from degrade import list_operators
+
+    cls = draw(st.sampled_from([c for c in list_operators() if c.name != "imgaug"]))
+    step = {"op": cls.name, **{k: draw(_setting(s)) for k, s in cls.params.items() if draw(st.booleans())}}
+    if draw(st.booleans()):
+        step["version"] = draw(st.sampled_from([cls.version, *cls.earlier]))
+    if draw(st.integers(0, 3)) == 0:
+        step["p"] = draw(st.floats(0, 1))
+    return step
+
+
+@st.composite
+def _group(draw, child):
+    kind = draw(st.sampled_from(["sequence", "OneOf", "one_of", "some_of", "SomeOf", "maybe", "random_order"]))
+    if kind == "maybe":
+        return {kind: draw(child), "p": draw(st.floats(0, 1))}
+    kids = draw(st.lists(child, min_size=1, max_size=3))
+    step = {kind: kids}
+    if kind.lower().replace("_", "") == "oneof" and draw(st.booleans()):
+        step["weights"] = draw(st.lists(st.floats(0.001, 1e6), min_size=len(kids), max_size=len(kids)))
+    if kind.lower().replace("_", "") == "someof":
+        step["k"] = draw(st.lists(st.integers(0, len(kids)), min_size=2, max_size=2).map(sorted))
+        step["shuffle"] = draw(st.booleans())
+    return step
+
+
+_STEPS = st.lists(st.recursive(_op_step(), lambda c: _group(c), max_leaves=6), min_size=1, max_size=3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=_STEPS, name=st.text(max_size=6), seed=st.integers(0, 2**32), index=st.integers(0, 10**6))
+def test_random_recipes_canonicalise_hash_and_sample_stably(steps, name, seed, index):
+    from degrade.yamltext import load_yaml
+
+    r = Recipe.from_dict({"name": name, "steps": steps})
+    canon = r.canonical()
+    for again in (Recipe.from_dict(canon), Recipe.from_dict(load_yaml(r.to_yaml())), Recipe.from_dict(json.loads(r.to_json(indent=2))),
+                  Recipe.from_dict({"steps": [dict(reversed(list(s.items()))) for s in steps], "name": name})):  # fmt: skip
+        assert again.canonical() == canon and again.hash == r.hash
+        assert again.sample_params(seed, index) == r.sample_params(seed, index)
+    ops = dict(r.operators())
+    for entry in r.sample_params(seed, index):  # every drawn value inside its configured setting
+        op = ops[entry["path"]]
+        assert entry["op"] == op.name and entry["version"] == op.version
+        for k, v in entry["params"].items():
+            s = op.settings.get(k)
+            if isinstance(s, list) and isinstance(v, (int, float)) and not isinstance(v, bool):
+                assert s[0] <= v <= s[1], (entry["path"], k, s, v)
+            elif isinstance(s, list):
+                assert v in s
+            elif k in op.settings and not (isinstance(s, float) and isinstance(v, bool)):  # a probability draws a bool
+                assert v == s
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=_STEPS, shape=st.sampled_from([(1, 1), (3, 7), (3, 7, 3), (1, 1, 3), (8, 5), (9, 6, 3)]), seed=st.integers(0, 2**32))
+def test_random_recipes_replay_their_json_records_exactly(steps, shape, seed):
+    from degrade import get_operator
+
+    img = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    r = Recipe.from_dict({"steps": steps})
+    out = r.apply(img, seed, 5)
+    again = r.apply(img, seed, 5)
+    assert np.array_equal(out.image, again.image) and np.array_equal(out.mask, again.mask) and out.params == again.params
+    assert out.image.shape == img.shape and out.image.dtype == np.uint8
+    assert out.mask.shape == img.shape[:2] and out.mask.dtype == np.uint8 and set(np.unique(out.mask)) <= {0, 255}
+    image, mask = replay(img, json.loads(json.dumps(out.params)))
+    assert np.array_equal(image, out.image) and np.array_equal(mask, out.mask)
+    if all(get_operator(e["op"]).kind == "structured" for e in out.params):  # structured ops touch only masked pixels
+        assert np.array_equal(out.image[out.mask == 0], img[out.mask == 0])
