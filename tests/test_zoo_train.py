@@ -367,6 +367,16 @@ def test_wrong_upstream_model_kind(data, tmp_path):
         make_bundle("bad", "s", "s", "s", "s")
 
 
+def test_a_runs_config_yaml_reads_back_as_written(data, tmp_path):
+    """config.yaml was written by YAML 1.1 rules and read by 1.2 ones: a run named 1e5 came back as the
+    number 100000.0 when the file was given to --config."""
+    from degrade.yamltext import load_yaml
+
+    train(cfg("scratch", tmp_path / "r", steps=1, pairs="x", name="1e5"))
+    back = load_yaml((tmp_path / "r" / "config.yaml").read_text())
+    assert back["name"] == "1e5" and back["pairs"] == "x" and back["steps"] == 1
+
+
 def test_cli_train_zoo_ls_info_and_errors(capsys, data, tmp_path):
     conf = tmp_path / "c.yaml"
     conf.write_text(yaml.safe_dump({"steps": 3, "batch_size": 2, "size": 32, "workers": 0, "model_overrides": TINY}))

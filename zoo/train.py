@@ -661,7 +661,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
                 stray.unlink(missing_ok=True)
         import yaml
 
-        (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        from degrade.yamltext import Dumper  # reads back as written (a name such as 1e5 stays text for --config)
+
+        (out / "config.yaml").write_text(yaml.dump(dataclasses.asdict(cfg), Dumper=Dumper, sort_keys=False))
         csv_path = out / "losses.csv"
         kept = _logged_rows(csv_path, start) if start > 0 and csv_path.exists() else ""
         atomic_write_bytes(csv_path, kept.encode())
