@@ -74,10 +74,11 @@ def luma(image: np.ndarray) -> np.ndarray:
     return image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 
 
-def _halve(x: np.ndarray) -> np.ndarray:
-    """2×2 average; an odd last row or column is averaged with itself (Wang's code: symmetric padding)."""
+def _halve(x: np.ndarray, pad: str = "edge") -> np.ndarray:
+    """2×2 average; an odd last row or column is averaged with itself (``edge``: Wang's MS-SSIM code,
+    symmetric padding) or with zeros (``constant``: Xue's GMSD code, ``conv2(..., 'same')``)."""
     h, w = x.shape
-    x = np.pad(x, ((0, h % 2), (0, w % 2)), mode="edge")
+    x = np.pad(x, ((0, h % 2), (0, w % 2)), mode=pad)
     return 0.25 * (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2])
 
 
@@ -104,13 +105,14 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def gmsd(a: np.ndarray, b: np.ndarray) -> float:
     """Gradient magnitude similarity deviation (Xue et al. 2014) of uint8 images, on luma halved by
-    a 2×2 average, Prewitt gradients, constant 170: 0 for identical images, larger is worse."""
+    a 2×2 average (an odd last row or column averaged with zeros, as the authors' code does),
+    Prewitt gradients, constant 170: 0 for identical images, larger is worse."""
     import cv2
 
     _check_pair(a, b, "gmsd")
 
     def grad(x: np.ndarray) -> np.ndarray:
-        y = _halve(luma(x))
+        y = _halve(luma(x), "constant")
         k = np.array([[1, 0, -1]] * 3, np.float64) / 3
         gx = cv2.filter2D(y, cv2.CV_64F, k, borderType=cv2.BORDER_CONSTANT)
         gy = cv2.filter2D(y, cv2.CV_64F, k.T, borderType=cv2.BORDER_CONSTANT)
