@@ -141,6 +141,17 @@ def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
     assert bootstrap_ci(vals) == (m, lo, hi)
 
 
+def test_aggregate_counts_the_values_its_mean_is_over():
+    """An exact restoration's PSNR is infinite and one outside a mask covering the image undefined: both are left
+    out of the mean and interval, so ``n`` counts only the values averaged, and the others are counted apart."""
+    from zoo.bench import aggregate
+
+    rows = [{"methods": {"m": {"psnr": v, "seconds": 0.1}}, "params": []} for v in (20.0, 30.0, math.inf, math.nan)]
+    a = aggregate(rows, ["m"])["m"]
+    assert a["psnr"]["mean"] == 25.0 and a["psnr"]["n"] == 2 and a["psnr"]["not_finite"] == 2
+    assert a["seconds"]["n"] == 4 and "not_finite" not in a["seconds"]
+
+
 def test_method_registry_and_user_methods():
     assert {"identity", "nlm", "telea", "ns", "nlm+telea", "median", "bilateral", "zoo"} <= set(METHODS)
     with pytest.raises(DaguerreError, match="unknown method 'foo'"):
