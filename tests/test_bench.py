@@ -50,6 +50,35 @@ def test_ssim_identical_is_one_and_detection_counts():
     assert d["precision"] == pytest.approx(1 / 3) and d["recall"] == 0.5 and d["f1"] == 0.4 and d["iou"] == 0.25
 
 
+def test_ssim_is_scikit_images_default_not_the_gaussian_variant(photo):
+    """docs/bench.md: SSIM is scikit-image's default (7×7 uniform window, sample covariance), data range 255,
+    channels averaged; it is not the Gaussian-window SSIM of Wang et al. 2004, which it reads above here."""
+    import cv2
+    from skimage.metrics import structural_similarity
+
+    blurred = cv2.GaussianBlur(photo, (0, 0), 1.5)
+    ours = metrics.ssim(blurred, photo)
+    assert ours == structural_similarity(blurred, photo, win_size=7, gaussian_weights=False, use_sample_covariance=True,
+                                         K1=0.01, K2=0.03, data_range=255, channel_axis=2)  # fmt: skip
+    assert ours == pytest.approx(np.mean([metrics.ssim(blurred[..., c], photo[..., c]) for c in range(3)]), abs=1e-12)
+    gauss = structural_similarity(blurred, photo, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                  data_range=255, channel_axis=2)  # fmt: skip
+    assert ours - gauss > 0.005
+
+
+def test_per_image_f1_leaves_out_images_without_defects_in_truth_or_prediction():
+    """docs/bench.md: an image with no defect pixel in the truth nor the prediction has no F1 (left out of the
+    per-image mean); one with false alarms only scores 0; pooled scores sum the pixel counts."""
+    from zoo.bench import aggregate
+
+    z, o = np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8)
+    dets = [metrics.detection(o, o), metrics.detection(z, z), metrics.detection(o, z)]
+    assert math.isnan(dets[1]["f1"]) and dets[2]["f1"] == 0.0
+    rows = [{"methods": {"m": {"detection": d, "seconds": 0.0}}, "params": []} for d in dets]
+    det = aggregate(rows, ["m"])["m"]["detection"]
+    assert det["per_image_f1"] == 0.5 and det["pooled"]["f1"] == pytest.approx(2 * 16 / (2 * 16 + 16))
+
+
 def test_ms_ssim_and_gmsd(photo):
     """MS-SSIM's finest scale is Gaussian SSIM as scikit-image computes it; both metrics order damage."""
     import cv2

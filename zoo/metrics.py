@@ -30,7 +30,8 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM (scikit-image, Gaussian window off, 7×7) of uint8 images, averaged over channels."""
+    """SSIM of uint8 images as scikit-image's defaults give it (7×7 uniform window, sample covariance, data range
+    255), averaged over channels: not the Gaussian-window SSIM of Wang et al. 2004 (see docs/bench.md)."""
     return float(structural_similarity(a, b, channel_axis=2 if a.ndim == 3 else None, data_range=255))
 
 
