@@ -33,6 +33,27 @@ def tune_malloc(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20)
     return ok
 
 
+def release_free_memory() -> bool:
+    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``); a no-op elsewhere.
+
+    glibc raises its mmap threshold to the largest array freed so far (up to 32 MiB), so after the first
+    large image the tile buffers and planes of every later one come from the heap, and photos of varying
+    sizes fragment it: freed but never returned, a loop of ``zoo.restore`` or a ``daguerre serve`` grew by
+    2-3 MB a photo without end (990 MB after 200 photos, 470 MB of it live)."""
+    global _trim
+    if _trim is None:
+        _trim = False
+        if sys.platform.startswith("linux"):
+            try:
+                _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+            except (OSError, AttributeError):  # not glibc
+                pass
+    return bool(_trim and _trim(0))
+
+
+_trim = None
+
+
 def die_with_parent(parent: int) -> None:
     """In a worker process: get SIGKILL when the process that started it dies (Linux), and exit at once if
     it already has. A ``kill -9`` of a command left its workers computing on their own for minutes."""

@@ -194,6 +194,23 @@ def check_tile(tile: int, overlap: int = 32) -> None:
         raise DaguerreError(f"--tile must be at least {least} pixels (twice the {overlap}-pixel overlap), got {tile}")
 
 
+def _releases_memory(fn):
+    """Return the heap's freed pages to the system once ``fn`` has returned and its temporaries are gone."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            from degrade.runtime import release_free_memory
+
+            release_free_memory()
+
+    return wrapper
+
+
+@_releases_memory
 def restore(
     image: np.ndarray,
     model: str | Path | Bundle = DEFAULT_MODEL,
