@@ -13,6 +13,7 @@ import json
 import operator
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,24 @@ def resolve(ref: str | DatasetRef | os.PathLike) -> Path:
         cat.close()
 
 
+class _Handles(dict):
+    """One thread's open shard files, ``(field, shard) -> fd``; closed when the thread ends and drops them."""
+
+    __hash__ = object.__hash__  # kept in a WeakSet: by identity, never by content
+    __eq__ = object.__eq__
+
+    def close(self) -> None:
+        for fd in list(self.values()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.clear()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class Dataset:
     """One complete dataset version."""
 
@@ -119,18 +138,19 @@ class Dataset:
     def _open(self) -> None:
         self._pid = os.getpid()
         self._local = threading.local()  # each thread its own file handles: evicting them never pulls one from
-        self._fd_maps: list[dict[tuple[str, int], int]] = []  # under another thread's pread (it read other files)
+        self._fd_maps: weakref.WeakSet[_Handles] = weakref.WeakSet()  # under another thread's pread (it read other files);
+        # weak: a thread's handles close when it ends (a reader used from short-lived threads kept ~200 fds per thread)
         self._fd_lock = threading.Lock()
         self._index: dict[tuple[str, int], np.ndarray] = {}  # immutable once made: shared
         self._zarr = None
 
     @property
-    def _fds(self) -> dict[tuple[str, int], int]:
+    def _fds(self) -> _Handles:
         fds = getattr(self._local, "fds", None)
         if fds is None:
-            fds = self._local.fds = {}
+            fds = self._local.fds = _Handles()
             with self._fd_lock:
-                self._fd_maps.append(fds)
+                self._fd_maps.add(fds)
         return fds
 
     # pickling: only the path travels; handles reopen lazily in the new process
@@ -318,12 +338,7 @@ class Dataset:
         with self._fd_lock:
             maps = list(self._fd_maps)
         for fds in maps:
-            for fd in list(fds.values()):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            fds.clear()
+            fds.close()
 
     def __del__(self) -> None:
         try:

@@ -827,6 +827,23 @@ def test_a_dataset_closes_its_files_at_the_end_of_a_with_block(small_spec, home)
     ds.close()
 
 
+def test_a_reader_thread_that_ends_closes_its_files(small_spec, home):
+    """Each thread reads through its own file handles; they stayed open after the thread ended, so a dataset
+    read from short-lived threads (a thread pool's replacements, a server's) kept one fd per shard per thread."""
+    import threading
+
+    res = create_dataset(small_spec(count=16, shard_size=2), workers=1, scheduler="threads")
+    ds = open_dataset(str(res.path))
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        t = threading.Thread(target=lambda: [ds[i] for i in range(len(ds))])
+        t.start()
+        t.join()
+    assert len(os.listdir("/proc/self/fd")) - before < 60  # one thread's worth (8 shards × 5 fields), not 20
+    ds.close()
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
 def test_a_tls_address_without_certificates_says_what_is_missing(small_spec, tmp_path):
     """It said "does not answer as a dask scheduler (TypeError)": distributed wants an ssl_context."""
     with pytest.raises(DaguerreError, match=r"tls:// needs certificates in dask's configuration"):
