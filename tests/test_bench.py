@@ -34,6 +34,10 @@ def test_psnr_of_a_known_noise_level():
     half[:10] = 138
     assert abs(metrics.psnr(half, clean, mask) - 10 * math.log10(255**2 / 100)) < 1e-9
     assert metrics.psnr(half, clean, ~mask) == float("inf")
+    # float images in 0..1 scored ~76 dB against the 255 peak; every metric now takes uint8 only
+    for f in (metrics.psnr, metrics.ssim, metrics.ms_ssim, metrics.gmsd):
+        with pytest.raises(ValueError, match="expected uint8 images"):
+            f(noisy / 255.0, clean / 255.0)
 
 
 def test_ssim_identical_is_one_and_detection_counts():

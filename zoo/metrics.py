@@ -12,9 +12,9 @@ from skimage.metrics import structural_similarity
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR in dB of uint8 images (optionally over the pixels where ``mask`` is true); inf if identical."""
-    if a.shape != b.shape:
-        raise ValueError(f"psnr: images of shapes {a.shape} and {b.shape}")
+    """PSNR in dB of uint8 images (optionally over the pixels where ``mask`` is true); inf if identical.
+    Other types are refused: float images in 0..1 scored about 76 dB against the 255 peak."""
+    _check_pair(a, b, "psnr")
     d = a.astype(np.float64) - b.astype(np.float64)
     if mask is not None:
         m = mask.astype(bool)
@@ -32,6 +32,7 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of uint8 images as scikit-image's defaults give it (7×7 uniform window, sample covariance, data range
     255), averaged over channels: not the Gaussian-window SSIM of Wang et al. 2004 (see docs/bench.md)."""
+    _check_pair(a, b, "ssim")
     return float(structural_similarity(a, b, channel_axis=2 if a.ndim == 3 else None, data_range=255))
 
 
