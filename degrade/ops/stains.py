@@ -11,7 +11,6 @@ from ..image import LUMA, functional
 from ..operator import STRUCTURED, Operator, register
 from ..params import Float, Int
 from ..rand import pixel_rng
-from . import stains_v1
 from ._draw import as_mask, blend, fixed
 from .tone import tone_rgb
 
@@ -61,11 +60,31 @@ def _blob(
         cov = cov[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
     else:
         cov = _resample(cov, 1 / step, x0 - rx0, y0 - ry0, (x1 - x0, y1 - y0), cv2.INTER_LINEAR)
-    # mottling: pigment is never even inside a stain (a random grid stretched over the patch)
     mottle = _resample(grid, grid.shape[0] / size, x0, y0, (x1 - x0, y1 - y0), cv2.INTER_CUBIC)
+    return _mottled(cov, mottle, ring)
+
+
+def _blob_v1(
+    half: int, blur: float, pts: np.ndarray, grid: np.ndarray, ring: float, window: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Version 1's coverage: the whole (2·half + 1)² patch at full resolution, then ``window`` cut out
+    (minutes per blob at the widest settings). Frozen: v1 records and datasets hold its output."""
+    size = 2 * half + 1
+    patch = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(patch, [fixed(pts)], 255, cv2.LINE_AA, 4)
+    cov = patch.astype(np.float32) * np.float32(1 / 255)
+    if blur > 0.3:
+        cov = cv2.GaussianBlur(cov, (0, 0), blur)
+    cov = _mottled(cov, cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC), ring)
+    y0, y1, x0, x1 = window
+    return cov[y0:y1, x0:x1]
+
+
+def _mottled(cov: np.ndarray, mottle: np.ndarray, ring: float) -> np.ndarray:
+    """Uneven pigment (``mottle``, a random grid stretched over the patch) and the tide line: pigment
+    collects where the drying front stopped, at the blob's edge."""
     cov *= np.clip(np.float32(0.55) + np.float32(0.45) * mottle, 0, 1)
     if ring > 0:
-        # Tide line: pigment collects where the drying front stopped, at the blob's edge.
         edge = np.clip(cov * (1 - cov) * 4, 0, 1)
         cov = np.clip(cov * (1 - 0.5 * ring) + edge * ring, 0, 1)
     return cov
@@ -99,8 +118,13 @@ def stains(
     the cost follows the visible stain: version 1 blurred each blob's whole patch at full
     resolution, up to a minute per blob at 1024 px. Blurs under 16 px (any stain the default
     ranges draw on a 256 px tile) stay within float rounding of version 1, nearly always the same
-    bytes. Version 1 is kept (``stains_v1``) for records and recipes that pin it.
+    bytes. Version 1 is kept (``_blob_v1``) for records and recipes that pin it.
     """
+    return _stains(image, count, radius, opacity, softness, ring, hue, dark, seed, _blob)
+
+
+def _stains(image, count, radius, opacity, softness, ring, hue, dark, seed, coverage) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`stains` with the blob ``coverage`` of one version (the draws and the painting are the same)."""
     rng = pixel_rng(seed)
     h, w = image.shape[:2]
     out = image.copy()
@@ -112,7 +136,7 @@ def stains(
         alpha = np.float32(np.clip(rng.normal(opacity, 0.1), 0.05, 1.0))
         cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
         y0, y1, x0, x1 = max(0, cy - half), min(h, cy + half + 1), max(0, cx - half), min(w, cx + half + 1)
-        cov = _blob(half, blur, pts, grid, ring_k, (y0 - (cy - half), y1 - (cy - half), x0 - (cx - half), x1 - (cx - half)))
+        cov = coverage(half, blur, pts, grid, ring_k, (y0 - (cy - half), y1 - (cy - half), x0 - (cx - half), x1 - (cx - half)))
         cov_u8 = (cov * alpha * 255 + 0.5).astype(np.uint8)
         if rng.random() < dark:
             tint = tone_rgb(hue + rng.normal(0, 8), rng.uniform(0.4, 0.8)) * np.float32(rng.uniform(0.35, 0.7))
@@ -154,4 +178,4 @@ class Stains(Operator):
         return stains(image, p["count"], p["radius"], p["opacity"], p["softness"], p["ring"], p["hue"], p["dark"], p["seed"])
 
     def _apply_v1(self, image, p):
-        return stains_v1.stains(image, p["count"], p["radius"], p["opacity"], p["softness"], p["ring"], p["hue"], p["dark"], p["seed"])
+        return _stains(image, p["count"], p["radius"], p["opacity"], p["softness"], p["ring"], p["hue"], p["dark"], p["seed"], _blob_v1)
