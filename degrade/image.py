@@ -47,21 +47,24 @@ def rgb_to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
+def apply_on(fn, image: np.ndarray, colour: bool, *args, **kwargs):
+    """``fn(image, ...)``; a ``colour`` operator takes grayscale as RGB and gives back luma (the image,
+    or the first item of an (image, mask) result). The class and functional forms both go through here."""
+    if not (colour and image.ndim == 2):
+        return fn(image, *args, **kwargs)
+    out = fn(gray_to_rgb(image), *args, **kwargs)
+    return (rgb_to_gray(out[0]), *out[1:]) if isinstance(out, tuple) else rgb_to_gray(out)
 
 
 def functional(fn=None, *, colour: bool = False):
     """Decorate an operator's functional form with the class form's image check (a one-line ImageError
-    for a float, 16-bit or RGBA array, which came back as garbage); a ``colour`` form takes grayscale
-    as RGB and gives back luma, as the class does."""
+    for a float, 16-bit or RGBA array, which came back as garbage) and its grayscale handling."""
 
     def wrap(f):
         @functools.wraps(f)
         def checked(image, *args, **kwargs):
             check_image(image)
-            if colour and image.ndim == 2:
-                out = f(gray_to_rgb(image), *args, **kwargs)
-                return (rgb_to_gray(out[0]), *out[1:]) if isinstance(out, tuple) else rgb_to_gray(out)
-            return f(image, *args, **kwargs)
+            return apply_on(f, image, colour, *args, **kwargs)
 
         return checked
 

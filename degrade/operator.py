@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .errors import RecipeError
-from .image import check_image, gray_to_rgb, rgb_to_gray
+from .image import apply_on, check_image
 from .params import SEED_BOUND, Bool, Int, Param, default_setting, draw_seed
 from .rand import check_generator
 
@@ -113,13 +113,10 @@ class Operator:
     def apply_checked(self, image: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`apply` for params already checked or drawn by :meth:`sample` (recipes, replay)."""
         check_image(image)
-        gray = image.ndim == 2 and self.colour
         cls = type(self)
         impl = self._apply if self.version == cls.version else getattr(self, cls.earlier[self.version])
-        out = impl(gray_to_rgb(image) if gray else image, params)
+        out = apply_on(impl, image, self.colour, params)
         img, mask = out if isinstance(out, tuple) else (out, None)
-        if gray:
-            img = rgb_to_gray(img)
         if img is image:  # an operator with nothing to do (downscale by 1.0): the caller may write into the result
             img = image.copy()
         return img, mask
