@@ -177,7 +177,7 @@ def parse_node(obj: Any, path: str) -> Node:
         clash = sorted(set(rest) & {"self", "_path", "_version"})  # the constructor's own arguments: a TypeError
         if clash:
             raise RecipeError(f"{path}: unknown parameter {clash[0]!r} for {name}")
-        return OpNode(path, cls(_path=path, _version=cls.check_version(version, path), **rest), p)
+        return OpNode(path, cls(_path=path, _version=version, **rest), p)
     kind = COMBINATORS[key]
     if kind == "maybe":
         if "p" not in obj:
@@ -229,11 +229,16 @@ class Degraded:
     mask: np.ndarray
     params: Record
 
-
-
 def canonical_sha256(obj: Any) -> str:
     """SHA-256 of ``obj`` as compact, key-sorted JSON: how recipes and dataset lineages are hashed."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
+def recipe_hash(canonical: dict[str, Any]) -> str:
+    """The hash of a canonical recipe: its schema and steps (name and description excluded). What a
+    dataset records as ``recipe_hash``, computed here from the recorded form without re-parsing it."""
+    return canonical_sha256({"schema": canonical["schema"], "steps": canonical["steps"]})
+
 
 class Recipe:
     """A validated recipe: sample records, apply them, serialise canonically, hash."""
@@ -271,10 +276,7 @@ class Recipe:
     # -- serialisation ---------------------------------------------------------------------
     def canonical(self) -> dict[str, Any]:
         """The full normalised recipe: every parameter explicit, operator versions pinned."""
-        return {"schema": SCHEMA, "name": self.name, "description": self.description, **self._semantic()}
-
-    def _semantic(self) -> dict[str, Any]:
-        return {"steps": [c.canonical() for c in self.root.children]}
+        return {"schema": SCHEMA, "name": self.name, "description": self.description, "steps": [c.canonical() for c in self.root.children]}
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.canonical(), indent=indent, sort_keys=indent is None, ensure_ascii=False)
@@ -285,7 +287,7 @@ class Recipe:
     @property
     def hash(self) -> str:
         """SHA-256 of the canonical steps (name and description excluded): same hash, same samples."""
-        return canonical_sha256({"schema": SCHEMA, **self._semantic()})
+        return recipe_hash(self.canonical())
 
     def operators(self) -> list[tuple[str, Operator]]:
         """(path, configured operator) for every op node, in tree order."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from degrade.errors import DaguerreError, some
-from degrade.recipe import canonical_sha256
+from degrade.recipe import canonical_sha256, recipe_hash
 
 from .catalog import Catalog, Version, file_lock, scratch_dir
 from .generate import dataset_checksum, field_checksum, shard_checksum
@@ -245,7 +245,7 @@ def lineage_problems(a: dict[str, Any]) -> list[str]:
         out.append("attributes: the source files or fingerprint differ from the lineage's source_fingerprint")
     recipe = a.get("recipe")
     try:
-        rhash = None if recipe is None else canonical_sha256({"schema": recipe["schema"], "steps": recipe["steps"]})
+        rhash = None if recipe is None else recipe_hash(recipe)
     except (KeyError, TypeError, ValueError):
         rhash = "?"
     if rhash != a.get("recipe_hash"):
