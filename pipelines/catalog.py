@@ -494,13 +494,10 @@ def collect_garbage(catalog: Catalog, dry_run: bool = False, force: bool = False
         return [(p, size(p)) for p in listed]
     found = []
     scratch = scratch_dir(catalog.home)
-    for p in (q for q in listed if q.parent == scratch):  # each a reproduce's own folder: unlocked means dead
-        if not lock_held(p / ".lock"):
-            n = size(p)
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            found.append((p, n))
     removing = set(catalog.removals())
-    for p in (q for q in listed if q in removing):  # an rm cut short: finish it (an rm still running deletes alongside)
+    # outside datasets/, no creation lock to hold: a reproduce's own folder (unlocked: dead), an rm cut short (one still
+    # running deletes alongside)
+    for p in (q for q in listed if q in removing or (q.parent == scratch and not lock_held(q / ".lock"))):
         n = size(p)
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         found.append((p, n))
