@@ -33,9 +33,15 @@ from .shards import ArrayLayout, encode_chunk, encode_shard
 from .sources import pick, pick_and_crop
 
 PROGRESS_DIR = ".progress"
+
 CONNECT_TIMEOUT_S = 10
 WORKERS_TIMEOUT_S = 60  # a scheduler without workers would take the tasks and never run them
 SCHEDULERS = ("threads", "processes")
+
+
+def marker_path(store: str | os.PathLike, k: int) -> Path:
+    """Where shard ``k``'s progress marker goes: written once its data is, removed when the store is complete."""
+    return Path(store) / PROGRESS_DIR / f"shard-{k:06d}.json"
 
 
 # -- one shard ----------------------------------------------------------------------------
@@ -157,7 +163,7 @@ def generate_shard(spec: GenerationSpec, store: str, k: int, overlap: bool = Fal
         sizes[f] = sum(len(x) for x in pieces)
     sums = enc.checksums()
     marker = {"shard": k, "samples": [start, stop], "fields": sums, "sha256": shard_checksum(sums), "bytes": sizes}
-    atomic_write_bytes(Path(store) / PROGRESS_DIR / f"shard-{k:06d}.json", json.dumps(marker).encode())
+    atomic_write_bytes(marker_path(store, k), json.dumps(marker).encode())
     return marker
 
 
@@ -225,7 +231,7 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
 def _shard_done(partial: Path, layouts: dict[str, Any], k: int) -> bool:
     """Whether shard ``k`` has a readable progress marker and every field's shard file at the size it
     records. After a power cut a marker can outlive data the disk never received (an empty file)."""
-    p = partial / PROGRESS_DIR / f"shard-{k:06d}.json"
+    p = marker_path(partial, k)
     if not p.exists():
         return False
     try:
@@ -253,7 +259,7 @@ def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path
     if not read_attrs(partial).get("complete"):  # else an earlier run got this far: its checksums are recorded
         markers = []
         for k in range(spec.n_shards):
-            p = partial / PROGRESS_DIR / f"shard-{k:06d}.json"
+            p = marker_path(partial, k)
             if not p.exists():
                 raise DaguerreError(f"shard {k} of {partial} is missing; re-run the command to finish it")
             markers.append(json.loads(p.read_text()))
