@@ -122,20 +122,12 @@ def create_app(cfg: ServeConfig | None = None):
     async def models():
         """The bundle this server restores with (the only one a request may name): it listed every bundle in
         the store, and asking for any other was a 422."""
-        import json
+        from .store import cards, resolve
 
-        from .checkpoint import stem_of, with_ext
-        from .store import SHIPPED, models_dir, resolve
-
-        path = resolve(cfg.model, "bundle")
-        try:
-            card = json.loads(with_ext(stem_of(path), ".json").read_text())
-        except (OSError, ValueError):  # a lone .safetensors (its card is in the header; not read per request)
-            card = {}
-        card = card if isinstance(card, dict) else {}
-        row = {k: card.get(k) for k in ("stage", "metrics", "saved")}
-        row.update(name=cfg.model, origin="shipped" if path.parent == SHIPPED else "store" if path.parent == models_dir() else "file",
-                   bytes=path.stat().st_size)  # fmt: skip
+        path = str(resolve(cfg.model, "bundle"))
+        card = next((c for c in cards() if c["path"] == path), None)  # none for a bundle given as a file elsewhere
+        row = {"name": cfg.model, "origin": "file", "bytes": os.path.getsize(path)} if card is None else \
+            {k: card.get(k) for k in ("name", "stage", "origin", "bytes", "metrics", "saved")}  # fmt: skip
         return {"default": cfg.model, "models": [row]}
 
     @app.get("/")
