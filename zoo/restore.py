@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -122,8 +123,6 @@ def hysteresis(prob: np.ndarray, low: float, high: float) -> np.ndarray:
     region = prob > low
     if high <= low or not region.any():
         return region
-    import cv2
-
     n, labels = cv2.connectedComponents(region.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     keep = np.zeros(n, bool)
     keep[labels[prob > high]] = True
@@ -248,8 +247,6 @@ def restore(
     kh, kw = -(-MIN_SIDE // h), -(-MIN_SIDE // w)  # each side on its own: a 1×4000 strip becomes 32×4000, not 32×128000
     small = kh > 1 or kw > 1
     if small:
-        import cv2
-
         rgb = cv2.resize(rgb, (w * kw, h * kh), interpolation=cv2.INTER_CUBIC)
         if deep:
             rgb16 = cv2.resize(rgb16, (w * kw, h * kh), interpolation=cv2.INTER_CUBIC)
@@ -278,15 +275,11 @@ def restore(
         out = anchor_tones(inp, out, mask, cfg)
         times["anchor"] = time.perf_counter() - t
     if small:
-        import cv2
-
         out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
         mask = given if isinstance(scratches, np.ndarray) else np.where(cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA) >= 128, np.uint8(255), np.uint8(0))
     if deep:  # float32 on the 8-bit scale, unrounded
         out = np.clip(out * np.float32(257) + np.float32(0.5), 0, 65535).astype(np.uint16)
     if gray:
-        import cv2
-
         out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
         if image.ndim == 3:
             out = out[..., None]
@@ -304,8 +297,6 @@ class FileReport:
 
 def compare_image(before: np.ndarray, after: np.ndarray, max_width: int = 3000) -> np.ndarray:
     """Input | restored side by side (alpha composited on white, gray as RGB), at most ``max_width`` wide."""
-    import cv2
-
     def rgb(a):
         if a.ndim == 3 and a.shape[2] == 2:
             a = np.dstack([np.repeat(a[..., :1], 3, axis=2), a[..., 1]])
