@@ -19,6 +19,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -532,15 +533,15 @@ def _check_fresh_out(out: Path) -> None:
     """A fresh run writes :data:`RUN_FILES` into ``out``: refuse, before any work, to replace files of
     those names that no daguerre run wrote (``--out .`` in a folder of one's own); a run killed before
     its first checkpoint left its own ``config.yaml`` beside them, and those are replaced."""
-    import os
+    import yaml
+
+    from degrade.yamltext import load_yaml
 
     present = [f for f in RUN_FILES if os.path.lexists(out / f)]
     if not present:
         return
-    try:
-        import yaml
-
-        saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    try:  # read as --config reads it, and as the run wrote it (degrade.yamltext)
+        saved = load_yaml((out / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
         saved = None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
