@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import cli
 
@@ -39,6 +40,15 @@ def run_subprocess(*args: str, env: dict | None = None, timeout: int = 120) -> R
         env={**os.environ, **(env or {})},
     )
     return Result(p.returncode, p.stdout, p.stderr)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter at the repository root: module state (registries, global
+    random generators, the heap) that no earlier test has touched."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
 def one_line_error(r: Result) -> bool:

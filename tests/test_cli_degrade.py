@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import one_line_error, run, run_subprocess
+from cli_helpers import one_line_error, run, run_python, run_subprocess
 from degrade.io import encode_png, read_image
 from degrade.samples import real_photo_paths
 
@@ -16,12 +16,8 @@ from degrade.samples import real_photo_paths
 def test_help_does_not_import_torch():
     r = run_subprocess("--help")
     assert r.code == 0 and "degrade" in r.out
-    import subprocess
-    import sys
-
     code = "import sys, cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
-    assert out.strip().endswith("False")
+    assert run_python(code).stdout.strip().endswith("False")
 
 
 def test_ops_ls_and_show(capsys):

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+from cli_helpers import run_python
 from degrade import Recipe, RecipeError, get_operator
 from degrade.compat import import_imgaug
 
@@ -202,14 +203,10 @@ def test_every_default_augmenter_runs_under_numpy_2(qualname):
 def test_augmenters_apply_without_deprecation_chatter():
     """PiecewiseAffine called a deprecated scikit-image API on every image: a FutureWarning on stderr
     from every worker of a dataset run."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = ("import numpy as np; from degrade.ops.imgaug_op import imgaug_apply; "
             "img = np.zeros((32, 32, 3), np.uint8); img[8:24] = 200; "
             "imgaug_apply(img, 'PiecewiseAffine', {'scale': [0.01, 0.03]}, 1)")  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    r = run_python(code)
     assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
@@ -227,16 +224,12 @@ def test_an_augmenter_that_fails_on_its_arguments_when_applied_is_a_recipe_error
 def test_imgaug_leaves_numpys_global_generator_alone():
     """imgaug seeds its own global RNG from ``np.random`` on first use: building a recipe's augmenter
     advanced the caller's global numpy stream."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = ("import numpy as np; from degrade import load_recipe\n"
             "np.random.seed(0); before = np.random.get_state()[1].copy()\n"
             "r = load_recipe({'steps': [{'op': 'imgaug', 'augmenter': 'Affine', 'args': {'rotate': [-10, 10]}}]})\n"
             "r.apply(np.zeros((16, 16, 3), np.uint8), seed=0)\n"
             "assert np.array_equal(before, np.random.get_state()[1]) and np.random.get_state()[2] == 624\n")  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    r = run_python(code)
     assert r.returncode == 0, r.stderr[-800:]
 
 
@@ -244,10 +237,6 @@ def test_a_callers_own_imgaug_still_follows_np_random_seed():
     """Fixing imgaug's global generator to seed 0 (so as not to draw from ``np.random``) made a caller's
     own unseeded augmenters ignore ``np.random.seed``; it is now seeded from numpy's state, as imgaug
     does, and numpy's stream put back."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     def draw(seed):
         code = (f"import numpy as np; np.random.seed({seed}); before = np.random.get_state()[1].copy()\n"
                 "from degrade import load_recipe\n"
@@ -255,7 +244,7 @@ def test_a_callers_own_imgaug_still_follows_np_random_seed():
                 ".apply(np.zeros((16, 16, 3), np.uint8), seed=0)\n"
                 "assert np.array_equal(before, np.random.get_state()[1])\n"
                 "from imgaug import random as iarandom; print(iarandom.get_global_rng().integers(0, 2**31))\n")  # fmt: skip
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        r = run_python(code)
         assert r.returncode == 0, r.stderr[-800:]
         return r.stdout.strip()
 

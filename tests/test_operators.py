@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cli_helpers import run_python
 from degrade import STRUCTURED, RecipeError, get_operator, list_operators, replay
 from degrade.errors import ImageError
 from degrade.params import Bool, Choice, Float, Int
@@ -332,17 +333,13 @@ def test_stains_coarse_blur_matches_the_full_resolution_blur(radius, softness):
 def test_builtins_are_registered_on_import_so_a_clashing_name_fails_at_register():
     """``degrade.OPERATORS`` was empty until the first lookup, and a custom op named like a built-in
     registered fine, then broke every later recipe load with "'jpeg' is already registered"."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = ("import degrade\n"
             "assert 'jpeg' in degrade.OPERATORS and len(degrade.OPERATORS) == len(degrade.list_operators())\n"
             "class Mine(degrade.Operator):\n    name = 'jpeg'\n"
             "try:\n    degrade.register(Mine)\nexcept ValueError as e:\n    assert 'already registered' in str(e)\n"
             "else:\n    raise SystemExit('registered over a built-in')\n"
             "degrade.load_recipe('mild')\n")  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    r = run_python(code)
     assert r.returncode == 0, r.stderr[-800:]
 
 

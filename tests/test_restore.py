@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli_helpers import one_line_error, run
+from cli_helpers import one_line_error, run, run_python
 from degrade.errors import DaguerreError, ImageError
 from degrade.io import encode_png, read_image
 from degrade.samples import real_photo_paths
@@ -324,8 +323,6 @@ def test_unknown_and_corrupt_models(home, tmp_path):
 
 def test_nan_weights_are_refused_not_restored_with(capsys, home, tmp_path):
     """A detector with NaN weights found no defect at all (NaN > threshold is False), silently."""
-    from cli_helpers import one_line_error, run
-
     src = make_random_bundle("nanw")
     tensors, card = checkpoint.load(src)
     key = next(k for k in sorted(tensors) if k.startswith("scratch.") and tensors[k].is_floating_point())
@@ -418,7 +415,7 @@ def test_large_image_memory_is_bounded(bundle, tmp_path):
         "    assert not e.code, e.code\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, timeout=600)
+    p = run_python(code)
     assert p.returncode == 0, p.stderr
     peak_mb = int(p.stdout.strip().splitlines()[-1]) / 1024
     assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB"
@@ -638,7 +635,7 @@ def test_restore_hands_freed_memory_back(bundle):
         "ctypes.CDLL('libc.so.6').malloc_trim(0)\n"
         "print(before - rss())\n"
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, timeout=600)
+    p = run_python(code)
     assert p.returncode == 0, p.stderr
     retained = float(p.stdout.strip().splitlines()[-1])
     assert retained < 20, f"{retained:.0f} MB of freed memory kept by the heap after restoring"

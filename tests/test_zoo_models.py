@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from cli_helpers import run_python
 from degrade.errors import DaguerreError
 from zoo import losses
 from zoo.mapping import PartialNonLocal, latent_mask
@@ -23,16 +24,12 @@ def test_registry_has_the_five_models():
 def test_a_model_name_taken_by_a_built_in_is_refused_in_a_fresh_process():
     """register_model silently replaced a built-in (or, registered before the built-ins loaded, was
     replaced by it on the first lookup)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = ("from zoo.registry import register_model, get_spec\n"
             "try:\n    register_model('vae', object, lambda c: ())(lambda c: None)\n"
             "except ValueError as e:\n    assert 'already registered' in str(e), e\n"
             "else:\n    raise SystemExit('replaced the built-in vae')\n"
             "assert get_spec('vae').builder.__name__ != '<lambda>'\n")  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    r = run_python(code)
     assert r.returncode == 0, r.stderr[-800:]
 
 
