@@ -34,6 +34,8 @@ def write_attrs(store, attrs: dict[str, Any]) -> None:
     meta = json.loads((Path(store) / "zarr.json").read_text())
     meta.setdefault("attributes", {})[ATTR_KEY] = attrs
     atomic_write_bytes(Path(store) / "zarr.json", json.dumps(meta, indent=2).encode(), durable=True)
+
+
 SYNTHETIC_FIELDS = ("clean", "degraded", "mask", "params", "source")
 REAL_FIELDS = ("degraded", "source")
 STRING_FIELDS = ("params", "source")
