@@ -570,7 +570,9 @@ _STEPS = st.lists(st.recursive(_op_step(), lambda c: _group(c), max_leaves=6), m
 
 @settings(max_examples=40, deadline=None)
 @given(steps=_STEPS, name=st.text(max_size=6), seed=st.integers(0, 2**32), index=st.integers(0, 10**6))
+@example(steps=[{"op": "gaussian_blur", "sigma": 1.0, "ksize": [0, 3, 5]}], name="", seed=0, index=0)  # a choice of ints drawn 5
 def test_random_recipes_canonicalise_hash_and_sample_stably(steps, name, seed, index):
+    from degrade.params import Choice
     from degrade.yamltext import load_yaml
 
     r = Recipe.from_dict({"name": name, "steps": steps})
@@ -585,7 +587,8 @@ def test_random_recipes_canonicalise_hash_and_sample_stably(steps, name, seed, i
         assert entry["op"] == op.name and entry["version"] == op.version
         for k, v in entry["params"].items():
             s = op.settings.get(k)
-            if isinstance(s, list) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            choice = isinstance(op.params.get(k), Choice)  # a list of options, not a [low, high] range (ksize [0, 3, 5])
+            if isinstance(s, list) and not choice and isinstance(v, (int, float)) and not isinstance(v, bool):
                 assert s[0] <= v <= s[1], (entry["path"], k, s, v)
             elif isinstance(s, list):
                 assert v in s
