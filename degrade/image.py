@@ -25,8 +25,9 @@ def check_image(image: np.ndarray) -> None:
         raise ImageError(f"empty image of shape {image.shape}")
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """Round a float image in 0..255 to uint8 with saturation (in place on ``x`` when float32)."""
+def round_to_uint8(x: np.ndarray) -> np.ndarray:
+    """Round a float image in 0..255 to uint8 with saturation (in place on ``x`` when float32).
+    ``degrade.io.to_uint8`` is the other conversion: integer bit depths scaled to 8 bits."""
     np.clip(x, 0, 255, out=x)
     np.add(x, 0.5, out=x)
     return x.astype(np.uint8)

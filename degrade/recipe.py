@@ -311,6 +311,13 @@ class Recipe:
         out, mask = replay(image, record, validate=False)
         return Degraded(out, mask, record)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when the canonical forms are (name and description included); ``.hash`` compares samples only."""
+        return isinstance(other, Recipe) and self.canonical() == other.canonical()
+
+    def __hash__(self) -> int:
+        return hash((self.hash, self.name, self.description))
+
     def __repr__(self) -> str:
         return f"Recipe({self.name or 'unnamed'!r}, {len(self.operators())} ops, hash={self.hash[:12]})"
 

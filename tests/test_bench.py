@@ -290,7 +290,7 @@ def test_detected_mask_comes_from_the_first_zoo_or_zoo_raw_method_and_threads_ar
     import zoo.methods
 
     asked = []
-    monkeypatch.setattr(zoo.methods, "detected_mask", lambda image, bundle="default": asked.append(bundle) or np.zeros(image.shape[:2], np.uint8))
+    monkeypatch.setattr(zoo.methods, "detected_mask", lambda image, model="default": asked.append(model) or np.zeros(image.shape[:2], np.uint8))
     torch.set_num_threads(2)
     run_bench("b", ["nlm+telea", "zoo-raw:rb"], n=2, mask_source="detected", workers=1)
     assert set(asked) == {"rb"} and torch.get_num_threads() == 2

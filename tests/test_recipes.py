@@ -56,6 +56,17 @@ def test_hash_ignores_key_order_formatting_and_name(tmp_path):
     assert d.hash == e.hash
 
 
+def test_recipes_compare_by_canonical_form(tmp_path):
+    a = Recipe.from_dict(SIMPLE)
+    f = tmp_path / "r.yaml"
+    f.write_text(a.to_yaml())
+    same = load_recipe(str(f))
+    renamed = Recipe.from_dict({**SIMPLE, "name": "other"})
+    assert same == a and hash(same) == hash(a) and len({a, same}) == 1
+    assert renamed != a and renamed.hash == a.hash  # the same samples, not the same recipe
+    assert a != a.canonical() and load_recipe("bopbtl") != load_recipe("old-photo")
+
+
 def test_hash_changes_with_meaning():
     a = Recipe.from_dict(SIMPLE)
     changed = json.loads(json.dumps(SIMPLE))

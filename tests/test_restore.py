@@ -56,6 +56,17 @@ def any_bundle(request, bundle):
     return bundle
 
 
+def test_detected_mask_takes_a_model_as_restore_does(bundle):
+    from zoo.bundle import load_bundle
+    from zoo.methods import detected_mask
+
+    img = np.random.default_rng(3).integers(0, 256, (40, 56, 3), np.uint8)
+    by_name = detected_mask(img, bundle)
+    assert by_name.shape == (40, 56) and by_name.dtype == np.uint8
+    for model in (store.resolve(bundle), load_bundle(store.resolve(bundle))):
+        assert np.array_equal(detected_mask(img, model=model), by_name)
+
+
 def test_windows_cover_every_pixel_once_in_their_cores():
     for length, tile, ov in [(1000, 256, 32), (257, 256, 32), (300, 256, 32), (64, 256, 32), (513, 100, 10)]:
         ws = windows(length, tile, ov)

@@ -180,8 +180,9 @@ class ZooBundleRaw(ZooBundle):
     anchor = False
 
 
-def detected_mask(image: np.ndarray, bundle: str = "default") -> np.ndarray:
-    """The zoo detector's mask of an image (what 'detected mask' baselines inpaint)."""
+def detected_mask(image: np.ndarray, model="default") -> np.ndarray:
+    """The zoo detector's mask of an image (what 'detected mask' baselines inpaint); ``model`` as in
+    ``zoo.restore``: a bundle's name or path, or a loaded Bundle."""
     from .restore import detect_mask, get_bundle
 
-    return detect_mask(get_bundle(bundle), image)
+    return detect_mask(get_bundle(model), image)

@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ..image import functional, to_uint8
+from ..image import functional, round_to_uint8
 from ..operator import Operator, register
 from ..params import Bool, Float
 
@@ -46,7 +46,7 @@ def halftone(
         dots = cv2.GaussianBlur(dots, (0, 0), softness * cell_px * 0.5)
     out = f + (dots - f) * np.float32(strength)
     out *= np.float32(255)
-    return to_uint8(out)
+    return round_to_uint8(out)
 
 
 @register
