@@ -163,6 +163,60 @@ def test_partial_nonlocal_equals_the_formula():
     assert torch.allclose(y[:, :2], expected, atol=1e-5)
 
 
+@torch.no_grad()
+def _naive_partial_nonlocal(block, x, m):
+    """s_ij = (1 − m_j)·f_ij / Σ_k (1 − m_k)·f_ik, one query and one key at a time (every key valid if none is)."""
+    b, _, h, w = x.shape
+    q, k, v = (c(x).flatten(2).double() for c in (block.theta, block.phi, block.g))
+    out = torch.zeros(b, q.shape[1], h * w, dtype=torch.float64)
+    for bi in range(b):
+        valid = [float(mm == 0) for mm in m[bi].flatten().tolist()]
+        if not any(valid):
+            valid = [1.0] * len(valid)
+        for i in range(h * w):
+            f = [valid[j] * math.exp(float(q[bi, :, i] @ k[bi, :, j]) * block.scale) for j in range(h * w)]
+            out[bi, :, i] = sum(f[j] * v[bi, :, j] for j in range(h * w)) / sum(f)
+    return block.W(out.float().reshape(b, -1, h, w))
+
+
+def test_partial_nonlocal_blocks_and_queries_agree_with_a_naive_reference():
+    """Blocked queries (any block size), damaged-only queries and per-sample masks give the O(N²) formula's values."""
+    torch.manual_seed(0)  # test-local data only
+    block = PartialNonLocal(6, 4)
+    with torch.no_grad():
+        block.W.weight.normal_()
+    x = torch.randn(3, 6, 5, 7) * 3  # large logits: the softmax must stay finite
+    m = torch.zeros(3, 1, 5, 7)
+    m[0, 0, 1:4, 2:5] = 1  # a hole
+    m[1] = 1  # damaged everywhere
+    # m[2] undamaged: plain attention
+    expected = _naive_partial_nonlocal(block, x, m)
+    damaged = (m > 0).expand_as(expected)
+    with torch.no_grad():
+        for size in (1, 4, 35, 10**6):
+            block.block = size
+            full, masked = block(x, m), block(x, m, only_masked=True)
+            assert torch.isfinite(full).all() and torch.allclose(full, expected, atol=1e-4)
+            assert torch.allclose(masked[damaged], expected[damaged], atol=1e-4)
+
+
+def test_a_photo_damaged_everywhere_is_inpainted_by_attention_at_inference():
+    """Every position is a query when all are damaged: inference equals training (it gave W's bias alone)."""
+    torch.manual_seed(0)  # test-local data only
+    T = init_weights(create_model("mapping"), 0)
+    with torch.no_grad():
+        T.nonlocal_.W.weight.normal_()
+    z, mask = torch.randn(2, 32, 6, 6), torch.ones(2, 1, 24, 24)
+    mask[1, :, :12] = 0  # the other sample: partly damaged
+    h = T.head(z)
+    with torch.no_grad():
+        queried = T.nonlocal_(h, torch.ones(2, 1, 6, 6), only_masked=True)
+        assert torch.allclose(queried, T.nonlocal_(h, torch.ones(2, 1, 6, 6)), atol=1e-5)
+        assert not torch.allclose(queried, T.nonlocal_.W.bias.view(1, -1, 1, 1).expand_as(queried))
+        a, b = T.eval()(z, mask)[0], T.train()(z, mask)[0]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_latent_mask_marks_any_damaged_cell():
     m = torch.zeros(1, 1, 8, 8)
     m[0, 0, 5, 2] = 1

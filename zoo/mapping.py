@@ -44,12 +44,12 @@ class PartialNonLocal(nn.Module):
         q = self.theta(x).flatten(2).transpose(1, 2)  # B×N×C
         k = self.phi(x).flatten(2)  # B×C×N
         v = self.g(x).flatten(2).transpose(1, 2)  # B×N×C
-        invalid = m.flatten(1) > 0  # B×N
+        damaged = m.flatten(1) > 0  # B×N
         # an image damaged everywhere has no source: let every position serve rather than divide by zero
-        invalid = invalid & ~invalid.all(dim=1, keepdim=True)
+        invalid = damaged & ~damaged.all(dim=1, keepdim=True)
         out = torch.zeros_like(q)
         for bi in range(b):
-            rows = torch.nonzero(invalid[bi]).squeeze(1) if only_masked else None
+            rows = torch.nonzero(damaged[bi]).squeeze(1) if only_masked else None  # every damaged query, sources or not
             n_q = rows.numel() if rows is not None else h * w
             keys_ok = ~invalid[bi]
             kb, vb = k[bi][:, keys_ok], v[bi][keys_ok]
