@@ -280,6 +280,18 @@ def test_balanced_bce_by_hand():
     assert abs(losses.balanced_bce(zero, t).item() - math.log(2) * 2 * (2 * 98) / 100**2) < 1e-6
 
 
+def test_balanced_bce_takes_alpha_per_mask_not_per_batch():
+    """Each mask is balanced by its own proportions (α_i), and a positive weighs its mask's negative share."""
+    logits = torch.tensor([[0.3, -0.7, 1.1, 0.0], [2.0, -1.5, 0.4, -0.2]]).view(2, 1, 2, 2)
+    target = torch.tensor([[1.0, 0, 0, 0], [1.0, 1, 0, 0]]).view(2, 1, 2, 2)
+    bce = lambda z, y: math.log1p(math.exp(-z)) if y else math.log1p(math.exp(z))  # noqa: E731
+    total = 0.0
+    for z_row, y_row in zip(logits.view(2, 4).tolist(), target.view(2, 4).tolist()):
+        alpha = 1 - sum(y_row) / 4  # 3/4 for the first mask, 1/2 for the second
+        total += sum((alpha if y else 1 - alpha) * bce(z, y) for z, y in zip(z_row, y_row))
+    assert abs(losses.balanced_bce(logits, target).item() - total / 8) < 1e-6
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"latent": -3}, "latent: expected a whole number in [1, 4096]"), ({"base": 0}, "base: expected a whole number"),
     ({"latent": "x"}, "latent: expected a whole number"), ({"latent": 1.5}, "latent: expected a whole number"),

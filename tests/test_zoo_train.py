@@ -15,7 +15,7 @@ import yaml
 from cli_helpers import one_line_error, run
 from degrade.errors import DaguerreError
 from pipelines import build_spec, create_dataset
-from zoo import checkpoint, store
+from zoo import checkpoint, losses, store
 from zoo.bundle import load_bundle, make_bundle, replace_parts
 from zoo.train import TrainConfig, train
 
@@ -436,6 +436,50 @@ def test_training_leaves_torchs_global_generator_alone(data, tmp_path):
     state = torch.random.get_rng_state()
     train(cfg("scratch", tmp_path / "s", pairs="x", steps=2, workers=1, sample_every=2, ckpt_every=2, name="rng-free"))
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_vae1_latent_adversary_labels_and_gradient_flow():
+    """The latent term moves only the encoder, towards D(E(r)) = 0; the latent D learns r → 1, x → 0 on detached latents."""
+    from zoo.registry import create_model
+    from zoo.train import Run, _vae_step
+
+    c = cfg("vae1", "unused", real="r", synthetic="x", kl_weight=0.0, l1_weight=0.0, gan_weight=0.0, fm_weight=0.0)
+    vae = create_model("vae", TINY["vae"], seed=1)
+    DL = create_model("latent_discriminator", {**TINY["latent_discriminator"], "latent": 8}, seed=2)
+    D = create_model("patch_discriminator", TINY["patch_discriminator"], seed=3)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        DL.net[-1].bias.fill_(0.5)  # scores between the labels: each label pulls its own way
+        for _ in range(30):  # spectral norm's power iteration settles before anything is measured
+            DL(torch.randn(2, 8, 8, 8, generator=g))
+    r, x = torch.rand(2, 3, 32, 32, generator=g) * 0.2 + 0.6, torch.rand(2, 3, 32, 32, generator=g) * 0.2 - 0.8
+
+    def steps(g_lr, d_lr, n=3):
+        opt_g, opt_d = torch.optim.Adam(vae.parameters(), lr=g_lr), torch.optim.Adam([*D.parameters(), *DL.parameters()], lr=d_lr)
+        for _ in range(n):
+            batches = {"real": iter([{"degraded": r}]), "synthetic": iter([{"degraded": x}])}
+            run = Run({"vae": vae, "D": D, "D_latent": DL}, {}, {"G": opt_g, "D": opt_d}, batches, _vae_step, None)
+            _vae_step(run, c, 0, torch.Generator().manual_seed(0))
+
+    def scores():
+        with torch.no_grad():
+            DL.eval()  # no power iteration while measuring
+            sr, sx = DL(vae.encode(r)[0]).mean().item(), DL(vae.encode(x)[0]).mean().item()
+            DL.train()
+            return sr, sx
+
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    sr, _ = scores()
+    steps(1e-3, 0.0)  # the encoder alone: real-photo latents pushed towards the synthetic label 0
+    assert scores()[0] < sr
+    assert all(torch.equal(before[k], v) for k, v in vae.state_dict().items() if k.startswith("decoder."))
+    assert any(not torch.equal(before[k], v) for k, v in vae.state_dict().items() if k.startswith("encoder."))
+    frozen = {k: v.clone() for k, v in vae.state_dict().items()}
+    sr, sx = scores()
+    steps(0.0, 1e-3)  # the discriminator alone: real photos up, synthetic down; the encoder untouched
+    nr, nx = scores()
+    assert nr - nx > sr - sx
+    assert all(torch.equal(frozen[k], v) for k, v in vae.state_dict().items())
 
 
 def test_lr_schedule_is_constant_then_linear_to_zero():
