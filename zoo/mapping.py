@@ -26,7 +26,8 @@ class PartialNonLocal(nn.Module):
     keys. θ, φ, g and the output projection W are 1×1 convolutions, so the output at a position
     depends on that position's query and the valid positions' keys and values only. Queries are
     processed in blocks of ``block`` positions (memory O(block × HW) instead of O(HW²)), and
-    when ``only_masked`` only damaged positions are queried (the fusion discards the others).
+    when ``only_masked`` only damaged positions are queried: the others hold W's bias, which
+    differs from the full computation wherever a later 3×3 convolution reaches them.
     """
 
     def __init__(self, channels: int, inter: int, block: int = 1024) -> None:
