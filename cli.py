@@ -885,6 +885,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as e:  # a bare group: its help, as click prints it
+        e.show()
+        sys.exit(e.exit_code)
     except click.UsageError as e:  # one line, like every other error (click's own takes four)
         where = e.ctx.command_path if e.ctx else "daguerre"
         click.echo(f"error: {e.format_message()} (see '{where} --help')", err=True)

@@ -333,3 +333,13 @@ def test_an_option_has_the_same_short_flag_in_every_command():
     mixed = {k: v for k, v in shorts.items() if len(v) > 1}
     assert not mixed, mixed
     assert shorts["--seed"] == {"-s"} and shorts["--out"] == {"-o"}
+
+
+@pytest.mark.parametrize("group", [[], ["dataset"], ["zoo"]])
+def test_a_bare_group_prints_its_help_not_an_error_around_it(capsys, group):
+    """`daguerre dataset` printed `error: Usage: …` with ` (see 'daguerre dataset --help')` glued to its last command."""
+    r = run(capsys, *group)
+    assert r.code == 2 and r.out == ""
+    assert r.err.startswith(f"Usage: {' '.join(['daguerre', *group])} [OPTIONS] COMMAND")
+    assert "error:" not in r.err and "(see '" not in r.err
+
