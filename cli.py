@@ -890,7 +890,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.UsageError as e:  # one line, like every other error (click's own takes four)
         where = e.ctx.command_path if e.ctx else "daguerre"
-        click.echo(f"error: {e.format_message()} (see '{where} --help')", err=True)
+        message = " ".join(line.strip() for line in e.format_message().splitlines())  # a choice's list comes one a line
+        click.echo(f"error: {message} (see '{where} --help')", err=True)
         sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()

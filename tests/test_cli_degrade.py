@@ -343,3 +343,10 @@ def test_a_bare_group_prints_its_help_not_an_error_around_it(capsys, group):
     assert r.err.startswith(f"Usage: {' '.join(['daguerre', *group])} [OPTIONS] COMMAND")
     assert "error:" not in r.err and "(see '" not in r.err
 
+
+def test_a_usage_error_is_one_line(capsys):
+    """A missing choice argument (`daguerre train`) took five lines: click lists the choices one a line."""
+    r = run(capsys, "train")
+    assert r.code == 2 and r.out == ""
+    assert r.err.strip() == ("error: Missing argument '{vae1|vae2|mapping|scratch}'. Choose from: vae1, vae2, mapping, scratch "
+                             "(see 'daguerre train --help')")
