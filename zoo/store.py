@@ -9,8 +9,7 @@ from typing import Any
 from degrade.errors import DaguerreError
 from pipelines.refs import NAME_RE, daguerre_home
 
-from . import checkpoint
-
+# zoo.checkpoint (and torch with it) is imported by the functions that read weights: `zoo ls` reads only the cards
 SHIPPED = Path(__file__).resolve().parent / "weights"
 
 
@@ -24,6 +23,8 @@ def register(name: str, tensors, card: dict[str, Any], replace: bool = False) ->
     A name already in the store is kept unless ``replace`` or the new card comes from the same training
     run (``run``: a re-run of a finished stage re-registers it); a shipped model's name only with ``replace``.
     """
+    from . import checkpoint
+
     if not NAME_RE.match(name):
         raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-'")
     check_free(name, card.get("run"), replace)
@@ -32,6 +33,8 @@ def register(name: str, tensors, card: dict[str, Any], replace: bool = False) ->
 
 def check_free(name: str, run: str | None = None, replace: bool = False) -> None:
     """Refuse, before any work, a name that :func:`register` would refuse."""
+    from . import checkpoint
+
     if (SHIPPED / f"{name}.safetensors").exists() and not replace:  # make train-default does it on purpose
         raise DaguerreError(f"{name!r} is the name of a shipped model, which a store model of that name would hide; "
                             f"choose another name, or pass --replace to hide it on purpose")  # fmt: skip
@@ -54,6 +57,8 @@ def check_free(name: str, run: str | None = None, replace: bool = False) -> None
 def resolve(ref: str | Path, model: str | None = None) -> Path:
     """A model name (store first, then shipped weights) or a checkpoint path, to its .safetensors path.
     ``model``: the kind wanted (``bundle``…), so that an unknown name lists only those."""
+    from . import checkpoint
+
     s = str(ref)
     p = checkpoint.stem_of(s)
     if "/" in s or s.endswith((".safetensors", ".json")):
@@ -75,6 +80,8 @@ def resolve(ref: str | Path, model: str | None = None) -> Path:
 def load(ref: str | Path, expected: str, option: str = "", stage: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors, card) of a stored checkpoint that must hold a ``expected`` model (trained as ``stage``, if
     given: a VAE2 shares VAE1's architecture, not its latent space); ``option`` names where it was given."""
+    from . import checkpoint
+
     tensors, card = checkpoint.load(resolve(ref, expected))
     where = f"{option} {ref}" if option else str(ref)
     if stage is not None and card.get("model") == expected and card.get("stage") not in (None, stage):
@@ -90,6 +97,8 @@ def load(ref: str | Path, expected: str, option: str = "", stage: str | None = N
 
 def info(ref: str | Path) -> dict[str, Any]:
     """A checkpoint's card with its path and parameter count (what ``zoo info`` prints)."""
+    from . import checkpoint
+
     path = resolve(ref)
     tensors, card = checkpoint.load(path)
     return {**card, "path": str(path), "parameters": sum(t.numel() for t in tensors.values())}
