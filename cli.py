@@ -418,12 +418,11 @@ def dataset_diff(d: dict) -> None:
 def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
     """Recompute the SHA-256 of every shard's decoded data and check the recorded settings, recipe and
     source list against the lineage; non-zero exit naming any bad shard or attribute."""
-    from degrade import DaguerreError
     from pipelines.catalog import Catalog
     from pipelines.versioning import verify
 
     if all_ == bool(ref):
-        raise DaguerreError("give a dataset reference or --all")
+        raise click.UsageError("give a dataset reference or --all")
     if all_:
         cat = Catalog()
         refs = [v.ref for v in cat.versions()]
@@ -652,7 +651,7 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
     from zoo.report import HEADER, prepare_out, real_rows, summary_rows, write_report
 
     if not dataset:
-        raise DaguerreError("bench needs --dataset NAME[@VERSION] (or a subcommand: compare)")
+        raise click.UsageError("bench needs --dataset NAME[@VERSION] (or a subcommand: compare)")
     if workers < 1:
         raise DaguerreError(f"--workers must be at least 1, got {workers}")
     specs = [m.strip() for m in methods.split(",") if m.strip()]

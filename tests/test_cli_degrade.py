@@ -358,3 +358,13 @@ def test_a_usage_error_is_one_line(capsys):
     assert r.code == 2 and r.out == ""
     assert r.err.strip() == ("error: Missing argument '{vae1|vae2|mapping|scratch}'. Choose from: vae1, vae2, mapping, scratch "
                              "(see 'daguerre train --help')")
+
+
+@pytest.mark.parametrize("args", [["bench"], ["bench", "--methods", "identity"], ["dataset", "verify"], ["dataset", "verify", "x", "--all"],
+                                  ["zoo", "bundle", "x"], ["dataset", "show", "x"]])
+def test_a_missing_or_conflicting_argument_is_a_usage_error_exit_status_2(capsys, args):
+    """`bench` without --dataset and `dataset verify` without REF or --all exited 1, where click's own missing
+    arguments and `zoo bundle`'s missing parts exit 2 with the --help hint (README: exit status)."""
+    r = run(capsys, *args)
+    assert r.code == 2 and one_line_error(r) and len(r.err.strip().splitlines()) == 1, r.err
+    assert f"(see 'daguerre {' '.join(a for a in args if a in ('bench', 'dataset', 'verify', 'zoo', 'bundle', 'show'))} --help')" in r.err
