@@ -264,9 +264,9 @@ def dataset() -> None:
 @click.option("--source", required=True, help="Folder, glob, builtin:samples, builtin:real or dataset:NAME[@V].")
 @click.option("--count", "-n", type=int, required=True, help="Number of samples.")
 @click.option("--size", type=int, default=256, show_default=True, help="Tile side in pixels.")
-@click.option("--seed", "-s", type=int, default=0, show_default=True)
+@click.option("--seed", "-s", type=int, default=0, show_default=True, help="Seed of the crops and the recipe's sampling.")
 @click.option("--shard-size", type=int, default=64, show_default=True, help="Samples per zarr shard.")
-@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count")
+@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count", help="Dask workers (see --scheduler).")
 @click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
               help="processes measured faster than threads on this project's degradations (docs/benchmarks.md).")
 @click.option("--address", help="tcp://HOST:PORT of a dask.distributed scheduler (store on a shared path).")
@@ -296,7 +296,7 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
 
 @dataset.command("export")
 @click.argument("ref")
-@click.option("--format", "fmt", type=click.Choice(["png"]), default="png", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["png"]), default="png", show_default=True, help="File format of the images.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True,
               help="A new or empty folder, or this dataset's interrupted export (resumed); not under $DAGUERRE_HOME/datasets nor inside a store.")
 def dataset_export(ref: str, fmt: str, out: str) -> None:
@@ -482,8 +482,9 @@ def dataset_untag(ref: str, as_json: bool) -> None:
 
 @dataset.command("reproduce")
 @click.argument("ref")
-@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count")
-@click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True)
+@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count", help="Dask workers (see --scheduler).")
+@click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
+              help="Dask workers as processes or threads (as dataset create).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> None:
     """Regenerate a version from its recorded lineage into a scratch store ($DAGUERRE_HOME/scratch) and compare checksums."""
@@ -575,7 +576,8 @@ def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
               help="auto (detect; the bundle's calibrated mask), all (every detection, also unconfident ones: "
                    "more faint scratches inpainted, more false alarms), none, or a mask file/folder.")
 @click.option("--tile", type=int, default=256, show_default=True, help="Tile size of the memory-bounded, seam-free tiling.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the networks run; auto: cuda if a GPU is available, else cpu.")
 @click.option("--anchor/--no-anchor", default=True, show_default=True,
               help="Re-anchor the restoration's local tones to the input outside the mask, as the bundle's calibration says.")
 @click.option("--overwrite", is_flag=True, help="Replace files in the outputs' places that daguerre did not write (refused otherwise).")
@@ -610,8 +612,9 @@ def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite) 
 
 
 @cli.command("demo")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default="demo-out", show_default=True)
-@click.option("--model", "-m", default="default", show_default=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="demo-out", show_default=True,
+              help="Output folder: index.html and what it shows.")
+@click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
 def demo_cmd(out: str, model: str) -> None:
     """The main job on bundled data: degrade, build a dataset, restore real old photos, write index.html."""
     import time
@@ -634,7 +637,8 @@ def demo_cmd(out: str, model: str) -> None:
               help="Report folder: an earlier report's files are replaced; files of those names that bench did not write are refused.")
 @click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,
               help="Mask given to inpainting methods: the dataset's ground truth, or the detector of the first zoo method (else the default bundle's).")
-@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count")
+@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count",
+              help="Processes scoring samples (1: in this process).")
 @click.pass_context
 def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
     """Benchmark restoration methods on a versioned dataset: metrics with CIs, breakdowns, report.
@@ -699,14 +703,15 @@ def bench_compare(d: dict) -> None:
 
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--model", "-m", default="default", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to bind (0: a free one, printed).")
+@click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
 @click.option("--workers", "-w", type=int, default=1, show_default=True, help="Restorations running at once.")
 @click.option("--queue", type=int, default=8, show_default=True, help="Requests that may wait; beyond: 503.")
-@click.option("--max-upload-mb", type=int, default=25, show_default=True)
-@click.option("--max-megapixels", type=float, default=40.0, show_default=True)
+@click.option("--max-upload-mb", type=int, default=25, show_default=True, help="Largest upload in MiB; beyond: 413.")
+@click.option("--max-megapixels", type=float, default=40.0, show_default=True, help="Largest image, checked before decoding; beyond: 413.")
 @click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True, help="Seconds a request may take, waiting for a worker included (504 after).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the networks run; auto: cuda if a GPU is available, else cpu.")
 def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, timeout_s, device) -> None:
     """Serve restoration over HTTP (POST /v1/restore, GET /v1/models, /healthz) and a web page at /."""
     from degrade import DaguerreError
@@ -821,10 +826,10 @@ def zoo_info(ref: str) -> None:
 
 @zoo.command("bundle")
 @click.argument("name")
-@click.option("--vae1")
-@click.option("--vae2")
-@click.option("--mapping")
-@click.option("--scratch")
+@click.option("--vae1", help="Trained VAE1, whose encoder is used (store name or path).")
+@click.option("--vae2", help="Trained VAE2, whose decoder is used (store name or path).")
+@click.option("--mapping", help="Trained latent mapping (store name or path).")
+@click.option("--scratch", help="Trained scratch detector (store name or path).")
 @click.option("--from", "base", metavar="BUNDLE", help="Copy this bundle, replacing only --scratch and/or --mapping.")
 @click.option("--replace", is_flag=True, help="Register over an existing bundle of that name (its calibration is lost).")
 def zoo_bundle(name: str, vae1: str | None, vae2: str | None, mapping: str | None, scratch: str | None, base: str | None,

@@ -368,3 +368,22 @@ def test_a_missing_or_conflicting_argument_is_a_usage_error_exit_status_2(capsys
     r = run(capsys, *args)
     assert r.code == 2 and one_line_error(r) and len(r.err.strip().splitlines()) == 1, r.err
     assert f"(see 'daguerre {' '.join(a for a in args if a in ('bench', 'dataset', 'verify', 'zoo', 'bundle', 'show'))} --help')" in r.err
+
+
+def test_every_option_has_help():
+    """`--workers` means dask workers, benchmark processes or concurrent restorations depending on the command,
+    and `bench --workers`, `serve --model`, `restore --device`, `zoo bundle --vae1`… had no help line."""
+    import click
+
+    import cli
+
+    bare = []
+
+    def walk(cmd, path, ctx):
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), [*path, name], ctx)
+        bare.extend(f"{' '.join(path)} {p.opts[0]}" for p in cmd.params if isinstance(p, click.Option) and not (p.help or "").strip())
+
+    walk(cli.cli, ["daguerre"], click.Context(cli.cli))
+    assert not bare, bare
