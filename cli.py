@@ -349,7 +349,7 @@ def dataset_ls(as_json: bool) -> None:
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def dataset_info(ref: str, as_json: bool) -> None:
-    """Lineage, canonical recipe, attributes, library versions, checksums, skipped sources."""
+    """Show a version: lineage, canonical recipe, attributes, library versions, checksums, skipped sources."""
     from pipelines.versioning import info
 
     d = info(ref)
@@ -512,7 +512,7 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
 @click.option("--n", type=click.IntRange(1, 200), default=16, show_default=True, help="Samples on the sheet.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def dataset_show(ref: str, out: str, n: int, as_json: bool) -> None:
-    """A contact sheet of degraded / clean / mask triplets with key params under each."""
+    """Write a contact sheet of degraded / clean / mask triplets with key params under each."""
     from degrade.sheet import save_sheet
     from pipelines import open_dataset
     from pipelines.show import dataset_sheet
@@ -616,7 +616,7 @@ def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite) 
               help="Output folder: index.html and what it shows.")
 @click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
 def demo_cmd(out: str, model: str) -> None:
-    """The main job on bundled data: degrade, build a dataset, restore real old photos, write index.html."""
+    """Run the main job on bundled data: degrade, build a dataset, restore real old photos, write index.html."""
     import time
     from pathlib import Path
 
@@ -686,7 +686,7 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
 
 @_pair_command(bench, "compare", "zoo.report:compare")
 def bench_compare(d: dict) -> None:
-    """Differences (B − A) between two results.json files."""
+    """Print the differences (B − A) between two results.json files."""
     if not d["same_dataset"]:
         click.echo("note: the two results are on different datasets")
     for key, (a, b) in d.get("differences", {}).items():
@@ -799,7 +799,7 @@ def zoo() -> None:
 @zoo.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def zoo_ls(as_json: bool) -> None:
-    """Registered checkpoints: name, stage, size, trained on, metrics."""
+    """List registered checkpoints: name, stage, size, trained on, metrics."""
     from zoo.store import cards, summary
 
     rows = cards()
@@ -818,7 +818,7 @@ def zoo_ls(as_json: bool) -> None:
 @zoo.command("info")
 @click.argument("ref")
 def zoo_info(ref: str) -> None:
-    """The card of a checkpoint or bundle (store name or path)."""
+    """Print the card of a checkpoint or bundle (store name or path) as JSON."""
     from zoo import store
 
     _echo_json(store.info(ref))
