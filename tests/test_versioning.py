@@ -1013,3 +1013,15 @@ def test_gc_keeps_a_fresh_removal_record_and_dry_run_changes_nothing(home, tmp_p
     fresh.mkdir()
     (fresh / "f").write_bytes(b"x")  # the rm's rename happened, then the rm was killed
     assert [p for p, _ in collect_garbage(cat)] == [fresh] and not fresh.exists()
+
+
+def test_a_reproduction_that_differs_says_so_on_stderr_too(capsys, home, monkeypatch):
+    """It exited 1 with nothing on stderr (verify names the problem there), also under --json."""
+    import pipelines.versioning
+
+    bad = pipelines.versioning.ReproduceReport("p@v1", False, ["shard 2 (samples 6-8): degraded"], {})
+    monkeypatch.setattr(pipelines.versioning, "reproduce", lambda *a, **kw: bad)
+    for extra in ([], ["--json"]):
+        r = run(capsys, "dataset", "reproduce", "p", *extra)
+        assert one_line_error(r) and "error: p@v1 differs from its recorded checksums in 1 shard(s): shard 2" in r.err, r.err
+    assert json.loads(r.out)["differing_shards"] == bad.differing_shards
