@@ -17,6 +17,15 @@ def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
+class _Path(click.Path):
+    """A ``click.Path`` that refuses empty text (an unset shell variable), which meant the current folder."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("empty (an unset shell variable?)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _pair_command(group: click.Group, name: str, target: str):
     """Declare ``NAME A B [--json]`` on ``group``: ``target`` ("module:function", imported on use) computes
     the comparison, printed as JSON or by the decorated function (whose docstring is the help)."""
@@ -211,12 +220,12 @@ def recipes_validate(files: tuple[str, ...]) -> None:
 
 # -- degrade -----------------------------------------------------------------------------------
 @cli.command("degrade")
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1, required=True, type=_Path())
 @click.option("--recipe", "-r", default="old-photo", show_default=True, help="Built-in recipe name or a YAML/JSON file.")
 @click.option("--seed", "-s", type=int, default=0, show_default=True, help="Seed of the recipe's sampling.")
-@click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--out", "-o", type=_Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True, help="Variants per input.")
-@click.option("--sheet", type=click.Path(dir_okay=False), help="Also write a contact sheet (.png, .jpg or .webp) of the results.")
+@click.option("--sheet", type=_Path(dir_okay=False), help="Also write a contact sheet (.png, .jpg or .webp) of the results.")
 @click.option("--overwrite", is_flag=True, help="Replace files in the outputs' places that daguerre did not write (refused otherwise).")
 def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count: int, sheet: str | None, overwrite: bool) -> None:
     """Degrade IMAGES (files, folders, globs, builtin:samples, builtin:real) with a recipe.
@@ -271,7 +280,7 @@ def dataset() -> None:
               help="processes measured faster than threads on this project's degradations (docs/benchmarks.md).")
 @click.option("--address", help="tcp://HOST:PORT of a dask.distributed scheduler (store on a shared path).")
 @click.option("--real", is_flag=True, help="Real old photos (domain R): crops go to `degraded`, no recipe.")
-@click.option("--store", type=click.Path(), help="Write to this path instead of $DAGUERRE_HOME/datasets/NAME/vN.zarr.")
+@click.option("--store", type=_Path(), help="Write to this path instead of $DAGUERRE_HOME/datasets/NAME/vN.zarr.")
 @click.option("--strict", is_flag=True, help="Fail on any unreadable source image instead of skipping it.")
 @click.option("--zstd-level", type=int, default=-1, show_default=True, help="zstd level of the chunks (-131072 fastest … 22 smallest; docs/datasets.md).")
 def dataset_create(name, recipe, source, count, size, seed, shard_size, workers, scheduler, address, real, store, strict, zstd_level):
@@ -297,7 +306,7 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
 @dataset.command("export")
 @click.argument("ref")
 @click.option("--format", "fmt", type=click.Choice(["png"]), default="png", show_default=True, help="File format of the images.")
-@click.option("--out", "-o", type=click.Path(file_okay=False), required=True,
+@click.option("--out", "-o", type=_Path(file_okay=False), required=True,
               help="A new or empty folder, or this dataset's interrupted export (resumed); not under $DAGUERRE_HOME/datasets nor inside a store.")
 def dataset_export(ref: str, fmt: str, out: str) -> None:
     """Write a dataset as PNG triplets (degraded, clean, mask) plus params JSON."""
@@ -508,7 +517,7 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
 
 @dataset.command("show")
 @click.argument("ref")
-@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Sheet to write (.png, .jpg or .webp).")
+@click.option("--out", "-o", type=_Path(dir_okay=False), required=True, help="Sheet to write (.png, .jpg or .webp).")
 @click.option("--n", type=click.IntRange(1, 200), default=16, show_default=True, help="Samples on the sheet.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def dataset_show(ref: str, out: str, n: int, as_json: bool) -> None:
@@ -569,8 +578,8 @@ def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
 
 # -- restoration -------------------------------------------------------------------------------
 @cli.command("restore")
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.argument("inputs", nargs=-1, required=True, type=_Path())
+@click.option("--out", "-o", type=_Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
 @click.option("--scratches", default="auto", show_default=True,
               help="auto (detect; the bundle's calibrated mask), all (every detection, also unconfident ones: "
@@ -612,7 +621,7 @@ def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite) 
 
 
 @cli.command("demo")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default="demo-out", show_default=True,
+@click.option("--out", "-o", type=_Path(file_okay=False), default="demo-out", show_default=True,
               help="Output folder: index.html and what it shows.")
 @click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
 def demo_cmd(out: str, model: str) -> None:
@@ -633,7 +642,7 @@ def demo_cmd(out: str, model: str) -> None:
 @click.option("--methods", default="identity,nlm,telea,nlm+telea,zoo:default", show_default=True,
               help="Comma-separated: identity, nlm, telea, ns, nlm+telea, median, bilateral, zoo:NAME|PATH, zoo-raw:NAME|PATH (no tone anchoring).")
 @click.option("--n", type=click.IntRange(min=1), help="Number of samples (default: all).")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default="bench-out", show_default=True,
+@click.option("--out", "-o", type=_Path(file_okay=False), default="bench-out", show_default=True,
               help="Report folder: an earlier report's files are replaced; files of those names that bench did not write are refused.")
 @click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,
               help="Mask given to inpainting methods: the dataset's ground truth, or the detector of the first zoo method (else the default bundle's).")
@@ -727,7 +736,7 @@ def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, 
 
 # -- training and the model zoo ----------------------------------------------------------------
 _TRAIN_OPTIONS = [
-    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of settings (options override it)."),
+    click.option("--config", "config_file", type=_Path(dir_okay=False), help="YAML file of settings (options override it)."),
     click.option("--steps", type=int, help="Total optimisation steps [1000]."),
     click.option("--batch-size", type=int, help="Batch size [8]."),
     click.option("--size", type=int, help="Random crop side taken from the tiles [128]."),
@@ -740,7 +749,7 @@ _TRAIN_OPTIONS = [
     click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16: forward passes under bfloat16 autocast (weights stay fp32) [fp32]."),
     click.option("--workers", "-w", type=int, help="DataLoader worker processes [2]."),
     click.option("--seed", "-s", type=int, help="Seed of initialisation, batches and sampling [0]."),
-    click.option("--out", "-o", type=click.Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume. A new run refuses files of a run's names there that no run wrote."),
+    click.option("--out", "-o", type=_Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume. A new run refuses files of a run's names there that no run wrote."),
     click.option("--name", help="Name in the model store [the run folder's name]."),
     click.option("--preset", type=click.Choice(["small", "default", "official"]), help="Model size [small]."),
     click.option("--real", help="vae1: real old photos (R), a dataset reference."),

@@ -409,3 +409,17 @@ def test_every_command_help_starts_with_what_it_does():
 
     walk(cli.cli, [], click.Context(cli.cli))
     assert {k: v for k, v in first.items() if not v or v[0] not in verbs} == {}
+
+
+@pytest.mark.parametrize("args", [["degrade", "", "-o", "o"], ["degrade", "builtin:samples", "-o", ""],
+                                  ["degrade", "builtin:samples", "-o", "o", "--sheet", ""], ["restore", "", "-o", "o"],
+                                  ["restore", "builtin:real", "-o", ""], ["dataset", "export", "x", "-o", ""],
+                                  ["dataset", "create", "x", "--source", "builtin:real", "-n", "2", "--store", ""],
+                                  ["bench", "-d", "x", "-o", ""], ["train", "scratch", "--pairs", "x", "-o", ""], ["demo", "-o", ""]])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(capsys, tmp_path, monkeypatch, args):
+    """`--out ""` (an unset shell variable) wrote into the current folder and an empty input degraded every image
+    under it; `--sheet ""` was ignored. Empty text is refused elsewhere (`--source`, `--recipe`, a dataset reference)."""
+    monkeypatch.chdir(tmp_path)
+    r = run(capsys, *args)
+    assert r.code == 2 and one_line_error(r) and "empty" in r.err, r.err
+    assert list(tmp_path.iterdir()) == []
