@@ -141,7 +141,7 @@ def test_partial_nonlocal_ignores_damaged_sources():
     y0 = block(x, torch.zeros_like(m))
     assert not torch.allclose(y3[keep], y0[keep])
     # queries restricted to damaged positions give the same values there, with no HW×HW matrix
-    y4 = block(x, m, only_masked=True)
+    y4 = block(x, m, query=m)
     assert torch.allclose(y4[~keep], y1[~keep], atol=1e-5)
 
 
@@ -195,7 +195,7 @@ def test_partial_nonlocal_blocks_and_queries_agree_with_a_naive_reference():
     with torch.no_grad():
         for size in (1, 4, 35, 10**6):
             block.block = size
-            full, masked = block(x, m), block(x, m, only_masked=True)
+            full, masked = block(x, m), block(x, m, query=m)
             assert torch.isfinite(full).all() and torch.allclose(full, expected, atol=1e-4)
             assert torch.allclose(masked[damaged], expected[damaged], atol=1e-4)
 
@@ -210,11 +210,30 @@ def test_a_photo_damaged_everywhere_is_inpainted_by_attention_at_inference():
     mask[1, :, :12] = 0  # the other sample: partly damaged
     h = T.head(z)
     with torch.no_grad():
-        queried = T.nonlocal_(h, torch.ones(2, 1, 6, 6), only_masked=True)
+        queried = T.nonlocal_(h, torch.ones(2, 1, 6, 6), query=torch.ones(2, 1, 6, 6))
         assert torch.allclose(queried, T.nonlocal_(h, torch.ones(2, 1, 6, 6)), atol=1e-5)
         assert not torch.allclose(queried, T.nonlocal_.W.bias.view(1, -1, 1, 1).expand_as(queried))
         a, b = T.eval()(z, mask)[0], T.train()(z, mask)[0]
     assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"global_res": 0}, {"global_res": 3}, {"norm": "instance"}])
+def test_inference_queries_only_what_the_fusion_uses_and_equals_training(overrides):
+    """Skipping queries at inference changes nothing: the global branch's convolutions carry attention
+    outputs from undamaged neighbours into the hole (querying the hole alone moved the shipped bundle's pixels by up to 83 levels)."""
+    torch.manual_seed(0)  # test-local data only
+    T = init_weights(create_model("mapping", **overrides), 0)
+    with torch.no_grad():
+        T.nonlocal_.W.weight.normal_()
+    z, mask = torch.randn(2, 32, 12, 12), torch.zeros(2, 1, 48, 48)
+    mask[0, :, 20:26, 8:30] = 1
+    mask[1, :, 0:4, :] = 1
+    with torch.no_grad():
+        a, b = T.eval()(z, mask), T.train()(z, mask)
+    assert torch.allclose(a, b, atol=1e-5)
+    q = T.queried(latent_mask(mask, (12, 12)))
+    if q is not None:  # fewer queries than cells, more than the hole
+        assert 0 < latent_mask(mask, (12, 12)).sum() < q.sum() < q.numel() or T.cfg.global_res == 0
 
 
 def test_latent_mask_marks_any_damaged_cell():

@@ -26,8 +26,7 @@ class PartialNonLocal(nn.Module):
     keys. θ, φ, g and the output projection W are 1×1 convolutions, so the output at a position
     depends on that position's query and the valid positions' keys and values only. Queries are
     processed in blocks of ``block`` positions (memory O(block × HW) instead of O(HW²)), and
-    when ``only_masked`` only damaged positions are queried: the others hold W's bias, which
-    differs from the full computation wherever a later 3×3 convolution reaches them.
+    given a ``query`` mask only the positions it marks are computed: the others hold W's bias.
     """
 
     def __init__(self, channels: int, inter: int, block: int = 1024) -> None:
@@ -40,7 +39,7 @@ class PartialNonLocal(nn.Module):
         self.block = block
         self.scale = inter**-0.5
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor, only_masked: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, m: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
         b, _, h, w = x.shape
         q = self.theta(x).flatten(2).transpose(1, 2)  # B×N×C
         k = self.phi(x).flatten(2)  # B×C×N
@@ -50,7 +49,7 @@ class PartialNonLocal(nn.Module):
         invalid = damaged & ~damaged.all(dim=1, keepdim=True)
         out = torch.zeros_like(q)
         for bi in range(b):
-            rows = torch.nonzero(damaged[bi]).squeeze(1) if only_masked else None  # every damaged query, sources or not
+            rows = torch.nonzero(query[bi].flatten() > 0).squeeze(1) if query is not None else None
             n_q = rows.numel() if rows is not None else h * w
             keys_ok = ~invalid[bi]
             kb, vb = k[bi][:, keys_ok], v[bi][keys_ok]
@@ -91,13 +90,22 @@ class Mapping(nn.Module):
         self.global_res = nn.Sequential(*[ResBlock(cfg.width, cfg.norm) for _ in range(cfg.global_res)])
         self.tail = nn.Sequential(*[ResBlock(cfg.width, cfg.norm) for _ in range(1)], conv(cfg.width, cfg.latent))
 
+    def queried(self, m: torch.Tensor) -> torch.Tensor | None:
+        """The cells whose attention output the fusion uses: the damaged ones and every cell the global
+        branch's 3×3 convolutions reach from them (two per residual block), so that skipping the
+        rest changes nothing; all cells (None) when its normalisation pools over the whole map."""
+        if self.cfg.norm in ("instance", "group"):
+            return None
+        r = 2 * self.cfg.global_res
+        return F.max_pool2d(m, 2 * r + 1, 1, r) if r else m
+
     def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.head(z)
         local = self.local(h)
         if mask is None or not bool((mask > 0).any()):
             return self.tail(local)
         m = latent_mask(mask, z.shape[-2:])
-        glob = self.global_res(h + self.nonlocal_(h, m, only_masked=not self.training))
+        glob = self.global_res(h + self.nonlocal_(h, m, query=None if self.training else self.queried(m)))
         fused = (1 - m) * local + m * glob
         return self.tail(fused)
 
