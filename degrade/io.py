@@ -546,11 +546,33 @@ def _walk(root: Path, recursive: bool, on_error: Callable[[Path, OSError], None]
             dirs.clear()
 
 
+def _glob_loop(pattern: str) -> Path | None:
+    """A symbolic link below a ``**`` glob's fixed part that leads back to a folder above it, or None: glob
+    follows links to folders, so one such link gave every file below it 41 times, two of them 2**40 times."""
+    parts = Path(pattern).parts
+    if "**" not in parts:
+        return None
+    fixed = next(i for i, c in enumerate(parts) if any(ch in c for ch in "*?["))
+    base = str(Path(*parts[:fixed])) if fixed else "."
+    above = {base: {os.path.realpath(base)}}  # each pending folder's own and its parents' real paths
+    for folder, dirs, _ in os.walk(base, followlinks=True):
+        chain = above.pop(folder, set())
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # ** does not enter hidden folders
+        for d in dirs:
+            p = os.path.join(folder, d)
+            real = os.path.realpath(p)
+            if real in chain:
+                return Path(p)
+            above[p] = chain | {real}
+    return None
+
+
 def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
                 on_error: Callable[[Path, OSError], None] | None = None) -> list[Path]:  # fmt: skip
     """Expand files, folders (recursively; files with ``suffixes``) and globs into a de-duplicated list
     of image paths: in the order given, each folder's and glob's matches sorted. A folder inside that
-    cannot be listed (permissions) goes to ``on_error``, where it was skipped without a word."""
+    cannot be listed (permissions) goes to ``on_error``, where it was skipped without a word; a ``**`` glob
+    below a symbolic link that loops back is an ImageError."""
     import glob
 
     out: list[Path] = []
@@ -567,6 +589,10 @@ def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE
         elif p.exists():
             out.append(p)
         elif any(ch in s for ch in "*?["):
+            loop = _glob_loop(s)
+            if loop is not None:
+                raise ImageError(f"{s}: the symbolic link {loop} leads back to a folder above it, and ** follows it "
+                                 "again and again; give the folder instead of the glob (links to folders are not followed there)")
             out.extend(sorted(Path(q) for q in glob.glob(s, recursive=True) if Path(q).is_file()))
         else:
             out.append(p)  # reported as missing by the reader, with the other failures

@@ -486,3 +486,18 @@ def test_a_durable_write_syncs_the_bytes_before_the_name_and_the_name_before_it_
     save(tmp_path / "m", {"w": torch.zeros(2)}, {"model": "x"})
     synced = {os.path.basename(p) for kind, p in events if kind == "sync"}
     assert {os.path.basename(p) for kind, p in events if kind == "name"} <= synced and tmp_path.name in synced
+
+
+def test_a_recursive_glob_through_a_looping_link_is_one_error(tmp_path, rgb):
+    """``glob`` follows links to folders: ``a/loop -> a`` gave ``a/x.png`` 41 times (a dataset source then picked
+    it 41 times as often as its other photos), and two such links made ``**`` run for 2**40 folders."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "x.png").write_bytes(encode_png(rgb))
+    (tmp_path / "a" / "b" / "y.png").write_bytes(encode_png(rgb))
+    (tmp_path / "a" / "alias").symlink_to(tmp_path / "a" / "b")  # not a loop: found again, as glob does
+    assert [p.name for p in list_images([str(tmp_path / "a" / "**" / "*.png")])] == ["y.png", "y.png", "x.png"]
+    (tmp_path / "a" / "alias").unlink()  # with it, the old code's glob below took 2**40 turns instead of 40
+    (tmp_path / "a" / "b" / "loop").symlink_to(tmp_path / "a")
+    with pytest.raises(ImageError, match=r"symbolic link .*loop leads back"):
+        list_images([str(tmp_path / "a" / "**" / "*.png")])
+    assert [p.name for p in list_images([str(tmp_path / "a" / "*.png"), tmp_path / "a"])] == ["x.png", "y.png"]
