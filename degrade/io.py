@@ -84,7 +84,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, deep: bool
     except OSError as e:  # a folder on the way that may not be searched (Permission denied)
         raise ImageError(f"{p}: cannot read ({e.strerror or e})") from None
     if not exists:
-        raise ImageError(f"{p}: no such file")
+        raise ImageError(f"{p}: " + ("a broken symbolic link" if p.is_symlink() else "no such file"))
     if is_dir:
         raise ImageError(f"{p}: is a directory, not an image")
     try:
@@ -546,6 +546,11 @@ def _walk(root: Path, recursive: bool, on_error: Callable[[Path, OSError], None]
             dirs.clear()
 
 
+def _file_or_broken(p: Path) -> bool:
+    """A file, or a broken symbolic link (left out without a word, it is reported unreadable instead)."""
+    return p.is_file() or (p.is_symlink() and not p.exists())
+
+
 def _glob_loop(pattern: str) -> Path | None:
     """A symbolic link below a ``**`` glob's fixed part that leads back to a folder above it, or None: glob
     follows links to folders, so one such link gave every file below it 41 times, two of them 2**40 times."""
@@ -585,7 +590,7 @@ def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE
             out.append(p)  # the reader reports it with the other failures, and the other inputs go on
             continue
         if p.is_dir():
-            out.extend(sorted(q for q in _walk(p, recursive, on_error) if q.suffix.lower() in suffixes and q.is_file()))
+            out.extend(sorted(q for q in _walk(p, recursive, on_error) if q.suffix.lower() in suffixes and _file_or_broken(q)))
         elif p.exists():
             out.append(p)
         elif any(ch in s for ch in "*?["):
@@ -593,7 +598,7 @@ def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE
             if loop is not None:
                 raise ImageError(f"{s}: the symbolic link {loop} leads back to a folder above it, and ** follows it "
                                  "again and again; give the folder instead of the glob (links to folders are not followed there)")
-            out.extend(sorted(Path(q) for q in glob.glob(s, recursive=True) if Path(q).is_file()))
+            out.extend(sorted(Path(q) for q in glob.glob(s, recursive=True) if _file_or_broken(Path(q))))
         else:
             out.append(p)  # reported as missing by the reader, with the other failures
     seen, unique = set(), []

@@ -270,6 +270,19 @@ def test_glob_source(home, tmp_path, photo):
     assert [f.name for f in source.files] == ["p0.png", "p1.png", "p2.png"]
 
 
+def test_a_broken_link_in_a_source_is_reported_not_ignored(tmp_path, photo):
+    """A source folder's or glob's broken symbolic link (``p1.png`` whose photo was moved away) was left out
+    without a word: not in ``source.skipped``, not counted in the lineage, and ``--strict`` passed."""
+    (tmp_path / "p0.png").write_bytes(encode_png(photo))
+    (tmp_path / "p1.png").symlink_to(tmp_path / "moved-away.png")
+    for spec in (tmp_path, str(tmp_path / "*.png")):
+        source = scan_source(spec)
+        assert [f.name for f in source.files] == ["p0.png"]
+        assert [s["reason"] for s in source.skipped] == [f"{tmp_path / 'p1.png'}: a broken symbolic link"]
+        with pytest.raises(DaguerreError, match="1 unreadable source image"):
+            scan_source(spec, strict=True)
+
+
 def test_crop_is_deterministic_and_varied(home):
     source = scan_source("builtin:samples")
     a = [pick_and_crop(source, 1, i, 48, CropConfig())[1] for i in range(30)]
