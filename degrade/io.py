@@ -551,12 +551,52 @@ def _file_or_broken(p: Path) -> bool:
     return p.is_file() or (p.is_symlink() and not p.exists())
 
 
-def _glob_loop(pattern: str) -> Path | None:
-    """A symbolic link below a ``**`` glob's fixed part that leads back to a folder above it, or None: glob
+def _glob_walk(pattern: str, on_error: Callable[[Path, OSError], None] | None = None) -> Path | None:
+    """Visit the folders a glob lists: those it cannot list go to ``on_error`` (glob skips them without a word),
+    and a symbolic link below a ``**`` that leads back to a folder above it is returned (else None): glob
     follows links to folders, so one such link gave every file below it 41 times, two of them 2**40 times."""
-    parts = Path(pattern).parts
-    if "**" not in parts:
-        return None
+    import glob
+
+    parts, told = Path(pattern).parts, set()
+
+    def failed(folder: Path, e: OSError) -> None:
+        if on_error is not None and str(folder) not in told:
+            told.add(str(folder))
+            on_error(folder, e)
+
+    for k, part in enumerate(parts):
+        if not any(ch in part for ch in "*?["):
+            continue
+        prefix = str(Path(*parts[:k])) if k else "."
+        for top in sorted(glob.glob(prefix)) if any(ch in prefix for ch in "*?[") else [prefix]:
+            if not os.path.isdir(top):
+                continue
+            if part != "**":
+                try:
+                    os.scandir(top).close()
+                except OSError as e:
+                    failed(Path(top), e)
+            elif (loop := _loop_below(top, failed)) is not None:
+                return loop
+        if part == "**":
+            return None  # its walks went through every folder below
+    return None
+
+
+def _loop_below(top: str, failed: Callable[[Path, OSError], None]) -> Path | None:
+    """Walk ``top`` as ``**`` does (links to folders followed, hidden folders not entered): the first link that
+    leads back to one of the folders above it, or None."""
+    above = {top: {os.path.realpath(top)}}  # each pending folder's own and its parents' real paths
+    for folder, dirs, _ in os.walk(top, followlinks=True, onerror=lambda e: failed(Path(e.filename or top), e)):
+        chain = above.pop(folder, set())
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for d in dirs:
+            p = os.path.join(folder, d)
+            real = os.path.realpath(p)
+            if real in chain:
+                return Path(p)
+            above[p] = chain | {real}
+    return None
     fixed = next(i for i, c in enumerate(parts) if any(ch in c for ch in "*?["))
     base = str(Path(*parts[:fixed])) if fixed else "."
     above = {base: {os.path.realpath(base)}}  # each pending folder's own and its parents' real paths
@@ -576,8 +616,8 @@ def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE
                 on_error: Callable[[Path, OSError], None] | None = None) -> list[Path]:  # fmt: skip
     """Expand files, folders (recursively; files with ``suffixes``) and globs into a de-duplicated list
     of image paths: in the order given, each folder's and glob's matches sorted. A folder inside that
-    cannot be listed (permissions) goes to ``on_error``, where it was skipped without a word; a ``**`` glob
-    below a symbolic link that loops back is an ImageError."""
+    cannot be listed (permissions), or that a glob would list, goes to ``on_error``, where it was skipped
+    without a word; a ``**`` glob below a symbolic link that loops back is an ImageError."""
     import glob
 
     out: list[Path] = []
@@ -594,7 +634,7 @@ def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE
         elif p.exists():
             out.append(p)
         elif any(ch in s for ch in "*?["):
-            loop = _glob_loop(s)
+            loop = _glob_walk(s, on_error)
             if loop is not None:
                 raise ImageError(f"{s}: the symbolic link {loop} leads back to a folder above it, and ** follows it "
                                  "again and again; give the folder instead of the glob (links to folders are not followed there)")

@@ -136,7 +136,8 @@ def scan_source(spec: str | os.PathLike, workers: int = 2, strict: bool = False)
                 f"unknown source {spec!r}: not a folder, file or glob, nor builtin:samples, builtin:real, dataset:NAME"
             )
     if not paths:
-        raise DaguerreError(f"source {spec!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        why = f"; {len(unlisted)} folder(s) in it cannot be listed, first: {unlisted[0]['reason']}" if unlisted else ""
+        raise DaguerreError(f"source {spec!r} holds no images ({', '.join(IMAGE_SUFFIXES)}){why}")
     with ThreadPoolExecutor(max(1, workers)) as pool:
         probed = list(pool.map(lambda q: _probe(q, root), paths))
     files = [x for x in probed if isinstance(x, SourceFile)]

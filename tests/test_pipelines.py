@@ -283,6 +283,30 @@ def test_a_broken_link_in_a_source_is_reported_not_ignored(tmp_path, photo):
             scan_source(spec, strict=True)
 
 
+def test_a_glob_source_reports_the_folders_it_cannot_list(tmp_path, photo, monkeypatch):
+    """``glob`` skips a folder it may not list without a word: a folder source reported ``photos/locked``, while
+    ``photos/**/*.png`` and ``photos/*/*.png`` left its photos out silently (the second said only 'holds no images')."""
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "in.png").write_bytes(encode_png(photo))
+    (tmp_path / "ok.png").write_bytes(encode_png(photo))
+    scandir = os.scandir
+
+    def refuse(path="."):  # the test suite runs as root too, which chmod 000 does not stop
+        if os.path.basename(os.fspath(path).rstrip("/")) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    told = f"{tmp_path / 'locked'}: cannot list this folder (Permission denied)"
+    for spec in (tmp_path, tmp_path / "**" / "*.png"):
+        source = scan_source(str(spec))
+        assert [f.name for f in source.files] == ["ok.png"] and [s["reason"] for s in source.skipped] == [told]
+        with pytest.raises(DaguerreError, match="1 unreadable source image"):
+            scan_source(str(spec), strict=True)
+    with pytest.raises(DaguerreError, match="holds no images.*1 folder.*cannot list this folder"):
+        scan_source(str(tmp_path / "*" / "*.png"))
+
+
 def test_crop_is_deterministic_and_varied(home):
     source = scan_source("builtin:samples")
     a = [pick_and_crop(source, 1, i, 48, CropConfig())[1] for i in range(30)]
