@@ -501,3 +501,12 @@ def test_a_recursive_glob_through_a_looping_link_is_one_error(tmp_path, rgb):
     with pytest.raises(ImageError, match=r"symbolic link .*loop leads back"):
         list_images([str(tmp_path / "a" / "**" / "*.png")])
     assert [p.name for p in list_images([str(tmp_path / "a" / "*.png"), tmp_path / "a"])] == ["x.png", "y.png"]
+
+
+def test_sixteen_bit_colour_keeps_its_high_byte_and_gray_rounds(tmp_path):
+    """As docs/degrade.md says: datasets of 16-bit colour sources reproduce only while this holds."""
+    for value in (200, 385, 65535, 50000):
+        cv2.imwrite(str(tmp_path / "rgb.png"), np.full((2, 2, 3), value, np.uint16))
+        cv2.imwrite(str(tmp_path / "gray.png"), np.full((2, 2), value, np.uint16))
+        assert (read_image(tmp_path / "rgb.png").pixels == value >> 8).all(), value
+        assert (read_image(tmp_path / "gray.png").pixels == round(value / 257)).all(), value
