@@ -338,6 +338,8 @@ def test_runs_with_a_discriminator_are_reproducible_and_resume_exactly(data, tmp
     lb = (tmp_path / "b" / "losses.csv").read_text().splitlines()
     assert [r.split(",")[:-2] for r in la] == [r.split(",")[:-2] for r in lb]  # every loss, timings aside
     assert a["losses"] == b["losses"]  # and the cards say so (the resumed one averaged only its own steps)
+    # so do the checkpoints, which `export_state` registers (the resumed one's averaged only its own steps)
+    assert checkpoint.load(tmp_path / "a" / "last")[1]["losses"] == checkpoint.load(tmp_path / "b" / "last")[1]["losses"]
 
 
 @pytest.mark.parametrize("kind", ["random", "truncated", "nocard", "json"])

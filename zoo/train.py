@@ -591,6 +591,15 @@ def _logged_rows(csv_path: Path, start: int) -> str:
     return "".join(keep)
 
 
+def _log_means(csv_path: Path, window: int = 50) -> dict[str, float]:
+    """Each loss's mean over the log's last ``window`` rows: what a card reports, the same for a resumed run."""
+    rows = []
+    if csv_path.exists():
+        with csv_path.open() as f:
+            rows = list(csv.DictReader(f))[-window:]
+    return {k: float(np.mean([float(r[k]) for r in rows])) for k in (rows[0] if rows else {}) if k not in ("step", "seconds", "data_seconds")}
+
+
 def _plot_losses(csv_path: Path, png_path: Path) -> None:
     import matplotlib
 
@@ -670,7 +679,6 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         atomic_write_bytes(csv_path, kept.encode())
         writer_file = held.enter_context(csv_path.open("a", newline=""))
         writer = None
-        recent: dict[str, list[float]] = {}
         sample_batch = None
         t_data = t_total = 0.0
         for step in range(start, cfg.steps):
@@ -688,9 +696,6 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
             data_dt = sum(b.wait for b in run.batches.values()) - waited
             t_total += dt
             t_data += data_dt
-            for k, v in logs.items():
-                recent.setdefault(k, []).append(v)
-                recent[k] = recent[k][-50:]
             if writer is None:
                 writer = csv.DictWriter(writer_file, fieldnames=["step", *logs, "seconds", "data_seconds"])
                 if not kept:
@@ -710,17 +715,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
                 save_sheet(sheet, out / "samples" / f"step-{done:06d}.png")
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 writer_file.flush()
-                _save_state(state_path, run, cfg, done, {k: float(np.mean(v)) for k, v in recent.items()}, pins)
+                _save_state(state_path, run, cfg, done, _log_means(csv_path), pins)  # from the log, as the card below
                 _plot_losses(csv_path, out / "losses.png")
         writer_file.close()  # the log is read back below
-        # from the log, not memory: a resumed run's card then says what an uninterrupted one's says
-        rows = []
-        if csv_path.exists():
-            with csv_path.open() as f:
-                rows = list(csv.DictReader(f))[-50:]
-        final = {k: float(np.mean([float(r[k]) for r in rows])) for k in (rows[0] if rows else {}) if k not in ("step", "seconds", "data_seconds")}
-        if not final:
-            final = {k: float(np.mean(v)) for k, v in recent.items()}
+        final = _log_means(csv_path)  # from the log, not memory: a resumed run's card then says what an uninterrupted one's says
         module = run.models[DEPLOYED[cfg.stage][0]]
         card = _model_card(cfg.stage, dataclasses.asdict(cfg), dataclasses.asdict(module.config), cfg.steps, final, pins,
                            device=str(device), seconds_per_step=t_total / max(1, cfg.steps - start),
