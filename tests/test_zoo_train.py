@@ -752,3 +752,17 @@ def test_zoo_ls_has_a_header_and_a_bundles_datasets_and_held_out_metrics(capsys)
     assert f"on {', '.join(refs)} " in row
     for test_set, m in card["metrics"].items():
         assert f"{test_set}: gain_psnr={m['gain_psnr']:.3g}/detection_f1={m['detection_f1']:.3g}" in row
+
+
+def test_a_mapping_crop_is_checked_against_its_vaes_stride(data, tmp_path):
+    """The check read the stride of the preset's VAE, not of the trained --vae1/--vae2: VAEs of stride 8 and
+    --size 36 (a multiple of the preset's 4) passed it and the first step failed with an internal RuntimeError."""
+    from zoo import create_model
+
+    for stage in ("vae1", "vae2"):
+        vae = create_model("vae", {**TINY["vae"], "n_down": 3}, seed=0)
+        store.register(f"s8-{stage}", checkpoint.module_tensors("model", vae), {"model": "vae", "config": dataclasses.asdict(vae.config), "stage": stage})
+    out = tmp_path / "m"
+    with pytest.raises(DaguerreError, match=r"--size must be a multiple of the VAE's stride \(8\), got 36"):
+        train(cfg("mapping", out, steps=1, size=36, pairs="x", vae1="s8-vae1", vae2="s8-vae2", name="s8-map"))
+    assert not out.exists()

@@ -140,12 +140,8 @@ class TrainConfig:
             raise DaguerreError(f"--lr must be positive, got {self.lr}")
         if self.precision not in PRECISIONS:
             raise DaguerreError(f"--precision must be {' or '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.stage != "scratch":
-            stride = 2 ** make_config("vae", self.preset, **self.model_overrides.get("vae", {})).n_down
-            if self.size % stride:
-                raise DaguerreError(f"--size must be a multiple of the VAE's stride ({stride}), got {self.size}")
-            if self.size // stride < 2:  # a 1-pixel latent cannot be reflect-padded
-                raise DaguerreError(f"--size must be at least twice the VAE's stride ({stride}), got {self.size}")
+        if self.stage in ("vae1", "vae2"):  # the mapping's VAEs are trained files: build_run checks against theirs
+            _check_size(self.size, make_config("vae", self.preset, **self.model_overrides.get("vae", {})).stride)
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimisation step ``step`` (0-based)."""
@@ -157,6 +153,14 @@ class TrainConfig:
         """What must match for a run folder to be resumed (not steps, workers, device or logging)."""
         skip = {"steps", "workers", "device", "precision", "log_every", "sample_every", "ckpt_every", "out", "name"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+def _check_size(size: int, stride: int) -> None:
+    """A crop side that a VAE of this stride encodes and decodes to the same size."""
+    if size % stride:
+        raise DaguerreError(f"--size must be a multiple of the VAE's stride ({stride}), got {size}")
+    if size // stride < 2:  # a 1-pixel latent cannot be reflect-padded
+        raise DaguerreError(f"--size must be at least twice the VAE's stride ({stride}), got {size}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -439,6 +443,7 @@ def build_run(cfg: TrainConfig, start: int, device) -> Run:
         vae1, vae2 = load_frozen(cfg.vae1, "vae", device, "--vae1", "vae1"), load_frozen(cfg.vae2, "vae", device, "--vae2", "vae2")
         if vae1.config.latent != vae2.config.latent or vae1.config.stride != vae2.config.stride:
             raise DaguerreError("--vae1 and --vae2 must share latent channels and stride")
+        _check_size(cfg.size, vae1.config.stride)
         T = _model("mapping", cfg, 4, device, latent=vae1.config.latent)
         models, optims = {"mapping": T}, {"G": _adam(cfg, T)}
         if cfg.gan_weight > 0 or cfg.fm_weight > 0:  # a fidelity-only run has no discriminator to train or save
