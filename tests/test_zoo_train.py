@@ -699,6 +699,7 @@ def test_a_card_without_a_model_configuration_is_a_clear_error(data, tmp_path, c
 
 @pytest.mark.parametrize("stage, settings, message", [
     ("scratch", {"lr": 1e300}, "--lr must be finite"),
+    ("scratch", {"lr": 3e38}, r"--lr 3e\+38 is too large for Adam with --beta1 0.5"),  # was an internal RuntimeError at step 1
     ("scratch", {"seed": 10**22}, "--seed must be at most"),
     ("vae2", {"kl_weight": float("nan")}, "setting kl_weight must be a finite number of at least 0"),
     ("vae2", {"l1_weight": -1.0}, "setting l1_weight must be a finite number of at least 0"),

@@ -119,6 +119,8 @@ class TrainConfig:
         for f in ("beta1", "beta2"):
             if not 0 <= getattr(self, f) < 1:
                 raise DaguerreError(f"--{f} must be in [0, 1), got {getattr(self, f)}")
+        if self.lr / (1 - self.beta1) > torch.finfo(torch.float32).max:  # Adam's first step is lr / (1 - beta1), in float32
+            raise DaguerreError(f"--lr {self.lr} is too large for Adam with --beta1 {self.beta1} (its first step overflows float32)")
         for f, lo in (("seed", 0), ("log_every", 1), ("sample_every", 1), ("ckpt_every", 1)):
             if getattr(self, f) < lo:
                 raise DaguerreError(f"--{f.replace('_', '-')} must be at least {lo}, got {getattr(self, f)}")
