@@ -797,7 +797,8 @@ def train_cmd(stage: str, config_file: str | None, replace: bool, **options) -> 
 
         card = train(cfg, on_step=on_step, replace=replace)
     losses = ", ".join(f"{k} {v:.4g}" for k, v in card["losses"].items())
-    click.echo(f"trained {stage} for {card['steps']} steps ({card['seconds_per_step']:.3f} s/step); registered {card['name']}: {losses}")
+    pace = f" ({card['seconds_per_step']:.3f} s/step)" if card.get("seconds_per_step") is not None else ""  # None: no logged step
+    click.echo(f"trained {stage} for {card['steps']} steps{pace}; registered {card['name']}: {losses}")
 
 
 @cli.group()

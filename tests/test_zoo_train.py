@@ -768,3 +768,19 @@ def test_a_mapping_crop_is_checked_against_its_vaes_stride(data, tmp_path):
     with pytest.raises(DaguerreError, match=r"--size must be a multiple of the VAE's stride \(8\), got 36"):
         train(cfg("mapping", out, steps=1, size=36, pairs="x", vae1="s8-vae1", vae2="s8-vae2", name="s8-map"))
     assert not out.exists()
+
+
+def test_the_cards_timing_covers_every_logged_step(data, tmp_path):
+    """A run that resumed with no step left (killed between its last checkpoint and its registration) said
+    0.0 s a step, and a resumed run timed only the steps since it resumed; both now read the whole log."""
+    kw = dict(pairs="x", name="timed", ckpt_every=2)
+    train(cfg("scratch", tmp_path / "t", steps=2, **kw))
+    card = train(cfg("scratch", tmp_path / "t", steps=4, **kw))
+    rows = list(csv.DictReader((tmp_path / "t" / "losses.csv").open()))
+    seconds, data = [float(r["seconds"]) for r in rows], [float(r["data_seconds"]) for r in rows]
+    assert len(rows) == 4 and card["seconds_per_step"] == pytest.approx(sum(seconds) / 4)
+    assert card["data_share"] == pytest.approx(sum(data) / sum(seconds))
+    for f in store.models_dir().glob("timed.*"):  # the kill came before the registration
+        f.unlink()
+    again = train(cfg("scratch", tmp_path / "t", steps=4, **kw))
+    assert again["seconds_per_step"] == card["seconds_per_step"] > 0 and again["data_share"] == card["data_share"]

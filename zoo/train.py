@@ -607,6 +607,14 @@ def _log_means(csv_path: Path, window: int = 50) -> dict[str, float]:
     return {k: float(np.mean([float(r[k]) for r in rows])) for k in (rows[0] if rows else {}) if k not in ("step", "seconds", "data_seconds")}
 
 
+def _log_timing(csv_path: Path) -> tuple[float | None, float | None]:
+    """Seconds a step and the data-loading share over every step of the log (a resumed run's earlier ones too)."""
+    with csv_path.open() as f:
+        rows = [(float(r["seconds"]), float(r["data_seconds"])) for r in csv.DictReader(f)]
+    total = sum(s for s, _ in rows)
+    return (total / len(rows) if rows else None), (sum(d for _, d in rows) / total if total else None)
+
+
 def _plot_losses(csv_path: Path, png_path: Path) -> None:
     import matplotlib
 
@@ -687,7 +695,6 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         writer_file = held.enter_context(csv_path.open("a", newline=""))
         writer = None
         sample_batch = None
-        t_data = t_total = 0.0
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             waited = sum(b.wait for b in run.batches.values())
@@ -701,8 +708,6 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
                 raise DaguerreError(f"training diverged at step {step + 1} ({bad[0]} is {logs[bad[0]]}); nothing registered: lower --lr")
             dt = time.perf_counter() - t0
             data_dt = sum(b.wait for b in run.batches.values()) - waited
-            t_total += dt
-            t_data += data_dt
             if writer is None:
                 writer = csv.DictWriter(writer_file, fieldnames=["step", *logs, "seconds", "data_seconds"])
                 if not kept:
@@ -727,9 +732,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         writer_file.close()  # the log is read back below
         final = _log_means(csv_path)  # from the log, not memory: a resumed run's card then says what an uninterrupted one's says
         module = run.models[DEPLOYED[cfg.stage][0]]
+        per_step, data_share = _log_timing(csv_path)  # a re-run with no step left to train said 0 s a step
         card = _model_card(cfg.stage, dataclasses.asdict(cfg), dataclasses.asdict(module.config), cfg.steps, final, pins,
-                           device=str(device), seconds_per_step=t_total / max(1, cfg.steps - start),
-                           data_share=t_data / t_total if t_total else None, run=str(out))  # fmt: skip
+                           device=str(device), seconds_per_step=per_step, data_share=data_share, run=str(out))  # fmt: skip
         tensors = checkpoint.module_tensors("model", module)
         same = _registered_unchanged(name, str(out), tensors)
         if same is not None:  # a finished run run again: leave the file's bytes alone, or what was trained on it
