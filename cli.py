@@ -759,7 +759,7 @@ _TRAIN_OPTIONS = [
     click.option("--vae1", help="mapping: trained VAE1 (store name or path)."),
     click.option("--vae2", help="mapping: trained VAE2 (store name or path)."),
     click.option("--init", help="Fine-tune: start from this trained checkpoint of the same model (store name or path)."),
-    click.option("--log-every", type=int, help="[10]"),
+    click.option("--log-every", type=int, help="Show the losses every N steps: on the progress bar, or as a line on stderr when not a terminal [10]."),
     click.option("--sample-every", type=int, help="Sample sheet every N steps [200]."),
     click.option("--ckpt-every", type=int, help="Checkpoint every N steps [200]."),
 ]
@@ -792,8 +792,12 @@ def train_cmd(stage: str, config_file: str | None, replace: bool, **options) -> 
                 bar.start(cfg.steps, step - 1)
                 started.append(1)
             bar()
+            if step % cfg.log_every and step != cfg.steps:
+                return
             if bar.bar is not None:
                 bar.bar.update(bar.task, description=f"train {stage} " + " ".join(f"{k}={v:.3g}" for k, v in list(logs.items())[:4]))
+            else:  # a log file or CI: a line, as the bar is quiet there
+                click.echo(f"step {step}/{cfg.steps} " + " ".join(f"{k} {v:.4g}" for k, v in logs.items()), err=True)
 
         card = train(cfg, on_step=on_step, replace=replace)
     losses = ", ".join(f"{k} {v:.4g}" for k, v in card["losses"].items())

@@ -385,6 +385,11 @@ def test_cli_train_zoo_ls_info_and_errors(capsys, data, tmp_path):
     conf.write_text(yaml.safe_dump({"steps": 3, "batch_size": 2, "size": 32, "workers": 0, "model_overrides": TINY}))
     r = run(capsys, "train", "vae2", "--clean", "x", "--config", conf, "--out", tmp_path / "cli", "--name", "cli-vae2", "--lr", "1e-3")
     assert r.code == 0 and "registered cli-vae2" in r.out, r.err
+    logged = [line.split()[1] for line in r.err.splitlines() if line.startswith("step ")]
+    assert logged == ["3/3"], r.err  # --log-every 10 (the default): every 10th step and the last, on stderr off a terminal
+    r = run(capsys, "train", "vae2", "--clean", "x", "--config", conf, "--out", tmp_path / "cli2", "--name", "cli-vae2b", "--log-every", "2")
+    assert [line.split()[:2] for line in r.err.splitlines() if line.startswith("step ")] == [["step", "2/3"], ["step", "3/3"]], r.err
+    assert " l1 " in r.err and " total " in r.err  # the step's losses, named
     recorded = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())
     assert recorded["steps"] == 3 and recorded["lr"] == 1e-3 and recorded["model_overrides"]["vae"]["base"] == 8
     r = run(capsys, "zoo", "ls", "--json")
