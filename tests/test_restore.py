@@ -351,6 +351,35 @@ def test_nan_weights_are_refused_not_restored_with(capsys, home, tmp_path):
     assert not (store.models_dir() / "nanw2.safetensors").exists()
 
 
+def test_a_card_config_larger_than_its_weights_is_refused_before_it_is_built(tmp_path):
+    """A card's config builds the networks before the weights load: width 4096 in a hand-edited card (each
+    setting within its range) allocated tens of gigabytes for an 8 MB file. Shapes are checked first, in no memory."""
+    code = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from degrade.errors import DaguerreError
+from zoo import checkpoint
+from zoo.bundle import load_bundle
+from zoo.train import load_frozen
+t, card = checkpoint.load("zoo/weights/default.safetensors")
+card["parts"]["mapping"]["config"].update(width=4096, n_res=32)
+checkpoint.save({str(tmp_path / 'big')!r}, t, card)
+part = {{"model." + k: v for k, v in checkpoint.prefixed(t, "scratch").items()}}
+checkpoint.save({str(tmp_path / 'bigpart')!r}, part, {{"model": "scratch_unet", "config": {{"base": 4096}}}})
+for load in (lambda: load_bundle({str(tmp_path / 'big.safetensors')!r}),
+             lambda: load_frozen({str(tmp_path / 'bigpart.safetensors')!r}, "scratch_unet", "cpu")):
+    try:
+        load()
+    except DaguerreError as e:
+        print(e)
+"""
+    p = run_python(code, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    assert len(lines) == 2 and "weights for 'mapping' do not fit the model" in lines[0], p.stdout
+    assert "weights for 'model' do not fit the model" in lines[1], p.stdout
+
+
 def test_cli_restore_continues_past_bad_inputs(capsys, bundle, tmp_path, photo):
     src = tmp_path / "in"
     src.mkdir()

@@ -158,6 +158,20 @@ def replace_parts(name: str, base: str, replace: bool = False, **refs: str | Non
     return store.register(name, tensors, card, replace)
 
 
+def _networks(parts: dict) -> tuple[torch.nn.Module, ...]:
+    """The four networks a bundle card's parts describe (VAE1, VAE2, mapping, detector), without weights."""
+    return (create_model("vae", parts["vae1"]["config"], seed=None), create_model("vae", parts["vae2"]["config"], seed=None),
+            create_model("mapping", parts["mapping"]["config"], seed=None),
+            create_model("scratch_unet", parts["scratch"]["config"], seed=None))  # fmt: skip
+
+
+def _weighted(nets: tuple[torch.nn.Module, ...]) -> list[tuple[torch.nn.Module, str]]:
+    """(module, tensor prefix) of each part of ``nets`` that a bundle holds weights for."""
+    vae1, vae2, mapping, scratch = nets
+    return [(vae1.encoder, "vae1.encoder"), (vae1.to_stats, "vae1.to_stats"), (vae2.decoder, "vae2.decoder"),
+            (mapping, "mapping"), (scratch, "scratch")]  # fmt: skip
+
+
 def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle by name or path (a corrupt or foreign file is a clear error)."""
     tensors, card = checkpoint.load(store.resolve(ref, "bundle"))
@@ -167,16 +181,13 @@ def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     if not isinstance(parts, dict) or any(not isinstance(parts.get(p), dict) or not isinstance(parts[p].get("config"), dict) for p in PARTS):
         raise DaguerreError(f"{ref}: the bundle card does not describe its parts ({', '.join(PARTS)})")
     AnchorConfig.from_card(card.get("anchor"))  # a bad card fails here, not on the first photo
-    vae1 = create_model("vae", parts["vae1"]["config"], seed=None)
-    vae2 = create_model("vae", parts["vae2"]["config"], seed=None)
-    mapping = create_model("mapping", parts["mapping"]["config"], seed=None)
-    scratch = create_model("scratch_unet", parts["scratch"]["config"], seed=None)
-    for sub in ("encoder", "to_stats"):
-        checkpoint.load_module(getattr(vae1, sub), tensors, f"vae1.{sub}", str(ref))
-    checkpoint.load_module(vae2.decoder, tensors, "vae2.decoder", str(ref))
-    checkpoint.load_module(mapping, tensors, "mapping", str(ref))
-    checkpoint.load_module(scratch, tensors, "scratch", str(ref))
-    for m in (vae1, vae2, mapping, scratch):
+    with torch.device("meta"):  # shapes first, in no memory: a crafted config (width 4096, …) allocated terabytes
+        for module, prefix in _weighted(_networks(parts)):
+            checkpoint.check_fit(module, tensors, prefix, str(ref))
+    vae1, vae2, mapping, scratch = nets = _networks(parts)
+    for module, prefix in _weighted(nets):
+        checkpoint.load_module(module, tensors, prefix, str(ref))
+    for m in nets:
         m.eval().requires_grad_(False)
     return Bundle(vae1, mapping, vae2, scratch, card).to(device)
 

@@ -118,6 +118,17 @@ def load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefi
         raise DaguerreError(f"{where or 'checkpoint'}: weights for {prefix!r} do not fit the model ({misfit(module, sub)})") from None
 
 
+def check_fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where: str = "") -> None:
+    """Refuse ``prefix.*`` tensors whose names or shapes are not ``module``'s, without loading them: on a module
+    built on torch's meta device (no memory), so that a card's config cannot allocate more than its file holds."""
+    sub = prefixed(tensors, prefix)
+    want = module.state_dict()
+    if not sub:
+        raise DaguerreError(f"{where or 'checkpoint'}: no weights for {prefix!r}")
+    if set(sub) != set(want) or any(sub[k].shape != want[k].shape for k in want):
+        raise DaguerreError(f"{where or 'checkpoint'}: weights for {prefix!r} do not fit the model ({misfit(module, sub)})")
+
+
 def misfit(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> str:
     """Which tensors keep ``tensors`` from loading into ``module``: missing, unexpected, other shapes."""
     want = module.state_dict()

@@ -287,6 +287,8 @@ def _model(name: str, cfg: TrainConfig, seed_offset: int, device, **overrides):
 def load_frozen(ref: str, expected: str, device, option: str = "", stage: str | None = None) -> torch.nn.Module:
     """A trained model from the store or a path, frozen in eval mode (trained as ``stage``, if given)."""
     tensors, card = store.load(ref, expected, option, stage)
+    with torch.device("meta"):  # shapes first, in no memory: a crafted config allocated more than the file holds
+        checkpoint.check_fit(create_model(expected, card["config"], seed=None), tensors, "model", str(ref))
     m = create_model(expected, card["config"], seed=None)
     checkpoint.load_module(m, tensors, "model", str(ref))
     m.eval().requires_grad_(False)
