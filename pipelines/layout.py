@@ -36,6 +36,30 @@ def write_attrs(store, attrs: dict[str, Any]) -> None:
     atomic_write_bytes(Path(store) / "zarr.json", json.dumps(meta, indent=2).encode(), durable=True)
 
 
+ATTRIBUTE_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("name", "kind", "lineage_hash", "code_version", "checksum", "created", "version", "identity"), (str,)),
+    **dict.fromkeys(("source", "crop", "lineage", "versions"), (dict,)),
+    **dict.fromkeys(("schema", "seed", "shard_size", "zstd_level"), (int,)),
+    "recipe": (dict, type(None)), "recipe_hash": (str, type(None)),
+}  # fmt: skip
+"""The type of each attribute daguerre writes, where one is present (older stores lack some)."""
+
+
+def attribute_problem(attrs: dict[str, Any]) -> str | None:
+    """What is malformed in a store's attributes beyond count, size, fields and shards (a hand-edited
+    or crafted ``zarr.json``: ``info``, ``diff``, ``show`` and ``reproduce`` read them), or None."""
+    for k, types in ATTRIBUTE_TYPES.items():
+        if k in attrs and (not isinstance(attrs[k], types) or isinstance(attrs[k], bool)):
+            return f"{k} is {type(attrs[k]).__name__} {json.dumps(attrs[k])[:60]}"
+    src = attrs.get("source", {})
+    for k in ("skipped", "files"):
+        if not (isinstance(src.get(k, []), list) and all(isinstance(x, dict) for x in src.get(k, []))):
+            return f"source.{k} is not a list of records"
+    if not all(isinstance(sk.get("reason"), str) for sk in src.get("skipped", [])):
+        return "source.skipped holds a record without a reason"
+    return None
+
+
 SYNTHETIC_FIELDS = ("clean", "degraded", "mask", "params", "source")
 REAL_FIELDS = ("degraded", "source")
 STRING_FIELDS = ("params", "source")

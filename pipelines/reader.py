@@ -21,7 +21,7 @@ import numpy as np
 
 from degrade.errors import DaguerreError
 
-from .layout import ATTR_KEY, STRING_FIELDS, sample_shape
+from .layout import ATTR_KEY, STRING_FIELDS, attribute_problem, sample_shape
 from .refs import DatasetRef, parse_ref
 from .shards import MAX_U64, STRING, ArrayLayout, decode_chunk, decode_index, decode_into as layout_decode_into
 
@@ -102,6 +102,8 @@ class Dataset:
             raise DaguerreError(f"{self.path} is not a daguerre dataset (no zarr.json)") from None
         except (OSError, ValueError) as e:
             raise DaguerreError(f"{self.path}: unreadable metadata ({e})") from None
+        except RecursionError:  # JSON nested thousands deep
+            raise DaguerreError(f"{self.path}: unreadable metadata (nested too deep)") from None
         attributes = root.get("attributes") if isinstance(root, dict) else None
         self.attrs: dict[str, Any] = attributes.get(ATTR_KEY) if isinstance(attributes, dict) else None
         if not self.attrs or not isinstance(self.attrs, dict):
@@ -118,6 +120,9 @@ class Dataset:
                 and isinstance(sh.get("samples"), list) and len(sh["samples"]) == 2
                 and all(isinstance(x, int) and not isinstance(x, bool) for x in sh["samples"]) for sh in shards)):  # fmt: skip
             raise DaguerreError(f"{self.path}: damaged attributes (the shard checksum records are malformed)")
+        problem = attribute_problem(self.attrs)
+        if problem:
+            raise DaguerreError(f"{self.path}: damaged attributes ({problem})")
         self.fields: list[str] = list(fields)
         self._layouts: dict[str, ArrayLayout | None] = {}
         for f in self.fields:
@@ -127,6 +132,8 @@ class Dataset:
                 raise DaguerreError(f"{self.path}: its array {f!r} is missing (a damaged store)") from None
             except (OSError, ValueError) as e:
                 raise DaguerreError(f"{self.path}: unreadable metadata of array {f!r} ({e})") from None
+            except RecursionError:
+                raise DaguerreError(f"{self.path}: unreadable metadata of array {f!r} (nested too deep)") from None
             self._layouts[f] = _expected_layout(f, meta)
             want = (count, *sample_shape(f, size))
             shape = tuple(meta.get("shape", ())) if isinstance(meta, dict) else ()

@@ -908,6 +908,42 @@ def test_verify_catches_edited_settings_that_info_diff_and_reproduce_read(capsys
     assert one_line_error(r) and message in r.err, r.err
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [(lambda a: a.update(recipe="steps: []"), "recipe is str"),
+     (lambda a: a.update(lineage=[1]), "lineage is list"),
+     (lambda a: a.update(source=5), "source is int"),
+     (lambda a: a.update(versions=["numpy"]), "versions is list"),
+     (lambda a: a.update(crop="flip"), "crop is str"),
+     (lambda a: a.update(seed="0"), "seed is str"),
+     (lambda a: a["source"].update(skipped="none"), "source.skipped is not a list of records"),
+     (lambda a: a["source"].update(skipped=[{"path": "x"}]), "source.skipped holds a record without a reason")],
+)  # fmt: skip
+def test_attributes_of_the_wrong_type_are_one_line_not_an_internal_error(capsys, home, tmp_path, edit, message):
+    """A hand-edited or crafted zarr.json (a recipe as text, a list for the lineage) opened, and info, diff,
+    show and reproduce then failed with an internal AttributeError or TypeError."""
+    make(capsys, "w", count=4)
+    p = _attrs_path("w")
+    meta = json.loads(p.read_text())
+    edit(meta["attributes"]["daguerre"])
+    p.write_text(json.dumps(meta))
+    for args in (("info", "w"), ("diff", "w", "w"), ("show", "w", "--out", tmp_path / "s.png"), ("reproduce", "w")):
+        r = run(capsys, "dataset", *args)
+        assert one_line_error(r) and "damaged attributes" in r.err and message in r.err, (args, r.err)
+    r = run(capsys, "dataset", "verify", "w")
+    assert one_line_error(r) and message in r.err
+
+
+def test_metadata_nested_thousands_deep_is_one_line(capsys, home):
+    make(capsys, "deep", count=4)
+    arr = _attrs_path("deep").parent / "params" / "zarr.json"
+    arr.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DaguerreError, match="unreadable metadata of array 'params' \\(nested too deep\\)"):
+        open_dataset("deep")
+    r = run(capsys, "dataset", "info", "deep")
+    assert one_line_error(r) and "nested too deep" in r.err and "internal" not in r.err
+
+
 def test_gc_keeps_complete_stores_when_the_catalog_is_emptied(capsys, home):
     """A 0-byte catalog.sqlite opens as an empty catalog: gc then removed every dataset as garbage."""
     make(capsys, "keep", count=4)
