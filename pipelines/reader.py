@@ -9,11 +9,14 @@ so it can be handed to DataLoader workers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import os
+import struct
 import threading
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,8 @@ def _expected_layout(name: str, meta: dict[str, Any]) -> ArrayLayout | None:
             and inner[1]["name"] == "zstd"
             and inner[0]["name"] in ("bytes", "vlen-utf8")
             and meta["data_type"] in ("uint8", "string")
+            and type(shard[0]) is int and shard[0] >= 1  # 0 divided by zero; a negative one read at negative offsets
+            and type(inner[1].get("configuration", {}).get("level", 1)) is int
         )
         if not ok:
             return None
@@ -214,8 +219,20 @@ class Dataset:
                 idx = decode_index(layout, os.pread(fd, layout.index_nbytes, size - layout.index_nbytes))
             except ValueError as e:
                 raise DaguerreError(f"{self.path}: {e} (shard {k})") from None
+            used, end = idx[idx[:, 0] != MAX_U64], size - layout.index_nbytes
+            if (used[:, 0] > end).any() or (used[:, 1] > end - used[:, 0]).any():  # else a pread of terabytes
+                raise DaguerreError(f"{self.path}: shard {k} of {field} indexes chunks beyond its data (a damaged store)")
             self._index[(field, k)] = idx
         return idx
+
+    @contextlib.contextmanager
+    def _decoding(self, field: str, where: str) -> Iterator[None]:
+        """Chunks that do not decode (corrupt bytes raise what the codec raises: zstd a RuntimeError) as one line."""
+        try:
+            yield
+        except (RuntimeError, ValueError, TypeError, ArithmeticError, struct.error) as e:
+            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise DaguerreError(f"{self.path}: {where} of {field} does not decode ({msg}; a damaged store)") from None
 
     def _zarr_array(self, field: str):
         if self._zarr is None:
@@ -245,13 +262,16 @@ class Dataset:
         i = self._check(field, i)
         layout = self._layouts[field]
         if layout is None:
-            v = self._zarr_array(field)[i]
+            with self._decoding(field, f"sample {i}"):
+                v = self._zarr_array(field)[i]
             return str(v) if np.ndim(v) == 0 and field in STRING_FIELDS else np.asarray(v)
         k, j = divmod(i, layout.shard_size)
         off, n = self._shard_index(field, k)[j]
         if off == MAX_U64:
             return "" if layout.dtype == STRING else np.zeros(layout.sample_shape, np.uint8)
-        return decode_chunk(layout, os.pread(self._fd(field, k), int(n), int(off)))
+        data = os.pread(self._fd(field, k), int(n), int(off))
+        with self._decoding(field, f"sample {i}"):
+            return decode_chunk(layout, data)
 
     def read_range(self, field: str, start: int, stop: int):
         """Samples ``start..stop-1`` of a field (stacked array, or list of strings), one read per shard;
@@ -265,7 +285,8 @@ class Dataset:
         if field not in self.fields:
             self._check(field, 0)
         if layout is None:
-            return list(self._zarr_array(field)[start:stop]) if field in STRING_FIELDS else np.asarray(self._zarr_array(field)[start:stop])
+            with self._decoding(field, f"samples {start}-{stop - 1}"):
+                return list(self._zarr_array(field)[start:stop]) if field in STRING_FIELDS else np.asarray(self._zarr_array(field)[start:stop])
         out = []
         i = start
         while i < stop:
@@ -281,7 +302,8 @@ class Dataset:
                 if not ok:
                     out.append("" if layout.dtype == STRING else np.zeros(layout.sample_shape, np.uint8))
                 else:
-                    out.append(decode_chunk(layout, blob[int(off) - lo : int(off + n) - lo]))
+                    with self._decoding(field, f"shard {k}"):
+                        out.append(decode_chunk(layout, blob[int(off) - lo : int(off + n) - lo]))
             i = (k + 1) * layout.shard_size
         return out if layout.dtype == STRING else np.stack(out) if out else np.zeros((0, *layout.sample_shape), np.uint8)
 
@@ -322,7 +344,8 @@ class Dataset:
                     out[pos] = 0
                     continue
                 data = blob[int(off) - lo : int(off + n) - lo] if dense else os.pread(fd, int(n), int(off))
-                layout_decode_into(layout, data, out[pos])
+                with self._decoding(field, f"sample {indices[pos]}"):
+                    layout_decode_into(layout, data, out[pos])
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:

@@ -891,6 +891,42 @@ def test_a_truncated_shard_is_named_not_a_bare_invalid_argument(capsys, home, tm
     assert one_line_error(r) and "shard 1 (samples 4-7): clean unreadable" in r.err and "Invalid argument" not in r.err
 
 
+def test_chunks_that_do_not_decode_are_one_line_not_an_internal_error(capsys, home, tmp_path):
+    """Corrupt chunk bytes raised what the codec raises (zstd: RuntimeError), so show, bench and training failed
+    with an internal error; verify and export alone caught it."""
+    import struct
+
+    import google_crc32c
+
+    make(capsys, "cz", count=8)
+    store = _attrs_path("cz").parent
+    shard = store / "params" / "c" / "0"
+    data = bytearray(shard.read_bytes())
+    data[:8] = b"\xff" * 8  # the first chunk's zstd magic number
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DaguerreError, match="sample 0 of params does not decode"):
+        open_dataset("cz")[0]
+    r = run(capsys, "dataset", "show", "cz", "--out", tmp_path / "s.png")
+    assert one_line_error(r) and "does not decode" in r.err and "internal" not in r.err, r.err
+    # an index entry (with a valid crc32c) that reaches past the data: a pread of 2**62 bytes
+    shard = store / "clean" / "c" / "0" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    n = 4 * 16 + 4  # --shard-size 4
+    index = bytearray(data[-n:-4])
+    index[8:16] = struct.pack("<Q", 2**62)
+    data[-n:] = bytes(index) + struct.pack("<I", google_crc32c.value(bytes(index)))
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DaguerreError, match="shard 0 of clean indexes chunks beyond its data"):
+        open_dataset("cz").read_many("clean", [0])
+    # a shard size of 0 in an array's metadata divided by zero
+    meta_path = store / "mask" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["chunk_grid"]["configuration"]["chunk_shape"][0] = 0
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DaguerreError, match="sample 1 of mask does not decode"):
+        open_dataset("cz").read("mask", 1)
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [(lambda a: a.update(seed=7), "seed 7 differs from the lineage's 0"),
