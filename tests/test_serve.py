@@ -242,6 +242,47 @@ def test_a_stalled_upload_times_out(home):
     assert sent[0]["status"] == 408 and time.perf_counter() - t0 < 5
 
 
+def test_uploads_still_arriving_count_against_the_capacity(home):
+    """The gate was entered after the body was read: uploads held open just short of their end were each kept in
+    memory (up to --max-upload-mb), as many as clients opened, and none was turned away."""
+    import asyncio
+
+    import zoo.serve as serve_mod
+
+    make_random_bundle("rb")
+    app = serve_mod.create_app(serve_mod.ServeConfig(model="rb", workers=1, queue=1, timeout_s=5))
+    scope = {"type": "http", "method": "POST", "path": "/v1/restore", "raw_path": b"/v1/restore", "query_string": b"",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=zzz"), (b"content-length", b"4000000")],
+             "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}  # fmt: skip
+
+    async def upload(sent: list) -> None:
+        started = []
+
+        async def receive():
+            if not started:
+                started.append(1)
+                return {"type": "http.request", "body": b"--zzz\r\n" + b"\0" * 100_000, "more_body": True}
+            await asyncio.sleep(3600)  # the rest never comes
+
+        async def send(message):
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    async def main():
+        answers: list[list] = [[], [], []]
+        stalled = [asyncio.create_task(upload(answers[i])) for i in range(2)]
+        await asyncio.sleep(0.5)
+        assert app.state.gate.inside == 2  # both stalled uploads hold a place
+        t0 = time.perf_counter()
+        await asyncio.wait_for(upload(answers[2]), 10)
+        assert answers[2][0]["status"] == 503 and time.perf_counter() - t0 < 2  # at once, its body never read
+        await asyncio.gather(*stalled)
+        assert [a[0]["status"] for a in answers[:2]] == [408, 408] and app.state.gate.inside == 0
+
+    asyncio.run(main())
+
+
 def test_busy_port_is_one_line_error_before_serving(capsys, home):
     from cli_helpers import one_line_error, run
 

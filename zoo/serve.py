@@ -167,6 +167,17 @@ def create_app(cfg: ServeConfig | None = None):
 
     @app.post("/v1/restore")
     async def restore_endpoint(request: Request):
+        if not gate.enter():  # before the body is read: a flood of uploads waits here, not in memory (read first, each
+            stats["rejected"] += 1  # upload held open just short of its end kept up to --max-upload-mb, with no bound)
+            return error(503, "busy: too many restorations in progress, retry shortly", {"Retry-After": "2"})
+        held = [True]  # the gate's place, until a restoration job takes it over
+        try:
+            return await restore_request(request, held)
+        finally:
+            if held[0]:
+                gate.leave()
+
+    async def restore_request(request: Request, held: list[bool]):
         try:  # a client that stalls mid-body would otherwise hold its connection and its memory for ever
             data, fields, parts = await asyncio.wait_for(read_upload(request), timeout=cfg.timeout_s)
         except asyncio.TimeoutError:
@@ -199,24 +210,14 @@ def create_app(cfg: ServeConfig | None = None):
             return error(422, "anchor must be true or false")
         if fmt not in ("png", "json"):
             return error(422, "format must be png or json")
-        if not gate.enter():  # decoding is work too: a flood of uploads waits here, not in memory
-            stats["rejected"] += 1
-            return error(503, "busy: too many restorations in progress, retry shortly", {"Retry-After": "2"})
         try:  # off the event loop: a large scan takes seconds to decode, and /healthz must still answer
             pic = await asyncio.to_thread(decode_image, data, "upload", cfg.max_pixels, deep=True)
         except ImageError as e:
-            gate.leave()
             msg = str(e).replace("upload: ", "", 1)
             return error(413 if "exceeds the limit" in msg or "too many pixels" in msg else 415, msg)
-        except BaseException:
-            gate.leave()
-            raise
-        try:
-            px = picture_array(pic)
-            job = pool.submit(_run_restore, restore, bundle, px, scratches, str(device), anchor == "true", pic, fmt == "json")
-        except BaseException:
-            gate.leave()
-            raise
+        px = picture_array(pic)
+        job = pool.submit(_run_restore, restore, bundle, px, scratches, str(device), anchor == "true", pic, fmt == "json")
+        held[0] = False
         job.add_done_callback(lambda _: gate.leave())  # also when cancelled before it started
         try:
             png, mask_png, seconds = await asyncio.wait_for(asyncio.wrap_future(job), timeout=cfg.timeout_s)  # a queued job is cancelled
