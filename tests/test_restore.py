@@ -351,6 +351,28 @@ def test_nan_weights_are_refused_not_restored_with(capsys, home, tmp_path):
     assert not (store.models_dir() / "nanw2.safetensors").exists()
 
 
+def test_cards_with_a_bad_anchor_or_nested_thousands_deep_are_one_line(capsys, home, tmp_path):
+    """{"sigma": "x"} in a bundle's anchor was an internal ValueError (float() of it); a card nested 100,000 deep,
+    in the header or in a store's .json, an internal RecursionError, and `zoo ls` listed nothing."""
+    from safetensors.torch import save_file
+
+    src = make_random_bundle("cards")
+    tensors, card = checkpoint.load(src)
+    img = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    for value in ({"sigma": "x"}, {"sigma": 2.0, "tau": [1]}):
+        checkpoint.save(tmp_path / "anchor", tensors, {**card, "anchor": value})
+        with pytest.raises(DaguerreError, match="anchor sigma and tau must be numbers"):
+            restore(img, str(tmp_path / "anchor.safetensors"))
+    deep = "[" * 100_000 + "]" * 100_000
+    save_file(tensors, str(tmp_path / "deep.safetensors"), metadata={checkpoint.CARD_KEY: deep})
+    with pytest.raises(DaguerreError, match="the card is not valid JSON"):
+        restore(img, str(tmp_path / "deep.safetensors"))
+    save_file(tensors, str(store.models_dir() / "deepjs.safetensors"))
+    (store.models_dir() / "deepjs.json").write_text(deep)
+    r = run(capsys, "zoo", "ls")
+    assert r.code == 0 and "cards" in r.out, r.err
+
+
 def test_a_card_config_larger_than_its_weights_is_refused_before_it_is_built(tmp_path):
     """A card's config builds the networks before the weights load: width 4096 in a hand-edited card (each
     setting within its range) allocated tens of gigabytes for an 8 MB file. Shapes are checked first, in no memory."""

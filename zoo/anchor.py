@@ -50,7 +50,10 @@ class AnchorConfig:
             return None
         if not isinstance(value, dict) or "sigma" not in value:
             raise DaguerreError(f"a bundle's anchor must be null or {{sigma, tau}}, got {value!r}")
-        return cls(float(value["sigma"]), None if value.get("tau") is None else float(value["tau"]))
+        try:
+            return cls(float(value["sigma"]), None if value.get("tau") is None else float(value["tau"]))
+        except (TypeError, ValueError):  # {"sigma": "x"}: float() said it, as an internal ValueError
+            raise DaguerreError(f"a bundle's anchor sigma and tau must be numbers, got {value!r}"[:300]) from None
 
     def label(self) -> str:
         return f"σ {self.sigma:g} px, τ {'∞' if self.tau is None else f'{self.tau:g}'}"

@@ -93,7 +93,7 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise DaguerreError(f"{st} has no daguerre card (not a daguerre checkpoint)")
     try:
         card = json.loads(card_text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise DaguerreError(f"{st}: the card is not valid JSON") from None
     if not isinstance(card, dict):
         raise DaguerreError(f"{st}: the card is not a JSON object")

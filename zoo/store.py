@@ -42,7 +42,7 @@ def check_free(name: str, run: str | None = None, replace: bool = False) -> None
     if checkpoint.with_ext(stem, ".safetensors").exists() and not replace:
         try:
             old = json.loads(checkpoint.with_ext(stem, ".json").read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             old = {}
         if not isinstance(old, dict) or not old:  # the card file lost (a kill between a save's two writes): the header's
             try:
@@ -141,7 +141,7 @@ def cards() -> list[dict[str, Any]]:
             try:
                 card = json.loads(js.read_text())
                 size = st.stat().st_size
-            except (ValueError, OSError):  # a dangling link, a folder, an unreadable file: one bad card hid the rest
+            except (ValueError, OSError, RecursionError):  # a dangling link, a folder, an unreadable or too deeply nested file: one bad card hid the rest
                 continue
             if not isinstance(card, dict):
                 continue
