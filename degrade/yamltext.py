@@ -13,8 +13,22 @@ from typing import Any
 import yaml
 
 
+MAX_VALUES = 100_000
+"""Values a document may hold once its aliases are expanded: a 400-byte YAML of nested aliases holds 10^9."""
+
+
 class Loader(yaml.SafeLoader):
-    """A SafeLoader with YAML 1.2 floats that refuses duplicate keys."""
+    """A SafeLoader with YAML 1.2 floats that refuses duplicate keys and alias bombs."""
+
+    def compose_node(self, parent, index):
+        node = super().compose_node(parent, index)
+        if not hasattr(node, "expanded"):  # an alias gives its anchor's node, counted already
+            kids = [v for _, v in node.value] if isinstance(node, yaml.MappingNode) else node.value if isinstance(node, yaml.SequenceNode) else []
+            node.expanded = 1 + sum(getattr(k, "expanded", 1) for k in kids)  # an alias of an ancestor (a loop): 1
+            if node.expanded > MAX_VALUES:  # the values of every key (dicts, lists and scalars), as recipes count them
+                raise yaml.composer.ComposerError(None, None, f"a document holds at most {MAX_VALUES:,} values (YAML aliases "
+                                                  f"multiply them)", node.start_mark)  # fmt: skip
+        return node
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):  # the keys written here; merged ones (<<: *a) may be overridden

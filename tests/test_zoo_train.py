@@ -545,6 +545,24 @@ def test_config_numbers_are_yaml_1_2_and_keys_unique(tmp_path):
         run_command_config("vae2", {"clean": "x"}, str(tmp_path / "d.yaml"))
 
 
+def test_config_alias_bombs_are_refused_when_read(capsys, tmp_path):
+    """Recipes counted the values YAML aliases multiply; training configs did not: 1 KB of nested aliases in a
+    setting made `train` hang while it wrote the value into its type error (10^9 values)."""
+    import time
+
+    from zoo.train import run_command_config
+
+    value = '&a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]'
+    for name, prev in zip("bcdefghi", "abcdefgh"):
+        value = f"&{name} [{value}, " + ", ".join([f"*{prev}"] * 8) + "]"
+    (tmp_path / "bomb.yaml").write_text(f"model_overrides:\n  vae:\n    n_down: {value}\n")
+    t0 = time.perf_counter()
+    with pytest.raises(DaguerreError, match="cannot read config .*at most 100,000 values"):
+        run_command_config("vae2", {"clean": "x"}, str(tmp_path / "bomb.yaml"))
+    r = run(capsys, "train", "vae2", "--clean", "x", "--config", tmp_path / "bomb.yaml", "--out", tmp_path / "run")
+    assert one_line_error(r) and "at most 100,000 values" in r.err and time.perf_counter() - t0 < 10
+
+
 def test_default_training_configs_are_valid():
     """Every config zoo/default/train.sh uses parses into a TrainConfig (a typo would surface hours into training)."""
     import re
