@@ -373,6 +373,37 @@ def test_cards_with_a_bad_anchor_or_nested_thousands_deep_are_one_line(capsys, h
     assert r.code == 0 and "cards" in r.out, r.err
 
 
+def test_a_checkpoint_that_is_not_a_regular_file_is_refused_unread(tmp_path):
+    """A link to /dev/zero in the model store (or a card's upstream path naming it) was read until memory ran
+    out; a FIFO blocked for ever (the one used here: it costs no memory when read)."""
+    import os
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    os.mkfifo(home / "models" / "fifo.safetensors")
+    (home / "models" / "fifo.json").write_text((Path(__file__).parents[1] / "zoo" / "weights" / "default.json").read_text())
+    (home / "models" / "card.safetensors").write_bytes(b"")
+    os.mkfifo(home / "models" / "card.json")
+    code = f"""
+import os
+from pathlib import Path
+os.environ["DAGUERRE_HOME"] = {str(home)!r}
+from degrade.errors import DaguerreError
+from zoo.bundle import _same_model, load_bundle
+try:
+    load_bundle("fifo")
+except DaguerreError as e:
+    print(e)
+print(_same_model({str(home / "models" / "fifo.safetensors")!r}, Path("zoo/weights/default.safetensors")))
+from zoo.store import cards
+print(sorted(c["name"] for c in cards()))
+"""
+    p = run_python(code, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.splitlines() == [f"{home / 'models' / 'fifo.safetensors'} is not a regular file", "False",
+                                     "['default', 'fifo']"], p.stdout
+
+
 def test_a_card_config_larger_than_its_weights_is_refused_before_it_is_built(tmp_path):
     """A card's config builds the networks before the weights load: width 4096 in a hand-edited card (each
     setting within its range) allocated tens of gigabytes for an 8 MB file. Shapes are checked first, in no memory."""

@@ -61,8 +61,8 @@ def _same_model(recorded: str, given: Path, sha256: str | None = None) -> bool:
         return checkpoint.file_sha256(given) == sha256
     if Path(recorded).stem == given.stem:
         return True
-    try:
-        return Path(recorded).read_bytes() == given.read_bytes()
+    try:  # a path from a card: only a regular file is read (not /dev/zero)
+        return Path(recorded).is_file() and Path(recorded).read_bytes() == given.read_bytes()
     except OSError:
         return False
 

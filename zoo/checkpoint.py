@@ -78,6 +78,8 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     st = with_ext(stem, ".safetensors")
     if not st.exists():
         raise DaguerreError(f"no checkpoint at {st}")
+    if not st.is_file():  # a link to /dev/zero in the model store was read until memory ran out; a FIFO blocked
+        raise DaguerreError(f"{st} is not a regular file")
     try:
         raw = st.read_bytes()
         tensors = st_load(raw)

@@ -136,7 +136,7 @@ def cards() -> list[dict[str, Any]]:
             continue
         for js in sorted(root.glob("*.json")):
             st = js.with_suffix(".safetensors")
-            if not st.exists():
+            if not st.exists() or not js.is_file():  # a FIFO blocked `zoo ls`
                 continue
             try:
                 card = json.loads(js.read_text())
