@@ -16,13 +16,11 @@ from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, encode_png, nearest_existing
 
 from .generate import SCHEDULERS, GenerationResult, generate
-from .layout import GenerationSpec, human_bytes, read_attrs
+from .layout import MAX_SIZE, GenerationSpec, human_bytes, read_attrs
 from .reader import Dataset, open_dataset
 from .refs import check_name, dataset_dir
 from .shards import DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS
 from .sources import CropConfig, scan_source
-
-MAX_SIZE = 4096
 
 
 def _whole(option: str, value) -> None:

@@ -15,6 +15,8 @@ from .sources import CropConfig, Source
 
 SCHEMA = 1
 ATTR_KEY = "daguerre"
+MAX_SIZE = 4096
+"""Largest tile side a dataset is made with, and read with (a crafted store's size is not trusted further)."""
 
 
 def read_attrs(store) -> dict[str, Any]:

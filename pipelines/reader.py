@@ -24,7 +24,7 @@ import numpy as np
 
 from degrade.errors import DaguerreError
 
-from .layout import ATTR_KEY, STRING_FIELDS, attribute_problem, sample_shape
+from .layout import ATTR_KEY, MAX_SIZE, STRING_FIELDS, attribute_problem, sample_shape
 from .refs import DatasetRef, parse_ref
 from .shards import MAX_U64, STRING, ArrayLayout, decode_chunk, decode_index, decode_into as layout_decode_into
 
@@ -116,7 +116,7 @@ class Dataset:
         if not self.attrs.get("complete"):
             raise DaguerreError(f"{self.path} is incomplete (interrupted generation?); re-run the create command")
         count, size, fields = self.attrs.get("count"), self.attrs.get("size"), self.attrs.get("fields")
-        if not (isinstance(count, int) and count >= 0 and isinstance(size, int) and size > 0
+        if not (isinstance(count, int) and count >= 0 and isinstance(size, int) and 0 < size <= MAX_SIZE
                 and isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields)):  # fmt: skip
             raise DaguerreError(f"{self.path}: damaged attributes (count, size or fields missing or invalid)")
         shards = self.attrs.get("shards", [])

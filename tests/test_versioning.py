@@ -970,6 +970,24 @@ def test_attributes_of_the_wrong_type_are_one_line_not_an_internal_error(capsys,
     assert one_line_error(r) and message in r.err
 
 
+def test_a_store_claiming_tiles_larger_than_datasets_are_made_with_is_refused(capsys, home, tmp_path):
+    """size 100,000 with array shapes to match opened: read_many then allocated 30 GB for one sample."""
+    make(capsys, "big", count=4)
+    store = _attrs_path("big").parent
+    for f in ("", "clean", "degraded", "mask"):
+        p = store / f / "zarr.json"
+        meta = json.loads(p.read_text())
+        if f:
+            meta["shape"][1:3] = [100_000, 100_000]
+        else:
+            meta["attributes"]["daguerre"]["size"] = 100_000
+        p.write_text(json.dumps(meta))
+    with pytest.raises(DaguerreError, match="damaged attributes"):
+        open_dataset("big")
+    r = run(capsys, "dataset", "show", "big", "--out", tmp_path / "s.png")
+    assert one_line_error(r) and "damaged attributes" in r.err
+
+
 def test_metadata_nested_thousands_deep_is_one_line(capsys, home):
     make(capsys, "deep", count=4)
     arr = _attrs_path("deep").parent / "params" / "zarr.json"
