@@ -64,10 +64,11 @@ class Source:
 
 
 def fingerprint_of(files: Iterable[tuple[str, int, str]]) -> str:
-    """A source's fingerprint from its files' (relative name, bytes, SHA-256), in order."""
+    """A source's fingerprint from its files' (relative name, bytes, SHA-256), in order; a name that is not
+    UTF-8 (undecodable bytes, which Python holds as surrogates) is hashed as its bytes."""
     h = hashlib.sha256()
     for name, nbytes, sha256 in files:
-        h.update(f"{name}\0{nbytes}\0{sha256}\n".encode())
+        h.update(f"{name}\0{nbytes}\0{sha256}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 

@@ -262,6 +262,23 @@ def test_sources_skip_bad_files_and_convert_modes(home, tmp_path, photo):
     assert len(attrs["source"]["skipped"]) == 2
 
 
+def test_a_source_file_named_in_another_encoding_is_used(home, capsys, tmp_path, photo):
+    """A file whose name is not UTF-8 (Latin-1 ``\xe9t\xe9.png`` from an old archive) failed the
+    fingerprint with an internal UnicodeEncodeError; it is a source image like any other."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(encode_png(photo))
+    with open(os.fsencode(src) + b"/\xe9t\xe9.png", "wb") as f:
+        f.write(encode_png(photo[::-1]))
+    source = scan_source(str(src))
+    assert len(source.files) == 2 and not source.skipped
+    args = ["--count", "4", "--size", "32", "--workers", "1", "--scheduler", "threads"]
+    r = run(capsys, "dataset", "create", "latin", "--source", str(src), *args)
+    assert r.code == 0, r.err
+    r = run(capsys, "dataset", "reproduce", "latin")
+    assert r.code == 0 and "identical" in r.out, r.out + r.err
+
+
 def test_glob_source(home, tmp_path, photo):
     for i in range(3):
         (tmp_path / f"p{i}.png").write_bytes(encode_png(np.roll(photo, i * 10, axis=1)))
