@@ -896,8 +896,16 @@ def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str) 
     click.echo(f"{name}: tone anchoring {what} ({a['rule']}; restoration PSNR {psnr})")
 
 
+def _print_any_path() -> None:
+    """Let stdout print file names that are not UTF-8 as their bytes (like ``ls``): a strict UTF-8 stdout (any
+    ``*.UTF-8`` locale but C.UTF-8) failed on them after the work was done."""
+    if sys.stdout is not None and getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: library errors become one line on stderr and exit status 1, never a traceback."""
+    _print_any_path()
     try:
         rc = cli.main(args=argv, prog_name="daguerre", standalone_mode=False)
     except click.exceptions.Abort:

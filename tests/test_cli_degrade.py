@@ -423,3 +423,19 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(capsys, tmp_p
     r = run(capsys, *args)
     assert r.code == 2 and one_line_error(r) and "empty" in r.err, r.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_named_in_another_encoding_prints_under_a_strict_utf8_stdout(tmp_path, photo):
+    """A UTF-8 locale (en_US.UTF-8) gives Python a strict stdout: printing an --out whose name is not UTF-8
+    failed with 'internal UnicodeEncodeError' after the images were written; the name prints as its bytes."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "x.png").write_bytes(encode_png(photo))
+    out = os.fsencode(tmp_path) + b"/\xe9t\xe9"
+    p = subprocess.run([sys.executable, "-c", "import cli; cli.main()", "degrade", tmp_path / "x.png", "--out", out],
+                       capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8"}, timeout=120)  # fmt: skip
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert p.stdout.startswith(b"wrote 1 degraded images to ") and b"/\xe9t\xe9" in p.stdout
+    assert os.path.exists(out + b"/x-000.png")
