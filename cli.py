@@ -56,7 +56,7 @@ class _Progress:
 
     def __init__(self, total: int, description: str, unit: str = "items") -> None:
         self.total, self.description, self.unit = total, description, unit
-        self.enabled = sys.stderr.isatty() and not os.environ.get("CI")
+        self.enabled = sys.stderr is not None and sys.stderr.isatty() and not os.environ.get("CI")  # None: fd 2 closed
         self.bar = None
 
     def __enter__(self):

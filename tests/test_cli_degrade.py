@@ -439,3 +439,17 @@ def test_a_folder_named_in_another_encoding_prints_under_a_strict_utf8_stdout(tm
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     assert p.stdout.startswith(b"wrote 1 degraded images to ") and b"/\xe9t\xe9" in p.stdout
     assert os.path.exists(out + b"/x-000.png")
+
+
+def test_a_closed_stderr_does_not_stop_the_work(tmp_path, photo):
+    """Run with stderr closed (``2>&-``, some service managers), Python's sys.stderr is None: every command with
+    a progress bar failed at its start, silently, with exit status 1."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "x.png").write_bytes(encode_png(photo))
+    p = subprocess.run([sys.executable, "-c", "import cli; cli.main()", "degrade", tmp_path / "x.png", "--out", tmp_path / "o"],
+                       stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2), timeout=120)  # fmt: skip
+    assert p.returncode == 0 and p.stdout.startswith(b"wrote 1 degraded images")
+    assert (tmp_path / "o" / "x-000.png").exists()
