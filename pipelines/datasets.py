@@ -111,6 +111,11 @@ def _check_store_place(final: Path, catalog) -> None:
     ``gc``, ``rm`` and the next version of a name manage those paths and would delete or collide with it."""
     from .refs import managed_root_around
 
+    try:
+        str(final).encode()
+    except UnicodeEncodeError:  # the catalog records the path as SQLite text, which must be UTF-8
+        shown = os.fsencode(final).decode("utf-8", "backslashreplace")
+        raise DaguerreError(f"--store {shown}: the path is not UTF-8 and the catalog records it as text; choose another name") from None
     here = os.path.realpath(final)
     if managed := managed_root_around(final, catalog.home):
         raise DaguerreError(f"--store {final} is inside {managed}, which the catalog manages; create without --store or store elsewhere")

@@ -369,6 +369,15 @@ def test_store_paths_the_catalog_manages_are_refused(capsys, home, tmp_path):
     assert run(capsys, "dataset", "verify", "host").code == 0 and run(capsys, "dataset", "verify", "ext").code == 0
 
 
+def test_a_store_path_that_is_not_utf8_is_refused_before_any_work(capsys, home, tmp_path):
+    """The catalog keeps a --store path as SQLite text: one named in another encoding failed with 'internal
+    UnicodeEncodeError' (from the store's lock; past it, the registration would fail after the generation)."""
+    store = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xe9t\xe9.zarr"))
+    r = run(capsys, "dataset", "create", "latin", "--count", "5", *ARGS, "--store", store)
+    assert one_line_error(r) and "\\xe9t\\xe9.zarr: the path is not UTF-8" in r.err, r.err
+    assert "internal" not in r.err and [p for p in os.listdir(tmp_path) if p != "home"] == []  # no store, no partial
+
+
 def test_names_and_tags_with_a_trailing_newline_are_refused(capsys, home):
     r = run(capsys, "dataset", "create", "nl\n", "--count", "5", *ARGS)
     assert one_line_error(r) and "invalid dataset name" in r.err
