@@ -903,12 +903,39 @@ def _print_any_path() -> None:
         sys.stdout.reconfigure(errors="surrogateescape")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``, a service manager stopping the job), raised like Ctrl-C so the same clean-up runs."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: library errors become one line on stderr and exit status 1, never a traceback."""
+    """Entry point: library errors become one line on stderr and exit status 1, never a traceback; SIGTERM ends
+    a command like Ctrl-C does (pools shut, temporaries removed), with one line and exit status 143."""
+    import signal
+    import threading
+
+    before = signal.getsignal(signal.SIGTERM)
+    own = before == signal.SIG_DFL and threading.current_thread() is threading.main_thread()
+    if own:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        _main(argv)
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _main(argv: list[str] | None) -> None:
     _print_any_path()
     try:
         rc = cli.main(args=argv, prog_name="daguerre", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, _Terminated):
+            click.echo("terminated", err=True)
+            sys.exit(143)
         click.echo("aborted", err=True)
         sys.exit(130)
     except getattr(click.exceptions, "NoArgsIsHelpError", ()) as e:  # a bare group: its help, as click prints it
@@ -922,9 +949,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        click.echo("terminated" if isinstance(e, _Terminated) else "interrupted", err=True)
+        sys.exit(143 if isinstance(e, _Terminated) else 130)
     except Exception as e:  # noqa: BLE001
         from degrade.errors import DaguerreError
 
