@@ -224,7 +224,9 @@ class Catalog:
                 if v.number == n:
                     return v
             raise DaguerreError(f"dataset {r.name!r} has no version {r.version} (it has {', '.join(v.version for v in rows)})")
-        t = self.db.execute("SELECT number FROM tags WHERE name=? AND tag=?", (r.name, r.version)).fetchone()
+        t = None
+        if NAME_RE.match(r.version):  # a tag has a name's form (and bytes that are not UTF-8 cannot reach SQLite)
+            t = self.db.execute("SELECT number FROM tags WHERE name=? AND tag=?", (r.name, r.version)).fetchone()
         if t is None:
             tags = sorted({tag for v in rows for tag in v.tags})
             have = f"its tags: {', '.join(tags)}" if tags else "it has no tags"
@@ -299,7 +301,7 @@ class Catalog:
 
     def untag(self, name: str, tag: str) -> None:
         with self.transaction() as db:
-            if db.execute("DELETE FROM tags WHERE name=? AND tag=?", (name, tag)).rowcount == 0:
+            if not NAME_RE.match(tag) or db.execute("DELETE FROM tags WHERE name=? AND tag=?", (name, tag)).rowcount == 0:
                 raise DaguerreError(f"dataset {name!r} has no tag {tag!r}")
 
     def remove(self, ref: str, force: bool = False) -> Version:

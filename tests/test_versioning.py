@@ -378,6 +378,19 @@ def test_a_store_path_that_is_not_utf8_is_refused_before_any_work(capsys, home, 
     assert "internal" not in r.err and [p for p in os.listdir(tmp_path) if p != "home"] == []  # no store, no partial
 
 
+def test_a_reference_whose_tag_is_not_utf8_is_unknown_not_internal(capsys, home):
+    """``NAME@`` followed by bytes that are not UTF-8 (a mistyped tag in a Latin-1 terminal) reached SQLite and
+    failed with 'internal UnicodeEncodeError' in info, verify, diff, export, rm, untag and train."""
+    make(capsys, "a", count=5)
+    bad = "a@t\udce9"  # what Python makes of the argument bytes b"a@t\xe9"
+    for args, message in [(["info", bad], "has no version or tag"), (["verify", bad], "has no version or tag"),
+                          (["diff", "a", bad], "has no version or tag"), (["rm", bad], "has no version or tag"),
+                          (["untag", bad], "has no tag")]:  # fmt: skip
+        r = run(capsys, "dataset", *args)
+        assert one_line_error(r) and message in r.err and "internal" not in r.err, (args, r.err)
+    assert run(capsys, "dataset", "verify", "a").code == 0
+
+
 def test_names_and_tags_with_a_trailing_newline_are_refused(capsys, home):
     r = run(capsys, "dataset", "create", "nl\n", "--count", "5", *ARGS)
     assert one_line_error(r) and "invalid dataset name" in r.err
