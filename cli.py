@@ -897,10 +897,14 @@ def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str) 
 
 
 def _print_any_path() -> None:
-    """Let stdout print file names that are not UTF-8 as their bytes (like ``ls``): a strict UTF-8 stdout (any
-    ``*.UTF-8`` locale but C.UTF-8) failed on them after the work was done."""
-    if sys.stdout is not None and getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(errors="surrogateescape")
+    """Let stdout print file names that are not UTF-8 as their bytes (like ``ls``), and, in another encoding
+    (ISO-8859-1 locales), '?' for what it cannot show: a strict stdout (any ``*.UTF-8`` locale but C.UTF-8)
+    failed on them, often after the work was done."""
+    out = sys.stdout
+    if out is not None and getattr(out, "errors", None) == "strict" and hasattr(out, "reconfigure"):
+        import codecs
+
+        out.reconfigure(errors="surrogateescape" if codecs.lookup(out.encoding).name == "utf-8" else "replace")
 
 
 class _Terminated(KeyboardInterrupt):

@@ -453,3 +453,10 @@ def test_a_closed_stderr_does_not_stop_the_work(tmp_path, photo):
                        stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2), timeout=120)  # fmt: skip
     assert p.returncode == 0 and p.stdout.startswith(b"wrote 1 degraded images")
     assert (tmp_path / "o" / "x-000.png").exists()
+
+
+def test_a_stdout_in_another_encoding_prints_what_it_cannot_show_as_a_question_mark(tmp_path):
+    """Under an ISO-8859-1 locale stdout is Latin-1: the '…' of 'no datasets yet' (and bench's '–') failed with
+    'internal UnicodeEncodeError'."""
+    r = run_subprocess("dataset", "ls", env={"PYTHONIOENCODING": "latin-1", "DAGUERRE_HOME": str(tmp_path / "h")})
+    assert r.code == 0 and r.out.startswith("no datasets yet") and not r.err, r.err
