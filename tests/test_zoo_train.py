@@ -438,6 +438,30 @@ def test_dataloader_workers_give_the_same_batches(data, tmp_path):
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
+def test_huge_workers_start_no_more_loader_processes_than_cores_or_batches(data, tmp_path, monkeypatch):
+    """``--workers 1000000`` asked the DataLoader for a million processes and it started them at once; the
+    loader gets no more than the cores here and the batches left (the DataLoader is stopped before it starts any)."""
+    import os
+
+    from zoo import train as training
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def loader(*args, num_workers=0, **kw):
+        asked.append(num_workers)
+        raise Stop
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", loader)
+    for steps, start in ((10**5, 0), (12, 10)):
+        with pytest.raises(Stop):
+            training.Batches("x", ("degraded", "mask"), cfg("scratch", tmp_path, steps=steps, workers=10**6), 4, 0, start, "cpu")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert asked == [cores, min(cores, 2)]
+
+
 def test_training_leaves_torchs_global_generator_alone(data, tmp_path):
     """Model building and the DataLoader drew from torch's global generator: a script's own torch
     stream changed with every training run it started."""

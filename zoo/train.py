@@ -194,6 +194,13 @@ class StepSampler(torch.utils.data.Sampler):
         return self.stop - self.start
 
 
+def loader_workers(asked: int, batches: int) -> int:
+    """Loader processes for ``--workers``: no more than the batches left to load nor than this machine's cores
+    (decoding is CPU work); ``--workers 1000000`` started a process per worker at once."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(asked, batches, cores))
+
+
 class Batches:
     """Training batches of a dataset: random crops of ``size`` and flips on top, as float tensors.
 
@@ -212,7 +219,7 @@ class Batches:
             self.ds,
             batch_sampler=StepSampler(len(self.ds), batch, cfg.seed, stream, start, cfg.steps),
             collate_fn=passthrough,
-            num_workers=cfg.workers,
+            num_workers=loader_workers(cfg.workers, cfg.steps - start),
             persistent_workers=False,
             generator=torch.Generator(),  # its workers' base seed (unused), not a draw from torch's global generator
         )
