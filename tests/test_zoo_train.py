@@ -462,6 +462,16 @@ def test_huge_workers_start_no_more_loader_processes_than_cores_or_batches(data,
     assert asked == [cores, min(cores, 2)]
 
 
+def test_a_model_store_that_cannot_be_written_is_refused_before_the_steps(data, tmp_path, monkeypatch):
+    """A read-only (or misplaced) ``$DAGUERRE_HOME`` failed only at the registration, after every step."""
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("DAGUERRE_HOME", str(tmp_path / "file" / "home"))
+    pairs = str(data / "datasets" / "x" / "v1.zarr")
+    with pytest.raises(DaguerreError, match="model store .* cannot be written"):
+        train(cfg("scratch", tmp_path / "run", steps=2, pairs=pairs, name="ro"))
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
 def test_training_leaves_torchs_global_generator_alone(data, tmp_path):
     """Model building and the DataLoader drew from torch's global generator: a script's own torch
     stream changed with every training run it started."""

@@ -31,6 +31,19 @@ def register(name: str, tensors, card: dict[str, Any], replace: bool = False) ->
     return checkpoint.save(models_dir() / name, tensors, {**card, "name": name})
 
 
+def check_writable() -> None:
+    """Refuse, before any work, a model store that cannot be written (a read-only ``$DAGUERRE_HOME``): a
+    training run found out only when it registered, after its last step."""
+    import tempfile
+
+    d = models_dir()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=d).close()
+    except OSError as e:
+        raise DaguerreError(f"the model store {d} cannot be written ({e.strerror or e})") from None
+
+
 def check_free(name: str, run: str | None = None, replace: bool = False) -> None:
     """Refuse, before any work, a name that :func:`register` would refuse."""
     from . import checkpoint

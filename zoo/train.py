@@ -684,6 +684,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     for m in run.models.values():
         m.train()
     store.check_free(name, str(out), replace)  # once the inputs are checked, and before the steps, not after them
+    store.check_writable()
     from pipelines.catalog import file_lock
 
     out.mkdir(parents=True, exist_ok=True)
