@@ -597,19 +597,6 @@ def _loop_below(top: str, failed: Callable[[Path, OSError], None]) -> Path | Non
                 return Path(p)
             above[p] = chain | {real}
     return None
-    fixed = next(i for i, c in enumerate(parts) if any(ch in c for ch in "*?["))
-    base = str(Path(*parts[:fixed])) if fixed else "."
-    above = {base: {os.path.realpath(base)}}  # each pending folder's own and its parents' real paths
-    for folder, dirs, _ in os.walk(base, followlinks=True):
-        chain = above.pop(folder, set())
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # ** does not enter hidden folders
-        for d in dirs:
-            p = os.path.join(folder, d)
-            real = os.path.realpath(p)
-            if real in chain:
-                return Path(p)
-            above[p] = chain | {real}
-    return None
 
 
 def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
