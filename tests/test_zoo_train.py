@@ -69,8 +69,6 @@ def fixed_batch(ref: str, fields: tuple[str, ...]) -> dict[str, torch.Tensor]:
 
 def held_loss(stage: str, model, frozen=None) -> float:
     """The loss each stage minimises, on a fixed batch, for an initial or trained model."""
-    from zoo import losses
-
     with torch.no_grad():
         model.eval()
         if stage in ("vae1", "vae2"):
