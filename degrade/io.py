@@ -87,6 +87,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, deep: bool
         raise ImageError(f"{p}: " + ("a broken symbolic link" if p.is_symlink() else "no such file"))
     if is_dir:
         raise ImageError(f"{p}: is a directory, not an image")
+    if not p.is_file():  # opening a FIFO waits for a writer for ever; /dev/zero reads until memory runs out
+        raise ImageError(f"{p}: not a regular file (a pipe, socket or device), not an image")
     try:
         f = open(p, "rb")  # a file object, not the path: Pillow memory-maps paths, and its mapped TIFF
     except OSError as e:  # decoder ignores the orientation swap (gray TIFFs tagged 5–8 came out as stripes)

@@ -510,3 +510,12 @@ def test_sixteen_bit_colour_keeps_its_high_byte_and_gray_rounds(tmp_path):
         cv2.imwrite(str(tmp_path / "gray.png"), np.full((2, 2), value, np.uint16))
         assert (read_image(tmp_path / "rgb.png").pixels == value >> 8).all(), value
         assert (read_image(tmp_path / "gray.png").pixels == round(value / 257)).all(), value
+
+
+def test_a_pipe_or_device_given_as_an_image_is_refused_unread(tmp_path):
+    """`restore fifo.png` waited for a writer for ever, and /dev/zero was read until memory ran out."""
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    for p in (fifo, "/dev/zero"):
+        with pytest.raises(ImageError, match="not a regular file"):
+            read_image(p)

@@ -351,6 +351,22 @@ def test_nan_weights_are_refused_not_restored_with(capsys, home, tmp_path):
     assert not (store.models_dir() / "nanw2.safetensors").exists()
 
 
+def test_integer_weights_are_refused_not_cast_into_the_network(home):
+    """torch's load_state_dict casts an int tensor into float weights: a bundle restored garbage, silently."""
+    src = make_random_bundle("intw")
+    tensors, card = checkpoint.load(src)
+    key = next(k for k in sorted(tensors) if k.startswith("mapping.") and tensors[k].ndim == 4)
+    tensors[key] = (tensors[key] * 100).to(torch.int32)
+    checkpoint.save(store.models_dir() / "intw2", tensors, card)
+    img = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    with pytest.raises(DaguerreError, match=r"of another type: .*torch.int32 in the file, torch.float32 in the model"):
+        restore(img, "intw2")
+    part, pcard = checkpoint.load(store.resolve("intw-scratch"))
+    part = {k: v.to(torch.int64) if v.is_floating_point() else v for k, v in part.items()}
+    with pytest.raises(DaguerreError, match="of another type"):
+        checkpoint.load_module(create_model("scratch_unet", pcard["config"], seed=None), part, "model", "int.safetensors")
+
+
 def test_cards_with_a_bad_anchor_or_nested_thousands_deep_are_one_line(capsys, home, tmp_path):
     """{"sigma": "x"} in a bundle's anchor was an internal ValueError (float() of it); a card nested 100,000 deep,
     in the header or in a store's .json, an internal RecursionError, and `zoo ls` listed nothing."""

@@ -326,6 +326,17 @@ def test_model_settings_are_checked_before_anything_is_allocated(overrides, mess
         create_model("vae", None, "small", **overrides)
 
 
+@pytest.mark.parametrize("setting, value", [("threshold", 5.0), ("threshold", -0.1), ("seed_threshold", 1.5)])
+def test_a_detector_threshold_is_a_probability(setting, value):
+    """A card with threshold 5 loaded, and its detector then found nothing, silently."""
+    from degrade.errors import DaguerreError
+    from zoo.registry import create_model
+
+    with pytest.raises(DaguerreError, match=re.escape(f"{setting}: expected a probability in [0, 1], got {value}")):
+        create_model("scratch_unet", None, "small", **{setting: value})
+    assert create_model("scratch_unet", None, "small", **{setting: 1.0}).config.threshold <= 1
+
+
 def test_weights_that_do_not_fit_name_the_tensors():
     """The message was torch's first line ("Error(s) in loading state_dict for VAE:"), naming nothing."""
     from zoo import checkpoint

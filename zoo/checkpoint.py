@@ -114,6 +114,8 @@ def load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefi
     if not sub:
         raise DaguerreError(f"{where or 'checkpoint'}: no weights for {prefix!r}")
     check_finite(sub, f"{where or 'checkpoint'}: weights for {prefix!r}")
+    if _other_kind(module.state_dict(), sub):  # torch would cast integers into float weights: garbage, no error
+        raise DaguerreError(f"{where or 'checkpoint'}: weights for {prefix!r} do not fit the model ({misfit(module, sub)})")
     try:
         module.load_state_dict(sub, strict=True)
     except RuntimeError:
@@ -127,8 +129,13 @@ def check_fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix:
     want = module.state_dict()
     if not sub:
         raise DaguerreError(f"{where or 'checkpoint'}: no weights for {prefix!r}")
-    if set(sub) != set(want) or any(sub[k].shape != want[k].shape for k in want):
+    if set(sub) != set(want) or any(sub[k].shape != want[k].shape for k in want) or _other_kind(want, sub):
         raise DaguerreError(f"{where or 'checkpoint'}: weights for {prefix!r} do not fit the model ({misfit(module, sub)})")
+
+
+def _other_kind(want: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Tensors that are integers where the model holds floats, or the other way round."""
+    return sorted(k for k in set(want) & set(tensors) if tensors[k].is_floating_point() != want[k].is_floating_point())
 
 
 def misfit(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> str:
@@ -142,8 +149,10 @@ def misfit(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> str:
     extra = sorted(set(tensors) - set(want))
     shaped = [f"{k}: {dims(tensors[k])} in the file, {dims(want[k])} in the model"
               for k in sorted(set(want) & set(tensors)) if tensors[k].shape != want[k].shape]  # fmt: skip
+    typed = [f"{k}: {tensors[k].dtype} in the file, {want[k].dtype} in the model" for k in _other_kind(want, tensors)]
     parts = [f"{n} {what}: {some(keys, 3)}" for n, what, keys in ((len(missing), "missing", missing), (len(extra), "unexpected", extra),
-                                                              (len(shaped), "of another shape", shaped)) if n]  # fmt: skip
+                                                              (len(shaped), "of another shape", shaped),
+                                                              (len(typed), "of another type", typed)) if n]  # fmt: skip
     return "; ".join(parts) or "the model refused them"
 
 

@@ -67,6 +67,7 @@ STRIDES = ("n_down", "depth", "layers")
 COUNTS = ("n_res", "global_res", *STRIDES)
 """Settings that may be 0 (no blocks, no downsampling); every other whole-number setting is a size of at least 1."""
 MAX_INT_SETTING = 4096
+PROBABILITIES = ("threshold", "seed_threshold")  # compared with a sigmoid: 5 accepted made a detector that finds nothing
 
 
 def _config(name: str, spec: ModelSpec, values: dict[str, Any]):
@@ -86,6 +87,8 @@ def _config(name: str, spec: ModelSpec, values: dict[str, Any]):
             ok, want = isinstance(v, int) and not isinstance(v, bool) and low <= v <= top, f"a whole number in [{low}, {top}]"
         elif isinstance(default, float):
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if f.name in PROBABILITIES:
+                ok, want = ok and 0 <= v <= 1, "a probability in [0, 1]"
         else:
             ok = not isinstance(default, str) or isinstance(v, str)
         if not ok:
