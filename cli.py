@@ -125,8 +125,23 @@ class _Group(click.Group):
 _Group.group_class = type  # subgroups are _Group too
 
 
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--version``: the installed package's version, or 0+unknown from a source tree that was never installed
+    (what datasets record then too; click's own option raised an internal RuntimeError there)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib import metadata
+
+    try:
+        version = metadata.version("daguerre")
+    except metadata.PackageNotFoundError:
+        version = "0+unknown"
+    click.echo(f"daguerre, version {version}")
+    ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="daguerre")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version, help="Show the version and exit.")
 def cli() -> None:
     """daguerre: degrade, version and restore old photographs."""
 
@@ -647,7 +662,7 @@ def demo_cmd(out: str, model: str) -> None:
 @click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,
               help="Mask given to inpainting methods: the dataset's ground truth, or the detector of the first zoo method (else the default bundle's).")
 @click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count",
-              help="Processes scoring samples (1: in this process).")
+              help="Processes scoring samples (1: in this process; at most the cores and the samples).")
 @click.pass_context
 def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
     """Benchmark restoration methods on a versioned dataset: metrics with CIs, breakdowns, report.

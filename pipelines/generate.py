@@ -295,6 +295,8 @@ def run_tasks(
     import dask
 
     workers = max(1, min(workers, len(pending)))  # no more processes than shards to make
+    if address is None:  # nor than cores: the work is CPU-bound, and --workers 1000 started 157 processes
+        workers = min(workers, _cores())
     overlap = address is None and workers < _cores()  # a local core left idle by the workers
     tasks = [dask.delayed(generate_shard, pure=False)(spec, str(store), k, overlap, dask_key_name=f"shard-{k}") for k in pending]
     if not tasks:

@@ -603,3 +603,20 @@ def test_cli_bench_compare_damaged_aggregate_is_one_line_error(capsys, tmp_path,
     for args in ((good, bad), (bad, good)):
         r = run(capsys, "bench", "compare", *args, "--json")
         assert r.code == 1 and one_line_error(r) and "internal" not in r.err and "bad.json" in r.err, r.err
+
+
+def test_bench_workers_are_capped_at_the_cores_and_samples(tiny, monkeypatch):
+    """Each bench process holds a bundle: --workers 1000 started one per sample."""
+    import zoo.bench
+
+    asked = []
+
+    class Pool(zoo.bench.ProcessPoolExecutor):
+        def __init__(self, workers, *a, **k):
+            asked.append(workers)
+            super().__init__(workers, *a, **k)
+
+    monkeypatch.setattr(zoo.bench, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(zoo.bench.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    r = run_bench("b", ["identity"], n=3, mask_source="gt", workers=1000, sheet_samples=1)
+    assert asked == [2] and r["samples"] == 3

@@ -460,3 +460,20 @@ def test_a_stdout_in_another_encoding_prints_what_it_cannot_show_as_a_question_m
     'internal UnicodeEncodeError'."""
     r = run_subprocess("dataset", "ls", env={"PYTHONIOENCODING": "latin-1", "DAGUERRE_HOME": str(tmp_path / "h")})
     assert r.code == 0 and r.out.startswith("no datasets yet") and not r.err, r.err
+
+
+def test_version_is_printed_installed_or_not(capsys, monkeypatch):
+    """From a source tree never installed, click's --version raised an internal RuntimeError."""
+    from importlib import metadata
+
+    from pipelines.layout import code_version
+
+    r = run(capsys, "--version")
+    assert r.code == 0 and r.out.strip() == f"daguerre, version {code_version()}"
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    r = run(capsys, "--version")
+    assert r.code == 0 and r.out.strip() == "daguerre, version 0+unknown", r.err

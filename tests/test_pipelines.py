@@ -924,3 +924,15 @@ def test_shard_file_names_reach_the_disk_before_the_version_is_marked_complete(s
             while d != partial:
                 assert str(d) in synced, (f, k, d)
                 d = d.parent
+
+
+def test_local_workers_are_capped_at_the_cores(small_spec, monkeypatch):
+    """--workers 1000 started one process per shard (157 for 10,000 samples) on a 2-core machine."""
+    from pipelines import generate
+
+    asked = []
+    real_pool = generate._quiet_pool
+    monkeypatch.setattr(generate, "_quiet_pool", lambda w: asked.append(w) or real_pool(w))
+    monkeypatch.setattr(generate, "_cores", lambda: 2)
+    create_dataset(small_spec(count=40, shard_size=4), workers=1000, scheduler="processes")
+    assert asked == [2]

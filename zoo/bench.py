@@ -134,7 +134,8 @@ def run_bench(
     keep = set(np.linspace(0, count - 1, min(sheet_samples, count)).round().astype(int).tolist())
     rows: list[dict[str, Any]] = [None] * count  # type: ignore[list-item]
     t0 = time.perf_counter()
-    if workers <= 1:
+    workers = min(workers, count, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1:  # (each process holds a bundle: --workers 1000 would start one per sample)
         import torch
 
         threads = torch.get_num_threads()
