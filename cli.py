@@ -239,7 +239,8 @@ def recipes_validate(files: tuple[str, ...]) -> None:
 @click.option("--recipe", "-r", default="old-photo", show_default=True, help="Built-in recipe name or a YAML/JSON file.")
 @click.option("--seed", "-s", type=int, default=0, show_default=True, help="Seed of the recipe's sampling.")
 @click.option("--out", "-o", type=_Path(file_okay=False), required=True, help="Output folder.")
-@click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True, help="Variants per input.")
+@click.option("--count", "-n", type=click.IntRange(1, 100_000), default=1, show_default=True,
+              help="Variants per input (at most 100,000: for more, build a dataset with `dataset create`).")
 @click.option("--sheet", type=_Path(dir_okay=False), help="Also write a contact sheet (.png, .jpg or .webp) of the results.")
 @click.option("--overwrite", is_flag=True, help="Replace files in the outputs' places that daguerre did not write (refused otherwise).")
 def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count: int, sheet: str | None, overwrite: bool) -> None:

@@ -477,3 +477,10 @@ def test_version_is_printed_installed_or_not(capsys, monkeypatch):
     monkeypatch.setattr(metadata, "version", missing)
     r = run(capsys, "--version")
     assert r.code == 0 and r.out.strip() == "daguerre, version 0+unknown", r.err
+
+
+def test_degrade_count_is_bounded_before_any_planning(capsys, tmp_path):
+    """--count 1000000000 planned 3·10⁹ output paths (1.4 GB and growing) before any work."""
+    r = run(capsys, "degrade", "builtin:samples", "--recipe", "mild", "--count", "1000000000", "--out", str(tmp_path / "d"))
+    assert r.code == 2 and "1000000000 is not in the range 1<=x<=100000" in r.err and "\n" not in r.err.strip()
+    assert not (tmp_path / "d").exists()
