@@ -299,7 +299,8 @@ def dataset() -> None:
 @click.option("--store", type=_Path(), help="Write to this path instead of $DAGUERRE_HOME/datasets/NAME/vN.zarr.")
 @click.option("--strict", is_flag=True, help="Fail on any unreadable source image instead of skipping it.")
 @click.option("--zstd-level", type=int, default=-1, show_default=True, help="zstd level of the chunks (-131072 fastest … 22 smallest; docs/datasets.md).")
-def dataset_create(name, recipe, source, count, size, seed, shard_size, workers, scheduler, address, real, store, strict, zstd_level):
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: the version made or reused (warnings stay on stderr).")
+def dataset_create(name, recipe, source, count, size, seed, shard_size, workers, scheduler, address, real, store, strict, zstd_level, as_json):
     """Generate dataset NAME from a recipe and a source; re-run the same command to resume."""
     from pipelines import build_spec, create_dataset
 
@@ -308,6 +309,11 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
         click.echo(f"warning: skipped {s['reason']}".replace("\n", "\\n").replace("\r", "\\r"), err=True)
     with _progress(count, f"generating {name}", "samples") as advance:
         res = create_dataset(spec, store, workers, scheduler, address, on_start=advance.start, on_shard=advance)
+    if as_json:
+        _echo_json({"ref": res.version.ref, "path": str(res.path), "identity": res.version.identity, "reused": res.reused,
+                    "samples": count, "size": size, "shards": spec.n_shards, "shards_resumed": res.shards_reused,
+                    "skipped": res.skipped, "seconds": round(res.seconds, 3)})  # fmt: skip
+        return
     if res.reused:
         click.echo(f"{res.version.ref} already has this lineage (same recipe, source, seed, count, size, layout); reusing it: {res.path}")
         return
@@ -324,7 +330,8 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
 @click.option("--format", "fmt", type=click.Choice(["png"]), default="png", show_default=True, help="File format of the images.")
 @click.option("--out", "-o", type=_Path(file_okay=False), required=True,
               help="A new or empty folder, or this dataset's interrupted export (resumed); not under $DAGUERRE_HOME/datasets nor inside a store.")
-def dataset_export(ref: str, fmt: str, out: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dataset_export(ref: str, fmt: str, out: str, as_json: bool) -> None:
     """Write a dataset as PNG triplets (degraded, clean, mask) plus params JSON."""
     from pathlib import Path
 
@@ -333,6 +340,9 @@ def dataset_export(ref: str, fmt: str, out: str) -> None:
     ds = open_dataset(ref)
     with _progress(len(ds), "exporting", "samples") as advance:
         n, there = export_png(ds, Path(out), on_sample=advance)
+    if as_json:
+        _echo_json({"dataset": str(ds.path), "out": out, "written": n, "already_there": there})
+        return
     resumed = f" ({there} were already there: resumed)" if there else ""
     click.echo(f"exported {n} samples of {ds.path} to {out}{resumed}")
 

@@ -475,6 +475,13 @@ def test_cli_create_export_and_errors(capsys, home, tmp_path):
     assert len(names) == 40 and names[:4] == ["000000.clean.png", "000000.degraded.png", "000000.json", "000000.mask.png"]
     meta = json.loads((tmp_path / "png" / "000003.json").read_text())
     assert meta["params"] is not None and meta["source"]["file"]
+    # --json: what a script needs, with nothing else on stdout
+    again = ["dataset", "create", "c", "--source", "builtin:samples", "--count", "10", "--size", "48", "--shard-size", "4", "--json"]
+    r = run(capsys, *again, "--scheduler", "threads")
+    made = json.loads(r.out)
+    assert made["ref"] == "c@v1" and made["reused"] is True and made["shards"] == 3 and len(made["identity"]) >= 16
+    r = run(capsys, "dataset", "export", "c", "--out", tmp_path / "png", "--json")
+    assert json.loads(r.out) == {"dataset": made["path"], "out": str(tmp_path / "png"), "written": 0, "already_there": 10}
     bad = [
         (["--source", "builtin:samples", "--count", "5", "--recipe", "nope"], "unknown recipe 'nope'"),
         (["--source", "nowhere", "--count", "5"], "unknown source 'nowhere'"),
