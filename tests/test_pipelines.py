@@ -181,6 +181,27 @@ def test_ctrl_c_with_worker_processes_is_one_line(tmp_path):
     assert p.returncode == 130 and "Traceback" not in err.decode(), err.decode()[-2000:]
 
 
+def test_sigterm_with_worker_processes_is_one_line_and_the_command_resumes(tmp_path):
+    """``kill PID`` (a service manager stopping the job) ended a create with the default action: no word, and the
+    resource tracker's warning about leaked semaphores. It stops like Ctrl-C, says so, and the same command resumes."""
+    args = ["dataset", "create", "q", "--source", "builtin:samples", "--count", "400", "--size", "128",
+            "--shard-size", "4", "--workers", "2", "--scheduler", "processes"]  # fmt: skip
+    env = {**os.environ, "DAGUERRE_HOME": str(tmp_path / "h")}
+    p = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", *args], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None:
+        if len(list((tmp_path / "h" / "datasets" / "q").glob(".partial-*/.progress/shard-*.json"))) >= 2:
+            break
+        time.sleep(0.02)
+    assert p.poll() is None, "generation ended before it could be stopped"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and err.decode().strip() == "terminated", (p.returncode, err.decode()[-2000:])
+    r = subprocess.run([sys.executable, "-c", "import cli; cli.main()", *args], env=env, capture_output=True, timeout=300)
+    assert r.returncode == 0 and b"shards resumed" in r.stdout, r.stderr.decode()[-2000:]
+
+
 def _sigint_disposition():
     return signal.getsignal(signal.SIGINT)
 
