@@ -460,6 +460,32 @@ def test_huge_workers_start_no_more_loader_processes_than_cores_or_batches(data,
     assert asked == [cores, min(cores, 2)]
 
 
+def test_sigterm_to_the_process_group_stops_training_with_loader_workers_in_one_line(data, tmp_path):
+    """``timeout`` and service managers send SIGTERM to every process of the job: torch's loader workers died of it
+    (they exit quietly only on their parent's) and the run failed with 'internal RuntimeError: DataLoader worker
+    … is killed by signal', or printed torch's traceback after 'terminated'."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"model_overrides": TINY}))
+    args = ["train", "scratch", "--pairs", "x", "--steps", "100000", "--size", "32", "--batch-size", "2", "--workers", "2",
+            "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "run"), "--name", "term"]  # fmt: skip
+    p = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", *args], env={**os.environ, "DAGUERRE_HOME": str(data)},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    log, deadline = tmp_path / "run" / "losses.csv", time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None and not (log.exists() and len(log.read_text().splitlines()) > 20):
+        time.sleep(0.05)
+    assert p.poll() is None, "training ended before it could be stopped"
+    os.killpg(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    text = err.decode()
+    assert p.returncode == 143 and text.strip().endswith("terminated"), (p.returncode, text[-2000:])
+    assert "Traceback" not in text and "internal" not in text, text[-2000:]
+
+
 def test_a_model_store_that_cannot_be_written_is_refused_before_the_steps(data, tmp_path, monkeypatch):
     """A read-only (or misplaced) ``$DAGUERRE_HOME`` failed only at the registration, after every step."""
     (tmp_path / "file").write_text("not a folder")

@@ -201,6 +201,15 @@ def loader_workers(asked: int, batches: int) -> int:
     return max(0, min(asked, batches, cores))
 
 
+def _end_quietly_on_sigterm(_: int) -> None:
+    """In a loader process: SIGTERM ends it with status 0, whoever sent it. torch's workers exit so only on their
+    parent's; one sent to the whole group (``timeout``, a service manager) killed them, and the training process,
+    stopping on its own SIGTERM, failed with an internal 'DataLoader worker is killed by signal' instead."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+
+
 class Batches:
     """Training batches of a dataset: random crops of ``size`` and flips on top, as float tensors.
 
@@ -221,6 +230,7 @@ class Batches:
             collate_fn=passthrough,
             num_workers=loader_workers(cfg.workers, cfg.steps - start),
             persistent_workers=False,
+            worker_init_fn=_end_quietly_on_sigterm,
             generator=torch.Generator(),  # its workers' base seed (unused), not a draw from torch's global generator
         )
         self.it = iter(loader)
