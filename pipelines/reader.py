@@ -53,7 +53,7 @@ def _expected_layout(name: str, meta: dict[str, Any]) -> ArrayLayout | None:
         dtype = STRING if meta["data_type"] == "string" else "uint8"
         level = int(inner[1].get("configuration", {}).get("level", 1))
         return ArrayLayout(name, int(meta["shape"][0]), tuple(meta["shape"][1:]), int(shard[0]), dtype, level)
-    except (KeyError, TypeError, ValueError, IndexError):  # damaged metadata: zarr-python's path, then the shape check, report it
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):  # damaged metadata: zarr-python's path, then the shape check, report it
         return None
 
 

@@ -947,6 +947,12 @@ def test_chunks_that_do_not_decode_are_one_line_not_an_internal_error(capsys, ho
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(DaguerreError, match="sample 1 of mask does not decode"):
         open_dataset("cz").read("mask", 1)
+    # a codec's configuration that is not an object: an internal AttributeError when the store opened
+    meta["chunk_grid"]["configuration"]["chunk_shape"][0] = 4
+    meta["codecs"][0]["configuration"]["codecs"][1]["configuration"] = []
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DaguerreError, match="sample 1 of mask does not decode"):
+        open_dataset("cz").read("mask", 1)
 
 
 @pytest.mark.parametrize(
