@@ -538,7 +538,8 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
     if r.changed_versions and not as_json:
         click.echo("library versions changed since generation: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in r.changed_versions.items()))
     if not r.identical:
-        raise SystemExit(f"error: {r.ref} differs from its recorded checksums in {len(r.differing_shards)} shard(s): {r.differing_shards[0]}")
+        more = f" (and {len(r.differing_shards) - 1} more)" if len(r.differing_shards) > 1 else ""
+        raise SystemExit(f"error: {r.ref} differs from its recorded checksums: {r.differing_shards[0]}{more}")
 
 
 @dataset.command("show")

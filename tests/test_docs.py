@@ -104,7 +104,6 @@ def _cli_commands():
     return out
 
 
-
 def test_every_command_is_in_the_docs_and_every_documented_command_line_exists():
     """`zoo info`, `dataset untag` and `demo` were named nowhere as `daguerre …`; a documented command or option
     that the CLI lacks (a rename) fails here too. Reads the `daguerre …` lines of README.md and docs/*.md."""
