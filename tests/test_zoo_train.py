@@ -663,7 +663,7 @@ def test_training_photos_take_each_wallpapers_largest_size(tmp_path):
     assert set(PLASMA_PHOTOS[1:]) <= set(missing) and PLASMA_PHOTOS[0] not in missing
 
 
-def test_registered_models_are_never_overwritten_by_accident(data, tmp_path):
+def test_registered_models_are_never_overwritten_by_accident(data, tmp_path, monkeypatch):
     """A dotted name was saved over another model (V2.new → V2.safetensors); an existing name, even the
     shipped default's, was replaced silently; a diverged run was registered as if it were fine."""
     first = train(cfg("vae2", tmp_path / "a", steps=1, clean="x", name="V2"))
@@ -682,6 +682,13 @@ def test_registered_models_are_never_overwritten_by_accident(data, tmp_path):
     with pytest.raises(DaguerreError, match=r"training diverged at step \d \(\w+ is nan\); nothing registered"):
         train(cfg("vae2", tmp_path / "e", steps=3, clean="x", name="diverged", lr=1e30))
     assert not (store.models_dir() / "diverged.safetensors").exists()
+    train(cfg("vae2", tmp_path / "e", steps=2, clean="x", name="calmer", lr=1e-4))  # no checkpoint was kept: the same --out
+    import zoo.train as training
+
+    real = training._vae_step
+    monkeypatch.setattr(training, "_vae_step", lambda run, c, step, gen: {**real(run, c, step, gen), **({"l1": float("nan")} if step == 2 else {})})
+    with pytest.raises(DaguerreError, match=r"diverged at step 3 \(l1 is nan\); nothing registered: lower --lr and run in another --out"):
+        train(cfg("vae2", tmp_path / "f", steps=4, clean="x", name="late", ckpt_every=2))  # a checkpoint at step 2: another --out
     (tmp_path / "evil.pt").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(DaguerreError, match="is not a .safetensors checkpoint"):
         store.resolve(str(tmp_path / "evil.pt"))

@@ -725,7 +725,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
             logs = run.step_fn(run, cfg, step, gen)
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:  # the weights are ruined from here on: stop, register nothing (the last checkpoint stays)
-                raise DaguerreError(f"training diverged at step {step + 1} ({bad[0]} is {logs[bad[0]]}); nothing registered: lower --lr")
+                kept = checkpoint.with_ext(state_path, ".safetensors").exists()  # then this --out holds these settings
+                raise DaguerreError(f"training diverged at step {step + 1} ({bad[0]} is {logs[bad[0]]}); nothing registered: lower --lr"
+                                    + (" and run in another --out (this one holds a checkpoint of the present settings)" if kept else ""))
             dt = time.perf_counter() - t0
             data_dt = sum(b.wait for b in run.batches.values()) - waited
             if writer is None:
