@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 _M_TRIM_THRESHOLD = -1
@@ -52,6 +53,12 @@ def release_free_memory() -> bool:
 
 
 _trim = None
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count, where the OS has one): what
+    caps local workers, since the work they do is CPU-bound."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def die_with_parent(parent: int) -> None:

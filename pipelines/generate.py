@@ -27,6 +27,7 @@ import numpy as np
 
 from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, fsync_dir, is_write_temporary
+from degrade.runtime import usable_cores
 
 from .layout import ATTR_KEY, GenerationSpec, read_attrs, write_attrs
 from .shards import ArrayLayout, encode_chunk, encode_shard
@@ -167,11 +168,6 @@ def generate_shard(spec: GenerationSpec, store: str, k: int, overlap: bool = Fal
     return marker
 
 
-def _cores() -> int:
-    """Cores this process may run on (the affinity mask, not the machine's count, where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 # -- the whole job ------------------------------------------------------------------------
 @dataclass
 class GenerationResult:
@@ -296,8 +292,8 @@ def run_tasks(
 
     workers = max(1, min(workers, len(pending)))  # no more processes than shards to make
     if address is None:  # nor than cores: the work is CPU-bound, and --workers 1000 started 157 processes
-        workers = min(workers, _cores())
-    overlap = address is None and workers < _cores()  # a local core left idle by the workers
+        workers = min(workers, usable_cores())
+    overlap = address is None and workers < usable_cores()  # a local core left idle by the workers
     tasks = [dask.delayed(generate_shard, pure=False)(spec, str(store), k, overlap, dask_key_name=f"shard-{k}") for k in pending]
     if not tasks:
         return

@@ -961,6 +961,6 @@ def test_local_workers_are_capped_at_the_cores(small_spec, monkeypatch):
     asked = []
     real_pool = generate._quiet_pool
     monkeypatch.setattr(generate, "_quiet_pool", lambda w: asked.append(w) or real_pool(w))
-    monkeypatch.setattr(generate, "_cores", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     create_dataset(small_spec(count=40, shard_size=4), workers=1000, scheduler="processes")
     assert asked == [2]

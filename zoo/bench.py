@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from degrade.errors import DaguerreError
+from degrade.runtime import usable_cores
 
 from . import metrics, niqe
 
@@ -134,7 +135,7 @@ def run_bench(
     keep = set(np.linspace(0, count - 1, min(sheet_samples, count)).round().astype(int).tolist())
     rows: list[dict[str, Any]] = [None] * count  # type: ignore[list-item]
     t0 = time.perf_counter()
-    workers = min(workers, count, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = min(workers, count, usable_cores())
     if workers <= 1:  # (each process holds a bundle: --workers 1000 would start one per sample)
         import torch
 

@@ -31,6 +31,7 @@ import torch
 
 from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, is_write_temporary
+from degrade.runtime import usable_cores
 
 from . import checkpoint, losses, store
 from .store import NAME_RE
@@ -197,8 +198,7 @@ class StepSampler(torch.utils.data.Sampler):
 def loader_workers(asked: int, batches: int) -> int:
     """Loader processes for ``--workers``: no more than the batches left to load nor than this machine's cores
     (decoding is CPU work); ``--workers 1000000`` started a process per worker at once."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(asked, batches, cores))
+    return max(0, min(asked, batches, usable_cores()))
 
 
 def _end_quietly_on_sigterm(_: int) -> None:
