@@ -930,6 +930,12 @@ def test_chunks_that_do_not_decode_are_one_line_not_an_internal_error(capsys, ho
         open_dataset("cz")[0]
     r = run(capsys, "dataset", "show", "cz", "--out", tmp_path / "s.png")
     assert one_line_error(r) and "does not decode" in r.err and "internal" not in r.err, r.err
+    shard = store / "degraded" / "c" / "0" / "0" / "0" / "0"  # an image field, read in batches as training reads it
+    data = bytearray(shard.read_bytes())
+    data[:8] = b"\xff" * 8
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DaguerreError, match="shard 0 of degraded does not decode"):
+        open_dataset("cz").read_many("degraded", [1, 0])
     # an index entry (with a valid crc32c) that reaches past the data: a pread of 2**62 bytes
     shard = store / "clean" / "c" / "0" / "0" / "0" / "0"
     data = bytearray(shard.read_bytes())
