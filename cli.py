@@ -26,6 +26,11 @@ class _Path(click.Path):
         return super().convert(value, param, ctx)
 
 
+_model_option = click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
+_device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                              help="Where the networks run; auto: cuda if a GPU is available, else cpu.")
+
+
 def _pair_command(group: click.Group, name: str, target: str):
     """Declare ``NAME A B [--json]`` on ``group``: ``target`` ("module:function", imported on use) computes
     the comparison, printed as JSON or by the decorated function (whose docstring is the help)."""
@@ -607,13 +612,12 @@ def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
 @cli.command("restore")
 @click.argument("inputs", nargs=-1, required=True, type=_Path())
 @click.option("--out", "-o", type=_Path(file_okay=False), required=True, help="Output folder.")
-@click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
+@_model_option
 @click.option("--scratches", default="auto", show_default=True,
               help="auto (detect; the bundle's calibrated mask), all (every detection, also unconfident ones: "
                    "more faint scratches inpainted, more false alarms), none, or a mask file/folder.")
 @click.option("--tile", type=int, default=256, show_default=True, help="Tile size of the memory-bounded, seam-free tiling.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where the networks run; auto: cuda if a GPU is available, else cpu.")
+@_device_option
 @click.option("--anchor/--no-anchor", default=True, show_default=True,
               help="Re-anchor the restoration's local tones to the input outside the mask, as the bundle's calibration says.")
 @click.option("--overwrite", is_flag=True, help="Replace files in the outputs' places that daguerre did not write (refused otherwise).")
@@ -650,7 +654,7 @@ def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite) 
 @cli.command("demo")
 @click.option("--out", "-o", type=_Path(file_okay=False), default="demo-out", show_default=True,
               help="Output folder: index.html and what it shows.")
-@click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
+@_model_option
 def demo_cmd(out: str, model: str) -> None:
     """Run the main job on bundled data: degrade, build a dataset, restore real old photos, write index.html."""
     import time
@@ -740,14 +744,13 @@ def bench_compare(d: dict) -> None:
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to bind (0: a free one, printed).")
-@click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
+@_model_option
 @click.option("--workers", "-w", type=int, default=1, show_default=True, help="Restorations running at once.")
 @click.option("--queue", type=int, default=8, show_default=True, help="Requests that may wait; beyond: 503.")
 @click.option("--max-upload-mb", type=int, default=25, show_default=True, help="Largest upload in MiB; beyond: 413.")
 @click.option("--max-megapixels", type=float, default=40.0, show_default=True, help="Largest image, checked before decoding; beyond: 413.")
 @click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True, help="Seconds a request may take, waiting for a worker included (504 after).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where the networks run; auto: cuda if a GPU is available, else cpu.")
+@_device_option
 def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, timeout_s, device) -> None:
     """Serve restoration over HTTP (POST /v1/restore, GET /v1/models, /healthz) and a web page at /."""
     from degrade import DaguerreError
