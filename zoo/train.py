@@ -15,6 +15,7 @@ end the deployable weights are registered in the model store with their card.
 from __future__ import annotations
 
 import contextlib
+import collections
 import csv
 import dataclasses
 import json
@@ -622,7 +623,7 @@ def _log_means(csv_path: Path, window: int = 50) -> dict[str, float]:
     rows = []
     if csv_path.exists():
         with csv_path.open() as f:
-            rows = list(csv.DictReader(f))[-window:]
+            rows = list(collections.deque(csv.DictReader(f), maxlen=window))
     return {k: float(np.mean([float(r[k]) for r in rows])) for k in (rows[0] if rows else {}) if k not in ("step", "seconds", "data_seconds")}
 
 
@@ -725,9 +726,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
             logs = run.step_fn(run, cfg, step, gen)
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:  # the weights are ruined from here on: stop, register nothing (the last checkpoint stays)
-                kept = checkpoint.with_ext(state_path, ".safetensors").exists()  # then this --out holds these settings
+                saved = checkpoint.with_ext(state_path, ".safetensors").exists()  # then this --out holds these settings
                 raise DaguerreError(f"training diverged at step {step + 1} ({bad[0]} is {logs[bad[0]]}); nothing registered: lower --lr"
-                                    + (" and run in another --out (this one holds a checkpoint of the present settings)" if kept else ""))
+                                    + (" and run in another --out (this one holds a checkpoint of the present settings)" if saved else ""))
             dt = time.perf_counter() - t0
             data_dt = sum(b.wait for b in run.batches.values()) - waited
             if writer is None:
