@@ -51,6 +51,13 @@ def run_python(code: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
+def python_ok(code: str, timeout: int = 600) -> str:
+    """:func:`run_python`, which must succeed (the end of its stderr in the failure): its stdout."""
+    r = run_python(code, timeout)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
 def one_line_error(r: Result) -> bool:
     lines = [line for line in r.err.strip().splitlines() if line.strip()]
     return r.code != 0 and len(lines) >= 1 and all("Traceback" not in line for line in lines)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from cli_helpers import run_python
+from cli_helpers import python_ok, run_python
 from degrade import Recipe, RecipeError, get_operator
 from degrade.compat import import_imgaug
 
@@ -229,8 +229,7 @@ def test_imgaug_leaves_numpys_global_generator_alone():
             "r = load_recipe({'steps': [{'op': 'imgaug', 'augmenter': 'Affine', 'args': {'rotate': [-10, 10]}}]})\n"
             "r.apply(np.zeros((16, 16, 3), np.uint8), seed=0)\n"
             "assert np.array_equal(before, np.random.get_state()[1]) and np.random.get_state()[2] == 624\n")  # fmt: skip
-    r = run_python(code)
-    assert r.returncode == 0, r.stderr[-800:]
+    python_ok(code)
 
 
 def test_a_callers_own_imgaug_still_follows_np_random_seed():
@@ -244,8 +243,6 @@ def test_a_callers_own_imgaug_still_follows_np_random_seed():
                 ".apply(np.zeros((16, 16, 3), np.uint8), seed=0)\n"
                 "assert np.array_equal(before, np.random.get_state()[1])\n"
                 "from imgaug import random as iarandom; print(iarandom.get_global_rng().integers(0, 2**31))\n")  # fmt: skip
-        r = run_python(code)
-        assert r.returncode == 0, r.stderr[-800:]
-        return r.stdout.strip()
+        return python_ok(code).strip()
 
     assert draw(1) == draw(1) != draw(2)

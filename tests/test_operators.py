@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli_helpers import run_python
+from cli_helpers import python_ok
 from degrade import STRUCTURED, RecipeError, get_operator, list_operators, replay
 from degrade.errors import ImageError
 from degrade.params import Bool, Choice, Float, Int
@@ -339,8 +339,7 @@ def test_builtins_are_registered_on_import_so_a_clashing_name_fails_at_register(
             "try:\n    degrade.register(Mine)\nexcept ValueError as e:\n    assert 'already registered' in str(e)\n"
             "else:\n    raise SystemExit('registered over a built-in')\n"
             "degrade.load_recipe('mild')\n")  # fmt: skip
-    r = run_python(code)
-    assert r.returncode == 0, r.stderr[-800:]
+    python_ok(code)
 
 
 @pytest.mark.parametrize("name", ["gaussian_noise", "imgaug"])

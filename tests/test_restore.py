@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli_helpers import one_line_error, run, run_python
+from cli_helpers import one_line_error, python_ok, run
 from degrade.errors import DaguerreError, ImageError
 from degrade.io import encode_png, read_image
 from degrade.samples import real_photo_paths
@@ -414,10 +414,8 @@ print(_same_model({str(home / "models" / "fifo.safetensors")!r}, Path("zoo/weigh
 from zoo.store import cards
 print(sorted(c["name"] for c in cards()))
 """
-    p = run_python(code, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.splitlines() == [f"{home / 'models' / 'fifo.safetensors'} is not a regular file", "False",
-                                     "['default', 'fifo']"], p.stdout
+    out = python_ok(code, timeout=120)
+    assert out.splitlines() == [f"{home / 'models' / 'fifo.safetensors'} is not a regular file", "False", "['default', 'fifo']"], out
 
 
 def test_a_card_config_larger_than_its_weights_is_refused_before_it_is_built(tmp_path):
@@ -442,11 +440,9 @@ for load in (lambda: load_bundle({str(tmp_path / 'big.safetensors')!r}),
     except DaguerreError as e:
         print(e)
 """
-    p = run_python(code, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    lines = p.stdout.splitlines()
-    assert len(lines) == 2 and "weights for 'mapping' do not fit the model" in lines[0], p.stdout
-    assert "weights for 'model' do not fit the model" in lines[1], p.stdout
+    lines = python_ok(code, timeout=300).splitlines()
+    assert len(lines) == 2 and "weights for 'mapping' do not fit the model" in lines[0], lines
+    assert "weights for 'model' do not fit the model" in lines[1], lines
 
 
 def test_cli_restore_continues_past_bad_inputs(capsys, bundle, tmp_path, photo):
@@ -524,9 +520,7 @@ def test_large_image_memory_is_bounded(bundle, tmp_path):
         "    assert not e.code, e.code\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    p = run_python(code)
-    assert p.returncode == 0, p.stderr
-    peak_mb = int(p.stdout.strip().splitlines()[-1]) / 1024
+    peak_mb = int(python_ok(code).strip().splitlines()[-1]) / 1024
     assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB"
     assert read_image(tmp_path / "o" / "big.png").pixels.shape == img.shape
 
@@ -744,7 +738,5 @@ def test_restore_hands_freed_memory_back(bundle):
         "ctypes.CDLL('libc.so.6').malloc_trim(0)\n"
         "print(before - rss())\n"
     )
-    p = run_python(code)
-    assert p.returncode == 0, p.stderr
-    retained = float(p.stdout.strip().splitlines()[-1])
+    retained = float(python_ok(code).strip().splitlines()[-1])
     assert retained < 20, f"{retained:.0f} MB of freed memory kept by the heap after restoring"

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from cli_helpers import run_python
+from cli_helpers import python_ok
 from degrade.errors import DaguerreError
 from zoo import losses
 from zoo.mapping import PartialNonLocal, latent_mask
@@ -29,8 +29,7 @@ def test_a_model_name_taken_by_a_built_in_is_refused_in_a_fresh_process():
             "except ValueError as e:\n    assert 'already registered' in str(e), e\n"
             "else:\n    raise SystemExit('replaced the built-in vae')\n"
             "assert get_spec('vae').builder.__name__ != '<lambda>'\n")  # fmt: skip
-    r = run_python(code)
-    assert r.returncode == 0, r.stderr[-800:]
+    python_ok(code)
 
 
 @pytest.mark.parametrize("name", NAMES)
