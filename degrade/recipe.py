@@ -37,7 +37,7 @@ from .image import check_image
 from .operator import Operator, get_operator
 from .params import Float, Int
 from .rand import check_generator, sample_rng
-from .yamltext import Dumper, error_parts, load_yaml
+from .yamltext import MAX_VALUES, Dumper, error_parts, load_yaml
 
 SCHEMA = 1
 COMBINATORS = {
@@ -229,6 +229,7 @@ class Degraded:
     mask: np.ndarray
     params: Record
 
+
 def canonical_sha256(obj: Any) -> str:
     """SHA-256 of ``obj`` as compact, key-sorted JSON: how recipes and dataset lineages are hashed."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
@@ -322,8 +323,6 @@ class Recipe:
         return f"Recipe({self.name or 'unnamed'!r}, {len(self.operators())} ops, hash={self.hash[:12]})"
 
 
-MAX_VALUES = 100_000
-"""A recipe holds at most this many values: YAML aliases can make a 400-byte file expand to billions."""
 
 
 MAX_INT_BITS = 14_000
