@@ -323,8 +323,6 @@ class Recipe:
         return f"Recipe({self.name or 'unnamed'!r}, {len(self.operators())} ops, hash={self.hash[:12]})"
 
 
-
-
 MAX_INT_BITS = 14_000
 """Integers longer than this (about 4,200 digits) are refused: str() fails beyond 4,300 digits."""
 
