@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import cv2
 import numpy as np
 
@@ -56,17 +54,3 @@ def apply_on(fn, image: np.ndarray, colour: bool, *args, **kwargs):
     out = fn(gray_to_rgb(image), *args, **kwargs)
     return (rgb_to_gray(out[0]), *out[1:]) if isinstance(out, tuple) else rgb_to_gray(out)
 
-
-def functional(fn=None, *, colour: bool = False):
-    """Decorate an operator's functional form with the class form's image check (a one-line ImageError
-    for a float, 16-bit or RGBA array, which came back as garbage) and its grayscale handling."""
-
-    def wrap(f):
-        @functools.wraps(f)
-        def checked(image, *args, **kwargs):
-            check_image(image)
-            return apply_on(f, image, colour, *args, **kwargs)
-
-        return checked
-
-    return wrap(fn) if fn is not None else wrap

@@ -8,6 +8,8 @@ function of the image and that dict, so a params record replays the exact bytes.
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 from typing import Any, ClassVar
 
 import numpy as np
@@ -93,15 +95,17 @@ class Operator:
             missing, extra = sorted(expected - set(params)), sorted(set(params) - expected)
             what = f"missing {missing}" if missing else f"unexpected {extra}"
             raise RecipeError(f"{path}: params for {cls.name} have {what}")
-        out = dict(params)
-        for k, spec in cls.params.items():
-            if not isinstance(params[k], (bool, int, float, str, np.bool_, np.integer, np.floating)):
-                raise RecipeError(f"{path}.{k}: expected one sampled value, got {type(params[k]).__name__} {params[k]!r}")
-            out[k] = spec.normalize(params[k], f"{path}.{k}")
-            if isinstance(out[k], list) or (isinstance(spec, Bool) and not isinstance(out[k], bool)):  # a probability is a setting
-                raise RecipeError(f"{path}.{k}: expected one sampled value, got {params[k]!r}")
-        if cls.seeded:
-            out["seed"] = _SEED_PARAM.normalize(params["seed"], f"{path}.seed")
+        return {k: cls.check_value(k, params[k], f"{path}.{k}") for k in (*cls.params, *(["seed"] if cls.seeded else []))}
+
+    @classmethod
+    def check_value(cls, name: str, value: Any, path: str) -> Any:
+        """One sampled value of parameter ``name`` (or the seed) in its range, normalised; else a one-line RecipeError."""
+        spec = _SEED_PARAM if name == "seed" and cls.seeded else cls.params[name]
+        if not isinstance(value, (bool, int, float, str, np.bool_, np.integer, np.floating)):
+            raise RecipeError(f"{path}: expected one sampled value, got {type(value).__name__} {value!r}")
+        out = spec.normalize(value, path)
+        if isinstance(out, list) or (isinstance(spec, Bool) and not isinstance(out, bool)):  # a probability is a setting
+            raise RecipeError(f"{path}: expected one sampled value, got {value!r}")
         return out
 
     def apply(self, image: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -141,6 +145,29 @@ class Operator:
 
 
 OPERATORS: dict[str, type[Operator]] = {}
+
+
+def functional(fn=None, *, op: str | None = None):
+    """Decorate the functional form of operator ``op`` (default: the function's name) with the class form's
+    checks: the image (one-line ImageError), each parameter against the operator's range (one-line
+    RecipeError, as :meth:`Operator.check_params`) and grayscale input of a colour operator.
+    ``fn.__wrapped__`` is the unchecked function, which the class form calls after its own checks."""
+
+    def wrap(f):
+        name, signature = op or f.__name__, inspect.signature(f)
+
+        @functools.wraps(f)
+        def checked(image, *args, **kwargs):
+            check_image(image)
+            cls = OPERATORS[name]
+            bound = signature.bind(image, *args, **kwargs)
+            for k, v in list(bound.arguments.items())[1:]:
+                bound.arguments[k] = cls.check_value(k, v, f"{f.__name__}.{k}")
+            return apply_on(f, image, cls.colour, *bound.args[1:], **bound.kwargs)
+
+        return checked
+
+    return wrap(fn) if fn is not None else wrap
 
 
 def register(cls: type[Operator]) -> type[Operator]:

@@ -387,6 +387,41 @@ def test_every_functional_form_checks_its_image_like_the_class(name, photo):
         assert np.array_equal(img, op.apply(gray, p)[0])  # the same bytes as the class form
 
 
+def _out_of_range(spec):
+    """Values a parameter's declared range refuses."""
+    if isinstance(spec, (Float, Int)):
+        step = 1 if isinstance(spec, Int) else max(1e-3, (spec.hi - spec.lo) * 1e-3)
+        return [spec.lo - step, spec.hi + step, [spec.lo, spec.hi]] + ([float("nan")] if isinstance(spec, Float) else [])
+    if isinstance(spec, Choice):
+        return ["no-such-option", list(spec.options[:2])]
+    return [0.5, "yes"]  # Bool: a probability is a recipe setting, not a value
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_every_functional_form_refuses_what_the_class_refuses(name, photo):
+    """The plain functions did not check their parameters: a negative sigma reached OpenCV's assertion,
+    a seed of -1 numpy's, and jpeg quality 500 or salt_pepper amount 3 gave garbage without a word.
+    They now check every parameter against the class's ranges and fail with the class's one-line error."""
+    import inspect
+
+    cls = get_operator(name)
+    fn = _functional_form(cls)
+    _, p = _params(name)
+    takes = list(inspect.signature(fn).parameters)[1:]
+    assert set(takes) <= set(p), f"{fn.__name__} takes parameters the class does not declare"
+    args = {k: p[k] for k in takes}
+    img = np.ascontiguousarray(photo[:24, :32])
+    fn(img, **args)  # the sampled values pass
+    specs = {**{k: cls.params[k] for k in takes if k in cls.params}, **({"seed": Int(0, 2**32 - 1, 0)} if cls.seeded else {})}
+    for k, spec in specs.items():
+        for bad in _out_of_range(spec):
+            with pytest.raises(RecipeError, match=f"^{fn.__name__}\\.{k}: ") as e:
+                fn(img, **{**args, k: bad})
+            assert "\n" not in str(e.value)
+            with pytest.raises(RecipeError):  # the class form refuses the same value
+                cls(**cls.example).apply(img, {**p, k: bad})
+
+
 def test_register_refuses_earlier_versions_it_could_not_replay():
     """``earlier`` names the method that is ``_apply`` as it was: a typo or a version that is not earlier
     registered fine and failed only when someone replayed an old record ('internal AttributeError')."""

@@ -8,8 +8,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ..image import functional
-from ..operator import Operator, register
+from ..operator import Operator, functional, register
 from ..params import Choice, Float
 
 _BORDER = cv2.BORDER_REFLECT
@@ -74,7 +73,7 @@ class GaussianBlur(Operator):
     example = {"sigma": 2.0}
 
     def _apply(self, image, p):
-        return gaussian_blur(image, p["sigma"], p["ksize"])
+        return gaussian_blur.__wrapped__(image, p["sigma"], p["ksize"])
 
 
 @register
@@ -90,7 +89,7 @@ class MotionBlur(Operator):
     example = {"length_px": 11.0, "angle": 30.0}
 
     def _apply(self, image, p):
-        return motion_blur(image, p["length_px"], p["angle"])
+        return motion_blur.__wrapped__(image, p["length_px"], p["angle"])
 
 
 @register
@@ -103,4 +102,4 @@ class DefocusBlur(Operator):
     example = {"radius_px": 3.5}
 
     def _apply(self, image, p):
-        return defocus_blur(image, p["radius_px"])
+        return defocus_blur.__wrapped__(image, p["radius_px"])

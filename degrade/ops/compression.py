@@ -8,9 +8,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..image import functional
 from ..errors import ImageError
-from ..operator import Operator, register
+from ..operator import Operator, functional, register
 from ..params import Bool, Choice, Float, Int
 
 
@@ -82,7 +81,7 @@ class Jpeg(Operator):
     example = {"quality": 12}
 
     def _apply(self, image, p):
-        return jpeg(image, p["quality"])
+        return jpeg.__wrapped__(image, p["quality"])
 
 
 @register
@@ -102,4 +101,4 @@ class Downscale(Operator):
 
     def _apply(self, image, p):
         sy = p["scale_x"] if p["keep_aspect"] else p["scale_y"]
-        return downscale(image, p["scale_x"], sy, p["down"], p["up"])
+        return downscale.__wrapped__(image, p["scale_x"], sy, p["down"], p["up"])

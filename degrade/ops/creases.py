@@ -7,8 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ..image import functional
-from ..operator import STRUCTURED, Operator, register
+from ..operator import STRUCTURED, Operator, functional, register
 from ..params import Float, Int
 from ..rand import pixel_rng
 from ._draw import SHIFT, as_mask, blend, draw_polyline, fixed, gather, scatter, wobbly_path
@@ -142,4 +141,4 @@ class Creases(Operator):
     example = {"count": 2, "width_px": 2.0, "strength": 0.2, "wear": 0.6, "cracks": 1.5}
 
     def _apply(self, image, p):
-        return creases(image, p["count"], p["width_px"], p["strength"], p["wear"], p["cracks"], p["seed"])
+        return creases.__wrapped__(image, p["count"], p["width_px"], p["strength"], p["wear"], p["cracks"], p["seed"])

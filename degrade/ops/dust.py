@@ -7,8 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ..image import functional
-from ..operator import STRUCTURED, Operator, register
+from ..operator import STRUCTURED, Operator, functional, register
 from ..params import Float
 from ..rand import pixel_rng
 from ._draw import SHIFT, as_mask, blend, fixed
@@ -87,4 +86,4 @@ class Dust(Operator):
     example = {"density": 120.0, "size_px": 1.2, "fibres": 0.15}
 
     def _apply(self, image, p):
-        return dust(image, p["density"], p["size_px"], p["light"], p["fibres"], p["opacity"], p["seed"])
+        return dust.__wrapped__(image, p["density"], p["size_px"], p["light"], p["fibres"], p["opacity"], p["seed"])

@@ -7,8 +7,8 @@ import math
 import cv2
 import numpy as np
 
-from ..image import functional, round_to_uint8
-from ..operator import Operator, register
+from ..image import round_to_uint8
+from ..operator import Operator, functional, register
 from ..params import Bool, Float
 
 _SCREEN_ANGLES = (15.0, 75.0, 0.0)  # classic C, M, Y screen angles, offset by the ``angle`` param
@@ -65,4 +65,4 @@ class Halftone(Operator):
     example = {"cell_px": 4.0, "angle": 45.0, "strength": 0.7, "softness": 0.3, "color_screens": False}
 
     def _apply(self, image, p):
-        return halftone(image, p["cell_px"], p["angle"], p["strength"], p["softness"], p["color_screens"])
+        return halftone.__wrapped__(image, p["cell_px"], p["angle"], p["strength"], p["softness"], p["color_screens"])

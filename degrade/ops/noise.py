@@ -7,8 +7,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ..image import functional
-from ..operator import Operator, register
+from ..operator import Operator, functional, register
 from ..params import Bool, Float
 from ..rand import normal, pixel_rng, uniform16
 
@@ -55,7 +54,7 @@ def poisson_noise(image: np.ndarray, peak: float, seed: int, per_channel: bool =
     return cv2.add(image, n, dtype=cv2.CV_8U)
 
 
-@functional
+@functional(op="speckle")
 def speckle_noise(image: np.ndarray, sigma: float, seed: int, per_channel: bool = True) -> np.ndarray:
     """Multiplicative noise ``x + x·n·sigma`` (as in the BOPBtL synthesis)."""
     m = normal(pixel_rng(seed), _noise_shape(image, per_channel))
@@ -125,7 +124,7 @@ class GaussianNoise(Operator):
     example = {"sigma": 0.12}
 
     def _apply(self, image, p):
-        return gaussian_noise(image, p["sigma"], p["seed"], p["per_channel"])
+        return gaussian_noise.__wrapped__(image, p["sigma"], p["seed"], p["per_channel"])
 
 
 @register
@@ -142,7 +141,7 @@ class PoissonNoise(Operator):
     example = {"peak": 8.0}
 
     def _apply(self, image, p):
-        return poisson_noise(image, p["peak"], p["seed"], p["per_channel"])
+        return poisson_noise.__wrapped__(image, p["peak"], p["seed"], p["per_channel"])
 
 
 @register
@@ -159,7 +158,7 @@ class SpeckleNoise(Operator):
     example = {"sigma": 0.25}
 
     def _apply(self, image, p):
-        return speckle_noise(image, p["sigma"], p["seed"], p["per_channel"])
+        return speckle_noise.__wrapped__(image, p["sigma"], p["seed"], p["per_channel"])
 
 
 @register
@@ -177,7 +176,7 @@ class SaltPepper(Operator):
     example = {"amount": 0.03, "salt_ratio": 0.5}
 
     def _apply(self, image, p):
-        return salt_pepper(image, p["amount"], p["salt_ratio"], p["seed"], p["per_channel"])
+        return salt_pepper.__wrapped__(image, p["amount"], p["salt_ratio"], p["seed"], p["per_channel"])
 
 
 @register
@@ -195,4 +194,4 @@ class FilmGrain(Operator):
     example = {"strength": 0.07, "grain_px": 1.5, "monochrome": True}
 
     def _apply(self, image, p):
-        return film_grain(image, p["strength"], p["grain_px"], p["seed"], p["monochrome"])
+        return film_grain.__wrapped__(image, p["strength"], p["grain_px"], p["seed"], p["monochrome"])

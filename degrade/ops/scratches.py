@@ -7,8 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ..image import functional
-from ..operator import STRUCTURED, Operator, register
+from ..operator import STRUCTURED, Operator, functional, register
 from ..params import Float, Int
 from ..rand import pixel_rng
 from ._draw import SHIFT, as_mask, blend, fixed
@@ -116,6 +115,6 @@ class Scratches(Operator):
     example = {"count": 12, "width_px": 1.2, "opacity": 0.8, "crossing": 0.2}
 
     def _apply(self, image, p):
-        return scratches(
+        return scratches.__wrapped__(
             image, p["count"], p["width_px"], p["opacity"], p["light"], p["crossing"], p["vertical"], p["wobble"], p["seed"]
         )

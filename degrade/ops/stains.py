@@ -7,8 +7,8 @@ import math
 import cv2
 import numpy as np
 
-from ..image import LUMA, functional
-from ..operator import STRUCTURED, Operator, register
+from ..image import LUMA
+from ..operator import STRUCTURED, Operator, functional, register
 from ..params import Float, Int
 from ..rand import pixel_rng
 from ._draw import as_mask, blend, fixed
@@ -175,7 +175,7 @@ class Stains(Operator):
     example = {"count": 4, "radius": 0.12, "opacity": 0.7, "ring": 0.5}
 
     def _apply(self, image, p):
-        return stains(image, p["count"], p["radius"], p["opacity"], p["softness"], p["ring"], p["hue"], p["dark"], p["seed"])
+        return stains.__wrapped__(image, p["count"], p["radius"], p["opacity"], p["softness"], p["ring"], p["hue"], p["dark"], p["seed"])
 
     def _apply_v1(self, image, p):
         return _stains(image, p["count"], p["radius"], p["opacity"], p["softness"], p["ring"], p["hue"], p["dark"], p["seed"], _blob_v1)

@@ -7,8 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ..image import functional
-from ..operator import STRUCTURED, Operator, register
+from ..operator import STRUCTURED, Operator, functional, register
 from ..params import Choice, Float, Int
 from ..rand import pixel_rng
 from ._draw import SHIFT, as_mask, blend, fixed, jagged, jagged_path
@@ -123,4 +122,4 @@ class Tears(Operator):
     example = {"count": 3, "size": 0.18, "holes": 0.5, "corners": 1.0, "fill": "paper"}
 
     def _apply(self, image, p):
-        return tears(image, p["count"], p["size"], p["holes"], p["corners"], p["fill"], p["seed"])
+        return tears.__wrapped__(image, p["count"], p["size"], p["holes"], p["corners"], p["fill"], p["seed"])

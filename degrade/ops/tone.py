@@ -8,8 +8,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ..image import LUMA, functional
-from ..operator import Operator, register
+from ..image import LUMA
+from ..operator import Operator, functional, register
 from ..params import Float
 
 
@@ -44,7 +44,7 @@ def tone_rgb(hue: float, saturation: float) -> np.ndarray:
     return rgb / float(rgb @ LUMA)
 
 
-@functional(colour=True)
+@functional
 def sepia(image: np.ndarray, strength: float, hue: float, saturation: float) -> np.ndarray:
     """Toned print (sepia, yellowed, cyanotype): the luma recoloured by a tint, mixed by ``strength``."""
     toned = np.outer(tone_rgb(hue, saturation), LUMA)
@@ -114,7 +114,7 @@ class Fade(Operator):
     example = {"desaturate": 0.6, "contrast_loss": 0.35, "lift": 0.12, "dim": 0.05}
 
     def _apply(self, image, p):
-        return fade(image, p["desaturate"], p["contrast_loss"], p["lift"], p["dim"])
+        return fade.__wrapped__(image, p["desaturate"], p["contrast_loss"], p["lift"], p["dim"])
 
 
 @register
@@ -132,7 +132,7 @@ class Sepia(Operator):
     example = {"strength": 0.9, "hue": 35.0, "saturation": 0.4}
 
     def _apply(self, image, p):
-        return sepia(image, p["strength"], p["hue"], p["saturation"])
+        return sepia.__wrapped__(image, p["strength"], p["hue"], p["saturation"])
 
 
 @register
@@ -149,7 +149,7 @@ class BrightnessContrastGamma(Operator):
     example = {"brightness": 0.08, "contrast": 0.7, "gamma": 1.6}
 
     def _apply(self, image, p):
-        return brightness_contrast_gamma(image, p["brightness"], p["contrast"], p["gamma"])
+        return brightness_contrast_gamma.__wrapped__(image, p["brightness"], p["contrast"], p["gamma"])
 
 
 @register
@@ -168,7 +168,7 @@ class Vignette(Operator):
     example = {"strength": 0.6, "radius": 1.0, "falloff": 2.0, "center_x": 0.0, "center_y": 0.0}
 
     def _apply(self, image, p):
-        return vignette(image, p["strength"], p["radius"], p["falloff"], p["center_x"], p["center_y"])
+        return vignette.__wrapped__(image, p["strength"], p["radius"], p["falloff"], p["center_x"], p["center_y"])
 
 
 @register
@@ -181,4 +181,4 @@ class Grayscale(Operator):
     example = {"amount": 1.0}
 
     def _apply(self, image, p):
-        return grayscale(image, p["amount"])
+        return grayscale.__wrapped__(image, p["amount"])
