@@ -443,3 +443,48 @@ def test_register_refuses_earlier_versions_it_could_not_replay():
     finally:
         OPERATORS.pop("custom-earlier", None)
     assert cls.earlier == {1: "_apply_v1"}
+
+
+FILM_GRAIN_V1 = {"strength": 0.2, "grain_px": 2.5, "monochrome": False, "seed": 3}
+FILM_GRAIN_V1_BYTES = {  # SHA-256 of the image bytes the code before v2 gave for FILM_GRAIN_V1 on photo[:33, :57]
+    "rgb": "e6658f53718a775a98f9fd7efdf28c3fa983ed417006f617c89460e101546008",
+    "gray": "ddb99d565ab81f31b2daf765e8bb89dff15df313cbd270d0834630edd486348e",
+}
+
+
+def _grain(image, version, seed, strength=0.05, grain_px=2.5):
+    p = {"strength": strength, "grain_px": grain_px, "monochrome": True, "seed": seed}
+    return replay(image, [{"op": "film_grain", "version": version, "params": p}])[0].astype(np.float32) - image
+
+
+@pytest.mark.parametrize("grain_px", [1.5, 2.5, 4.0])
+def test_film_grain_is_as_strong_at_the_borders_as_inside(grain_px):
+    """v1 interpolated the grain grid with its border replicated: the first and last rows and columns
+    carried about 20 % more grain than the rest (15.4 against 12.7 levels on 33×257 at grain_px 2.5)."""
+    img = np.full((33, 257), 128, np.uint8)
+    n = np.stack([_grain(img, 2, s, grain_px=grain_px) for s in range(200)])
+    rows, cols = n.std(axis=(0, 2)), n.std(axis=(0, 1))
+    for sd in (rows, cols):
+        inside = float(np.median(sd))
+        assert abs(sd[0] / inside - 1) < 0.1 and abs(sd[-1] / inside - 1) < 0.1, (sd[0], inside, sd[-1])
+
+
+@pytest.mark.parametrize("shape", [(1, 2), (2, 2), (2, 3), (1, 1)])
+def test_film_grain_on_a_tiny_image_has_the_asked_strength(shape):
+    """v1 divided the grain by the deviation of the drawn field itself: on a 1×2 image at grain_px 1 that
+    is |a − b|/2 of two draws, so the grain saturated to ±128 (deviation 44 levels where 12.75 was asked)."""
+    img = np.full(shape, 128, np.uint8)
+    n = np.stack([_grain(img, 2, s, grain_px=1.0) for s in range(1500)])
+    assert abs(n.std() / (0.05 * 255) - 1) < 0.08 and np.abs(n).max() < 0.05 * 255 * 4.6
+
+
+def test_film_grain_v1_still_replays_to_its_bytes(photo):
+    """Records and datasets made before v2 (every old-photo, mild and severe sample) reproduce."""
+    import hashlib
+
+    img = np.ascontiguousarray(photo[:33, :57])
+    for im, key in ((img, "rgb"), (np.ascontiguousarray(img[..., 1]), "gray")):
+        old = replay(im, [{"op": "film_grain", "version": 1, "params": FILM_GRAIN_V1}])[0]
+        assert hashlib.sha256(old.tobytes()).hexdigest() == FILM_GRAIN_V1_BYTES[key]
+        assert not np.array_equal(old, replay(im, [{"op": "film_grain", "version": 2, "params": FILM_GRAIN_V1}])[0])
+    assert get_operator("film_grain").version == 2
