@@ -648,6 +648,25 @@ def test_default_training_configs_are_valid():
     assert 'if [ "$PUBLISH" = 1 ]; then $PY -m zoo.default.publish' in script
 
 
+def test_default_datasets_use_recipes_pinned_to_their_operator_versions():
+    """train.sh rebuilds the published test and validation sets byte for byte: a builtin recipe follows
+    its operators' newest versions (stains v2, film_grain v2 changed old-photo), a pinned file does not."""
+    import re
+
+    from degrade import load_recipe
+    from degrade.recipe import builtin_recipes
+
+    root = Path(__file__).resolve().parents[1]
+    script = re.sub(r"\\\n\s*", " ", (root / "zoo" / "default" / "train.sh").read_text())
+    recipes = re.findall(r"dataset create [\w-]+ --recipe (\S+)", script)
+    assert len(recipes) == 6 and not set(recipes) & set(builtin_recipes()), recipes
+    for path in set(recipes):
+        text = (root / path).read_text()
+        recipe = load_recipe(root / path)
+        assert text.startswith(f"# recipe_hash: {recipe.hash}\n"), path  # the pin is the hash it was published with
+        assert text.count("op: ") == text.count("version: ") == len(recipe.operators()), path
+
+
 def test_training_photos_take_each_wallpapers_largest_size(tmp_path):
     """A listed Debian photograph is found at whatever sizes the installed package ships, or reported missing."""
     from zoo.default.sources import PLASMA_PHOTOS, debian_photos, largest_image

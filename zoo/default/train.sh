@@ -29,8 +29,8 @@ $PY -m zoo.default.sources "$WORK"
 
 $DG dataset create x --recipe zoo/default/train-mix.yaml --source "$WORK/clean-train" --count $(n 8000) --size 256 --seed 1
 $DG dataset create r --real --source "$WORK/real" --count $(n 4000) --size 256 --seed 2
-$DG dataset create test-bopbtl --recipe bopbtl --source "$WORK/clean-test" --count $(n 240) --size 256 --seed 101
-$DG dataset create test-old-photo --recipe old-photo --source "$WORK/clean-test" --count $(n 240) --size 256 --seed 102
+$DG dataset create test-bopbtl --recipe zoo/default/bopbtl-v1.yaml --source "$WORK/clean-test" --count $(n 240) --size 256 --seed 101
+$DG dataset create test-old-photo --recipe zoo/default/old-photo-v1.yaml --source "$WORK/clean-test" --count $(n 240) --size 256 --seed 102
 
 $DG train vae1 --config zoo/default/vae1.yaml --real r --synthetic x --out "$WORK/runs/vae1" --name default-vae1 $S
 $DG train vae2 --config zoo/default/vae2.yaml --clean x --out "$WORK/runs/vae2" --name default-vae2 $S
@@ -53,7 +53,7 @@ DETECTOR=${DETECTOR:-zoo/default/gpu-run-detector/default-scratch-gpu3.safetenso
 $DG zoo bundle default --replace --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping-ft2 --scratch "$DETECTOR"
 $DG dataset create val --recipe zoo/default/train-mix.yaml --source "$WORK/clean-train" --count $(n 200) --size 256 --seed 7
 # the mask is calibrated on one validation set per damage recipe (training photographs, new crops)
-$DG dataset create val-bopbtl --recipe bopbtl --source "$WORK/clean-train" --count $(n 200) --size 256 --seed 9
-$DG dataset create val-old-photo --recipe old-photo --source "$WORK/clean-train" --count $(n 200) --size 256 --seed 8
+$DG dataset create val-bopbtl --recipe zoo/default/bopbtl-v1.yaml --source "$WORK/clean-train" --count $(n 200) --size 256 --seed 9
+$DG dataset create val-old-photo --recipe zoo/default/old-photo-v1.yaml --source "$WORK/clean-train" --count $(n 200) --size 256 --seed 8
 $DG zoo calibrate default --dataset val-bopbtl --dataset val-old-photo
 if [ "$PUBLISH" = 1 ]; then $PY -m zoo.default.publish "$WORK"; fi
