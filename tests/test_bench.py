@@ -23,7 +23,11 @@ def test_psnr_of_a_known_noise_level():
     clean = np.full((200, 200, 3), 128, np.uint8)
     noisy = (clean + rng.choice([-10, 10], clean.shape)).astype(np.uint8)  # MSE exactly 100
     assert abs(metrics.psnr(noisy, clean) - 10 * math.log10(255**2 / 100)) < 1e-9
-    assert metrics.psnr(clean, clean) == float("inf")
+    assert metrics.psnr(clean, clean) == metrics.PSNR_MAX == 100.0  # identical: capped, not infinite
+    big = np.full((256, 256, 3), 128, np.uint8)
+    one = big.copy()
+    one[0, 0, 0] += 1  # one level at one pixel: MSE 1/196608, 101.07 dB uncapped
+    assert metrics.psnr(one, big) == metrics.PSNR_MAX
     with pytest.raises(ValueError, match="shapes"):
         metrics.psnr(clean, clean[..., :1])
     with pytest.raises(ValueError, match="shapes"):
@@ -33,7 +37,7 @@ def test_psnr_of_a_known_noise_level():
     half = clean.copy()
     half[:10] = 138
     assert abs(metrics.psnr(half, clean, mask) - 10 * math.log10(255**2 / 100)) < 1e-9
-    assert metrics.psnr(half, clean, ~mask) == float("inf")
+    assert metrics.psnr(half, clean, ~mask) == metrics.PSNR_MAX
     # float images in 0..1 scored ~76 dB against the 255 peak; every metric now takes uint8 only
     for f in (metrics.psnr, metrics.ssim, metrics.ms_ssim, metrics.gmsd):
         with pytest.raises(ValueError, match="expected uint8 images"):
@@ -175,14 +179,16 @@ def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
 
 
 def test_aggregate_counts_the_values_its_mean_is_over():
-    """An exact restoration's PSNR is infinite and one outside a mask covering the image undefined: both are left
-    out of the mean and interval, so ``n`` counts only the values averaged, and the others are counted apart."""
+    """An exact restoration's PSNR is PSNR_MAX and averaged like any other (it was infinite and left out, so a
+    method's mean was over other samples than its rivals'); one outside a mask covering the image is undefined
+    and left out of the mean and interval: ``n`` counts the values averaged, the others are counted apart."""
     from zoo.bench import aggregate
 
-    rows = [{"methods": {"m": {"psnr": v, "seconds": 0.1}}, "params": []} for v in (20.0, 30.0, math.inf, math.nan)]
+    img = np.full((8, 8, 3), 7, np.uint8)
+    rows = [{"methods": {"m": {"psnr": v, "seconds": 0.1}}, "params": []} for v in (20.0, 30.0, metrics.psnr(img, img), math.nan)]
     a = aggregate(rows, ["m"])["m"]
-    assert a["psnr"]["mean"] == 25.0 and a["psnr"]["n"] == 2 and a["psnr"]["not_finite"] == 2
-    assert a["seconds"]["n"] == 4 and "not_finite" not in a["seconds"]
+    assert a["psnr"]["mean"] == 50.0 and a["psnr"]["n"] == 3 and a["psnr"]["not_finite"] == 1 and a["psnr"]["capped"] == 1
+    assert a["seconds"]["n"] == 4 and "not_finite" not in a["seconds"] and "capped" not in a["seconds"]
 
 
 def test_method_registry_and_user_methods():

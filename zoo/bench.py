@@ -194,13 +194,16 @@ def aggregate(rows: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
         for key in (*metrics.QUALITY_KEYS, "seconds"):
             vals = [p[key] for p in per if key in p]
             if vals:
-                # an exact result's PSNR is infinite, one outside a mask that covers the image undefined:
-                # the mean is over the finite values, and ``n`` counts those (the others are counted apart)
+                # a PSNR outside a mask that covers the image is undefined: the mean is over the defined
+                # values, and ``n`` counts those (the others are counted apart); an exact result's PSNR is
+                # PSNR_MAX, averaged like any other and counted as ``capped``
                 finite = [v for v in vals if v is not None and math.isfinite(v)]
                 mean, lo, hi = bootstrap_ci(finite)
                 agg[key] = {"mean": mean, "ci95": [lo, hi], "n": len(finite)}
                 if len(finite) < len(vals):
                     agg[key]["not_finite"] = len(vals) - len(finite)
+                if key.startswith("psnr") and any(v >= metrics.PSNR_MAX for v in finite):
+                    agg[key]["capped"] = sum(v >= metrics.PSNR_MAX for v in finite)
         dets = [p["detection"] for p in per if "detection" in p]
         if dets:
             f1 = [d["f1"] for d in dets if math.isfinite(d["f1"])]

@@ -11,8 +11,12 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 
+PSNR_MAX = 100.0
+"""The PSNR (dB) of identical images, and the most any pair scores: an infinite value has no mean."""
+
+
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR in dB of uint8 images (optionally over the pixels where ``mask`` is true); inf if identical.
+    """PSNR in dB of uint8 images (optionally over the pixels where ``mask`` is true), at most PSNR_MAX (identical).
     Other types are refused: float images in 0..1 scored about 76 dB against the 255 peak."""
     _check_pair(a, b, "psnr")
     d = a.astype(np.float64) - b.astype(np.float64)
@@ -26,7 +30,7 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
             return float("nan")
         d = d[m] if d.ndim == m.ndim else d[m, ...]
     mse = float(np.mean(d * d))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+    return PSNR_MAX if mse == 0 else min(PSNR_MAX, float(10.0 * np.log10(255.0**2 / mse)))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
