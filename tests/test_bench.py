@@ -178,6 +178,24 @@ def test_bootstrap_ci_contains_the_mean_and_is_deterministic():
     assert bootstrap_ci(vals) == (m, lo, hi)
 
 
+def test_one_value_has_no_interval_rather_than_a_zero_width_one(tmp_path):
+    """Every bootstrap resample of one value is that value: the interval [x, x] passed for certainty. It is
+    unavailable: NaN from bootstrap_ci, null in results.json, ``[n/a]`` in the report."""
+    from zoo.bench import aggregate, save_results
+    from zoo.report import real_rows, summary_rows
+
+    m, lo, hi = bootstrap_ci([21.5])
+    assert m == 21.5 and math.isnan(lo) and math.isnan(hi)
+    m, lo, hi = bootstrap_ci([21.5, math.inf, math.nan])  # one finite value among undefined ones: the same
+    assert m == 21.5 and math.isnan(lo) and math.isnan(hi)
+    assert bootstrap_ci([1.0, 3.0])[1] < bootstrap_ci([1.0, 3.0])[2]  # two values have an interval
+    agg = aggregate([{"methods": {"m": {"psnr": 21.5, "ssim": 0.5, "niqe": 4.0, "seconds": 0.1}}, "params": []}], ["m"])
+    result = {"aggregate": agg, "dataset": {}}
+    assert summary_rows(result)[0][1:3] == ["21.50 [n/a]", "0.5000 [n/a]"] and real_rows(result)[0][1] == "4.00 [n/a]"
+    save_results(result, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["aggregate"]["m"]["psnr"]["ci95"] == [None, None]
+
+
 def test_aggregate_counts_the_values_its_mean_is_over():
     """An exact restoration's PSNR is PSNR_MAX and averaged like any other (it was infinite and left out, so a
     method's mean was over other samples than its rivals'); one outside a mask covering the image is undefined

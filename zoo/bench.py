@@ -95,10 +95,12 @@ def _one(i: int, keep: bool) -> dict[str, Any]:
 
 
 def bootstrap_ci(values: list[float], n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and 95 % percentile-bootstrap interval (deterministic resampling)."""
+    """Mean and 95 % percentile-bootstrap interval (deterministic resampling); no interval (NaN) of one value."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
     if v.size == 0:
         return (float("nan"),) * 3
+    if v.size == 1:  # every resample is that value: a zero-width interval would pass for certainty
+        return float(v[0]), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, v.size, (n, v.size))].mean(axis=1)
     return float(v.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))

@@ -23,12 +23,21 @@ def _f(v: Any, digits: int = 2) -> str:
     return f"{v:.{digits}f}"
 
 
+def _ci(a: dict[str, Any] | None, d: int = 2) -> str:
+    """A mean and its interval; ``[n/a]`` where there is no interval (one value)."""
+    if not a:
+        return "–"
+    lo, hi = a["ci95"]
+    if any(v is None or not math.isfinite(v) for v in (lo, hi)):
+        return f"{_f(a['mean'], d)} [n/a]"
+    return f"{_f(a['mean'], d)} [{_f(lo, d)}, {_f(hi, d)}]"
+
+
 def summary_rows(result: dict[str, Any]) -> list[list[str]]:
     rows = []
     for label, agg in result["aggregate"].items():
         def ci(key, d=2):
-            a = agg.get(key)
-            return "–" if not a else f"{_f(a['mean'], d)} [{_f(a['ci95'][0], d)}, {_f(a['ci95'][1], d)}]"
+            return _ci(agg.get(key), d)
 
         det = agg.get("detection", {}).get("pooled", {})
         rows.append([label, ci("psnr"), ci("ssim", 4), ci("ms_ssim", 4), ci("gmsd", 4), ci("psnr_in_mask"), ci("psnr_out_mask"),
@@ -41,9 +50,7 @@ def real_rows(result: dict[str, Any]) -> list[list[str]]:
     """Method, NIQE with its interval, and time per image, for a real-photo benchmark."""
     rows = []
     for label, agg in result["aggregate"].items():
-        a = agg.get("niqe")
-        score = "–" if not a else f"{_f(a['mean'])} [{_f(a['ci95'][0])}, {_f(a['ci95'][1])}]"
-        rows.append([label, score, _f(agg["seconds"]["mean"] * 1000, 1) if "seconds" in agg else "–"])
+        rows.append([label, _ci(agg.get("niqe")), _f(agg["seconds"]["mean"] * 1000, 1) if "seconds" in agg else "–"])
     return rows
 
 
