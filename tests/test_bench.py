@@ -320,6 +320,39 @@ def test_detected_mask_comes_from_the_first_zoo_or_zoo_raw_method_and_threads_ar
     assert set(asked) == {"rb"} and torch.get_num_threads() == 2
 
 
+@pytest.mark.parametrize("source", ["detected", "gt"])
+def test_the_shared_mask_goes_to_inpainting_methods_only_each_bundle_detects_its_own(tiny, monkeypatch, source):
+    """docs/bench.md: `--mask` chooses the mask the inpainting methods (telea, ns, nlm+telea) are given, the same
+    for all of them; every zoo bundle runs and is scored with its own detector, whatever `--mask` says."""
+    import zoo.methods
+    from test_restore import make_random_bundle
+
+    make_random_bundle("rb2", seed=1)
+    shared = np.zeros((48, 48), np.uint8)
+    shared[10:20, 5:40] = 1
+    asked, given = [], []
+    monkeypatch.setattr(zoo.methods, "detected_mask", lambda image, model="default": asked.append(model) or shared)
+    for cls in (zoo.methods.Telea, zoo.methods.ZooBundle):
+        monkeypatch.setattr(cls, "run", lambda self, image, mask=None, run=cls.run: given.append((self.label, mask)) or run(self, image, mask))
+    r = run_bench("b", ["telea", "zoo:rb2", "zoo-raw:rb"], n=2, mask_source=source, workers=1)
+    assert set(asked) == ({"rb2"} if source == "detected" else set())  # the first zoo method's detector
+    from pipelines import open_dataset
+
+    ds = open_dataset("b")
+    for i in range(2):
+        telea = [m for lab, m in given[3 * i : 3 * i + 3] if lab == "telea"]
+        assert np.array_equal(telea[0], shared if source == "detected" else ds.read("mask", i))
+        assert [(lab, m) for lab, m in given[3 * i : 3 * i + 3] if lab != "telea"] == [("zoo:rb2", None), ("zoo-raw:rb", None)]
+    from zoo.restore import detect_mask, get_bundle
+
+    counts = lambda d: (d["tp"], d["fp"], d["fn"])  # noqa: E731
+    own = {}
+    for name, label in (("rb2", "zoo:rb2"), ("rb", "zoo-raw:rb")):  # each bundle is scored on its own detector's mask
+        own[name] = [counts(metrics.detection(detect_mask(get_bundle(name), ds.read("degraded", i)), ds.read("mask", i))) for i in range(2)]
+        assert [counts(row["methods"][label]["detection"]) for row in r["per_sample"]] == own[name]
+    assert own["rb"] != own["rb2"]  # the two detectors differ: a shared mask would show
+
+
 def test_parallel_bench_equals_serial(tiny):
     a = run_bench("b", ["identity", "median"], n=10, mask_source="gt", workers=1)
     b = run_bench("b", ["identity", "median"], n=10, mask_source="gt", workers=2)
