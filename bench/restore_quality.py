@@ -62,7 +62,9 @@ def main() -> None:
             d = r["detection"]["pooled"]
             print(f"  detection: precision {d['precision']:.3f} recall {d['recall']:.3f} F1 {d['f1']:.3f} IoU {d['iou']:.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2))
+    from zoo.bench import _strict_json
+
+    Path(args.out).write_text(json.dumps(_strict_json(res), indent=2, allow_nan=False))  # an undefined score: null, not NaN
 
 
 if __name__ == "__main__":

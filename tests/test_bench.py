@@ -196,6 +196,17 @@ def test_one_value_has_no_interval_rather_than_a_zero_width_one(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["aggregate"]["m"]["psnr"]["ci95"] == [None, None]
 
 
+def test_restore_quality_writes_strict_json(tiny, tmp_path, monkeypatch, capsys):
+    """bench/restore_quality.py wrote NaN literals, which strict parsers refuse, for undefined figures (the interval
+    of one sample, a precision with no detection): they are null, as in bench's results.json."""
+    script = bench_scripts.load("restore_quality")
+    out = tmp_path / "q.json"
+    monkeypatch.setattr("sys.argv", ["restore_quality", "--model", "rb", "--datasets", "b", "--n", "1", "--workers", "1", "--out", str(out)])
+    script.main()
+    r = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in {out.name}"))
+    assert r["b"]["ci95"]["identity"]["psnr"] == [None, None] and r["b"]["methods"]["identity"]["psnr"] > 0
+
+
 def test_aggregate_counts_the_values_its_mean_is_over():
     """An exact restoration's PSNR is PSNR_MAX and averaged like any other (it was infinite and left out, so a
     method's mean was over other samples than its rivals'); one outside a mask covering the image is undefined
