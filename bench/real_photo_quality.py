@@ -25,7 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from zoo.bench import strict_json  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _interval(ci: list[float], fmt: str = ".3f") -> str:
+    """``[lo, hi]``, or ``[n/a]`` when one photo gives no interval."""
+    lo, hi = ci
+    return "[n/a]" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:{fmt}}, {hi:{fmt}}]"
 
 
 def evaluate(photos: list[Path], specs: list[str], model: str, on_photo=None) -> dict:
@@ -120,11 +128,11 @@ def main() -> None:
     for label, r in res["methods"].items():
         extra = ""
         if label != "input":
-            extra = (f"  change {r['change']:+.3f} [{r['change_ci95'][0]:+.3f}, {r['change_ci95'][1]:+.3f}], "
+            extra = (f"  change {r['change']:+.3f} {_interval(r['change_ci95'], '+.3f')}, "
                      f"better on {r['better_share']:.0%}, {r['seconds']:.2f} s/photo")  # fmt: skip
-        print(f"  {label:<18} {r['niqe']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]{extra}")
+        print(f"  {label:<18} {r['niqe']:.3f} {_interval(r['ci95'])}{extra}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=1))
+    Path(args.out).write_text(json.dumps(strict_json(res), indent=1, allow_nan=False))  # one photo: no interval, null
     plot(res, Path(args.plot))
     print(f"wrote {args.out}, {args.plot}")
 

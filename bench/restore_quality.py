@@ -62,9 +62,9 @@ def main() -> None:
             d = r["detection"]["pooled"]
             print(f"  detection: precision {d['precision']:.3f} recall {d['recall']:.3f} F1 {d['f1']:.3f} IoU {d['iou']:.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    from zoo.bench import _strict_json
+    from zoo.bench import strict_json
 
-    Path(args.out).write_text(json.dumps(_strict_json(res), indent=2, allow_nan=False))  # an undefined score: null, not NaN
+    Path(args.out).write_text(json.dumps(strict_json(res), indent=2, allow_nan=False))  # an undefined score: null, not NaN
 
 
 if __name__ == "__main__":

@@ -622,6 +622,21 @@ def test_real_photo_quality_scores_input_and_methods_on_the_same_photos(tmp_path
     assert (tmp_path / "p.png").stat().st_size > 5000
 
 
+def test_real_photo_quality_of_one_photo_has_no_interval_and_writes_strict_json(tmp_path):
+    """One photo has no bootstrap interval: ``[n/a]`` on screen and null in the JSON, not NaN literals."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "real_photo_quality.py"
+    args = ["--n", "1", "--methods", "median", "--out", tmp_path / "q.json", "--plot", tmp_path / "q.png"]
+    r = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("[n/a]") == 3 and "nan" not in r.stdout
+    res = json.loads((tmp_path / "q.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert res["methods"]["median"]["change_ci95"] == [None, None] and res["photos"] == 1
+
+
 def test_bench_and_calibrate_bars_count_what_runs_when_n_exceeds_the_set(capsys, tiny, tmp_path, monkeypatch):
     """``--n 1000`` on a 24-sample set scores the 24, but the bar's total was 1000 (never reached)."""
     import cli

@@ -278,18 +278,18 @@ def _mean_metric(rows, idx, label, key):
 def save_results(result: dict[str, Any], path: Path) -> None:
     from degrade.io import atomic_write_bytes
 
-    data = _strict_json({k: v for k, v in result.items() if k != "sheet_rows"})
+    data = strict_json({k: v for k, v in result.items() if k != "sheet_rows"})
     data["results_sha256"] = _sha(data)
     atomic_write_bytes(path, json.dumps(data, indent=1, allow_nan=False).encode())
 
 
-def _strict_json(v: Any) -> Any:
+def strict_json(v: Any) -> Any:
     """Standard JSON values: numpy scalars as Python numbers, NaN and infinities (an F1 of 0/0 on a set
     without damage) as null, which strict parsers accept and ``NaN`` literals they refuse."""
     if isinstance(v, dict):
-        return {k: _strict_json(x) for k, x in v.items()}
+        return {k: strict_json(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_strict_json(x) for x in v]
+        return [strict_json(x) for x in v]
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
     if isinstance(v, (int, np.integer)):
