@@ -7,10 +7,12 @@
 """
 
 from .errors import DaguerreError, ImageError, RecipeError
-from .operator import OPERATORS, STRUCTURED, UNSTRUCTURED, Operator, get_operator, list_operators, register
-from . import ops  # noqa: F401  (registers the built-ins: a custom op taking one of their names fails at its own @register)
-from .recipe import Degraded, Recipe, builtin_recipes, load_recipe, replay
-from .rand import sample_rng
+
+_EXPORTS = {
+    **dict.fromkeys(("OPERATORS", "Operator", "STRUCTURED", "UNSTRUCTURED", "get_operator", "list_operators", "register"), ".operator"),
+    **dict.fromkeys(("Degraded", "Recipe", "builtin_recipes", "load_recipe", "replay"), ".recipe"),
+    "sample_rng": ".rand",
+}
 
 __all__ = [
     "DaguerreError",
@@ -30,3 +32,21 @@ __all__ = [
     "replay",
     "sample_rng",
 ]
+
+
+def __getattr__(name: str):
+    # Imported on first use (numpy, OpenCV, the operators): the errors above are what pipelines' catalog
+    # and the cheap commands need.
+    if name in _EXPORTS:
+        import importlib
+
+        from . import ops  # noqa: F401  (registers the built-ins: a custom op taking one of their names fails at its own @register)
+
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

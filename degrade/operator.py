@@ -172,6 +172,8 @@ def functional(fn=None, *, op: str | None = None):
 
 def register(cls: type[Operator]) -> type[Operator]:
     """Class decorator adding an operator to the registry under ``cls.name``."""
+    from . import ops  # noqa: F401  (the built-ins first: a custom op taking one of their names fails here)
+
     if cls.name in OPERATORS and OPERATORS[cls.name] is not cls:
         raise ValueError(f"operator {cls.name!r} is already registered")
     if cls.kind not in (STRUCTURED, UNSTRUCTURED):

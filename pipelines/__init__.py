@@ -3,7 +3,27 @@
 Knows nothing of models: ``zoo`` reads datasets only through ``open_dataset``.
 """
 
-from .datasets import build_spec, create_dataset, export_png
-from .reader import Dataset, open_dataset
+_EXPORTS = {
+    "Dataset": ".reader",
+    "build_spec": ".datasets",
+    "create_dataset": ".datasets",
+    "export_png": ".datasets",
+    "open_dataset": ".reader",
+}
 
-__all__ = ["Dataset", "build_spec", "create_dataset", "export_png", "open_dataset"]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    # Imported on first use (numpy, dask, the operators): `daguerre dataset ls` needs only the catalog.
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from degrade.errors import DaguerreError
-from degrade.io import fsync_dir
 
 from .layout import read_attrs, write_attrs
 from .refs import NAME_RE, DatasetRef, check_name, daguerre_home, dataset_dir, parse_ref, version_number
@@ -273,6 +272,8 @@ class Catalog:
             attrs.update(name=name, version=f"v{number}", identity=identity(attrs["lineage_hash"], attrs["checksum"]))
             write_attrs(store, attrs)
             if target.resolve() != store.resolve():
+                from degrade.io import fsync_dir  # (OpenCV, numpy: not for the catalog's readers)
+
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(store, target)
                 for d in {target.parent, store.parent}:  # the move is on disk before the catalog records it

@@ -16,11 +16,12 @@ from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, encode_png, nearest_existing
 
 from .generate import SCHEDULERS, GenerationResult, generate
-from .layout import MAX_SIZE, GenerationSpec, human_bytes, read_attrs
+from .layout import MAX_SIZE, human_bytes, read_attrs
 from .reader import Dataset, open_dataset
 from .refs import check_name, dataset_dir
 from .shards import DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS
 from .sources import CropConfig, scan_source
+from .spec import GenerationSpec
 
 
 def _whole(option: str, value) -> None:

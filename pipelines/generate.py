@@ -29,9 +29,10 @@ from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, fsync_dir, is_write_temporary
 from degrade.runtime import usable_cores
 
-from .layout import ATTR_KEY, GenerationSpec, read_attrs, write_attrs
+from .layout import ATTR_KEY, read_attrs, write_attrs
 from .shards import ArrayLayout, encode_chunk, encode_shard
 from .sources import pick, pick_and_crop
+from .spec import GenerationSpec
 
 PROGRESS_DIR = ".progress"
 

@@ -20,10 +20,11 @@ from degrade.recipe import canonical_sha256, recipe_hash
 
 from .catalog import Catalog, Version, file_lock, scratch_dir
 from .generate import dataset_checksum, field_checksum, shard_checksum
-from .layout import GenerationSpec, library_versions, read_attrs
+from .layout import library_versions, read_attrs
 from .reader import Dataset, open_dataset
 from .refs import parse_ref
 from .sources import CropConfig, fingerprint_of, scan_source
+from .spec import GenerationSpec
 
 
 def resolve_version(ref: str) -> Version | None:

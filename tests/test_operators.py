@@ -342,6 +342,25 @@ def test_builtins_are_registered_on_import_so_a_clashing_name_fails_at_register(
     python_ok(code)
 
 
+def test_the_package_exports_are_imported_on_first_use_and_listed():
+    """``degrade``, ``pipelines`` and ``zoo`` import their exports on first use (``daguerre dataset ls``
+    needs no numpy): each name in ``__all__`` resolves and is listed, and the built-ins are registered
+    before a custom op, however ``register`` was imported."""
+    code = ("import sys, degrade, pipelines\n"
+            "assert 'numpy' not in sys.modules and 'pipelines.datasets' not in sys.modules\n"
+            "from degrade.operator import Operator, register\n"
+            "class Mine(Operator):\n    name = 'jpeg'\n"
+            "try:\n    register(Mine)\nexcept ValueError as e:\n    assert 'already registered' in str(e)\n"
+            "else:\n    raise SystemExit('registered over a built-in')\n"
+            "for m in (degrade, pipelines):\n"
+            "    assert set(m.__all__) <= set(dir(m)) and all(getattr(m, n) is not None for n in m.__all__)\n"
+            "import zoo\nassert set(zoo.__all__) <= set(dir(zoo)) and 'torch' not in sys.modules\n"
+            "from pipelines.layout import GenerationSpec\nfrom pipelines.spec import GenerationSpec as Spec\n"
+            "assert GenerationSpec is Spec\n"
+            "try:\n    degrade.nothing\nexcept AttributeError as e:\n    print(e)\n")  # fmt: skip
+    assert python_ok(code).strip() == "module 'degrade' has no attribute 'nothing'"
+
+
 @pytest.mark.parametrize("name", ["gaussian_noise", "imgaug"])
 def test_sample_takes_a_generator_and_says_so(name):
     """``op.sample(0)`` failed inside params.py: 'int' object has no attribute 'uniform'."""

@@ -31,3 +31,7 @@ def __getattr__(name: str):
 
         return importlib.import_module(".restore", __name__)
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
