@@ -713,6 +713,34 @@ def test_registered_models_are_never_overwritten_by_accident(data, tmp_path, mon
         store.resolve(str(tmp_path / "evil.pt"))
 
 
+def test_a_run_that_diverges_to_huge_finite_losses_registers_nothing(capsys, data, tmp_path):
+    """At --lr 1 or 10 the losses reached 1e13 to 1e27 without turning NaN or infinite, and the ruined model was registered."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text(yaml.safe_dump({"lr": 1.0, "steps": 4, "batch_size": 4, "size": 32, "workers": 0, "model_overrides": TINY}))
+    r = run(capsys, "train", "vae2", "--clean", "x", "--config", conf, "--out", tmp_path / "v2", "--name", "huge-vae2")
+    assert one_line_error(r) and "training diverged at step 2 (kl is " in r.err and ", over 1e+06); nothing registered: lower --lr" in r.err, r.err
+    with pytest.raises(DaguerreError, match=r"training diverged at step 2 \(bce is [\d.]+e\+\d+, over 1e\+06\); nothing registered"):
+        train(cfg("scratch", tmp_path / "s", steps=4, pairs="x", lr=10.0, name="huge-scratch"))
+    assert not any((store.models_dir() / f"huge-{s}.safetensors").exists() for s in ("vae2", "scratch"))
+    r = run(capsys, "train", "vae2", "--clean", "x", "--config", conf, "--lr", "1e-3", "--out", tmp_path / "calm", "--name", "calm-vae2")
+    assert r.code == 0 and "registered calm-vae2" in r.out, r.err
+
+
+def test_the_divergence_guard_passes_every_logged_step_of_the_shipped_models():
+    from zoo.train import LOSS_LIMIT, _diverged
+
+    logs = sorted((Path(__file__).parents[1] / "zoo" / "default").rglob("*losses.csv"))
+    assert len(logs) >= 7
+    for log in logs:
+        for row in csv.DictReader(log.open()):
+            assert not _diverged({k: float(v) for k, v in row.items() if k not in ("step", "seconds", "data_seconds")}), (log, row)
+    parts = json.loads((store.SHIPPED / "default.json").read_text())["parts"]
+    assert {p["stage"] for p in parts.values()} == {"vae1", "vae2", "mapping", "scratch"}
+    assert all(not _diverged(p["losses"]) for p in parts.values())
+    assert _diverged({"kl": 2 * LOSS_LIMIT, "total": 1.0}) == "kl is 2e+06, over 1e+06"
+    assert _diverged({"l1": 0.5, "total": float("nan")}) == "total is nan" and not _diverged({"l1": 0.5, "total": 10 * LOSS_LIMIT})
+
+
 def test_zoo_ls_survives_a_malformed_card_and_training_states_are_named(capsys, data, tmp_path):
     from cli_helpers import run
 
