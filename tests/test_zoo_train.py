@@ -590,6 +590,28 @@ def test_fine_tune_starts_from_init_and_decays(data, tmp_path):
         train(cfg("scratch", tmp_path / "k", steps=1, pairs="x", init="ft-vae"))
 
 
+def test_init_refuses_a_checkpoint_of_another_stage_or_kind(capsys, data, tmp_path):
+    """`train vae1 --init` took a VAE2 (VAE1's architecture, another latent space) and fine-tuned it as a VAE1."""
+    v1 = train(cfg("vae1", tmp_path / "v1", steps=1, real="r", synthetic="x", name="init-vae1"))
+    train(cfg("vae2", tmp_path / "v2", steps=1, clean="x", name="init-vae2"))
+    train(cfg("scratch", tmp_path / "s", steps=1, pairs="x", name="init-scratch"))
+    conf = tmp_path / "c.yaml"
+    conf.write_text(yaml.safe_dump({"steps": 1, "batch_size": 4, "size": 32, "workers": 0, "model_overrides": TINY}))
+    out = tmp_path / "ft"
+    for args, msg in [
+        (["vae1", "--real", "r", "--synthetic", "x", "--init", "init-vae2"], "--init init-vae2 was trained as vae2, not vae1"),
+        (["vae2", "--clean", "x", "--init", "init-vae1"], "--init init-vae1 was trained as vae1, not vae2"),
+        (["vae2", "--clean", "x", "--init", "init-scratch"], "--init init-scratch is a 'scratch_unet' checkpoint, expected 'vae'"),
+        (["mapping", "--pairs", "x", "--vae1", "init-vae1", "--vae2", "init-vae2", "--init", "init-vae1"],
+         "--init init-vae1 is a 'vae' checkpoint, expected 'mapping'"),
+    ]:  # fmt: skip
+        r = run(capsys, "train", *args, "--config", conf, "--out", out, "--name", "init-ft")
+        assert one_line_error(r) and msg in r.err, (args, r.err)
+        assert not out.exists() and not (store.models_dir() / "init-ft.safetensors").exists()  # refused before any work
+    r = run(capsys, "train", "vae1", "--real", "r", "--synthetic", "x", "--init", "init-vae1", "--config", conf, "--out", out, "--name", "init-ft")
+    assert r.code == 0 and checkpoint.load(store.resolve("init-ft"))[1]["upstream"]["init"] == v1["path"], r.err
+
+
 def test_config_numbers_are_yaml_1_2_and_keys_unique(tmp_path):
     """PyYAML's YAML 1.1 read `lr: 1e-4` as the string '1e-4' (refused as not a float)."""
     from zoo.train import run_command_config

@@ -584,10 +584,10 @@ def _check_fresh_out(out: Path) -> None:
 
 
 def _init_from(run: Run, cfg: TrainConfig) -> None:
-    """Fine-tuning: load the deployable model's weights from a trained checkpoint of the same model."""
+    """Fine-tuning: load the deployable model's weights from a trained checkpoint of the same model and stage."""
     ref = cfg.init
     key, model_name = DEPLOYED[cfg.stage]
-    tensors, card = store.load(ref, model_name, "--init")
+    tensors, card = store.load(ref, model_name, "--init", cfg.stage)  # a VAE2 has VAE1's architecture, not its latent space
     try:  # the dataclass's defaults fill settings added since the checkpoint was saved
         saved = dataclasses.asdict(get_spec(model_name).config(**(card.get("config") or {})))
     except TypeError:
