@@ -590,6 +590,21 @@ def test_fine_tune_starts_from_init_and_decays(data, tmp_path):
         train(cfg("scratch", tmp_path / "k", steps=1, pairs="x", init="ft-vae"))
 
 
+def test_a_fine_tune_resumes_without_its_init_checkpoint(data, tmp_path):
+    """A resumed run does not read --init again, yet it looked it up first: a fine-tune whose init model was
+    removed (or a path no longer there) could not resume ("unknown model")."""
+    train(cfg("vae2", tmp_path / "base", steps=1, clean="x", name="gone-base"))
+    train(cfg("vae2", tmp_path / "ft", steps=1, clean="x", name="gone-ft", init="gone-base"))
+    for f in store.models_dir().glob("gone-base.*"):
+        f.unlink()
+    card = train(cfg("vae2", tmp_path / "ft", steps=2, clean="x", name="gone-ft", init="gone-base"))
+    assert card["steps"] == 2 and card["upstream"]["init"] == "gone-base"
+    assert [int(r["step"]) for r in csv.DictReader((tmp_path / "ft" / "losses.csv").open())] == [1, 2]
+    with pytest.raises(DaguerreError, match="unknown model 'gone-base'"):  # a new run reads it: still refused, before any work
+        train(cfg("vae2", tmp_path / "fresh", steps=1, clean="x", name="gone-ft2", init="gone-base"))
+    assert not (tmp_path / "fresh").exists()
+
+
 def test_init_refuses_a_checkpoint_of_another_stage_or_kind(capsys, data, tmp_path):
     """`train vae1 --init` took a VAE2 (VAE1's architecture, another latent space) and fine-tuned it as a VAE1."""
     v1 = train(cfg("vae1", tmp_path / "v1", steps=1, real="r", synthetic="x", name="init-vae1"))

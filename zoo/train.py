@@ -676,8 +676,6 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     if managed := managed_root_around(out):
         raise DaguerreError(f"--out {out} is inside {managed}, which the dataset catalog manages (`dataset gc` would "
                             "delete the run); choose another --out")  # fmt: skip
-    if cfg.init and store.resolve(cfg.init).resolve() == (store.models_dir() / f"{name}.safetensors").resolve():
-        raise DaguerreError(f"--init {cfg.init} and --name {name} are the same model: the run would overwrite what it starts from")
     pins = _pins(cfg)
     device = resolve_device(cfg.device)
     if device.type == "cuda":
@@ -690,6 +688,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
         start = int(card["step"])
     else:
         _check_fresh_out(out)
+    if cfg.init and not start and store.resolve(cfg.init).resolve() == (store.models_dir() / f"{name}.safetensors").resolve():
+        raise DaguerreError(f"--init {cfg.init} and --name {name} are the same model: the run would overwrite what it starts from")
     run = build_run(cfg, start, device)  # checks the datasets against the settings: before anything is written
     if cfg.precision == "bf16":
         run.amp = lambda: torch.autocast(device.type, dtype=torch.bfloat16)
