@@ -279,7 +279,7 @@ def _export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None) ->
         for tmp in out.glob(".*.tmp"):  # left by a killed export's atomic writes
             tmp.unlink(missing_ok=True)
     else:
-        atomic_write_bytes(out / EXPORT_MARK, (json.dumps(mark, indent=1) + "\n").encode())
+        atomic_write_bytes(out / EXPORT_MARK, (json.dumps(mark, indent=1) + "\n").encode(), durable=True)
     from .versioning import shard_problem
 
     width = max(6, len(str(len(ds) - 1)))
@@ -299,9 +299,10 @@ def _export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None) ->
             s = ds[i]
             for f in ("degraded", "clean", "mask"):
                 if f in s:
-                    atomic_write_bytes(stem.with_suffix(f".{f}.png"), encode_png(s[f]))
+                    atomic_write_bytes(stem.with_suffix(f".{f}.png"), encode_png(s[f]), durable="data")  # bytes before name
             meta = {"index": i, "source": s.get("source"), "params": s.get("params"), "dataset": str(ds.path)}
-            atomic_write_bytes(stem.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
+            # last: its folder's sync puts the images' names on disk with its own before the next sample
+            atomic_write_bytes(stem.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode(), durable=True)
             written += 1
         if on_sample:
             on_sample()

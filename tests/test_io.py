@@ -463,7 +463,8 @@ def test_sixteen_bit_gray_alpha_tiff_is_read_through_tifffile(tmp_path):
 
 def test_a_durable_write_syncs_the_bytes_before_the_name_and_the_name_before_it_returns(tmp_path, monkeypatch):
     """What lets a progress marker or a catalog row rely on the file after a power cut; a plain
-    write stays unsynced (restored PNGs need not pay for it). Checkpoints are written durably."""
+    write stays unsynced (a caller syncs once for several files: restore and export sync the folder per
+    photo or sample). Checkpoints are written durably."""
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])

@@ -699,6 +699,26 @@ def test_cli_restore_replaces_only_its_own_outputs(capsys, bundle, tmp_path, pho
     assert r.code == 0 and marked_by_daguerre(out / "x.mask.png"), r.err
 
 
+def test_cli_restore_syncs_each_output_before_its_name_and_the_folder_before_the_next_photo(capsys, bundle, tmp_path, photo, monkeypatch):
+    """Restored PNGs were renamed into place unsynced: after a power cut a run that had reported success
+    could leave empty outputs. Now each file's bytes, then the output folder, are synced per photo."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in "ab":
+        (src / f"{name}.png").write_bytes(encode_png(photo))
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("name", str(b))), real_replace(a, b))[1])
+    r = run(capsys, "restore", src, "--out", out, "--model", bundle, "--tile", "64")
+    assert r.code == 0, r.err
+    for name, later in (("a", "b"), ("b", None)):
+        mine = [k for k, (kind, p) in enumerate(events) if kind == "name" and p.startswith(str(out / name) + ".")]
+        assert len(mine) == 3 and all(events[k - 1][0] == "sync" for k in mine)  # the temporary's bytes, just before its rename
+        after = next(k for k, e in enumerate(events) if k > mine[-1] and e == ("sync", str(out)))
+        assert later is None or not any(kind == "name" and p.startswith(str(out / later) + ".") for kind, p in events[:after])
+
+
 def test_cli_restore_into_its_input_folder_twice_and_unmatched_inputs(capsys, bundle, tmp_path, photo, monkeypatch):
     """``restore in --out in/out`` failed the second time (its outputs were taken for inputs named like
     them); a glob or folder that matched nothing beside other inputs was silently dropped; a folder's

@@ -542,13 +542,13 @@ def test_two_exports_into_one_folder_never_mix_datasets(capsys, home, tmp_path, 
     make(capsys, "y", "--seed", "9", count=4)
     out, real, other = tmp_path / "png", pd.atomic_write_bytes, []
 
-    def racing(path, data):  # the second export runs while the first writes its mark
+    def racing(path, data, **kw):  # the second export runs while the first writes its mark
         if not other:
             try:
                 other.append(export_png(open_dataset("y"), out))
             except DaguerreError as e:
                 other.append(str(e))
-        real(path, data)
+        real(path, data, **kw)
 
     monkeypatch.setattr(pd, "atomic_write_bytes", racing)
     assert export_png(open_dataset("x"), out) == (4, 0)
@@ -580,6 +580,25 @@ def test_an_interrupted_export_resumes_with_the_same_bytes(capsys, home, tmp_pat
     r = run(capsys, "dataset", "export", "x", "--out", out)
     assert r.code == 0 and "exported 1 samples" in r.out and "4 were already there" in r.out, r.out
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_an_export_syncs_each_file_before_its_name_and_the_folder_before_the_next_sample(capsys, home, tmp_path, monkeypatch):
+    """Exported PNGs and JSONs were renamed into place unsynced: after a power cut an export that had
+    reported success could hold empty images. Now each file's bytes, then the folder, are synced."""
+    make(capsys, "x", count=3)
+    out = tmp_path / "png"
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("name", str(b))), real_replace(a, b))[1])
+    assert run(capsys, "dataset", "export", "x", "--out", out).code == 0
+    names = [p for kind, p in events if kind == "name"]
+    assert len(names) == 1 + 3 * 4 and {os.path.basename(p) for p in names} == {p.name for p in out.iterdir()}
+    for i in range(3):  # each sample's files, synced, then the folder synced before the next sample begins
+        mine = [k for k, (kind, p) in enumerate(events) if kind == "name" and os.path.basename(p).startswith(f"{i:06d}.")]
+        assert all(events[k - 1][0] == "sync" for k in mine)  # the temporary's bytes, just before its rename
+        after = next(k for k, e in enumerate(events) if k > mine[-1] and e == ("sync", str(out)))
+        assert not any(kind == "name" and os.path.basename(p).startswith(f"{i + 1:06d}.") for kind, p in events[:after])
 
 
 def test_an_unwritable_catalog_fails_before_generating(capsys, home, monkeypatch):

@@ -355,9 +355,10 @@ def encode_restored(image: np.ndarray, has_alpha: bool, icc: bytes | None = None
 def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str = "auto", tile: int = 256,
                   device: str = "auto", on_file=None, anchor: bool = True, overwrite: bool = False) -> FileReport:  # fmt: skip
     """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected.
-    Files in their places that daguerre did not write are refused unless ``overwrite``."""
+    Files in their places that daguerre did not write are refused unless ``overwrite``. Each input's outputs
+    are on disk (bytes, then names) before the next input is read."""
     from degrade.batch import check_not_foreign, check_outputs, output_stems
-    from degrade.io import atomic_write_bytes, encode_png, icc_for, nearest_existing, read_image
+    from degrade.io import atomic_write_bytes, encode_png, fsync_dir, icc_for, nearest_existing, read_image
 
     report = FileReport()
     check_tile(tile)
@@ -381,10 +382,11 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             mode = scratches if scratches in SCRATCH_MODES else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
             res = restore(px, model, mode, tile, device=str(dev), anchor=anchor)
             restored = res.image
-            atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None, pic.icc))
-            atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask, mark=True))
+            atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None, pic.icc), durable="data")
+            atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask, mark=True), durable="data")
             compare = compare_image(to_uint8(px), to_uint8(restored))  # RGB and 8-bit: a gray input's GRAY profile does not fit it
-            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, gray=False), mark=True))
+            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, gray=False), mark=True), durable="data")
+            fsync_dir(out)  # each file's bytes went to disk before its name; the three names before the next input
             report.written.append(out / f"{stem}.png")
             report.seconds.append(time.perf_counter() - t)
         except (ImageError, DaguerreError) as e:
