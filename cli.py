@@ -621,10 +621,12 @@ def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
 @click.option("--anchor/--no-anchor", default=True, show_default=True,
               help="Re-anchor the restoration's local tones to the input outside the mask, as the bundle's calibration says.")
 @click.option("--overwrite", is_flag=True, help="Replace files in the outputs' places that daguerre did not write (refused otherwise).")
-def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite) -> None:
+@click.option("--redo", is_flag=True, help="Restore every input again, also those whose outputs are up to date (skipped otherwise).")
+def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite, redo) -> None:
     """Restore old photos (files, folders, globs, builtin:real): NAME.png, NAME.mask.png, NAME.compare.png.
 
     Folders and globs skip what lies in an --out inside them; one that matches nothing, or a folder in one that cannot be listed, counts as a failed input.
+    A re-run skips the inputs whose outputs were made from the same input, model and options and are intact.
 
     Pipeline: defect detection → VAE1 encoder → latent mapping with the mask → VAE2 decoder →
     tone anchoring (if the bundle is calibrated with one).
@@ -640,11 +642,16 @@ def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite) 
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(inputs)}")
     with _progress(len(paths), "restoring", "photos") as advance:
-        report = restore_files(paths, Path(out), model, scratches, tile, device, on_file=advance, anchor=anchor, overwrite=overwrite)
+        report = restore_files(paths, Path(out), model, scratches, tile, device, on_file=advance, anchor=anchor, overwrite=overwrite,
+                               redo=redo)  # fmt: skip
     report.failed += unlisted
-    if report.written:
-        mean = sum(report.seconds) / len(report.seconds)
-        click.echo(f"restored {len(report.written)} photo(s) into {out} ({mean:.2f} s each)")
+    if report.written or report.skipped:
+        line = f"restored {len(report.written)} photo(s) into {out}"
+        if report.written:
+            line += f" ({sum(report.seconds) / len(report.seconds):.2f} s each)"
+        if report.skipped:
+            line += f"; skipped {len(report.skipped)} already restored with the same input, model and options (--redo restores them again)"
+        click.echo(line)
     if report.failed:
         for path, reason in report.failed:
             click.echo(f"error: {reason}", err=True)

@@ -455,8 +455,9 @@ def test_cli_restore_continues_past_bad_inputs(capsys, bundle, tmp_path, photo):
     r = run(capsys, "restore", src, "--out", out, "--model", bundle, "--tile", "64")
     assert one_line_error(r) and "broken.png" in r.err and "1 of 3 inputs failed" in r.err
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{s}.{k}png" for s in ("good", "gray") for k in ("", "mask.", "compare.")
+        [".daguerre-restore", *(f"{s}.{k}png" for s in ("good", "gray") for k in ("", "mask.", "compare."))]
     )
+    assert sorted(p.name for p in (out / ".daguerre-restore").iterdir()) == ["good.json", "gray.json"]
     assert read_image(out / "gray.png").pixels.ndim == 2
     assert read_image(out / "good.png").pixels.shape == photo.shape
     cmp = read_image(out / "good.compare.png").pixels
@@ -505,7 +506,7 @@ def test_an_input_whose_outputs_would_be_too_long_writes_nothing(capsys, bundle,
     (src / "short.png").write_bytes(encode_png(photo))
     r = run(capsys, "restore", src, "--out", tmp_path / "o", "--model", bundle, "--tile", "64")
     assert one_line_error(r) and "would exceed 255 bytes" in r.err
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["short.compare.png", "short.mask.png", "short.png"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [".daguerre-restore", "short.compare.png", "short.mask.png", "short.png"]
 
 
 def test_large_image_memory_is_bounded(bundle, tmp_path):
@@ -727,15 +728,15 @@ def test_cli_restore_into_its_input_folder_twice_and_unmatched_inputs(capsys, bu
     src.mkdir()
     (src / "x.png").write_bytes(encode_png(photo))
     Image.fromarray(photo).save(src / "y.gif")
-    for _ in range(2):
-        r = run(capsys, "restore", src, "--out", src / "out", "--model", bundle, "--tile", "64")
+    for redo in ([], ["--redo"]):
+        r = run(capsys, "restore", src, "--out", src / "out", "--model", bundle, "--tile", "64", *redo)
         assert r.code == 0 and "restored 2 photo(s)" in r.out, r.err
-    assert sorted(p.name for p in (src / "out").iterdir()) == sorted(f"{s}{k}.png" for s in "xy" for k in ("", ".mask", ".compare"))
+    assert sorted(p.name for p in (src / "out").iterdir()) == sorted([".daguerre-restore", *(f"{s}{k}.png" for s in "xy" for k in ("", ".mask", ".compare"))])
     (src / "sub").mkdir()
     (src / "sub" / "z.png").write_bytes(encode_png(photo))
     monkeypatch.chdir(src)  # an --out that holds the input folder: its photos are inputs (skipping them found nothing)
     for args in (["sub", "--out", "."], ["sub/*.png", "--out", "."], ["sub", "--out", ".."]):
-        r = run(capsys, "restore", *args, "--model", bundle, "--tile", "64")
+        r = run(capsys, "restore", *args, "--model", bundle, "--tile", "64", "--redo")  # found, not skipped as done
         assert r.code == 0 and "restored 1 photo(s)" in r.out, (args, r.err)
     (tmp_path / "empty").mkdir()
     r = run(capsys, "restore", src / "x.png", tmp_path / "empty", f"{src}/nomatch*.png", "--out", tmp_path / "o", "--model", bundle, "--tile", "64")
@@ -760,3 +761,81 @@ def test_restore_hands_freed_memory_back(bundle):
     )
     retained = float(python_ok(code).strip().splitlines()[-1])
     assert retained < 20, f"{retained:.0f} MB of freed memory kept by the heap after restoring"
+
+
+def test_cli_restore_resumes_and_redoes_only_what_changed(capsys, bundle, tmp_path, photo, monkeypatch):
+    """A re-run after an interruption restored every photo again. Now it skips an input whose record holds the
+    same input bytes, bundle file and options and whose outputs still hold the recorded bytes; anything else is redone."""
+    import zoo.restore as zr
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for k, name in enumerate("abc"):
+        (src / f"{name}.png").write_bytes(encode_png(np.roll(photo, 7 * k, axis=1)))
+    real, calls = zr.restore, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while restoring b
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zr, "restore", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        zr.restore_files(sorted(src.iterdir()), out, bundle, tile=64)
+    monkeypatch.setattr(zr, "restore", real)
+    assert sorted(p.name for p in out.iterdir()) == [".daguerre-restore", "a.compare.png", "a.mask.png", "a.png"]
+
+    def inodes():
+        return {p.name: p.stat().st_ino for p in out.glob("*.png")}
+
+    def restore_again(*extra, expect):
+        before = inodes()
+        r = run(capsys, "restore", src, "--out", out, "--model", bundle, "--tile", "64", *extra)
+        assert r.code == 0, r.err
+        assert f"restored {len(expect)} photo(s)" in r.out and (f"skipped {3 - len(expect)} already" in r.out) == (len(expect) < 3), r.out
+        kept = {n for n, ino in inodes().items() if before.get(n) == ino}
+        assert kept == {f"{s}{k}.png" for s in "abc" if s not in expect for k in ("", ".mask", ".compare")}, (extra, kept)
+
+    restore_again(expect="bc")  # the interrupted run's a is kept
+    restore_again(expect="")
+    restore_again("--tile", "96", expect="abc")  # another option: every output redone
+    restore_again("--tile", "96", expect="")
+    restore_again(expect="abc")
+    restore_again("--scratches", "none", expect="abc")
+    restore_again("--no-anchor", "--scratches", "none", expect="abc")
+    restore_again(expect="abc")
+    tensors, card = checkpoint.load(store.resolve(bundle))
+    checkpoint.save(store.resolve(bundle), tensors, {**card, "anchor": {"sigma": 1.0, "tau": 32.0}})  # recalibrated: its card only
+    restore_again(expect="abc")
+    monkeypatch.setenv("DAGUERRE_HOME", str(tmp_path / "other-home"))
+    make_random_bundle(bundle, seed=1)  # the same model name, other weights
+    restore_again(expect="abc")
+    (src / "c.png").write_bytes(encode_png(photo[::-1]))  # the input changed
+    (out / "b.compare.png").unlink()  # an output lost
+    data = bytearray((out / "a.png").read_bytes())
+    data[-40] ^= 0xFF  # an output damaged, its daguerre mark intact
+    (out / "a.png").write_bytes(bytes(data))
+    restore_again(expect="abc")
+    (out / "a.mask.png").write_bytes(b"")  # what a power cut can leave
+    (out / ".daguerre-restore" / "b.json").write_text("{")  # a damaged record
+    restore_again(expect="ab")
+    restore_again("--redo", expect="abc")
+    restore_again(expect="")
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    (tmp_path / "m.png").write_bytes(encode_png(mask))
+    restore_again("--scratches", tmp_path / "m.png", expect="abc")
+    restore_again("--scratches", tmp_path / "m.png", expect="")
+    mask[5:10] = 255
+    (tmp_path / "m.png").write_bytes(encode_png(mask))  # the given mask changed
+    restore_again("--scratches", tmp_path / "m.png", expect="abc")
+
+
+def test_cli_restore_refuses_two_inputs_of_one_name_from_two_folders(capsys, bundle, tmp_path, photo):
+    """``a/x.jpg`` and ``b/x.jpg`` into one --out would share x.png and x's record: refused before any work."""
+    for d in "ab":
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.jpg").write_bytes(cv2.imencode(".jpg", photo)[1].tobytes())
+    for args in ([tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"], [tmp_path / "a", tmp_path / "b"]):
+        r = run(capsys, "restore", *args, "--out", tmp_path / "o", "--model", bundle, "--tile", "64")
+        assert one_line_error(r) and "would write the same outputs (named x)" in r.err and not (tmp_path / "o").exists()

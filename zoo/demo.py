@@ -41,7 +41,7 @@ def build_demo(out: Path, model: str = "default", count: int = 96, size: int = 1
 
     t = time.perf_counter()
     photos = resolve_inputs(["builtin:real"])
-    rr = restore_files(photos, out / "restored", model, "auto", 256, "auto", overwrite=True)
+    rr = restore_files(photos, out / "restored", model, "auto", 256, "auto", overwrite=True, redo=True)  # the page shows and times every photo
     if rr.failed:
         from degrade.errors import DaguerreError
 

@@ -10,6 +10,8 @@ sees the same mask. Grayscale stays grayscale, RGBA keeps its alpha, 16-bit inpu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import time
@@ -291,6 +293,7 @@ def restore(
 @dataclass
 class FileReport:
     written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # inputs whose outputs were already up to date
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
@@ -315,17 +318,21 @@ def compare_image(before: np.ndarray, after: np.ndarray, max_width: int = 3000) 
     return sheet
 
 
-def _mask_for(spec: str, path: Path, shape: tuple[int, int]) -> np.ndarray:
-    from degrade.io import read_image
-
+def _mask_file(spec: str, path: Path) -> Path:
+    """The mask file that ``--scratches spec`` (a file, or a folder of NAME.mask.png or NAME.png) gives ``path``."""
     p = Path(spec)
     if p.is_dir():
         for cand in (p / f"{path.stem}.mask.png", p / f"{path.stem}.png"):  # a restore output folder holds both
             if cand.exists():
-                p = cand
-                break
-        else:
-            raise ImageError(f"no mask for {path.name} in {spec} (expected {path.stem}.mask.png or {path.stem}.png)")
+                return cand
+        raise ImageError(f"no mask for {path.name} in {spec} (expected {path.stem}.mask.png or {path.stem}.png)")
+    return p
+
+
+def _mask_for(spec: str, path: Path, shape: tuple[int, int]) -> np.ndarray:
+    from degrade.io import read_image
+
+    p = _mask_file(spec, path)
     m = read_image(p).pixels
     m = m if m.ndim == 2 else m.max(axis=2)
     if m.shape != shape:
@@ -352,13 +359,53 @@ def encode_restored(image: np.ndarray, has_alpha: bool, icc: bytes | None = None
     return encode_png(np.ascontiguousarray(pixels), alpha, icc=icc, mark=mark)
 
 
+PIPELINE_VERSION = 1
+"""Bump when :func:`restore` gives other pixels for the same bundle, options and input: a re-run of
+``daguerre restore`` then redoes the outputs an earlier version wrote instead of keeping them."""
+RECORD_DIR = ".daguerre-restore"
+"""The folder in ``--out`` where :func:`restore_files` records, per output name, what made its outputs."""
+
+
+def file_digest(path: str | os.PathLike) -> str | None:
+    """SHA-256 of a regular file's bytes, read in blocks; None when it is not one or cannot be read."""
+    try:
+        if not Path(path).is_file():  # a FIFO would block, /dev/zero never end
+            return None
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+def up_to_date(record: Path, key: dict, outputs: list[Path]) -> bool:
+    """Whether ``record`` says ``outputs`` were made with ``key`` (input, model, options) and each still holds those bytes."""
+    try:
+        held = json.loads(record.read_bytes()[:1_000_000])
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(held, dict) or held.get("key") != key or not isinstance(held.get("outputs"), dict):
+        return False
+    sums = held["outputs"]
+    return sorted(sums) == sorted(o.name for o in outputs) and all(isinstance(sums[o.name], str) and file_digest(o) == sums[o.name] for o in outputs)
+
+
 def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str = "auto", tile: int = 256,
-                  device: str = "auto", on_file=None, anchor: bool = True, overwrite: bool = False) -> FileReport:  # fmt: skip
+                  device: str = "auto", on_file=None, anchor: bool = True, overwrite: bool = False,
+                  redo: bool = False) -> FileReport:  # fmt: skip
     """Restore every input into ``out``: NAME.png, NAME.mask.png, NAME.compare.png; failures are collected.
-    Files in their places that daguerre did not write are refused unless ``overwrite``. Each input's outputs
-    are on disk (bytes, then names) before the next input is read."""
+    Files in their places that daguerre did not write are refused unless ``overwrite``.
+
+    Resumes: an input is skipped (``FileReport.skipped``) when its record in ``out/.daguerre-restore/NAME.json``
+    holds the same input bytes, bundle file, options and pipeline version and its three outputs still hold
+    the bytes recorded; unless ``redo``. Outputs are synced to disk before their record, and both before the next input.
+    """
     from degrade.batch import check_not_foreign, check_outputs, output_stems
     from degrade.io import atomic_write_bytes, encode_png, fsync_dir, icc_for, nearest_existing, read_image
+
+    from .store import resolve
 
     report = FileReport()
     check_tile(tile)
@@ -366,29 +413,45 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
         raise DaguerreError(f"--scratches {scratches!r}: not {', '.join(SCRATCH_MODES)}, nor an existing mask file or folder")
     dev = resolve_device(device)
     get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
+    # the card travels in the file's header, so a recalibration changes it; a loaded Bundle has no file: always restored
+    model_sum = None if isinstance(model, Bundle) else file_digest(resolve(model, "bundle"))
     stems = output_stems(list(paths))
     planned = [[out / f"{s}{x}" for x in (".png", ".mask.png", ".compare.png")] for s in stems]
     check_outputs(paths, planned)
     if not overwrite:
         check_not_foreign(planned)
     name_max = os.pathconf(nearest_existing(out), "PC_NAME_MAX")  # out may not exist yet
-    for path, stem in zip(paths, stems):
+    for path, stem, outputs in zip(paths, stems, planned):
         t = time.perf_counter()
         try:
             if len(os.fsencode(f"{stem}.compare.png")) > name_max:  # before writing any of the three; names need not be UTF-8
                 raise ImageError(f"{path}: its output names ({stem}.compare.png) would exceed {name_max} bytes; rename it")
-            pic = read_image(path, deep=True)
-            px = picture_array(pic)
-            mode = scratches if scratches in SCRATCH_MODES else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
-            res = restore(px, model, mode, tile, device=str(dev), anchor=anchor)
-            restored = res.image
-            atomic_write_bytes(out / f"{stem}.png", encode_restored(restored, pic.alpha is not None, pic.icc), durable="data")
-            atomic_write_bytes(out / f"{stem}.mask.png", encode_png(res.mask, mark=True), durable="data")
-            compare = compare_image(to_uint8(px), to_uint8(restored))  # RGB and 8-bit: a gray input's GRAY profile does not fit it
-            atomic_write_bytes(out / f"{stem}.compare.png", encode_png(compare, icc=icc_for(pic.icc, gray=False), mark=True), durable="data")
-            fsync_dir(out)  # each file's bytes went to disk before its name; the three names before the next input
-            report.written.append(out / f"{stem}.png")
-            report.seconds.append(time.perf_counter() - t)
+            mask_file = None if scratches in SCRATCH_MODES else _mask_file(scratches, Path(path))
+            mask_sum = "" if mask_file is None else file_digest(mask_file)
+            key = {"pipeline": PIPELINE_VERSION, "input": file_digest(path), "model": model_sum, "tile": int(tile), "overlap": 32,
+                   "anchor": bool(anchor), "scratches": scratches if mask_file is None else {"mask": mask_sum}}  # fmt: skip
+            known = None not in (key["input"], model_sum, mask_sum)  # else (unreadable, not a regular file) no record
+            record = out / RECORD_DIR / f"{stem}.json"
+            if not redo and known and up_to_date(record, key, outputs):
+                report.skipped.append(Path(path))
+            else:
+                pic = read_image(path, deep=True)
+                px = picture_array(pic)
+                mode = scratches if mask_file is None else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
+                res = restore(px, model, mode, tile, device=str(dev), anchor=anchor)
+                restored = res.image
+                compare = compare_image(to_uint8(px), to_uint8(restored))  # RGB and 8-bit: a gray input's GRAY profile does not fit it
+                blobs = [encode_restored(restored, pic.alpha is not None, pic.icc), encode_png(res.mask, mark=True),
+                         encode_png(compare, icc=icc_for(pic.icc, gray=False), mark=True)]  # fmt: skip
+                for o, data in zip(outputs, blobs):
+                    atomic_write_bytes(o, data, durable="data")  # the bytes on disk before the name
+                if known:
+                    sums = {o.name: hashlib.sha256(data).hexdigest() for o, data in zip(outputs, blobs)}
+                    text = json.dumps({"key": key, "outputs": sums, "input_path": str(path), "model_name": str(model)}, indent=1)
+                    atomic_write_bytes(record, (text + "\n").encode(), durable=True)
+                fsync_dir(out)  # the outputs' names (and the record folder's) on disk before the next input
+                report.written.append(outputs[0])
+                report.seconds.append(time.perf_counter() - t)
         except (ImageError, DaguerreError) as e:
             report.failed.append((str(path), str(e)))
         except OSError as e:  # writing the outputs (name too long, disk full, permissions)
