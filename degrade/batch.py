@@ -92,12 +92,14 @@ def _ours(path: Path) -> bool:
 
 
 def output_stems(paths: list[Path]) -> list[str]:
-    """One output stem per input; two inputs that would overwrite each other are an error."""
+    """One output stem per input; two inputs that would overwrite each other are an error, also where they
+    differ only in case (``X.jpg``, ``x.jpg``), which is one file on macOS, Windows and exFAT drives."""
     stems: dict[str, Path] = {}
     for p in paths:
-        if p.stem in stems and stems[p.stem] != p:
-            raise DaguerreError(f"inputs {stems[p.stem]} and {p} would write the same outputs (named {p.stem}); rename one")
-        stems[p.stem] = p
+        key = p.stem.casefold()
+        if key in stems and stems[key] != p:
+            raise DaguerreError(f"inputs {stems[key]} and {p} would write the same outputs (named {p.stem}); rename one")
+        stems[key] = p
     return [p.stem for p in paths]
 
 

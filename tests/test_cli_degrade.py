@@ -181,6 +181,9 @@ def test_same_stem_inputs_are_refused(capsys, tmp_path, photo):
         (tmp_path / d / "x.png").write_bytes(encode_png(photo))
     r = run(capsys, "degrade", tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--out", tmp_path / "o")
     assert one_line_error(r) and "would write the same outputs" in r.err
+    (tmp_path / "b" / "X.png").write_bytes(encode_png(photo))  # one file where the output folder ignores case
+    r = run(capsys, "degrade", tmp_path / "a" / "x.png", tmp_path / "b" / "X.png", "--out", tmp_path / "o")
+    assert one_line_error(r) and "would write the same outputs (named X)" in r.err and not (tmp_path / "o").exists()
 
 
 def test_an_input_named_twice_is_processed_once(capsys, tmp_path, photo, monkeypatch):
