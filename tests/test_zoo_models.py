@@ -76,6 +76,36 @@ def test_create_model_initialises_privately_and_leaves_torchs_generator_alone(na
             create_model(name, seed=bad)
 
 
+def test_models_built_on_two_threads_at_once_leave_torchs_generator_alone(monkeypatch):
+    """Each build forks torch's generator; interleaved on two threads (``serve`` loads bundles on its
+    workers), the first to finish restored its saved state and the second then restored a moved one."""
+    import dataclasses
+    import threading
+
+    from zoo import registry
+
+    spec = registry.get_spec("vae")
+    first_drew, second_started, first_done = threading.Event(), threading.Event(), threading.Event()
+
+    def builder(cfg):
+        if threading.current_thread().name == "first":
+            torch.rand(1)
+            first_drew.set()
+            second_started.wait(timeout=1)  # without a lock the second forks now, from the moved state
+        else:
+            second_started.set()
+            first_done.wait(timeout=5)  # and restores that moved state after the first has restored its own
+        return spec.builder(cfg)
+
+    monkeypatch.setitem(registry.MODELS, "vae", dataclasses.replace(spec, builder=builder))
+    state = torch.random.get_rng_state()
+    first = threading.Thread(target=lambda: (create_model("vae"), first_done.set()), name="first")
+    second = threading.Thread(target=lambda: (first_drew.wait(timeout=5), create_model("vae")), name="second")
+    first.start(), second.start()
+    first.join(), second.join()
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
 def test_loading_a_bundle_leaves_torchs_generator_alone():
     """zoo.restore's first call advanced torch's global generator (building the bundle's networks)."""
     from zoo.bundle import load_bundle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,9 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
+_GLOBAL_RNG = threading.Lock()
+"""Held around ``fork_rng``: two threads forking at once (``serve`` loads bundles on worker threads) each
+restore the state they saved, and the later restore leaves torch's generator where the other had moved it."""
 
 
 def register_model(name: str, config: type, example: Callable[[Any], tuple]):
@@ -112,7 +116,7 @@ def create_model(name: str, config: Any = None, preset: str = "small", *, seed: 
         values = dataclasses.asdict(config) if isinstance(config, spec.config) else dict(config)
         cfg = _config(name, spec, {**values, **overrides})
     try:
-        with torch.random.fork_rng(devices=[]):  # layers draw their default weights from torch's global generator
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):  # layers draw their default weights from torch's global generator
             model = spec.builder(cfg)
     except (ValueError, TypeError, RuntimeError) as e:  # settings each valid alone but not together (0 channels, …)
         raise DaguerreError(f"model {name!r}: these settings do not make a network ({str(e).splitlines()[0][:200]})") from None
