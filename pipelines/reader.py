@@ -2,7 +2,7 @@
 
 ``open_dataset(ref)`` takes ``NAME``, ``NAME@VERSION`` or a store path. The reader parses each
 shard's index once and reads chunks by offset (``os.pread``), which is an order of magnitude
-faster than zarr-python per sample; stores it does not recognise (other codecs, object storage)
+faster than zarr-python per sample; stores it does not recognise (other codecs or chunking; local paths only)
 go through zarr-python. Files are opened lazily per process and the object pickles to its path,
 so it can be handed to DataLoader workers.
 """
