@@ -444,6 +444,19 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def make_folders(folder: str | os.PathLike, durable: bool = False) -> None:
+    """``mkdir -p``; ``durable``: each folder made is synced into its parent (a new folder is an entry
+    there, which syncing the files inside it does not put on disk)."""
+    missing, folder = [], Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for f in reversed(missing):
+        f.mkdir(exist_ok=True)
+        if durable:
+            fsync_dir(f.parent)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes], durable: bool | str = False) -> None:
     """Write ``data`` (or a list of pieces) to ``path`` through a temporary file and a rename: never a partial file.
 
@@ -453,7 +466,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes], durab
     """
     p = Path(path)
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(p.parent, durable=bool(durable))
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=p.parent)  # short: any legal name stays legal
     except OSError as e:  # name the file the user asked for, not the temporary one
         raise OSError(e.errno, e.strerror, str(p)) from None

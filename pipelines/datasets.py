@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from degrade.errors import DaguerreError
-from degrade.io import atomic_write_bytes, encode_png, nearest_existing
+from degrade.io import atomic_write_bytes, encode_png, make_folders, nearest_existing
 
 from .generate import SCHEDULERS, GenerationResult, generate
 from .layout import MAX_SIZE, human_bytes, read_attrs
@@ -237,7 +237,7 @@ def export_png(ds: Dataset, out: str | os.PathLike, on_sample: Callable[[], None
     _check_export_place(ds, out)
     if out.exists() and not out.is_dir():
         raise DaguerreError(f"{out} is not a folder; export into a new one")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folders(out, durable=True)  # the folder's own entry too: its samples are synced into it
     with _folder_lock(out):
         return _export_png(ds, out, on_sample)
 

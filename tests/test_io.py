@@ -476,6 +476,9 @@ def test_a_durable_write_syncs_the_bytes_before_the_name_and_the_name_before_it_
     events.clear()
     atomic_write_bytes(tmp_path / "b.bin", b"x", durable="data")
     assert [e[0] for e in events] == ["sync", "name"]
+    events.clear()  # folders it makes are synced into their parents, outermost first, before the file
+    atomic_write_bytes(tmp_path / "new" / "er" / "d.bin", b"x", durable="data")
+    assert events == [("sync", str(tmp_path)), ("sync", str(tmp_path / "new")), ("sync", events[2][1]), ("name", events[2][1])]
     events.clear()
     atomic_write_bytes(tmp_path / "c.bin", b"x")
     assert [e[0] for e in events] == ["name"]
