@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -507,3 +508,82 @@ def test_film_grain_v1_still_replays_to_its_bytes(photo):
         assert hashlib.sha256(old.tobytes()).hexdigest() == FILM_GRAIN_V1_BYTES[key]
         assert not np.array_equal(old, replay(im, [{"op": "film_grain", "version": 2, "params": FILM_GRAIN_V1}])[0])
     assert get_operator("film_grain").version == 2
+
+
+VIGNETTE_V1 = {"strength": 0.7, "radius": 0.5, "falloff": 3.0, "center_x": 0.1, "center_y": -0.2}
+VIGNETTE_V1_BYTES = {  # SHA-256 of the image bytes the code before v2 (commit fd0514a) gave for VIGNETTE_V1 on photo[:97, :150]
+    "rgb": "1e07f8c3043f50a9d9f418edc50d0834cc75ddc73bf983e441284372870ccee6",
+    "gray": "2f862ae9902051368ab385e8ae46d3181cf6af971fe9a1f3ad9dee6ffc96de28",
+}
+
+
+def _vignette_factor(shape, strength, radius, falloff, center_x, center_y):
+    """The documented factor in float64: r² = (x² + y²)/2 at pixel centres, x and y from −1 to 1 across the photo."""
+    h, w = shape[:2]
+    y = (np.arange(h) + 0.5 - h / 2) / (h / 2) - 2 * center_y
+    x = (np.arange(w) + 0.5 - w / 2) / (w / 2) - 2 * center_x
+    r = np.sqrt((x[None, :] ** 2 + y[:, None] ** 2) / 2)
+    return 1 - strength * np.minimum(1, (r / radius) ** falloff)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (3, 2), (33, 257), (257, 33, 3), (700, 333, 3)])
+def test_vignette_follows_its_formula_at_every_pixel(shape):
+    """v1 evaluated the factor on a 64×64 grid spread corner to corner that cv2.resize read as cell
+    centres (1.6 % narrower, flat at the borders) and could not follow the kink at the radius or the
+    cusp of falloff 0.5: at strength 1 and radius 0.2, up to 60 levels off on 33×257, 72 on 1024×1024."""
+    op, img = get_operator("vignette")(), np.full(shape, 255, np.uint8)
+    if len(shape) == 3:
+        img[..., 1], img[..., 2] = 131, 7  # each channel multiplied by the same factor
+    for strength, radius, falloff, cx, cy in itertools.product(
+        (1.0, 0.45), (0.2, 0.7, 2.0), (0.5, 1.0, 6.0), (0.0, -0.3, 0.13), (0.0, 0.3, -0.07)
+    ):
+        p = {"strength": strength, "radius": radius, "falloff": falloff, "center_x": cx, "center_y": cy}
+        out = op.apply(img, p)[0].astype(np.float64)
+        f = _vignette_factor(shape, **p)
+        exact = img * (f[..., None] if img.ndim == 3 else f)
+        assert np.abs(out - exact).max() <= 0.51, p  # the exact value rounded, float32 aside
+
+
+def test_vignette_follows_its_formula_on_a_large_scan():
+    """A 4000×3000 scan (many bands of rows) at the sharpest corner setting: still the formula, rounded."""
+    img = np.full((3000, 4000), 255, np.uint8)
+    p = {"strength": 1.0, "radius": 0.2, "falloff": 6.0, "center_x": 0.3, "center_y": -0.3}
+    out = get_operator("vignette")().apply(img, p)[0]
+    assert np.abs(out - 255 * _vignette_factor(img.shape, **p)).max() <= 0.51
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (45, 45), (96, 97, 3), (300, 301)])
+def test_vignette_is_symmetric_about_its_centre(shape):
+    """A centred vignette is the same flipped either way (and transposed when square); a shifted
+    one flipped is the vignette shifted the other way."""
+    op = get_operator("vignette")()
+    img = np.full(shape, 250, np.uint8)
+    for falloff, radius in ((0.5, 0.2), (2.0, 1.0), (6.0, 0.7)):
+        p = {"strength": 0.8, "radius": radius, "falloff": falloff, "center_x": 0.0, "center_y": 0.0}
+        out = op.apply(img, p)[0]
+        assert out.min() < 250 or shape == (1, 1)
+        assert np.array_equal(out, out[::-1]) and np.array_equal(out, out[:, ::-1]), p
+        if shape[0] == shape[1]:
+            assert np.array_equal(out, out.swapaxes(0, 1)), p
+        shifted = op.apply(img, {**p, "center_x": 0.21, "center_y": -0.13})[0]
+        assert np.array_equal(shifted[::-1, ::-1], op.apply(img, {**p, "center_x": -0.21, "center_y": 0.13})[0]), p
+
+
+def test_vignette_takes_any_memory_layout(photo):
+    """v2 writes its bands of rows into a fresh C-ordered array, whatever the input's layout."""
+    op = get_operator("vignette")()
+    p = {"strength": 0.7, "radius": 0.5, "falloff": 3.0, "center_x": 0.1, "center_y": -0.2}
+    for view in (photo[:, ::2], photo[::-1, :, ::-1], photo[..., 1], np.asfortranarray(photo[..., 0])):
+        assert np.array_equal(op.apply(view, p)[0], op.apply(np.ascontiguousarray(view), p)[0])
+
+
+def test_vignette_v1_still_replays_to_its_bytes(photo):
+    """Records and datasets made before v2 (old-photo and severe samples) and recipes pinning v1 reproduce."""
+    import hashlib
+
+    img = np.ascontiguousarray(photo[:97, :150])
+    for im, key in ((img, "rgb"), (np.ascontiguousarray(img[..., 1]), "gray")):
+        old = replay(im, [{"op": "vignette", "version": 1, "params": VIGNETTE_V1}])[0]
+        assert hashlib.sha256(old.tobytes()).hexdigest() == VIGNETTE_V1_BYTES[key]
+        assert not np.array_equal(old, replay(im, [{"op": "vignette", "version": 2, "params": VIGNETTE_V1}])[0])
+    assert get_operator("vignette").version == 2
