@@ -868,11 +868,25 @@ def zoo_ls(as_json: bool) -> None:
 
 @zoo.command("info")
 @click.argument("ref")
-def zoo_info(ref: str) -> None:
-    """Print the card of a checkpoint or bundle (store name or path) as JSON."""
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: the whole card, with its path and parameter count.")
+def zoo_info(ref: str, as_json: bool) -> None:
+    """Show a checkpoint or bundle (store name or path): model, stage, parameters, training data, metrics."""
     from zoo import store
 
-    _echo_json(store.info(ref))
+    d = store.info(ref)
+    if as_json:
+        _echo_json(d)
+        return
+    s = store.summary(d)
+    click.echo(f"{s['name']}  (model {d.get('model') or '?'}, stage {s['stage']}, {d['parameters']:,} parameters)")
+    click.echo(f"path:       {d['path']}")
+    click.echo(f"trained on: {s['trained_on']}")
+    click.echo(f"metrics:    {s['metrics'] or '-'}")
+    click.echo(f"saved:      {d.get('saved') or '?'}")
+    if isinstance(d.get("parts"), dict):
+        click.echo("parts:      " + ", ".join(f"{k} {p.get('name') or '?'}" if isinstance(p, dict) else str(k) for k, p in d["parts"].items()))
+    elif isinstance(d.get("config"), dict):
+        click.echo(f"config:     {json.dumps(d['config'], sort_keys=True)}")
 
 
 @zoo.command("bundle")

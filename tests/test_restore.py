@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -416,6 +417,25 @@ print(sorted(c["name"] for c in cards()))
 """
     out = python_ok(code, timeout=120)
     assert out.splitlines() == [f"{home / 'models' / 'fifo.safetensors'} is not a regular file", "False", "['default', 'fifo']"], out
+
+
+def test_zoo_info_reads_the_header_and_refuses_a_broken_file_in_one_line(home, tmp_path, capsys):
+    """`zoo info` counts parameters from the safetensors header's shapes, without torch: a truncated file, a
+    header longer than the file or with a tensor lacking its shape, and a FIFO are still refused in one line."""
+    raw = (store.SHIPPED / "default.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    del header[next(k for k in header if k != "__metadata__")]["shape"]
+    text = json.dumps(header).encode()
+    cases = {"cut": raw[:-100], "long": (len(raw) + 1).to_bytes(8, "little") + raw[8:], "short": raw[:5],
+             "shapeless": len(text).to_bytes(8, "little") + text + raw[8 + n :], "list": b"\x02" + bytes(7) + b"[]"}
+    for name, data in cases.items():
+        (tmp_path / f"{name}.safetensors").write_bytes(data)
+        r = run(capsys, "zoo", "info", tmp_path / f"{name}.safetensors")
+        assert one_line_error(r) and "is not a valid safetensors checkpoint" in r.err, (name, r.err)
+    os.mkfifo(tmp_path / "fifo.safetensors")
+    r = run(capsys, "zoo", "info", tmp_path / "fifo.safetensors")
+    assert one_line_error(r) and "is not a regular file" in r.err, r.err
 
 
 def test_a_card_config_larger_than_its_weights_is_refused_before_it_is_built(tmp_path):

@@ -395,8 +395,13 @@ def test_cli_train_zoo_ls_info_and_errors(capsys, data, tmp_path):
     assert names["cli-vae2"]["stage"] == "vae2" and names["cli-vae2"]["datasets"][0]["ref"] == "x"
     r = run(capsys, "zoo", "ls")
     assert "cli-vae2" in r.out
-    r = run(capsys, "zoo", "info", "cli-vae2")
-    assert json.loads(r.out)["parameters"] > 1000
+    r = run(capsys, "zoo", "info", "cli-vae2", "--json")
+    d = json.loads(r.out)
+    tensors, card = checkpoint.load(d["path"])
+    assert d == {**card, "path": d["path"], "parameters": sum(t.numel() for t in tensors.values())} and d["parameters"] > 1000
+    r = run(capsys, "zoo", "info", "cli-vae2")  # the card's gist, readable
+    assert r.code == 0 and r.out.startswith(f"cli-vae2  (model vae, stage vae2, {d['parameters']:,} parameters)"), r.out
+    assert "trained on: x\n" in r.out and '"base": 8' in r.out
     for settings, msg in [({"steps": "abc"}, "setting steps: expected int"), ({"steps": 2.5}, "setting steps: expected int"),
                           ({"lr": "fast"}, "setting lr: expected float"), ({"model_overrides": 5}, "setting model_overrides: expected dict"),
                           ({"model_overrides": {"vea": {}}}, "model_overrides.vea: expected settings of one of")]:  # fmt: skip

@@ -21,17 +21,7 @@ from safetensors.torch import save as st_save
 from degrade.errors import DaguerreError, some
 from degrade.io import atomic_write_bytes
 
-CARD_KEY = "daguerre_card"
-
-
-def stem_of(path: str | Path) -> Path:
-    p = Path(path)
-    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-
-
-def with_ext(stem: Path, ext: str) -> Path:
-    """``stem`` + ``ext``, keeping every dot of the name (``with_suffix`` made ``v2.new`` into ``v2.safetensors``)."""
-    return stem.with_name(stem.name + ext)
+from .store import CARD_KEY, card_of, stem_of, with_ext  # in zoo.store, which reads names, cards and headers without torch
 
 
 def save(path: str | Path, tensors: dict[str, torch.Tensor], card: dict[str, Any]) -> Path:
@@ -87,19 +77,7 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         meta = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
     except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as e:
         raise DaguerreError(f"{st} is not a valid safetensors checkpoint ({str(e).splitlines()[0]})") from None
-    card_text = meta.get(CARD_KEY)
-    js = with_ext(stem, ".json")
-    if card_text is None and js.exists():
-        card_text = js.read_text()
-    if card_text is None:
-        raise DaguerreError(f"{st} has no daguerre card (not a daguerre checkpoint)")
-    try:
-        card = json.loads(card_text)
-    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-        raise DaguerreError(f"{st}: the card is not valid JSON") from None
-    if not isinstance(card, dict):
-        raise DaguerreError(f"{st}: the card is not a JSON object")
-    return tensors, card
+    return tensors, card_of(st, meta)
 
 
 def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

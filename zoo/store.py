@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from degrade.errors import DaguerreError
 from pipelines.refs import NAME_RE, daguerre_home
 
-# zoo.checkpoint (and torch with it) is imported by the functions that read weights: `zoo ls` reads only the cards
+# zoo.checkpoint (and torch with it) is imported by the functions that read weights: `zoo ls` and `zoo info` read
+# only the cards and the safetensors headers
 SHIPPED = Path(__file__).resolve().parent / "weights"
+CARD_KEY = "daguerre_card"
+
+
+def stem_of(path: str | Path) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+
+
+def with_ext(stem: Path, ext: str) -> Path:
+    """``stem`` + ``ext``, keeping every dot of the name (``with_suffix`` made ``v2.new`` into ``v2.safetensors``)."""
+    return stem.with_name(stem.name + ext)
+
+
+def card_of(st: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The card of checkpoint ``st``: from its header's metadata ``meta``, else from the .json beside it."""
+    card_text = meta.get(CARD_KEY)
+    js = with_ext(stem_of(st), ".json")
+    if card_text is None and js.exists():
+        card_text = js.read_text()
+    if card_text is None:
+        raise DaguerreError(f"{st} has no daguerre card (not a daguerre checkpoint)")
+    try:
+        card = json.loads(card_text)
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested thousands deep; TypeError: not a string
+        raise DaguerreError(f"{st}: the card is not valid JSON") from None
+    if not isinstance(card, dict):
+        raise DaguerreError(f"{st}: the card is not a JSON object")
+    return card
 
 
 def models_dir() -> Path:
@@ -70,12 +100,10 @@ def check_free(name: str, run: str | None = None, replace: bool = False) -> None
 def resolve(ref: str | Path, model: str | None = None) -> Path:
     """A model name (store first, then shipped weights) or a checkpoint path, to its .safetensors path.
     ``model``: the kind wanted (``bundle``…), so that an unknown name lists only those."""
-    from . import checkpoint
-
     s = str(ref)
-    p = checkpoint.stem_of(s)
+    p = stem_of(s)
     if "/" in s or s.endswith((".safetensors", ".json")):
-        st = checkpoint.with_ext(p, ".safetensors")
+        st = with_ext(p, ".safetensors")
         if not st.exists():
             if Path(s).is_file():
                 raise DaguerreError(f"{s} is not a .safetensors checkpoint (daguerre reads no other format, never a pickle)")
@@ -108,13 +136,50 @@ def load(ref: str | Path, expected: str, option: str = "", stage: str | None = N
     return tensors, card
 
 
+def _tensor_entry(v: Any, data_bytes: int) -> bool:
+    """Whether ``v`` is a header's tensor entry: a shape of whole numbers and data within the ``data_bytes`` after the header."""
+    if not isinstance(v, dict):
+        return False
+    shape, offsets = v.get("shape"), v.get("data_offsets")
+    return (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape) and isinstance(offsets, list)
+            and len(offsets) == 2 and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1] <= data_bytes)
+
+
+def header(st: Path) -> dict[str, Any]:
+    """The JSON header of safetensors file ``st`` (after its length, 8 bytes little-endian), checked against the
+    file's size; read without torch or the weights."""
+    if not st.exists():
+        raise DaguerreError(f"no checkpoint at {st}")
+    if not st.is_file():  # a link to /dev/zero in the model store was read until memory ran out; a FIFO blocked
+        raise DaguerreError(f"{st} is not a regular file")
+    try:
+        with open(st, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > min(size - 8, 100_000_000):  # safetensors' own limit of a header
+                raise ValueError(f"a header of {n} bytes in a file of {size}")
+            h = json.loads(f.read(n))
+        if not isinstance(h, dict):
+            raise ValueError("the header is not a JSON object")
+        bad = [k for k, v in h.items() if k != "__metadata__" and not _tensor_entry(v, size - 8 - n)]
+        if bad:
+            raise ValueError(f"tensor {bad[0]!r}: no shape, or data beyond the file")
+    except (ValueError, OSError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise DaguerreError(f"{st} is not a valid safetensors checkpoint ({str(e).splitlines()[0]})") from None
+    meta = h.get("__metadata__", {})
+    if not isinstance(meta, dict):
+        raise DaguerreError(f"{st} is not a valid safetensors checkpoint (its __metadata__ is not a JSON object)")
+    return h
+
+
 def info(ref: str | Path) -> dict[str, Any]:
-    """A checkpoint's card with its path and parameter count (what ``zoo info`` prints)."""
-    from . import checkpoint
+    """A checkpoint's card with its path and parameter count (what ``zoo info`` prints), read from the header."""
+    import math
 
     path = resolve(ref)
-    tensors, card = checkpoint.load(path)
-    return {**card, "path": str(path), "parameters": sum(t.numel() for t in tensors.values())}
+    h = header(path)
+    card = card_of(path, h.get("__metadata__", {}))
+    return {**card, "path": str(path), "parameters": sum(math.prod(v["shape"]) for k, v in h.items() if k != "__metadata__")}
 
 
 def summary(card: dict[str, Any]) -> dict[str, str]:
