@@ -229,13 +229,27 @@ def recipes_show(recipe: str, as_json: bool) -> None:
 
 @recipes.command("validate")
 @click.argument("files", nargs=-1, required=True)
-def recipes_validate(files: tuple[str, ...]) -> None:
-    """Validate recipe files; exits non-zero on the first invalid one."""
-    from degrade import load_recipe
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: every file's result (ok, name, hash or the error).")
+def recipes_validate(files: tuple[str, ...], as_json: bool) -> None:
+    """Validate recipe files; exits non-zero on the first invalid one (with --json, after checking them all)."""
+    from degrade import DaguerreError, load_recipe
 
+    if not as_json:
+        for f in files:
+            r = load_recipe(f)
+            click.echo(f"{f}: ok ({len(r.operators())} operators, hash {r.hash[:12]})")
+        return
+    rows = []
     for f in files:
-        r = load_recipe(f)
-        click.echo(f"{f}: ok ({len(r.operators())} operators, hash {r.hash[:12]})")
+        try:
+            r = load_recipe(f)
+            rows.append({"file": f, "ok": True, "name": r.name, "hash": r.hash, "operators": len(r.operators())})
+        except DaguerreError as e:
+            rows.append({"file": f, "ok": False, "error": str(e)})
+    _echo_json(rows)
+    bad = [row for row in rows if not row["ok"]]
+    if bad:
+        raise SystemExit(f"error: {len(bad)} of {len(rows)} recipes invalid: {bad[0]['file']}: {bad[0]['error']}")
 
 
 # -- degrade -----------------------------------------------------------------------------------

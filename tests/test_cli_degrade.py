@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from cli_helpers import one_line_error, python_ok, run, run_python, run_subprocess
+from degrade import load_recipe
 from degrade.io import encode_png, read_image
 from degrade.samples import real_photo_paths
 
@@ -71,6 +72,12 @@ def test_recipes_commands(capsys, tmp_path):
     bad.write_text("steps:\n  - op: gaussian_blur\n    sigma: 99\n")
     r3 = run(capsys, "recipes", "validate", str(bad))
     assert one_line_error(r3) and "steps[0].sigma: 99.0 is outside [0.1, 10.0]" in r3.err
+    r4 = run(capsys, "recipes", "validate", f, "--json")
+    assert r4.code == 0 and json.loads(r4.out) == [{"file": str(f), "ok": True, "name": "bopbtl", "hash": load_recipe(f).hash, "operators": 7}]
+    r5 = run(capsys, "recipes", "validate", bad, "old-photo", "--json")  # every file's result, then a non-zero exit
+    rows = json.loads(r5.out)
+    assert [(x["file"], x["ok"]) for x in rows] == [(str(bad), False), ("old-photo", True)] and "99.0 is outside" in rows[0]["error"]
+    assert one_line_error(r5) and r5.err.startswith(f"error: 1 of 2 recipes invalid: {bad}: steps[0].sigma"), r5.err
 
 
 @pytest.fixture()
