@@ -26,6 +26,24 @@ class _Path(click.Path):
         return super().convert(value, param, ctx)
 
 
+class _OldSpelling(click.Option):
+    """An option whose last spelling (``--n`` of the sample counts, now ``--count``/``-n`` as in ``degrade``) still
+    works for old scripts but shows in no help or message."""
+
+    def _shown(self, method, ctx):
+        opts, self.opts = self.opts, self.opts[:-1]
+        try:
+            return method(ctx)
+        finally:
+            self.opts = opts
+
+    def get_help_record(self, ctx):
+        return self._shown(super().get_help_record, ctx)
+
+    def get_error_hint(self, ctx):
+        return self._shown(super().get_error_hint, ctx)
+
+
 _model_option = click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
 _device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                               help="Where the networks run; auto: cuda if a GPU is available, else cpu.")
@@ -564,7 +582,7 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
 @dataset.command("show")
 @click.argument("ref")
 @click.option("--out", "-o", type=_Path(dir_okay=False), required=True, help="Sheet to write (.png, .jpg or .webp).")
-@click.option("--n", type=click.IntRange(1, 200), default=16, show_default=True, help="Samples on the sheet.")
+@click.option("--count", "-n", "--n", "n", cls=_OldSpelling, type=click.IntRange(1, 200), default=16, show_default=True, help="Samples on the sheet.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def dataset_show(ref: str, out: str, n: int, as_json: bool) -> None:
     """Write a contact sheet of degraded / clean / mask triplets with key params under each."""
@@ -693,7 +711,7 @@ def demo_cmd(out: str, model: str) -> None:
 @click.option("--dataset", "-d", help="Dataset reference NAME[@V] or store path.")
 @click.option("--methods", default="identity,nlm,telea,nlm+telea,zoo:default", show_default=True,
               help="Comma-separated: identity, nlm, telea, ns, nlm+telea, median, bilateral, zoo:NAME|PATH, zoo-raw:NAME|PATH (no tone anchoring).")
-@click.option("--n", type=click.IntRange(min=1), help="Number of samples (default: all).")
+@click.option("--count", "-n", "--n", "n", cls=_OldSpelling, type=click.IntRange(min=1), help="Number of samples (default: all).")
 @click.option("--out", "-o", type=_Path(file_okay=False), default="bench-out", show_default=True,
               help="Report folder: an earlier report's files are replaced; files of those names that bench did not write are refused.")
 @click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,
@@ -726,7 +744,7 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
     for m in specs:  # a misspelt method or model fails before --out is made (it left an empty bench-out behind)
         get_method(m)
     size = len(open_dataset(dataset))
-    count = size if n is None else min(n, size)  # the bar's total: --n beyond the set scores the whole set
+    count = size if n is None else min(n, size)  # the bar's total: --count beyond the set scores the whole set
     prepare_out(Path(out))
     with _progress(count, "benchmarking", "samples") as advance:
         result = run_bench(dataset, specs, n, mask_source, workers, on_sample=advance)
@@ -932,7 +950,7 @@ def zoo_bundle(name: str, vae1: str | None, vae2: str | None, mapping: str | Non
 @click.argument("name")
 @click.option("--dataset", "-d", "datasets", required=True, multiple=True,
               help="Validation dataset with masks, made from training photos; repeat it for several (one per damage recipe).")
-@click.option("--n", type=click.IntRange(min=1), default=200, show_default=True, help="Samples per dataset.")
+@click.option("--count", "-n", "--n", "n", cls=_OldSpelling, type=click.IntRange(min=1), default=200, show_default=True, help="Samples per dataset.")
 @click.option("--objective", type=click.Choice(["restore", "f1"]), default="restore", show_default=True,
               help="restore: F1's threshold, then the hysteresis seeds and the tone anchoring that restore best (PSNR); "
                    "f1: F1 only, no anchoring.")
@@ -941,7 +959,7 @@ def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str) 
     from pipelines import open_dataset
     from zoo.bundle import calibrate_threshold
 
-    per_pass = sum(min(n, len(open_dataset(d))) for d in datasets)  # --n beyond a set's size takes the whole set
+    per_pass = sum(min(n, len(open_dataset(d))) for d in datasets)  # --count beyond a set's size takes the whole set
     with _progress(per_pass * (2 if objective == "restore" else 1), "calibrating", "samples") as advance:
         c = calibrate_threshold(name, list(datasets), n, on_sample=advance, objective=objective)
     f1 = c["f1"][c["thresholds"].index(c["chosen"])]

@@ -404,7 +404,7 @@ def test_cli_bench_report_compare_and_errors(capsys, tiny, tmp_path):
         (["--methods", "identity"], "bench needs --dataset"),
         (["compare", str(tmp_path / "none.json"), str(out / "results.json")], "cannot read results"),
         (["compare", str(tmp_path / "list.json"), str(out / "results.json")], "is not a results.json written by"),
-        (["--dataset", "b", "--methods", "identity", "--n", "0"], "--n"),
+        (["--dataset", "b", "--methods", "identity", "--n", "0"], "'--count' / '-n': 0 is not in the range"),  # --n: the old spelling
         (["--dataset", "b", "--methods", "identity", "--out", str(tmp_path / "list.json" / "sub")], "Not a directory"),
     ]:
         r = run(capsys, "bench", *args)

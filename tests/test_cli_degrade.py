@@ -45,6 +45,27 @@ def test_a_command_that_reads_only_the_catalog_or_cards_imports_no_array_library
     assert args[0] != "dataset" or "v1" in out
 
 
+@pytest.mark.parametrize("path, args", [(["bench"], ["--dataset", "d"]), (["dataset", "show"], ["d", "--out", "s.png"]),
+                                        (["zoo", "calibrate"], ["b", "-d", "d"])])
+def test_sample_counts_are_count_or_n_as_in_degrade_and_the_old_n_still_works(path, args):
+    """bench, dataset show and zoo calibrate spelt it --n where degrade and dataset create take -n/--count."""
+    import click
+
+    import cli
+
+    cmd = cli.cli
+    for name in path:
+        cmd = cmd.commands[name]
+    for spelling in ("--count", "-n", "--n"):
+        with cmd.make_context(" ".join(path), [*args, spelling, "7"]) as ctx:
+            assert ctx.params["n"] == 7
+    shown = cmd.get_help(click.Context(cmd, info_name=path[-1]))
+    assert "-n, --count INTEGER RANGE" in shown and "--n " not in shown and "--n," not in shown, shown
+    with pytest.raises(click.BadParameter) as e:
+        cmd.make_context(" ".join(path), [*args, "--n", "0"])
+    assert "Invalid value for '--count' / '-n': 0 is not in the range" in e.value.format_message()
+
+
 def test_ops_ls_and_show(capsys):
     r = run(capsys, "ops", "ls", "--json")
     assert r.code == 0
