@@ -718,8 +718,9 @@ def demo_cmd(out: str, model: str) -> None:
               help="Mask given to inpainting methods: the dataset's ground truth, or the detector of the first zoo method (else the default bundle's).")
 @click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count",
               help="Processes scoring samples (1: in this process; at most the cores and the samples).")
+@_device_option
 @click.pass_context
-def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
+def bench(ctx, dataset, methods, n, out, mask_source, workers, device) -> None:
     """Benchmark restoration methods on a versioned dataset: metrics with CIs, breakdowns, report.
 
     Writes results.json, report.md, report.html, sheet.png and per-parameter plots into --out.
@@ -740,14 +741,16 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers) -> None:
     specs = [m.strip() for m in methods.split(",") if m.strip()]
     from pipelines import open_dataset
     from zoo.methods import get_method
+    from zoo.restore import resolve_device
 
+    resolve_device(device)  # --device cuda without a GPU, like a misspelt method or model, fails before --out is made
     for m in specs:  # a misspelt method or model fails before --out is made (it left an empty bench-out behind)
         get_method(m)
     size = len(open_dataset(dataset))
     count = size if n is None else min(n, size)  # the bar's total: --count beyond the set scores the whole set
     prepare_out(Path(out))
     with _progress(count, "benchmarking", "samples") as advance:
-        result = run_bench(dataset, specs, n, mask_source, workers, on_sample=advance)
+        result = run_bench(dataset, specs, n, mask_source, workers, on_sample=advance, device=device)
     files = write_report(result, Path(out))
     if result["real_photos"]:
         click.echo("real old photos: no ground truth; NIQE (no-reference, lower is more natural):")
@@ -954,14 +957,15 @@ def zoo_bundle(name: str, vae1: str | None, vae2: str | None, mapping: str | Non
 @click.option("--objective", type=click.Choice(["restore", "f1"]), default="restore", show_default=True,
               help="restore: F1's threshold, then the hysteresis seeds and the tone anchoring that restore best (PSNR); "
                    "f1: F1 only, no anchoring.")
-def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str) -> None:
+@_device_option
+def zoo_calibrate(name: str, datasets: tuple[str, ...], n: int, objective: str, device: str) -> None:
     """Calibrate a bundle's defect mask (threshold, hysteresis seeds) and tone anchoring on validation datasets."""
     from pipelines import open_dataset
     from zoo.bundle import calibrate_threshold
 
     per_pass = sum(min(n, len(open_dataset(d))) for d in datasets)  # --count beyond a set's size takes the whole set
     with _progress(per_pass * (2 if objective == "restore" else 1), "calibrating", "samples") as advance:
-        c = calibrate_threshold(name, list(datasets), n, on_sample=advance, objective=objective)
+        c = calibrate_threshold(name, list(datasets), n, on_sample=advance, objective=objective, device=device)
     f1 = c["f1"][c["thresholds"].index(c["chosen"])]
     click.echo(f"calibrated bundle written to {c['written']}")
     if objective == "f1":

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import bench_scripts
 from cli_helpers import one_line_error, run
@@ -325,7 +326,7 @@ def test_detected_mask_comes_from_the_first_zoo_or_zoo_raw_method_and_threads_ar
     import zoo.methods
 
     asked = []
-    monkeypatch.setattr(zoo.methods, "detected_mask", lambda image, model="default": asked.append(model) or np.zeros(image.shape[:2], np.uint8))
+    monkeypatch.setattr(zoo.methods, "detected_mask", lambda image, model="default", device="cpu": asked.append(model) or np.zeros(image.shape[:2], np.uint8))
     torch.set_num_threads(2)
     run_bench("b", ["nlm+telea", "zoo-raw:rb"], n=2, mask_source="detected", workers=1)
     assert set(asked) == {"rb"} and torch.get_num_threads() == 2
@@ -342,7 +343,7 @@ def test_the_shared_mask_goes_to_inpainting_methods_only_each_bundle_detects_its
     shared = np.zeros((48, 48), np.uint8)
     shared[10:20, 5:40] = 1
     asked, given = [], []
-    monkeypatch.setattr(zoo.methods, "detected_mask", lambda image, model="default": asked.append(model) or shared)
+    monkeypatch.setattr(zoo.methods, "detected_mask", lambda image, model="default", device="cpu": asked.append(model) or shared)
     for cls in (zoo.methods.Telea, zoo.methods.ZooBundle):
         monkeypatch.setattr(cls, "run", lambda self, image, mask=None, run=cls.run: given.append((self.label, mask)) or run(self, image, mask))
     r = run_bench("b", ["telea", "zoo:rb2", "zoo-raw:rb"], n=2, mask_source=source, workers=1)
@@ -655,6 +656,43 @@ def test_bench_and_calibrate_bars_count_what_runs_when_n_exceeds_the_set(capsys,
     r = run(capsys, "zoo", "calibrate", "rb", "-d", "b", "--n", "1000", "--objective", "f1")
     assert r.code == 0, r.err
     assert bars[-1] == ["calibrating", 24]
+
+
+def test_bench_and_calibrate_run_the_networks_on_device(capsys, tiny, tmp_path, monkeypatch):
+    """bench and zoo calibrate had no --device (restore and train have it): their networks ran on the CPU only.
+    Here "cuda" is made to resolve to cpu:0, a device that differs from the CPU in name only, and every call of
+    the detector and of the restoration networks must be given it."""
+    import inspect
+
+    import zoo.restore
+
+    monkeypatch.setattr(zoo.restore, "resolve_device", lambda d: torch.device("cpu:0" if str(d) in ("cuda", "cpu:0") else "cpu"))
+    seen = []
+    for name in ("detect", "translate"):
+        real = getattr(zoo.restore, name)
+
+        def recording(*a, real=real, name=name, **k):
+            seen.append((name, str(inspect.signature(real).bind(*a, **k).arguments.get("device"))))
+            return real(*a, **k)
+
+        monkeypatch.setattr(zoo.restore, name, recording)
+    r = run(capsys, "bench", "-d", "b", "--methods", "nlm+telea,zoo:rb", "-n", "2", "--out", tmp_path / "o", "--workers", "1", "--device", "cuda")
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["device"] == "cpu:0"
+    assert {n for n, _ in seen} == {"detect", "translate"} and {d for _, d in seen} == {"cpu:0"}, seen
+    seen.clear()
+    r = run(capsys, "zoo", "calibrate", "rb", "-d", "b", "-n", "2", "--device", "cuda")
+    assert r.code == 0, r.err
+    assert {n for n, _ in seen} == {"detect", "translate"} and {d for _, d in seen} == {"cpu:0"}, seen
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available")
+def test_bench_device_cuda_without_one_is_one_line_before_any_work(capsys, tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["bench", "-d", "b", "--methods", "identity"], ["zoo", "calibrate", "rb", "-d", "b"]):
+        r = run(capsys, *args, "--device", "cuda")
+        assert one_line_error(r) and "--device cuda: no CUDA device is available here" in r.err, r.err
+    assert not (tmp_path / "bench-out").exists()
 
 
 def test_results_json_is_strict_json_without_damage(capsys, home, tmp_path):

@@ -29,7 +29,7 @@ from . import metrics, niqe
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(ref: str, specs: list[str], mask_source: str, parent: int | None = None) -> None:
+def _init_worker(ref: str, specs: list[str], mask_source: str, parent: int | None = None, device: str = "cpu") -> None:
     import torch
 
     if parent is not None:  # a worker process: it dies with the command (SIGTERM left them running)
@@ -43,15 +43,15 @@ def _init_worker(ref: str, specs: list[str], mask_source: str, parent: int | Non
     from .methods import get_method
 
     zoo = [s.partition(":")[2] for s in specs if s.partition(":")[0] in ("zoo", "zoo-raw")]
-    _STATE.update(ds=open_dataset(ref), methods=[get_method(s) for s in specs], mask_source=mask_source,
-                  detector=zoo[0] if zoo else "default")  # fmt: skip
+    _STATE.update(ds=open_dataset(ref), methods=[get_method(s, device) for s in specs], mask_source=mask_source,
+                  detector=zoo[0] if zoo else "default", device=device)  # fmt: skip
 
 
 def _detected_mask(image: np.ndarray) -> np.ndarray:
     """The detector of the first zoo method benchmarked (else the default bundle's)."""
     from .methods import detected_mask
 
-    return detected_mask(image, _STATE["detector"])
+    return detected_mask(image, _STATE["detector"], device=_STATE["device"])
 
 
 def _one(i: int, keep: bool) -> dict[str, Any]:
@@ -118,16 +118,20 @@ def run_bench(
     workers: int = 2,
     sheet_samples: int = 6,
     on_sample: Callable[[], None] | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Run ``methods`` on the first ``n`` samples of ``dataset``; returns the results dict."""
+    """Run ``methods`` on the first ``n`` samples of ``dataset`` (zoo bundles on ``device``: cpu, cuda or auto);
+    returns the results dict."""
     from pipelines import open_dataset
 
     from .methods import get_method
+    from .restore import resolve_device
 
     if mask_source not in ("gt", "detected"):
         raise DaguerreError(f"--mask must be gt or detected, got {mask_source!r}")
     if not methods:
         raise DaguerreError("no methods to benchmark")
+    device = str(resolve_device(device))  # --device cuda without one: fails before any work too
     probe = [get_method(m) for m in methods]  # unknown names, missing models: fail before any work
     ds = open_dataset(dataset)
     real = "clean" not in ds.fields
@@ -143,7 +147,7 @@ def run_bench(
 
         threads = torch.get_num_threads()
         try:
-            _init_worker(str(ds.path), methods, mask_source)
+            _init_worker(str(ds.path), methods, mask_source, device=device)
             for i in range(count):
                 rows[i] = _one(i, i in keep)
                 if on_sample:
@@ -154,7 +158,7 @@ def run_bench(
         import multiprocessing as mp
 
         with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(str(ds.path), methods, mask_source, os.getpid())) as pool:  # fmt: skip
+                                 initargs=(str(ds.path), methods, mask_source, os.getpid(), device)) as pool:  # fmt: skip
             futures = {pool.submit(_one, i, i in keep): i for i in range(count)}
             for fut in _as_completed(futures):
                 rows[futures[fut]] = fut.result()
@@ -173,6 +177,7 @@ def run_bench(
         "methods": {m.label: m.card() for m in probe},
         "wall_seconds": wall,
         "workers": workers,
+        "device": device,
         "aggregate": aggregate(rows, [m.label for m in probe]),
         "breakdown": breakdown(rows, [m.label for m in probe]) if not real else {},
         "per_sample": [{k: v for k, v in r.items() if k != "images"} for r in rows],

@@ -239,7 +239,7 @@ def _calibrate_anchor(restored: dict[str, list]) -> tuple[dict | None, dict]:
 
 
 def calibrate_threshold(
-    name: str, datasets: str | list[str], n: int = 200, on_sample=None, objective: str = "restore"
+    name: str, datasets: str | list[str], n: int = 200, on_sample=None, objective: str = "restore", device: str = "cpu"
 ) -> dict[str, Any]:
     """Calibrate the detector's mask on validation datasets and store it in the bundle (in place;
     a shipped bundle is written to the model store under its name, which then takes precedence).
@@ -249,21 +249,22 @@ def calibrate_threshold(
     count, by the PSNR of the whole restoration (see ``_choose_seed``): false alarms cost the
     mapping more than faint misses. Then, on the chosen mask's restorations, the tone anchoring
     (:mod:`zoo.anchor`, or none) by the same rule; ``f1`` leaves the bundle without anchoring.
-    Use datasets made from training photographs, ``n`` samples each.
+    Use datasets made from training photographs, ``n`` samples each; the networks run on ``device``.
     """
     from pipelines import open_dataset
 
     from .metrics import detection, psnr, scores
-    from .restore import detect, hysteresis, translate
+    from .restore import detect, hysteresis, resolve_device, translate
 
     if objective not in OBJECTIVES:
         raise DaguerreError(f"unknown calibration objective {objective!r} (use {' or '.join(OBJECTIVES)})")
     names = list(dict.fromkeys([datasets] if isinstance(datasets, str) else datasets))  # a repeated -d counted once
     if not names:
         raise DaguerreError("calibration needs at least one validation dataset")
+    dev = resolve_device(device)
     path = store.resolve(name)
     tensors, card = checkpoint.load(path)
-    b = load_bundle(path)
+    b = load_bundle(path, dev)
     sets = {d: open_dataset(d) for d in names}
     for d, ds in sets.items():
         if "mask" not in ds.fields or (objective == "restore" and "clean" not in ds.fields):
@@ -274,7 +275,7 @@ def calibrate_threshold(
     for d, ds in sets.items():
         for i in range(min(n, len(ds))):
             s = ds[i]
-            prob = detect(b, s["degraded"])
+            prob = detect(b, s["degraded"], device=dev)
             for k, th in enumerate(grid):
                 r = detection(prob > th, s["mask"])
                 counts[k] += (r["tp"], r["fp"], r["fn"])
@@ -302,7 +303,7 @@ def calibrate_threshold(
                     pred = hysteresis(prob, low, h)
                     if not per_seed or not np.array_equal(pred, per_seed[-1][1]):  # same mask: same restoration
                         r = detection(pred, s["mask"])
-                        restored = translate(b, s["degraded"], pred.view(np.uint8))
+                        restored = translate(b, s["degraded"], pred.view(np.uint8), device=dev)
                         score = psnr(restored, s["clean"])
                     seed_counts[k] += (r["tp"], r["fp"], r["fn"])
                     x[i, k] = score

@@ -62,14 +62,15 @@ def register_method(name: str):
     return wrap
 
 
-def get_method(spec: str) -> Method:
-    """``nlm``, ``nlm+telea``, ``zoo:default``, ``zoo:PATH`` → a Method instance."""
+def get_method(spec: str, device: str = "cpu") -> Method:
+    """``nlm``, ``nlm+telea``, ``zoo:default``, ``zoo:PATH`` → a Method instance; a zoo bundle's runs on ``device``."""
     name, _, arg = spec.partition(":")
     if name not in METHODS:
         raise DaguerreError(f"unknown method {spec!r} (have: {', '.join(sorted(METHODS))}, zoo:NAME)")
     if name in ("zoo", "zoo-raw") and not arg:
         raise DaguerreError(f"method {name} needs a model: {name}:default or {name}:PATH")
-    return METHODS[name](arg or None)
+    cls = METHODS[name]
+    return cls(arg or None, device) if issubclass(cls, ZooBundle) else cls(arg or None)
 
 
 def _nlm(image: np.ndarray) -> np.ndarray:
@@ -152,16 +153,17 @@ class ZooBundle(Method):
     detects = True
     anchor: ClassVar[bool] = True  # the bundle's calibrated tone anchoring, as `daguerre restore` applies it
 
-    def __init__(self, arg: str | None = None) -> None:
+    def __init__(self, arg: str | None = None, device: str = "cpu") -> None:
         super().__init__(arg)
         from .restore import get_bundle
 
-        self.bundle = get_bundle(arg or "default")
+        self.device = str(device)
+        self.bundle = get_bundle(arg or "default", self.device)
 
     def run(self, image, mask=None):
         from .restore import restore
 
-        res = restore(image, self.bundle, "auto" if mask is None else mask, device="cpu", anchor=self.anchor)
+        res = restore(image, self.bundle, "auto" if mask is None else mask, device=self.device, anchor=self.anchor)
         return res.image, res.mask
 
     def card(self) -> dict:
@@ -180,9 +182,9 @@ class ZooBundleRaw(ZooBundle):
     anchor = False
 
 
-def detected_mask(image: np.ndarray, model="default") -> np.ndarray:
+def detected_mask(image: np.ndarray, model="default", device: str = "cpu") -> np.ndarray:
     """The zoo detector's mask of an image (what 'detected mask' baselines inpaint); ``model`` as in
     ``zoo.restore``: a bundle's name or path, or a loaded Bundle."""
     from .restore import detect_mask, get_bundle
 
-    return detect_mask(get_bundle(model), image)
+    return detect_mask(get_bundle(model, device), image, device=device)
