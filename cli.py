@@ -274,7 +274,7 @@ def recipes_validate(files: tuple[str, ...], as_json: bool) -> None:
 @cli.command("degrade")
 @click.argument("images", nargs=-1, required=True, type=_Path())
 @click.option("--recipe", "-r", default="old-photo", show_default=True, help="Built-in recipe name or a YAML/JSON file.")
-@click.option("--seed", "-s", type=int, default=0, show_default=True, help="Seed of the recipe's sampling.")
+@click.option("--seed", "-s", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the recipe's sampling.")
 @click.option("--out", "-o", type=_Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--count", "-n", type=click.IntRange(1, 100_000), default=1, show_default=True,
               help="Variants per input (at most 100,000: for more, build a dataset with `dataset create`).")
@@ -324,23 +324,26 @@ def dataset() -> None:
 @click.argument("name")
 @click.option("--recipe", "-r", help="Built-in recipe or YAML/JSON file [old-photo; none with --real].")
 @click.option("--source", required=True, help="Folder, glob, builtin:samples, builtin:real or dataset:NAME[@V].")
-@click.option("--count", "-n", type=int, required=True, help="Number of samples.")
-@click.option("--size", type=int, default=256, show_default=True, help="Tile side in pixels.")
-@click.option("--seed", "-s", type=int, default=0, show_default=True, help="Seed of the crops and the recipe's sampling.")
-@click.option("--shard-size", type=int, default=64, show_default=True, help="Samples per zarr shard.")
-@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count", help="Dask workers (see --scheduler).")
+@click.option("--count", "-n", type=click.IntRange(min=1), required=True, help="Number of samples.")
+@click.option("--size", type=click.IntRange(8, 4096), default=256, show_default=True, help="Tile side in pixels.")  # pipelines.layout.MAX_SIZE
+@click.option("--seed", "-s", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the crops and the recipe's sampling.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per zarr shard.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=os.cpu_count() or 2, show_default="CPU count", help="Dask workers (see --scheduler).")
 @click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
               help="processes measured faster than threads on this project's degradations (docs/benchmarks.md).")
 @click.option("--address", help="tcp://HOST:PORT of a dask.distributed scheduler (store on a shared path).")
 @click.option("--real", is_flag=True, help="Real old photos (domain R): crops go to `degraded`, no recipe.")
 @click.option("--store", type=_Path(), help="Write to this path instead of $DAGUERRE_HOME/datasets/NAME/vN.zarr.")
 @click.option("--strict", is_flag=True, help="Fail on any unreadable source image instead of skipping it.")
-@click.option("--zstd-level", type=int, default=-1, show_default=True, help="zstd level of the chunks (-131072 fastest … 22 smallest; docs/datasets.md).")
+@click.option("--zstd-level", type=click.IntRange(-131072, 22), default=-1, show_default=True,  # pipelines.shards.ZSTD_LEVELS
+              help="zstd level of the chunks (-131072 fastest … 22 smallest; docs/datasets.md).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output: the version made or reused (warnings stay on stderr).")
 def dataset_create(name, recipe, source, count, size, seed, shard_size, workers, scheduler, address, real, store, strict, zstd_level, as_json):
     """Generate dataset NAME from a recipe and a source; re-run the same command to resume."""
     from pipelines import build_spec, create_dataset
 
+    if real and recipe is not None:
+        raise click.UsageError("--recipe does not apply to --real datasets (real photos are cropped, not degraded)")
     spec = build_spec(name, source, count, size, seed, recipe, shard_size, real, strict, zstd_level)
     for s in spec.source.skipped:  # one line each, whatever the file is called
         click.echo(f"warning: skipped {s['reason']}".replace("\n", "\\n").replace("\r", "\\r"), err=True)
@@ -554,7 +557,7 @@ def dataset_untag(ref: str, as_json: bool) -> None:
 
 @dataset.command("reproduce")
 @click.argument("ref")
-@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count", help="Dask workers (see --scheduler).")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=os.cpu_count() or 2, show_default="CPU count", help="Dask workers (see --scheduler).")
 @click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
               help="Dask workers as processes or threads (as dataset create).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -648,7 +651,8 @@ def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
 @click.option("--scratches", default="auto", show_default=True,
               help="auto (detect; the bundle's calibrated mask), all (every detection, also unconfident ones: "
                    "more faint scratches inpainted, more false alarms), none, or a mask file/folder.")
-@click.option("--tile", type=int, default=256, show_default=True, help="Tile size of the memory-bounded, seam-free tiling.")
+@click.option("--tile", type=click.IntRange(min=64), default=256, show_default=True,
+              help="Tile size of the memory-bounded, seam-free tiling (at least twice its 32-pixel overlap).")
 @_device_option
 @click.option("--anchor/--no-anchor", default=True, show_default=True,
               help="Re-anchor the restoration's local tones to the input outside the mask, as the bundle's calibration says.")
@@ -716,7 +720,7 @@ def demo_cmd(out: str, model: str) -> None:
               help="Report folder: an earlier report's files are replaced; files of those names that bench did not write are refused.")
 @click.option("--mask", "mask_source", type=click.Choice(["gt", "detected"]), default="detected", show_default=True,
               help="Mask given to inpainting methods: the dataset's ground truth, or the detector of the first zoo method (else the default bundle's).")
-@click.option("--workers", "-w", type=int, default=os.cpu_count() or 2, show_default="CPU count",
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=os.cpu_count() or 2, show_default="CPU count",
               help="Processes scoring samples (1: in this process; at most the cores and the samples).")
 @_device_option
 @click.pass_context
@@ -730,14 +734,11 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers, device) -> None:
         return
     from pathlib import Path
 
-    from degrade import DaguerreError
     from zoo.bench import run_bench
     from zoo.report import HEADER, prepare_out, real_rows, summary_rows, write_report
 
     if not dataset:
         raise click.UsageError("bench needs --dataset NAME[@VERSION] (or a subcommand: compare)")
-    if workers < 1:
-        raise DaguerreError(f"--workers must be at least 1, got {workers}")
     specs = [m.strip() for m in methods.split(",") if m.strip()]
     from pipelines import open_dataset
     from zoo.methods import get_method
@@ -787,21 +788,18 @@ def bench_compare(d: dict) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to bind (0: a free one, printed).")
 @_model_option
-@click.option("--workers", "-w", type=int, default=1, show_default=True, help="Restorations running at once.")
-@click.option("--queue", type=int, default=8, show_default=True, help="Requests that may wait; beyond: 503.")
-@click.option("--max-upload-mb", type=int, default=25, show_default=True, help="Largest upload in MiB; beyond: 413.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Restorations running at once.")
+@click.option("--queue", type=click.IntRange(min=0), default=8, show_default=True, help="Requests that may wait; beyond: 503.")
+@click.option("--max-upload-mb", type=click.IntRange(min=1), default=25, show_default=True, help="Largest upload in MiB; beyond: 413.")
 @click.option("--max-megapixels", type=float, default=40.0, show_default=True, help="Largest image, checked before decoding; beyond: 413.")
 @click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True, help="Seconds a request may take, waiting for a worker included (504 after).")
 @_device_option
 def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, timeout_s, device) -> None:
     """Serve restoration over HTTP (POST /v1/restore, GET /v1/models, /healthz) and a web page at /."""
-    from degrade import DaguerreError
     from zoo.serve import ServeConfig, serve
 
-    if workers < 1 or queue < 0:
-        raise DaguerreError("--workers must be at least 1 and --queue at least 0")
-    if max_upload_mb < 1 or not 0 < max_megapixels * 1e6 < float("inf") or not timeout_s > 0:  # 1e308 megapixels overflow
-        raise DaguerreError("--max-upload-mb must be at least 1, --max-megapixels finite and positive, --timeout positive")
+    if not 0 < max_megapixels * 1e6 < float("inf") or not timeout_s > 0:  # 1e308 megapixels overflow; NaN passes a FloatRange
+        raise click.UsageError("--max-megapixels must be finite and positive, --timeout positive")
     cfg = ServeConfig(model, workers, queue, max_upload_mb * 2**20, int(max_megapixels * 1e6), timeout_s, device)
     serve(host, port, cfg, on_ready=lambda bound: click.echo(f"daguerre serving {model} on http://{host}:{bound}/ (Ctrl-C to stop)"))
 
@@ -809,18 +807,18 @@ def serve_cmd(host, port, model, workers, queue, max_upload_mb, max_megapixels, 
 # -- training and the model zoo ----------------------------------------------------------------
 _TRAIN_OPTIONS = [
     click.option("--config", "config_file", type=_Path(dir_okay=False), help="YAML file of settings (options override it)."),
-    click.option("--steps", type=int, help="Total optimisation steps [1000]."),
-    click.option("--batch-size", type=int, help="Batch size [8]."),
-    click.option("--size", type=int, help="Random crop side taken from the tiles [128]."),
+    click.option("--steps", type=click.IntRange(min=1), help="Total optimisation steps [1000]."),
+    click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [8]."),
+    click.option("--size", type=click.IntRange(min=16), help="Random crop side taken from the tiles [128]."),
     click.option("--lr", type=float, help="Adam learning rate [2e-4]."),
-    click.option("--decay-start", type=int, help="Step from which the learning rate decays linearly [0]."),
-    click.option("--decay-steps", type=int, help="Steps of that decay to zero; 0 keeps the rate constant [0]."),
-    click.option("--beta1", type=float, help="Adam beta1 [0.5]."),
-    click.option("--beta2", type=float, help="Adam beta2 [0.999]."),
+    click.option("--decay-start", type=click.IntRange(min=0), help="Step from which the learning rate decays linearly [0]."),
+    click.option("--decay-steps", type=click.IntRange(min=0), help="Steps of that decay to zero; 0 keeps the rate constant [0]."),
+    click.option("--beta1", type=click.FloatRange(0, 1, max_open=True), help="Adam beta1 [0.5]."),
+    click.option("--beta2", type=click.FloatRange(0, 1, max_open=True), help="Adam beta2 [0.999]."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]"),
     click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16: forward passes under bfloat16 autocast (weights stay fp32) [fp32]."),
-    click.option("--workers", "-w", type=int, help="DataLoader worker processes [2]."),
-    click.option("--seed", "-s", type=int, help="Seed of initialisation, batches and sampling [0]."),
+    click.option("--workers", "-w", type=click.IntRange(min=0), help="DataLoader worker processes [2]."),
+    click.option("--seed", "-s", type=click.IntRange(0, 2**53 - 1), help="Seed of initialisation, batches and sampling [0]."),  # zoo.train.MAX_SEED
     click.option("--out", "-o", type=_Path(file_okay=False), help="Run folder [runs/STAGE]; re-run to resume. A new run refuses files of a run's names there that no run wrote."),
     click.option("--name", help="Name in the model store [the run folder's name]."),
     click.option("--preset", type=click.Choice(["small", "default", "official"]), help="Model size [small]."),
@@ -831,9 +829,9 @@ _TRAIN_OPTIONS = [
     click.option("--vae1", help="mapping: trained VAE1 (store name or path)."),
     click.option("--vae2", help="mapping: trained VAE2 (store name or path)."),
     click.option("--init", help="Fine-tune: start from this trained checkpoint of the same model (store name or path)."),
-    click.option("--log-every", type=int, help="Show the losses every N steps: on the progress bar, or as a line on stderr when not a terminal [10]."),
-    click.option("--sample-every", type=int, help="Sample sheet every N steps [200]."),
-    click.option("--ckpt-every", type=int, help="Checkpoint every N steps [200]."),
+    click.option("--log-every", type=click.IntRange(min=1), help="Show the losses every N steps: on the progress bar, or as a line on stderr when not a terminal [10]."),
+    click.option("--sample-every", type=click.IntRange(min=1), help="Sample sheet every N steps [200]."),
+    click.option("--ckpt-every", type=click.IntRange(min=1), help="Checkpoint every N steps [200]."),
 ]
 
 
@@ -853,9 +851,12 @@ def train_cmd(stage: str, config_file: str | None, replace: bool, **options) -> 
     Resumable: run the same command again after an interruption. The deployable weights are
     registered in the model store (`daguerre zoo ls`) with a card.
     """
-    from zoo.train import run_command_config, train
+    from zoo.train import required_inputs, run_command_config, train
 
     cfg = run_command_config(stage, options, config_file)
+    missing = [f"--{f}" for f in required_inputs(stage) if not getattr(cfg, f)]
+    if missing:  # given neither as an option nor in the --config file
+        raise click.UsageError(f"train {stage} needs {', '.join(missing)}")
     with _progress(cfg.steps, f"train {stage}", "steps") as bar:
         started = []
 

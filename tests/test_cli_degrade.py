@@ -66,6 +66,49 @@ def test_sample_counts_are_count_or_n_as_in_degrade_and_the_old_n_still_works(pa
     assert "Invalid value for '--count' / '-n': 0 is not in the range" in e.value.format_message()
 
 
+@pytest.mark.parametrize("args", [
+    ["dataset", "create", "d", "--source", "builtin:samples", "-n", "2", "--workers", "0"],
+    ["dataset", "create", "d", "--source", "builtin:real", "-n", "2", "--real", "--recipe", "mild"],
+    ["dataset", "reproduce", "d@v1", "--workers", "0"],
+    ["bench", "-d", "d", "--workers", "0"],
+    ["serve", "--workers", "0"], ["serve", "--queue", "-1"], ["serve", "--max-upload-mb", "0"], ["serve", "--timeout", "0"],
+    ["train", "mapping", "--pairs", "p", "--vae2", "v"],
+    ["train", "scratch", "--pairs", "p", "--workers", "-1"],
+    ["restore", "x.png", "--out", "o", "--tile", "0"],
+    ["degrade", "x.png", "--out", "o", "--seed", "-1"],
+])  # fmt: skip
+def test_argument_problems_are_usage_errors(capsys, tmp_path, monkeypatch, args):
+    """`--workers 0`, `train mapping` without `--vae1`, `--recipe` with `--real`: the library refused them with
+    exit status 1; a value outside an option's range, a missing input, options that exclude each other exit 2."""
+    monkeypatch.chdir(tmp_path)
+    r = run(capsys, *args)
+    assert r.code == 2 and one_line_error(r) and "--help' for" not in r.err and "--help')" in r.err, r.err
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_cli_ranges_are_the_librarys():
+    """The ranges that the CLI declares (so that it need not import the library to show them) are the library's."""
+    import cli
+    from pipelines.layout import MAX_SIZE
+    from pipelines.shards import ZSTD_LEVELS
+    from zoo.train import MAX_SEED
+
+    create = {p.name: p.type for p in cli.dataset_create.params}
+    assert (create["size"].min, create["size"].max) == (8, MAX_SIZE) and (create["zstd_level"].min, create["zstd_level"].max) == ZSTD_LEVELS
+    assert {p.name: p.type for p in cli.train_cmd.params}["seed"].max == MAX_SEED
+
+
+def test_train_inputs_may_come_from_the_config_file(capsys, tmp_path):
+    """A missing input is a usage error whether or not --config is given; one the config file holds is not missing."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text("pairs: p\nvae2: v\n")
+    r = run(capsys, "train", "mapping", "--config", conf)
+    assert r.code == 2 and one_line_error(r) and "train mapping needs --vae1 (see 'daguerre train --help')" in r.err, r.err
+    conf.write_text("pairs: p\nvae1: v\nvae2: v\n")
+    r = run(capsys, "train", "mapping", "--config", conf, "--out", tmp_path / "run")
+    assert r.code == 1 and one_line_error(r) and "needs" not in r.err, r.err  # on to the library: no dataset p
+
+
 def test_ops_ls_and_show(capsys):
     r = run(capsys, "ops", "ls", "--json")
     assert r.code == 0

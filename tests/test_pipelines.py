@@ -506,18 +506,19 @@ def test_cli_create_export_and_errors(capsys, home, tmp_path):
     bad = [
         (["--source", "builtin:samples", "--count", "5", "--recipe", "nope"], "unknown recipe 'nope'"),
         (["--source", "nowhere", "--count", "5"], "unknown source 'nowhere'"),
-        (["--source", "builtin:samples", "--count", "0"], "--count must be at least 1"),
-        (["--source", "builtin:samples", "--count", "5", "--size", "4"], "--size must be between"),
-        (["--source", "builtin:samples", "--count", "5", "--shard-size", "0"], "--shard-size must be at least 1"),
-        (["--source", "builtin:samples", "--count", "5", "--zstd-level", "23"], "--zstd-level must be between -131072 and 22"),
+        (["--source", "builtin:samples", "--count", "0"], "'--count' / '-n': 0 is not in the range x>=1"),
+        (["--source", "builtin:samples", "--count", "5", "--size", "4"], "'--size': 4 is not in the range 8<=x<=4096"),
+        (["--source", "builtin:samples", "--count", "5", "--shard-size", "0"], "'--shard-size': 0 is not in the range x>=1"),
+        (["--source", "builtin:samples", "--count", "5", "--zstd-level", "23"], "'--zstd-level': 23 is not in the range -131072<=x<=22"),
         (["--source", "dataset:missing", "--count", "5"], "unknown dataset 'missing'"),
-        (["--source", "builtin:samples", "--count", "5", "--seed", "-1"], "--seed must be at least 0"),
+        (["--source", "builtin:samples", "--count", "5", "--seed", "-1"], "'--seed' / '-s': -1 is not in the range x>=0"),
         (["--source", "builtin:real", "--count", "5", "--real", "--recipe", "bopbtl"], "--recipe does not apply to --real"),
         (["--source", "builtin:samples", "--count", "5", "--address", "notaurl"], "expected tcp://HOST:PORT"),
     ]
     for args, msg in bad:
         r = run(capsys, "dataset", "create", "e", *args)
-        assert one_line_error(r) and msg in r.err, (args, r.err)
+        usage = "range" in msg or "--recipe" in msg  # an option's value or options that exclude each other: exit 2
+        assert one_line_error(r) and msg in r.err and r.code == (2 if usage else 1), (args, r.err)
     r = run(capsys, "dataset", "create", "e.zarr", "--source", "builtin:samples", "--count", "5")
     assert one_line_error(r) and "would read as a store path" in r.err
     assert not (home / "datasets" / "e.zarr").exists()  # refused before anything was written

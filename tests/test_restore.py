@@ -505,7 +505,7 @@ def test_cli_restore_refuses_to_overwrite_and_checks_options_up_front(capsys, bu
     assert one_line_error(r) and "would both write" in r.err and not (tmp_path / "o").exists()
     for tile in ("33", "0"):
         r = run(capsys, "restore", src / "x.png", "--out", tmp_path / "o", "--model", bundle, "--tile", tile)
-        assert one_line_error(r) and "--tile must be at least 64" in r.err
+        assert one_line_error(r) and f"'--tile': {tile} is not in the range x>=64" in r.err and r.code == 2
     r = run(capsys, "restore", src / "x.png", "--out", tmp_path / "o", "--model", bundle, "--scratches", "non")
     assert one_line_error(r) and "--scratches 'non'" in r.err
     # a previous output folder as --scratches: NAME.mask.png, not the restored NAME.png

@@ -297,7 +297,7 @@ def test_max_megapixels_out_of_range_is_one_line_error(capsys, home, value):
     from cli_helpers import one_line_error, run
 
     r = run(capsys, "serve", "--max-megapixels", value)
-    assert r.code == 1 and one_line_error(r) and "--max-megapixels" in r.err and "internal" not in r.err, r.err
+    assert r.code == 2 and one_line_error(r) and "--max-megapixels" in r.err and "internal" not in r.err, r.err
 
 
 def test_workers_bound_concurrency_and_timed_out_work_keeps_its_slot(home, monkeypatch):

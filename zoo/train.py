@@ -137,7 +137,7 @@ class TrainConfig:
         for k, v in self.model_overrides.items():
             if k not in known or not isinstance(v, dict):
                 raise DaguerreError(f"model_overrides.{k}: expected settings of one of {', '.join(sorted(known))}")
-        for f in STAGE_DATASETS[self.stage] + (("vae1", "vae2") if self.stage == "mapping" else ()):
+        for f in required_inputs(self.stage):
             if not getattr(self, f):
                 raise DaguerreError(f"train {self.stage} needs --{f}")
         for f, lo in (("steps", 1), ("batch_size", 1), ("size", 16), ("workers", 0), ("decay_start", 0), ("decay_steps", 0)):
@@ -162,6 +162,11 @@ class TrainConfig:
         """What must match for a run folder to be resumed (not steps, workers, device or logging)."""
         skip = {"steps", "workers", "device", "precision", "log_every", "sample_every", "ckpt_every", "out", "name"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+def required_inputs(stage: str) -> tuple[str, ...]:
+    """The settings naming the datasets and models that train ``stage`` cannot do without."""
+    return STAGE_DATASETS[stage] + (("vae1", "vae2") if stage == "mapping" else ())
 
 
 def _check_size(size: int, stride: int) -> None:
