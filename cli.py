@@ -6,6 +6,8 @@ never imports torch.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sys
@@ -15,6 +17,17 @@ import click
 
 def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+def _console(**kwargs):
+    """A rich Console that leaves a closed pipe to :func:`main` (rich's own handling ends with status 1)."""
+    from rich.console import Console
+
+    class Quiet(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return Quiet(**kwargs)
 
 
 class _Path(click.Path):
@@ -135,6 +148,14 @@ class _Group(click.Group):
         _, cmd, rest = super().resolve_command(ctx, args)
         return (cmd.name if cmd else None), cmd, rest
 
+    def make_context(self, *args, **kwargs):  # the root's parses the options and prints --help and --version
+        with _stopping():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _stopping():
+            return super().invoke(ctx)
+
     def format_commands(self, ctx, formatter):
         names = {v: k for k, v in self.ALIASES.items()}
         cmds = [(sub, c) for sub in self.list_commands(ctx) if (c := self.get_command(ctx, sub)) and not c.hidden]
@@ -186,9 +207,7 @@ def ops_ls(as_json: bool) -> None:
 
         _echo_json([operator_info(c) for c in list_operators()])
     else:
-        from rich.console import Console
-
-        Console().print(operators_table())
+        _console().print(operators_table())
 
 
 @ops.command("show")
@@ -408,7 +427,6 @@ def dataset_ls(as_json: bool) -> None:
     if not rows:
         click.echo("no datasets yet (daguerre dataset create …)")
         return
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False)
@@ -417,7 +435,7 @@ def dataset_ls(as_json: bool) -> None:
     for v in rows:
         recipe = "real photos" if v.kind == "real" else f"{v.recipe_name or '?'} {str(v.recipe_hash)[:8]}"
         t.add_row(v.name, v.version, ",".join(v.tags), str(v.count), str(v.size), recipe, v.created[:19], _human_bytes(v.bytes))
-    Console(width=160).print(t)
+    _console(width=160).print(t)
 
 
 @dataset.command("info")
@@ -995,6 +1013,39 @@ def _print_any_path() -> None:
         out.reconfigure(errors="surrogateescape" if codecs.lookup(out.encoding).name == "utf-8" else "replace")
 
 
+class _Stop(Exception):  # noqa: N818 (not an error: a way out)
+    """A command's Ctrl-C, SIGTERM or closed pipe (its ``__cause__``) on its way past click, which printed a blank
+    line before ``aborted`` and ended in silence with status 1 on a closed pipe."""
+
+
+@contextlib.contextmanager
+def _stopping():
+    """Carry Ctrl-C, SIGTERM and a closed pipe past click's own handling as a :class:`_Stop`."""
+    try:
+        yield
+    except (KeyboardInterrupt, BrokenPipeError) as e:
+        raise _Stop from e
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe or socket whose reader has gone (``daguerre … | head -1``): poll says POLLERR or POLLHUP."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), 0)  # errors and hang-ups are always reported
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no stdout, no file descriptor (a test's capture)
+        return False
+
+
+def _quiet_exit_on_closed_pipe() -> None:
+    """Stop quietly with status 141 (128 + SIGPIPE, what the shell reports for ``ls`` in ``ls | head -1``), stdout
+    pointed at /dev/null so that Python's own flush at exit finds no closed pipe either."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(141)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM (``kill PID``, a service manager stopping the job), raised like Ctrl-C so the same clean-up runs."""
 
@@ -1005,7 +1056,8 @@ def _raise_terminated(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: library errors become one line on stderr and exit status 1, never a traceback; SIGTERM ends
-    a command like Ctrl-C does (pools shut, temporaries removed), with one line and exit status 143."""
+    a command like Ctrl-C does (pools shut, temporaries removed), with one line and exit status 143 (130); a
+    closed pipe on stdout, in silence with status 141."""
     import signal
     import threading
 
@@ -1022,8 +1074,21 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     _print_any_path()
+    if sys.stdout is None:  # fd 1 closed (`>&-`): the output would be lost, and the next file opened would become fd 1
+        click.echo("error: standard output is closed (redirect it to /dev/null to discard the output)", err=True)
+        sys.exit(1)
     try:
         rc = cli.main(args=argv, prog_name="daguerre", standalone_mode=False)
+        sys.stdout.flush()  # what is still buffered meets a closed pipe here, not in Python's flush at exit
+    except (_Stop, BrokenPipeError) as e:
+        cause = e.__cause__ if isinstance(e, _Stop) else e
+        if isinstance(cause, BrokenPipeError) and _stdout_closed():
+            _quiet_exit_on_closed_pipe()
+        if isinstance(cause, BrokenPipeError):  # another pipe than stdout: an error like any
+            click.echo(f"error: {cause.strerror}", err=True)
+            sys.exit(1)
+        click.echo("terminated" if isinstance(cause, _Terminated) else "aborted", err=True)
+        sys.exit(143 if isinstance(cause, _Terminated) else 130)
     except click.exceptions.Abort as e:
         if isinstance(e.__cause__, _Terminated):
             click.echo("terminated", err=True)
@@ -1042,7 +1107,7 @@ def _main(argv: list[str] | None) -> None:
         e.show()
         sys.exit(e.exit_code)
     except KeyboardInterrupt as e:
-        click.echo("terminated" if isinstance(e, _Terminated) else "interrupted", err=True)
+        click.echo("terminated" if isinstance(e, _Terminated) else "aborted", err=True)
         sys.exit(143 if isinstance(e, _Terminated) else 130)
     except Exception as e:  # noqa: BLE001
         from degrade.errors import DaguerreError

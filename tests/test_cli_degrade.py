@@ -45,6 +45,54 @@ def test_a_command_that_reads_only_the_catalog_or_cards_imports_no_array_library
     assert args[0] != "dataset" or "v1" in out
 
 
+@pytest.mark.parametrize("signame, line, status", [("SIGINT", "aborted", 130), ("SIGTERM", "terminated", 143)])
+def test_ctrl_c_and_sigterm_say_exactly_one_line(signame, line, status):
+    """Ctrl-C printed click's blank line before `aborted` (SIGTERM before `terminated`)."""
+    code = f"""
+import os, signal, threading, time
+import cli, zoo.store
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background test run ignores SIGINT)
+zoo.store.cards = lambda: time.sleep(60)
+threading.Timer(0.3, os.kill, (os.getpid(), signal.{signame})).start()
+cli.main(["zoo", "ls"])
+"""
+    r = run_python(code, timeout=60)
+    assert (r.returncode, r.stderr) == (status, line + "\n"), (r.returncode, r.stderr[-2000:])
+
+
+def _cli_with_stdout(fd, *args, close=False):
+    import os
+    import subprocess
+    import sys
+
+    from cli_helpers import ROOT
+
+    return subprocess.run([sys.executable, "-c", "import cli; cli.main()", *args], cwd=ROOT, stdout=fd, stderr=subprocess.PIPE,
+                          text=True, timeout=120, preexec_fn=(lambda: os.close(1)) if close else None)  # fmt: skip
+
+
+def test_a_closed_stdout_is_one_line_and_a_failure():
+    """`daguerre dataset ls >&-` printed nothing and exited 0."""
+    for args in (["dataset", "ls"], ["zoo", "ls"], ["--help"]):
+        r = _cli_with_stdout(None, *args, close=True)
+        assert r.returncode == 1 and r.stderr == "error: standard output is closed (redirect it to /dev/null to discard the output)\n", (args, r.stderr)
+
+
+def test_a_closed_pipe_ends_quietly_with_status_141():
+    """`daguerre zoo ls | head -1` ended with status 1 in silence (click's handling, and rich's); like `ls` there, it
+    stops quietly with the status of SIGPIPE, and no 'Exception ignored' from Python's flush at exit."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line
+    try:
+        for args in (["zoo", "ls"], ["zoo", "ls", "--json"], ["ops", "ls"], ["dataset", "ls"], ["--help"], ["zoo", "info", "default"]):
+            r = _cli_with_stdout(write, *args)
+            assert (r.returncode, r.stderr) == (141, ""), (args, r.returncode, r.stderr[-2000:])
+    finally:
+        os.close(write)
+
+
 @pytest.mark.parametrize("path, args", [(["bench"], ["--dataset", "d"]), (["dataset", "show"], ["d", "--out", "s.png"]),
                                         (["zoo", "calibrate"], ["b", "-d", "d"])])
 def test_sample_counts_are_count_or_n_as_in_degrade_and_the_old_n_still_works(path, args):
