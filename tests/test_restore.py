@@ -419,6 +419,24 @@ print(sorted(c["name"] for c in cards()))
     assert out.splitlines() == [f"{home / 'models' / 'fifo.safetensors'} is not a regular file", "False", "['default', 'fifo']"], out
 
 
+def test_a_card_file_that_is_not_a_regular_file_is_refused_unread(tmp_path):
+    """Weights whose header holds no card are read with the .json beside them: a FIFO there blocked for ever."""
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "nocard.safetensors"))
+    os.mkfifo(tmp_path / "nocard.json")
+    code = f"""
+from degrade.errors import DaguerreError
+from zoo import checkpoint, store
+for read in (store.info, checkpoint.load):
+    try:
+        read({str(tmp_path / "nocard.safetensors")!r})
+    except DaguerreError as e:
+        print(e)
+"""
+    assert python_ok(code, timeout=60).splitlines() == [f"{tmp_path / 'nocard.json'} is not a regular file"] * 2
+
+
 def test_zoo_info_reads_the_header_and_refuses_a_broken_file_in_one_line(home, tmp_path, capsys):
     """`zoo info` counts parameters from the safetensors header's shapes, without torch: a truncated file, a
     header longer than the file or with a tensor lacking its shape, and a FIFO are still refused in one line."""

@@ -31,6 +31,8 @@ def card_of(st: Path, meta: dict[str, Any]) -> dict[str, Any]:
     card_text = meta.get(CARD_KEY)
     js = with_ext(stem_of(st), ".json")
     if card_text is None and js.exists():
+        if not js.is_file():  # a FIFO blocked `zoo info` and `restore` for ever
+            raise DaguerreError(f"{js} is not a regular file")
         card_text = js.read_text()
     if card_text is None:
         raise DaguerreError(f"{st} has no daguerre card (not a daguerre checkpoint)")
