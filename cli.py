@@ -792,6 +792,8 @@ def bench_compare(d: dict) -> None:
         click.echo("note: the two results are on different datasets")
     for key, (a, b) in d.get("differences", {}).items():
         click.echo(f"note: {key} differs ({a} in A, {b} in B): the means are not paired")
+    for key, (a, b) in d.get("timing_differences", {}).items():
+        click.echo(f"note: {key} differs ({a} in A, {b} in B): the seconds are not comparable")
     for label, row in d["methods"].items():
         parts = []
         for key, v in row.items():

@@ -397,6 +397,12 @@ def test_cli_bench_report_compare_and_errors(capsys, tiny, tmp_path):
     assert d["methods"]["zoo:rb"]["psnr"]["b"] is None
     r = run(capsys, "bench", "compare", out / "results.json", tmp_path / "r2" / "results.json")
     assert r.code == 0 and "median" in r.out and "note: samples differs (24 in A, 8 in B)" in r.out
+    assert "seconds are not comparable" not in r.out
+    moved = json.loads((tmp_path / "r2" / "results.json").read_text()) | {"device": "cuda", "workers": 2}
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    r = run(capsys, "bench", "compare", out / "results.json", tmp_path / "moved.json")
+    assert "note: device differs (cpu in A, cuda in B): the seconds are not comparable" in r.out
+    assert "note: workers differs (1 in A, 2 in B)" in r.out
     (tmp_path / "list.json").write_text("[1]")
     for args, msg in [
         (["--dataset", "b", "--methods", "identity,bogus"], "unknown method 'bogus'"),
