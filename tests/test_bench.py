@@ -636,7 +636,10 @@ def test_real_photo_quality_of_one_photo_has_no_interval_and_writes_strict_json(
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "bench" / "real_photo_quality.py"
-    args = ["--n", "1", "--methods", "median", "--out", tmp_path / "q.json", "--plot", tmp_path / "q.png"]
+    from degrade.samples import real_photo_paths
+
+    photos = real_photo_paths()[0].parent  # bundled: a clone without ../shared has them too
+    args = ["--photos", photos, "--n", "1", "--methods", "median", "--out", tmp_path / "q.json", "--plot", tmp_path / "q.png"]
     r = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("[n/a]") == 3 and "nan" not in r.stdout
