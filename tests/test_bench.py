@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import bench_scripts
-from cli_helpers import one_line_error, run
+from cli_helpers import one_line_error, python_ok, run
 from degrade.errors import DaguerreError
 from pipelines import build_spec, create_dataset
 from test_restore import make_random_bundle
 from zoo import metrics
+import zoo.bench
 from zoo.bench import bootstrap_ci, run_bench
 from zoo.methods import METHODS, Method, get_method, register_method
 
@@ -750,3 +752,48 @@ def test_bench_workers_are_capped_at_the_cores_and_samples(tiny, monkeypatch):
     monkeypatch.setattr(zoo.bench.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     r = run_bench("b", ["identity"], n=3, mask_source="gt", workers=1000, sheet_samples=1)
     assert asked == [2] and r["samples"] == 3
+
+
+def test_a_user_method_from_a_module_reaches_the_worker_processes(tiny, tmp_path, monkeypatch):
+    """docs/bench.md's own method, imported from a module (a notebook's `from mymethods import …`): the spawned
+    workers knew only the built-ins, and the run died with BrokenProcessPool."""
+    import importlib
+
+    import zoo.methods
+
+    (tmp_path / "walk_user_methods.py").write_text(
+        "from zoo.methods import Method, register_method\n\n"
+        "@register_method('darken-test')\n"
+        "class Darken(Method):\n"
+        "    '''Halved levels (a test method).'''\n"
+        "    def run(self, image, mask=None):\n"
+        "        return image // 2, None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(zoo.methods, "METHODS", dict(METHODS))  # registered here for this test only
+    monkeypatch.setattr(zoo.bench.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delitem(sys.modules, "walk_user_methods", raising=False)
+    importlib.import_module("walk_user_methods")
+    try:
+        a = run_bench("b", ["identity", "darken-test"], n=4, mask_source="gt", workers=1)
+        b = run_bench("b", ["identity", "darken-test"], n=4, mask_source="gt", workers=2)
+    finally:
+        sys.modules.pop("walk_user_methods", None)
+    assert b["workers"] == 2
+    assert a["aggregate"]["darken-test"]["psnr"] == b["aggregate"]["darken-test"]["psnr"]
+
+
+def test_a_method_defined_in_a_session_is_one_clear_error_with_worker_processes(tiny):
+    """Defined in a notebook cell (here `python -c`), no spawned worker can import it: a DaguerreError saying
+    what to do, not a BrokenProcessPool."""
+    code = (
+        "import os\nos.sched_getaffinity = lambda pid: {0, 1}\n"
+        "from zoo.methods import Method, register_method\nfrom zoo.bench import run_bench\n"
+        "@register_method('session-test')\nclass S(Method):\n    '''Unchanged.'''\n    def run(self, image, mask=None):\n        return image, None\n"
+        "try:\n    run_bench('b', ['identity', 'session-test'], n=2, mask_source='gt', workers=2)\n"
+        "except Exception as e:\n    print(type(e).__name__, e)\n"
+        "r = run_bench('b', ['identity', 'session-test'], n=2, mask_source='gt', workers=1)\nprint(r['samples'])\n"
+    )
+    out = python_ok(code).splitlines()
+    assert out[0].startswith("DaguerreError method 'session-test' is defined in an interactive session"), out
+    assert "workers=1" in out[0] and out[-1] == "2", out

@@ -29,7 +29,10 @@ from . import metrics, niqe
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(ref: str, specs: list[str], mask_source: str, parent: int | None = None, device: str = "cpu") -> None:
+def _init_worker(ref: str, specs: list[str], mask_source: str, parent: int | None = None, device: str = "cpu",
+                 modules: tuple[str, ...] = ()) -> None:
+    import importlib
+
     import torch
 
     if parent is not None:  # a worker process: it dies with the command (SIGTERM left them running)
@@ -42,9 +45,23 @@ def _init_worker(ref: str, specs: list[str], mask_source: str, parent: int | Non
 
     from .methods import get_method
 
+    for name in modules:  # where methods registered outside zoo live: a spawned worker knows only the built-ins
+        importlib.import_module(name)
     zoo = [s.partition(":")[2] for s in specs if s.partition(":")[0] in ("zoo", "zoo-raw")]
     _STATE.update(ds=open_dataset(ref), methods=[get_method(s, device) for s in specs], mask_source=mask_source,
                   detector=zoo[0] if zoo else "default", device=device)  # fmt: skip
+
+
+def _worker_modules(methods: list) -> tuple[str, ...]:
+    """Modules the workers import to know ``methods``; one defined where no worker can import it is an error."""
+    import sys
+
+    main = getattr(sys.modules["__main__"], "__file__", None)  # spawn re-runs a main script, not a session's cells
+    for m in methods:
+        if type(m).__module__ == "__main__" and not (main and Path(main).is_file()):
+            raise DaguerreError(f"method {m.label!r} is defined in an interactive session, which the worker processes "
+                                "cannot import: define it in a module, or pass workers=1")  # fmt: skip
+    return tuple(sorted({type(m).__module__ for m in methods} - {"__main__"}))
 
 
 def _detected_mask(image: np.ndarray) -> np.ndarray:
@@ -157,8 +174,9 @@ def run_bench(
     else:
         import multiprocessing as mp
 
+        modules = _worker_modules(probe)
         with ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(str(ds.path), methods, mask_source, os.getpid(), device)) as pool:  # fmt: skip
+                                 initargs=(str(ds.path), methods, mask_source, os.getpid(), device, modules)) as pool:  # fmt: skip
             futures = {pool.submit(_one, i, i in keep): i for i in range(count)}
             for fut in _as_completed(futures):
                 rows[futures[fut]] = fut.result()
