@@ -241,6 +241,9 @@ def test_method_registry_and_user_methods():
 
     try:
         out, _ = get_method("invert-test").run(np.zeros((2, 2, 3), np.uint8))
+        assert get_method("invert-test").card() == {"method": "invert-test", "doc": "Inverted colours (a test method)."}
+        Invert.__doc__ = None  # a method without a docstring: an empty description, not an IndexError from run_bench
+        assert get_method("invert-test").card() == {"method": "invert-test", "doc": ""}
         assert out.max() == 255
         # a taken name is refused (it silently replaced the built-in nlm), as operators and models are
         builtin = METHODS["nlm"]

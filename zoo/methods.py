@@ -40,7 +40,7 @@ class Method:
         raise NotImplementedError
 
     def card(self) -> dict:
-        return {"method": self.label, "doc": (type(self).__doc__ or "").strip().splitlines()[0]}
+        return {"method": self.label, "doc": next(iter((type(self).__doc__ or "").strip().splitlines()), "")}
 
 
 METHODS: dict[str, type[Method]] = {}
