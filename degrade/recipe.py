@@ -271,7 +271,7 @@ class Recipe:
         recipe = cls(nodes, str(obj.get("name") or name), str(obj.get("description") or "").strip())
         if "recipe_hash" in obj and obj["recipe_hash"] != recipe.hash:  # `recipes show --json` writes it: a check
             raise RecipeError(f"recipe.recipe_hash: the file says {str(obj['recipe_hash'])[:16]}… but its steps hash to "
-                              f"{recipe.hash[:16]}… (edited since it was written? drop the recipe_hash line)")  # fmt: skip
+                              f"{recipe.hash[:16]}… (edited since it was written? remove its recipe_hash key)")  # fmt: skip
         return recipe
 
     # -- serialisation ---------------------------------------------------------------------

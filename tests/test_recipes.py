@@ -382,6 +382,14 @@ def test_shown_json_loads_back_and_its_hash_is_checked(tmp_path):
     f.write_text(json.dumps(edited))
     with pytest.raises(RecipeError, match="recipe.recipe_hash: the file says .* but its steps hash to"):
         load_recipe(str(f))
+    # the advice holds for the JSON `recipes show --json` writes: the hash is its last key, so dropping its
+    # *line* (as the message said) left a trailing comma, invalid JSON
+    f.write_text(json.dumps(edited, indent=2))
+    with pytest.raises(RecipeError, match="remove its recipe_hash key"):
+        load_recipe(str(f))
+    del edited["recipe_hash"]
+    f.write_text(json.dumps(edited, indent=2))
+    assert load_recipe(str(f)).hash != load_recipe("old-photo").hash
 
 
 def test_imgaug_records_do_not_alias_the_recipe():
