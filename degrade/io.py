@@ -84,7 +84,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, deep: bool
     except OSError as e:  # a folder on the way that may not be searched (Permission denied)
         raise ImageError(f"{p}: cannot read ({e.strerror or e})") from None
     if not exists:
-        raise ImageError(f"{p}: " + ("a broken symbolic link" if p.is_symlink() else "no such file"))
+        hint = " (the built-in inputs are builtin:samples and builtin:real)" if str(path).startswith("builtin:") else ""
+        raise ImageError(f"{p}: " + ("a broken symbolic link" if p.is_symlink() else "no such file") + hint)
     if is_dir:
         raise ImageError(f"{p}: is a directory, not an image")
     if not p.is_file():  # opening a FIFO waits for a writer for ever; /dev/zero reads until memory runs out

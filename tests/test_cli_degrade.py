@@ -290,6 +290,12 @@ def test_bad_inputs_one_line_nonzero_nothing_partial(capsys, tmp_path, inputs, s
         assert not any(p.name.endswith(".tmp") for p in out.iterdir())
 
 
+def test_a_misspelt_builtin_input_names_the_builtins(capsys, tmp_path):
+    """`builtin:Real` or `builtin:sample` said only 'no such file', as if it were a path."""
+    r = run(capsys, "degrade", "builtin:Real", "--out", tmp_path / "o")
+    assert r.code == 1 and "builtin:Real: no such file (the built-in inputs are builtin:samples and builtin:real)" in r.err, r.err
+
+
 def test_no_traceback_end_to_end(tmp_path):
     (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     r = run_subprocess("degrade", tmp_path / "x.png", "--out", tmp_path / "o")
