@@ -318,14 +318,15 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(images)}")
     if sheet:
-        check_sheet_path(sheet)
+        check_sheet_path(sheet, overwrite=True)  # its format and folder
         check_outputs(paths, [[sheet]], "--sheet")  # checked against every input
         check_not_among(sheet, planned_outputs(paths, Path(out), count), "--sheet")  # and against every output
+        check_sheet_path(sheet, overwrite)  # then a file of the user's there
     with _progress(len(paths) * count, "degrading", "images") as tick:
         report = degrade_files(paths, r, seed, Path(out), count, on_progress=tick, keep_previews=24 if sheet else 0, overwrite=overwrite)
     report.failed += unlisted
     if sheet and report.previews:
-        save_sheet(preview_sheet(report, title=f"recipe {r.name or recipe} ({r.hash[:12]}), seed {seed}"), sheet)
+        save_sheet(preview_sheet(report, title=f"recipe {r.name or recipe} ({r.hash[:12]}), seed {seed}"), sheet, overwrite)
     click.echo(f"wrote {len(report.written)} degraded images to {out}" + (f", sheet {sheet}" if sheet else ""))
     if report.failed:
         for path, reason in report.failed:
@@ -604,15 +605,17 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
 @click.argument("ref")
 @click.option("--out", "-o", type=_Path(dir_okay=False), required=True, help="Sheet to write (.png, .jpg or .webp).")
 @click.option("--count", "-n", "--n", "n", cls=_OldSpelling, type=click.IntRange(1, 200), default=16, show_default=True, help="Samples on the sheet.")
+@click.option("--overwrite", is_flag=True, help="Replace a file at --out that daguerre did not write (refused otherwise).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def dataset_show(ref: str, out: str, n: int, as_json: bool) -> None:
+def dataset_show(ref: str, out: str, n: int, overwrite: bool, as_json: bool) -> None:
     """Write a contact sheet of degraded / clean / mask triplets with key params under each."""
-    from degrade.sheet import save_sheet
+    from degrade.sheet import check_sheet_path, save_sheet
     from pipelines import open_dataset
     from pipelines.show import dataset_sheet
 
+    check_sheet_path(out, overwrite)
     ds = open_dataset(ref)
-    save_sheet(dataset_sheet(ds, n), out)
+    save_sheet(dataset_sheet(ds, n), out, overwrite)
     if as_json:
         _echo_json({"out": out, "samples": min(n, len(ds)), "dataset": str(ds.path)})
     else:

@@ -294,15 +294,31 @@ def _png_with_icc(png: bytes, icc: bytes) -> bytes:
     return _after_ihdr(png, _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
 
 
+JPEG_COMMENT = b"Software: daguerre"
+"""The comment (COM segment, right after JFIF's APP0) of the JPEG sheets daguerre writes."""
+WEBP_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            b'<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="daguerre"/></rdf:RDF></x:xmpmeta>')  # fmt: skip
+"""The XMP packet (the last chunk) of the WebP sheets daguerre writes."""
+_JPEG_MARK = b"\xff\xfe" + (len(JPEG_COMMENT) + 2).to_bytes(2, "big") + JPEG_COMMENT
+_WEBP_MARK = b"XMP " + len(WEBP_XMP).to_bytes(4, "little") + WEBP_XMP + b"\x00" * (len(WEBP_XMP) % 2)
+
+
 def marked_by_daguerre(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a PNG that daguerre wrote with ``encode_png(..., mark=True)``: the outputs it
-    may replace on a re-run, where any other file in their place is refused (never lost)."""
+    """Whether ``path`` is a file daguerre wrote as an output (a PNG with ``encode_png(..., mark=True)``, a
+    JPEG or WebP sheet): those it may replace on a re-run, where any other file in their place is refused
+    (never lost)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_AFTER_IHDR + len(MARK))
+            head = f.read(64)
+            if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - len(_WEBP_MARK)))
+                return f.read() == _WEBP_MARK
     except OSError:
         return False
-    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[_AFTER_IHDR:] == MARK
+    if head[:3] == b"\xff\xd8\xff":
+        return _JPEG_MARK in head
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[_AFTER_IHDR : _AFTER_IHDR + len(MARK)] == MARK
 
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")

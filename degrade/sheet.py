@@ -70,29 +70,37 @@ SHEET_FORMATS = {".png": ("PNG", {"compress_level": 9}), ".jpg": ("JPEG", {"qual
                  ".webp": ("WEBP", {"quality": 92})}  # fmt: skip
 
 
-def check_sheet_path(path) -> None:
-    """Refuse, before any work, a sheet path whose suffix names no format we write."""
+def check_sheet_path(path, overwrite: bool = False) -> None:
+    """Refuse, before any work, a sheet path whose suffix names no format we write, or that holds a file
+    daguerre did not write (a user's photo), unless ``overwrite``."""
     import os
     from pathlib import Path
 
     from .errors import DaguerreError
-    from .io import nearest_existing
+    from .io import marked_by_daguerre, nearest_existing
 
     if Path(path).suffix.lower() not in SHEET_FORMATS:
         raise DaguerreError(f"{path}: a sheet is written as .png, .jpg or .webp")
     folder = nearest_existing(Path(path).absolute().parent)
     if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise DaguerreError(f"{path}: cannot write there ({folder} is not a writable folder)")
+    if not overwrite and os.path.lexists(path):
+        p = Path(path)
+        if not (p.is_file() and (p.stat().st_size == 0 or marked_by_daguerre(p))):
+            raise DaguerreError(f"{path} exists and was not written by daguerre; move it, choose another path, or pass --overwrite")
 
 
-def save_sheet(sheet: Image.Image, path) -> None:
-    """Write a sheet atomically, in the format its suffix names (.png, or .jpg/.jpeg/.webp)."""
-    from .io import atomic_write_bytes
+def save_sheet(sheet: Image.Image, path, overwrite: bool = False) -> None:
+    """Write a sheet atomically, in the format its suffix names (.png, or .jpg/.jpeg/.webp), marked as
+    daguerre's (so that a re-run may replace it, and nothing else is replaced unless ``overwrite``)."""
+    from .io import JPEG_COMMENT, MARK, WEBP_XMP, _after_ihdr, atomic_write_bytes
     import io
     from pathlib import Path
 
-    check_sheet_path(path)
+    check_sheet_path(path, overwrite)
     fmt, opts = SHEET_FORMATS[Path(path).suffix.lower()]
+    mark = {"JPEG": {"comment": JPEG_COMMENT}, "WEBP": {"xmp": WEBP_XMP}}.get(fmt, {})
     buf = io.BytesIO()
-    sheet.convert("RGB").save(buf, format=fmt, **opts)
-    atomic_write_bytes(path, buf.getvalue())
+    sheet.convert("RGB").save(buf, format=fmt, **opts, **mark)
+    data = buf.getvalue()
+    atomic_write_bytes(path, _after_ihdr(data, MARK) if fmt == "PNG" else data)

@@ -203,6 +203,31 @@ def test_show_writes_a_contact_sheet(capsys, home, tmp_path):
     assert one_line_error(r) and ".png, .jpg or .webp" in r.err and not (tmp_path / "sheet.gif").exists()
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+def test_show_replaces_its_own_sheet_but_not_a_users_file(capsys, home, tmp_path, suffix, photo):
+    """``dataset show --out mine.jpg`` replaced a user's photo without a word; daguerre's sheets are marked
+    (PNG text chunk, JPEG comment, WebP XMP), so a re-run still replaces its own."""
+    from degrade.io import marked_by_daguerre
+
+    make(capsys, "w", count=4)
+    out = tmp_path / f"sheet{suffix}"
+    for _ in range(2):  # the second run replaces the first's sheet
+        r = run(capsys, "dataset", "show", "w", "--out", out, "-n", "2")
+        assert r.code == 0, r.err
+        assert marked_by_daguerre(out) and Image.open(out).format == {".png": "PNG", ".jpg": "JPEG", ".webp": "WEBP"}[suffix]
+    mine = tmp_path / f"mine{suffix}"
+    Image.fromarray(photo).save(mine)
+    before = mine.read_bytes()
+    assert not marked_by_daguerre(mine)
+    r = run(capsys, "dataset", "show", "w", "--out", mine, "-n", "2")
+    assert one_line_error(r) and "was not written by daguerre" in r.err and mine.read_bytes() == before
+    r = run(capsys, "degrade", "builtin:real", "--out", tmp_path / "o", "--recipe", "mild", "--sheet", mine)
+    assert one_line_error(r) and "was not written by daguerre" in r.err and mine.read_bytes() == before
+    assert not (tmp_path / "o").exists()
+    assert run(capsys, "dataset", "show", "w", "--out", mine, "-n", "2", "--overwrite").code == 0
+    assert marked_by_daguerre(mine) and mine.read_bytes() != before
+
+
 def test_rm_refuses_tagged_without_force(capsys, home):
     make(capsys, "m", "--seed", "1")
     make(capsys, "m", "--seed", "2")
