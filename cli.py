@@ -327,7 +327,8 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     report.failed += unlisted
     if sheet and report.previews:
         save_sheet(preview_sheet(report, title=f"recipe {r.name or recipe} ({r.hash[:12]}), seed {seed}"), sheet, overwrite)
-    click.echo(f"wrote {len(report.written)} degraded images to {out}" + (f", sheet {sheet}" if sheet else ""))
+    if report.written or not report.failed:  # nothing written and only failures: the errors alone (o/ was never made)
+        click.echo(f"wrote {len(report.written)} degraded images to {out}" + (f", sheet {sheet}" if sheet else ""))
     if report.failed:
         for path, reason in report.failed:
             click.echo(f"error: {reason}", err=True)

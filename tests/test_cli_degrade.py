@@ -300,6 +300,7 @@ def test_no_traceback_end_to_end(tmp_path):
     (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     r = run_subprocess("degrade", tmp_path / "x.png", "--out", tmp_path / "o")
     assert r.code != 0 and "Traceback" not in r.err and "cannot decode" in r.err
+    assert r.out == "" and not (tmp_path / "o").exists()  # no "wrote 0 degraded images to o" for a folder never made
 
 
 def test_same_stem_inputs_are_refused(capsys, tmp_path, photo):
