@@ -318,15 +318,18 @@ class Dataset:
             raise DaguerreError(f"{self.path}: no field {field!r} (have {', '.join(self.fields)})")
         indices = [self._check(field, i) for i in indices]
         layout = self._layouts[field]
-        if layout is None or layout.dtype == STRING:
-            vals = [self.read(field, i) for i in indices]
-            return vals if layout is not None and layout.dtype == STRING else np.stack(vals)
-        shape = (len(indices), *layout.sample_shape)
+        if layout.dtype == STRING if layout else field in STRING_FIELDS:  # a list through zarr-python too (not a numpy array)
+            return [self.read(field, i) for i in indices]
+        shape = (len(indices), *(layout.sample_shape if layout else sample_shape(field, self.attrs["size"])))
         if out is None:
             out = np.empty(shape, np.uint8)
         elif not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == shape
                   and out.flags.c_contiguous and out.flags.writeable):  # fmt: skip
             raise DaguerreError(f"read_many: out must be a writeable, C-contiguous uint8 array of shape {shape}")
+        if layout is None:  # zarr-python's path fills out too (it was left untouched) and reads no indices as none
+            for pos, i in enumerate(indices):
+                out[pos] = self.read(field, i)
+            return out
         by_shard: dict[int, list[tuple[int, int]]] = {}
         for pos, i in enumerate(indices):
             k, j = divmod(i, layout.shard_size)
