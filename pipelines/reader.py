@@ -277,6 +277,8 @@ class Dataset:
         """Samples ``start..stop-1`` of a field (stacked array, or list of strings), one read per shard;
         ``start`` and ``stop`` as in a slice (a negative one counts from the end, like ``read``'s index)."""
         try:
+            if isinstance(start, (bool, np.bool_)) or isinstance(stop, (bool, np.bool_)):  # as read refuses them
+                raise TypeError
             start, stop, _ = slice(operator.index(start), operator.index(stop)).indices(self._count)
         except TypeError:
             raise TypeError(f"sample ranges are integers, got {start!r}, {stop!r}") from None

@@ -71,3 +71,8 @@ def test_every_way_of_reading_a_dataset_gives_the_same_samples(count, shard, siz
             for bad in (n, -n - 1, 10**30):
                 with pytest.raises(IndexError):
                     ds.read_many(f, [0, bad])
+            for bad in (True, np.bool_(False), 1.0, "1", None):  # what read refuses, every way of reading refuses
+                for read in (lambda: ds.read(f, bad), lambda: ds[bad], lambda: ds.read_many(f, [bad]),
+                             lambda: ds.read_range(f, bad, n), lambda: ds.read_range(f, 0, bad)):  # fmt: skip
+                    with pytest.raises(TypeError, match="are integers"):
+                        read()
