@@ -140,6 +140,8 @@ class Choice:
         return picked[0] if len(picked) == 1 else picked
 
     def _match(self, v: Any) -> Any:
+        if not isinstance(v, (str, int, float, np.generic)):  # an array compares element-wise: numpy's ValueError
+            return None
         for o in self.options:
             if o == v and isinstance(o, bool) == isinstance(v, (bool, np.bool_)):
                 return o

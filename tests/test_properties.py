@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipelines import build_spec, create_dataset, open_dataset
+from test_recipes import _STEPS
 
 
 # -- the dataset reader: ds[i], read, read_range and read_many agree, on both of its paths -----------------
@@ -76,3 +78,65 @@ def test_every_way_of_reading_a_dataset_gives_the_same_samples(count, shard, siz
                              lambda: ds.read_range(f, bad, n), lambda: ds.read_range(f, 0, bad)):  # fmt: skip
                     with pytest.raises(TypeError, match="are integers"):
                         read()
+
+
+# -- recipes: any damage to a valid recipe is a one-line RecipeError, or a recipe that works ---------------
+_JUNK = st.sampled_from([
+    None, "", "x", "jpeg", "sequence", "1e5", [], {}, [1], [2, 1], [1, 2, 3], [[1, 2], [3]], [None, None], {"op": "jpeg"}, {"p": 2},
+    True, False, 0, 1, -1, 0.5, -0.0, 5e-324, 1e308, -1e308, 2**64, -(2**64), 10**400, 10**5000, float("nan"), float("inf"),
+    [float("nan"), 1], [0, 10**400], b"x", {1, 2}, (1, 2), np.float64("nan"), np.int64(3), np.bool_(True), np.uint64(2**64 - 1),
+    np.array([1, 2]), np.array([3, 5]), [[[[[]]]]],
+])  # fmt: skip
+_KEYS = st.sampled_from(["p", "k", "weights", "shuffle", "version", "op", "seed", "name", "steps", "maybe", "zzz", 1, None, (1,)])
+
+
+def _containers(obj, out, depth=0):
+    if isinstance(obj, (dict, list)) and depth < 20:
+        out.append(obj)
+        for v in obj.values() if isinstance(obj, dict) else obj:
+            _containers(v, out, depth + 1)
+    return out
+
+
+@st.composite
+def _damaged(draw):
+    rec = {"name": "t", "steps": copy.deepcopy(draw(_STEPS))}
+    for _ in range(draw(st.integers(1, 3))):
+        c = draw(st.sampled_from(_containers(rec, [])))
+        if not c:
+            continue
+        at = draw(st.sampled_from(list(c) if isinstance(c, dict) else range(len(c))))
+        how = draw(st.sampled_from(["junk", "drop", "add", "wrap", "deep"]))
+        if how == "junk":
+            c[at] = copy.deepcopy(draw(_JUNK))
+        elif how == "drop":
+            del c[at]
+        elif how == "add" and isinstance(c, dict):
+            c[draw(_KEYS)] = copy.deepcopy(draw(_JUNK))
+        elif how == "add":
+            c.append(copy.deepcopy(draw(_JUNK)))
+        elif how == "wrap":
+            c[at] = [c[at]] if isinstance(c, dict) else {"sequence": [c[at]]}
+        else:
+            for _ in range(draw(st.sampled_from([2, 70, 3000]))):
+                c[at] = [c[at]]
+    return rec
+
+
+@settings(max_examples=150, deadline=None)
+@given(rec=_damaged())
+@example(rec={"steps": [{"op": "gaussian_blur", "ksize": np.array([3, 5])}]})  # numpy's 'truth value of an array is ambiguous'
+@example(rec={"steps": [{"op": "downscale", "up": ["nearest", np.array([1, 2])]}]})
+def test_a_damaged_recipe_is_one_recipe_error_or_a_recipe_that_works(rec):
+    from degrade import Recipe, RecipeError, replay
+
+    try:
+        r = Recipe.from_dict(rec)
+    except RecipeError as e:
+        assert "\n" not in str(e) and len(str(e)) < 1000
+        return
+    assert Recipe.from_dict(json.loads(r.to_json())).hash == r.hash
+    img = np.arange(30, dtype=np.uint8).reshape(5, 2, 3)
+    out = r.apply(img, 3, 4)
+    image, mask = replay(img, json.loads(json.dumps(out.params)))
+    assert np.array_equal(image, out.image) and np.array_equal(mask, out.mask)
