@@ -92,7 +92,7 @@ class Operator:
             raise RecipeError(f"{path}: params for {cls.name} must be a mapping, got {type(params).__name__}")
         expected = set(cls.params) | ({"seed"} if cls.seeded else set())
         if set(params) != expected:
-            missing, extra = sorted(expected - set(params)), sorted(set(params) - expected)
+            missing, extra = sorted(expected - set(params)), sorted(set(params) - expected, key=str)  # 1 and 'x': a TypeError
             what = f"missing {missing}" if missing else f"unexpected {extra}"
             raise RecipeError(f"{path}: params for {cls.name} have {what}")
         return {k: cls.check_value(k, params[k], f"{path}.{k}") for k in (*cls.params, *(["seed"] if cls.seeded else []))}
@@ -103,6 +103,9 @@ class Operator:
         spec = _SEED_PARAM if name == "seed" and cls.seeded else cls.params[name]
         if not isinstance(value, (bool, int, float, str, np.bool_, np.integer, np.floating)):
             raise RecipeError(f"{path}: expected one sampled value, got {type(value).__name__} {value!r}")
+        from .recipe import _check_plain  # (recipe imports this module)
+
+        _check_plain(value, path)  # an integer too long to name in a message (10**5000) was Python's ValueError
         out = spec.normalize(value, path)
         if isinstance(out, list) or (isinstance(spec, Bool) and not isinstance(out, bool)):  # a probability is a setting
             raise RecipeError(f"{path}: expected one sampled value, got {value!r}")

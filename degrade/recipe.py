@@ -364,6 +364,8 @@ def replay(image: np.ndarray, record: Record | dict[str, Any], validate: bool = 
         record = record["params"]
     if not isinstance(record, list):
         raise RecipeError("params record: expected a list of applied operators")
+    if validate:  # a hand-made record, as a recipe: text keys, integers short enough to name (10**5000 was a ValueError)
+        _check_plain(record, "record")
     mask = None
     out = image
     for i, entry in enumerate(record):

@@ -140,3 +140,53 @@ def test_a_damaged_recipe_is_one_recipe_error_or_a_recipe_that_works(rec):
     out = r.apply(img, 3, 4)
     image, mask = replay(img, json.loads(json.dumps(out.params)))
     assert np.array_equal(image, out.image) and np.array_equal(mask, out.mask)
+
+
+@st.composite
+def _damaged_record(draw):
+    from degrade import load_recipe
+
+    record = copy.deepcopy(load_recipe(draw(st.sampled_from(["old-photo", "bopbtl", "severe"]))).sample_params(0, draw(st.integers(0, 50))))
+    for _ in range(draw(st.integers(1, 2))):
+        if not record:
+            break
+        e = draw(st.sampled_from(record))
+        how = draw(st.sampled_from(["value", "entry", "drop", "add", "other_op", "append"]))
+        if how == "value" and e["params"]:
+            e["params"][draw(st.sampled_from(sorted(e["params"])))] = copy.deepcopy(draw(_JUNK))
+        elif how == "entry":
+            e[draw(st.sampled_from(["op", "version", "params", "path"]))] = copy.deepcopy(draw(_JUNK))
+        elif how == "drop" and e["params"]:
+            del e["params"][draw(st.sampled_from(sorted(e["params"])))]
+        elif how == "add":
+            e["params"][draw(st.sampled_from(["zz", "seed", "self", 1, None]))] = copy.deepcopy(draw(_JUNK))
+        elif how == "other_op":
+            e["op"] = draw(st.sampled_from(sorted(o.name for o in __import__("degrade").list_operators())))
+        elif how == "append":
+            record.append(copy.deepcopy(draw(_JUNK)))
+    return record
+
+
+@settings(max_examples=150, deadline=None)
+@given(record=_damaged_record(), gray=st.booleans())
+@example(record=[{"op": "jpeg", "version": 1, "params": {"quality": 10**5000}}], gray=False)  # Python's 4,300-digit ValueError
+@example(record=[{"op": 10**5000, "version": 1, "params": {}}], gray=False)
+@example(record=[{"op": "jpeg", "version": 10**5000, "params": {"quality": 5}}], gray=False)
+@example(record=[{"op": "jpeg", "version": 1, "params": {"quality": 5, "zz": 0, 1: 2}}], gray=True)  # sorted() of 1 and 'zz'
+def test_a_damaged_params_record_is_one_recipe_error_or_replays(record, gray):
+    """replay(image, record) and Operator.apply(image, params) on hand-made records: a one-line RecipeError or an image."""
+    from degrade import RecipeError, get_operator, replay
+
+    img = np.arange(42, dtype=np.uint8).reshape(7, 2, 3)
+    img = img[..., 0].copy() if gray else img
+    try:
+        out, mask = replay(img, record)
+        assert out.shape == img.shape and out.dtype == np.uint8 and mask.shape == img.shape[:2]
+    except RecipeError as e:
+        assert "\n" not in str(e) and len(str(e)) < 1000
+    for e in record:
+        if isinstance(e, dict) and isinstance(e.get("op"), str) and e["op"] in __import__("degrade").OPERATORS:
+            try:
+                get_operator(e["op"])().apply(img, e.get("params"))
+            except RecipeError as err:
+                assert "\n" not in str(err) and len(str(err)) < 1000
