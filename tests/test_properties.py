@@ -38,14 +38,14 @@ def _same(a, b):
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])  # home: one catalog for all
-@given(count=st.integers(1, 9), shard=st.integers(1, 4), size=st.integers(8, 10), seed=st.integers(0, 99), data=st.data())
-def test_every_way_of_reading_a_dataset_gives_the_same_samples(count, shard, size, seed, data, home, tmp_path_factory):
+@given(count=st.integers(1, 9), shard=st.integers(1, 4), size=st.integers(8, 10), seed=st.integers(0, 99), real=st.booleans(), data=st.data())
+def test_every_way_of_reading_a_dataset_gives_the_same_samples(count, shard, size, seed, real, data, home, tmp_path_factory):
     """Any index set (repeated, unsorted, negative, empty), any slice bounds, the fast reader and zarr-python's path."""
-    spec = build_spec("p", "builtin:samples", count, size, seed, "mild", shard_size=min(shard, max(count, 1)))
+    spec = build_spec("p", "builtin:samples", count, size, seed, None if real else "mild", shard_size=shard, real=real)
     made = tmp_path_factory.mktemp("p")
     fast = open_dataset(create_dataset(spec, store=str(made / "fast.zarr"), workers=1, scheduler="threads").path)
     slow = _zarr_python_copy(fast, made / "slow.zarr")
-    assert slow._layouts == dict.fromkeys(slow.fields) and fast._layouts["clean"] is not None  # the two paths
+    assert slow._layouts == dict.fromkeys(slow.fields) and None not in fast._layouts.values()  # the two paths
     n = len(fast)
     one = {f: [fast.read(f, i) for i in range(n)] for f in fast.fields}
     for ds in (fast, slow):
@@ -148,16 +148,17 @@ def _damaged_record(draw):
 
     record = copy.deepcopy(load_recipe(draw(st.sampled_from(["old-photo", "bopbtl", "severe"]))).sample_params(0, draw(st.integers(0, 50))))
     for _ in range(draw(st.integers(1, 2))):
-        if not record:
+        entries = [e for e in record if isinstance(e, dict) and isinstance(e.get("params"), dict)]
+        if not entries:
             break
-        e = draw(st.sampled_from(record))
+        e = draw(st.sampled_from(entries))
         how = draw(st.sampled_from(["value", "entry", "drop", "add", "other_op", "append"]))
         if how == "value" and e["params"]:
-            e["params"][draw(st.sampled_from(sorted(e["params"])))] = copy.deepcopy(draw(_JUNK))
+            e["params"][draw(st.sampled_from(sorted(e["params"], key=str)))] = copy.deepcopy(draw(_JUNK))
         elif how == "entry":
             e[draw(st.sampled_from(["op", "version", "params", "path"]))] = copy.deepcopy(draw(_JUNK))
         elif how == "drop" and e["params"]:
-            del e["params"][draw(st.sampled_from(sorted(e["params"])))]
+            del e["params"][draw(st.sampled_from(sorted(e["params"], key=str)))]
         elif how == "add":
             e["params"][draw(st.sampled_from(["zz", "seed", "self", 1, None]))] = copy.deepcopy(draw(_JUNK))
         elif how == "other_op":
@@ -190,3 +191,67 @@ def test_a_damaged_params_record_is_one_recipe_error_or_replays(record, gray):
                 get_operator(e["op"])().apply(img, e.get("params"))
             except RecipeError as err:
                 assert "\n" not in str(err) and len(str(err)) < 1000
+
+
+# -- operators at the corners of their ranges, on thin and tiny images ---------------------------------------
+def _corner(spec, data):
+    from degrade.params import Bool, Choice, Float, Int
+
+    if isinstance(spec, Float):
+        lo = spec.lo if not spec.log else max(spec.lo, 5e-324)
+        return float(data.draw(st.sampled_from([lo, spec.hi, float(np.nextafter(lo, spec.hi)), float(np.nextafter(spec.hi, lo))])))
+    if isinstance(spec, Int):
+        return data.draw(st.sampled_from([spec.lo, spec.hi]))
+    if isinstance(spec, Choice):
+        return data.draw(st.sampled_from(spec.options))
+    assert isinstance(spec, Bool)
+    return data.draw(st.booleans())
+
+
+_OPS = [(c.name, v) for c in __import__("degrade").list_operators() if c.name != "imgaug" for v in (c.version, *c.earlier)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(op=st.sampled_from(_OPS), shape=st.sampled_from([(1, 1), (1, 17), (17, 1), (2, 2), (1, 1, 3), (1, 23, 3), (23, 1, 3), (40, 3), (3, 40, 3)]),
+       flat=st.sampled_from([None, 0, 255]), data=st.data())  # fmt: skip
+def test_every_operator_at_the_ends_of_its_ranges_on_thin_images(op, shape, flat, data):
+    """Each parameter at its bounds (or one step inside), any seed: same shape and dtype, a 0/255 mask, no change outside it."""
+    from degrade import STRUCTURED, get_operator
+
+    cls = get_operator(op[0])
+    params = {k: _corner(spec, data) for k, spec in cls.params.items()}
+    if cls.seeded:
+        params["seed"] = data.draw(st.sampled_from([0, 2**32 - 1]) | st.integers(0, 2**32 - 1))
+    img = np.random.default_rng(data.draw(st.integers(0, 99))).integers(0, 256, shape, dtype=np.uint8)
+    if flat is not None:
+        img[:] = flat
+    operator = cls(_version=op[1])
+    out, mask = operator.apply(img, params)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    again, mask2 = operator.apply(img, params)
+    assert np.array_equal(out, again) and (mask is None) == (mask2 is None)
+    if mask is not None:
+        assert mask.shape == img.shape[:2] and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        assert np.array_equal(mask, mask2)
+    if cls.kind == STRUCTURED:
+        changed = out != img if img.ndim == 2 else np.any(out != img, axis=-1)
+        assert not np.any(changed & ((mask if mask is not None else 0) == 0))
+
+
+# -- sampling: a sample's record depends on (seed, index) alone ------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(steps=_STEPS, seed=st.integers(0, 2**64 - 1), indices=st.lists(st.integers(0, 2**63 - 1), min_size=2, max_size=6), order=st.randoms())
+def test_records_do_not_depend_on_which_samples_were_drawn_before(steps, seed, indices, order):
+    from degrade import Recipe
+
+    r = Recipe.from_dict({"steps": steps})
+    first = {i: r.sample_params(seed, i) for i in indices}
+    shuffled = list(indices)
+    order.shuffle(shuffled)
+    again = Recipe.from_dict(json.loads(r.to_json()))
+    assert {i: again.sample_params(seed, i) for i in shuffled} == first
+    img = np.arange(24, dtype=np.uint8).reshape(4, 2, 3)
+    outs = {i: r.apply(img, seed, i) for i in shuffled[:3]}
+    for i in reversed(shuffled[:3]):
+        o = again.apply(img, seed, i)
+        assert o.params == first[i] and np.array_equal(o.image, outs[i].image) and np.array_equal(o.mask, outs[i].mask)
