@@ -10,7 +10,7 @@ from pathlib import Path
 from degrade.errors import DaguerreError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would let a trailing newline in
-VERSION_RE = re.compile(r"^v([1-9][0-9]*)\Z")
+VERSION_RE = re.compile(r"^v([1-9][0-9]{0,62})\Z")  # at most a name's 64 characters: int() refuses 4,300 digits
 
 
 def daguerre_home() -> Path:

@@ -255,3 +255,29 @@ def test_records_do_not_depend_on_which_samples_were_drawn_before(steps, seed, i
     for i in reversed(shuffled[:3]):
         o = again.apply(img, seed, i)
         assert o.params == first[i] and np.array_equal(o.image, outs[i].image) and np.array_equal(o.mask, outs[i].mask)
+
+
+# -- references: any text opens a dataset or is one DaguerreError ---------------------------------------------
+def test_any_reference_opens_a_dataset_or_is_one_error(home, tmp_path, monkeypatch):
+    from degrade.errors import DaguerreError
+    from pipelines.refs import parse_ref
+
+    create_dataset(build_spec("t", "builtin:samples", 2, 8, 0, "mild"), workers=1, scheduler="threads")
+    monkeypatch.chdir(tmp_path)
+    tails = st.text(max_size=8) | st.sampled_from(["9" * 5000, "1" * 63, "1" * 64, "0", "1", "-1", "1\n", " 1"])
+    text = st.text(max_size=12) | st.builds(str.__add__, st.sampled_from(["t@", "t@v", "t@v1", "t", "~", "./", "x.zarr"]), tails)
+
+    @settings(max_examples=200, deadline=None)
+    @given(text=text)
+    @example(text="t@v" + "9" * 5000)  # int() refuses 4,300 digits: an internal ValueError
+    def check(text):
+        try:
+            ds = open_dataset(text)
+        except DaguerreError as e:
+            assert "\n" not in str(e) or "\n" in text.strip()  # a path may hold a newline, and the message names it
+        except OSError as e:  # the system's answer (a name too long), which the CLI shows as one line
+            assert e.strerror
+        else:
+            assert len(ds) == 2 and parse_ref(text).name in ("t", None)
+
+    check()
