@@ -158,7 +158,10 @@ def create_dataset(
     _check_args(spec.count, spec.size, spec.shard_size, workers, scheduler, spec.zstd_level)
     if address is not None and not re.fullmatch(r"(tcp|tls|inproc|ucx|ws|wss)://\S+:\d+|inproc://\S+", address):
         raise DaguerreError(f"--address {address!r}: expected tcp://HOST:PORT of a dask scheduler")
-    final = Path(store).expanduser().absolute() if store is not None else None
+    final = None if store is None else os.path.expanduser(os.fspath(store))
+    if final is not None and final.startswith("~"):  # an unknown user: Path.expanduser raised an internal RuntimeError
+        raise DaguerreError(f"--store {store}: cannot expand '~' (no such user or home folder)")
+    final = Path(final).absolute() if final is not None else None
     catalog = Catalog()
     try:
         catalog.check_writable()

@@ -63,7 +63,7 @@ def resolve(ref: str | DatasetRef | os.PathLike) -> Path:
     A ``Path`` (any ``os.PathLike``) is a store path, even one without a '/' or a ``.zarr`` suffix:
     read as text, ``Path("train")`` would open the catalog's ``train`` instead."""
     if isinstance(ref, os.PathLike):
-        ref = DatasetRef(path=Path(ref).expanduser())
+        ref = DatasetRef(path=Path(os.path.expanduser(ref)))  # an unknown ~user stays as is (not a RuntimeError)
     r = ref if isinstance(ref, DatasetRef) else parse_ref(str(ref))
     if r.path is not None:
         if not r.path.exists():

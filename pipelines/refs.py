@@ -60,7 +60,7 @@ def parse_ref(text: str) -> DatasetRef:
     if not text:
         raise DaguerreError("empty dataset reference")
     if looks_like_path(text):
-        return DatasetRef(path=Path(text).expanduser())
+        return DatasetRef(path=Path(os.path.expanduser(text)))  # ~nobody/x stays as is: Path.expanduser raised RuntimeError
     name, _, version = text.partition("@")
     check_name(name)
     if "@" in text and not version:

@@ -120,7 +120,7 @@ def scan_source(spec: str | os.PathLike, workers: int = 2, strict: bool = False)
     elif spec == BUILTIN_REAL:
         paths = real_photo_paths()
     else:
-        p = Path(spec).expanduser()
+        p = Path(os.path.expanduser(spec))  # an unknown ~user stays as is (Path.expanduser raised RuntimeError)
         if p.is_dir():
             root = p
             paths = list_images([p], on_error=cannot_list)

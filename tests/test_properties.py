@@ -265,11 +265,13 @@ def test_any_reference_opens_a_dataset_or_is_one_error(home, tmp_path, monkeypat
     create_dataset(build_spec("t", "builtin:samples", 2, 8, 0, "mild"), workers=1, scheduler="threads")
     monkeypatch.chdir(tmp_path)
     tails = st.text(max_size=8) | st.sampled_from(["9" * 5000, "1" * 63, "1" * 64, "0", "1", "-1", "1\n", " 1"])
-    text = st.text(max_size=12) | st.builds(str.__add__, st.sampled_from(["t@", "t@v", "t@v1", "t", "~", "./", "x.zarr"]), tails)
+    heads = st.sampled_from(["t@", "t@v", "t@v1", "t", "~", "~nobody-such-user/", "./", "x.zarr"])
+    text = st.text(max_size=12) | st.builds(str.__add__, heads, tails)
 
     @settings(max_examples=200, deadline=None)
     @given(text=text)
     @example(text="t@v" + "9" * 5000)  # int() refuses 4,300 digits: an internal ValueError
+    @example(text="~nobody-such-user/x.zarr")  # Path.expanduser: an internal RuntimeError
     def check(text):
         try:
             ds = open_dataset(text)
@@ -281,3 +283,11 @@ def test_any_reference_opens_a_dataset_or_is_one_error(home, tmp_path, monkeypat
             assert len(ds) == 2 and parse_ref(text).name in ("t", None)
 
     check()
+    for store in ("~nobody-such-user/x.zarr", "./~x.zarr"):  # Path("./~x.zarr") is "~x.zarr": expanded too
+        try:
+            create_dataset(build_spec("s", "builtin:samples", 2, 8, 0, "mild"), store=store, workers=1, scheduler="threads")
+        except DaguerreError as e:
+            assert str(e) == f"--store {store}: cannot expand '~' (no such user or home folder)"
+    assert open_dataset("./~x.zarr").attrs["name"] == "s" and not (tmp_path / "~nobody-such-user").exists()
+    with pytest.raises(DaguerreError, match="unknown source '~nobody-such-user/photos'"):
+        build_spec("s", "~nobody-such-user/photos", 2, 8, 0)
