@@ -587,3 +587,14 @@ def test_vignette_v1_still_replays_to_its_bytes(photo):
         assert hashlib.sha256(old.tobytes()).hexdigest() == VIGNETTE_V1_BYTES[key]
         assert not np.array_equal(old, replay(im, [{"op": "vignette", "version": 2, "params": VIGNETTE_V1}])[0])
     assert get_operator("vignette").version == 2
+
+
+def test_jpeg_beyond_libjpegs_side_limit_is_one_clear_error():
+    """A side over 65,500 px made OpenCV log a warning and fail with 'JPEG encoding failed'."""
+    from degrade.errors import ImageError
+    from degrade.ops.compression import JPEG_MAX_SIDE
+
+    op = get_operator("jpeg")()
+    assert op.apply(np.zeros((1, JPEG_MAX_SIDE, 3), np.uint8), {"quality": 50})[0].shape == (1, JPEG_MAX_SIDE, 3)
+    with pytest.raises(ImageError, match=r"at most 65,500 pixels a side, this image is 1×65501"):
+        op.apply(np.zeros((JPEG_MAX_SIDE + 1, 1), np.uint8), {"quality": 50})

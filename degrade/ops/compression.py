@@ -12,10 +12,14 @@ from ..errors import ImageError
 from ..operator import Operator, functional, register
 from ..params import Bool, Choice, Float, Int
 
+JPEG_MAX_SIDE = 65_500
+
 
 @functional
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """Encode to baseline JPEG at ``quality`` (libjpeg scale, 4:2:0 chroma) and decode back."""
+    if max(image.shape[:2]) > JPEG_MAX_SIDE:  # libjpeg's limit; OpenCV only logs it and fails
+        raise ImageError(f"jpeg: a JPEG holds at most {JPEG_MAX_SIDE:,} pixels a side, this image is {image.shape[1]}×{image.shape[0]}")
     src = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".jpg", src, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
