@@ -949,6 +949,24 @@ def zoo_info(ref: str, as_json: bool) -> None:
         click.echo(f"config:     {json.dumps(d['config'], sort_keys=True)}")
 
 
+@zoo.command("rm")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Also remove a model that other store models record as made from it.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def zoo_rm(name: str, force: bool, as_json: bool) -> None:
+    """Remove a registered model from the store (refuses one that others were made from without --force)."""
+    from zoo.store import remove
+
+    d = remove(name, force)
+    if as_json:
+        _echo_json(d)
+        return
+    what = f"finished removing {name} (an earlier rm was cut short)" if d["finished"] else f"removed {name}"
+    notes = [f"still recorded as made from it: {', '.join(d['dependants'])}"] if d["dependants"] else []
+    notes += [f"the shipped {name} is used again"] if d["shipped"] else []
+    click.echo(f"{what}: {len(d['files'])} file(s), {_human_bytes(d['bytes'])} freed" + "".join(f"; {n}" for n in notes))
+
+
 @zoo.command("bundle")
 @click.argument("name")
 @click.option("--vae1", help="Trained VAE1, whose encoder is used (store name or path).")

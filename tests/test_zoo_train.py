@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -960,3 +961,95 @@ def test_the_cards_timing_covers_every_logged_step(data, tmp_path):
         f.unlink()
     again = train(cfg("scratch", tmp_path / "t", steps=4, **kw))
     assert again["seconds_per_step"] == card["seconds_per_step"] > 0 and again["data_share"] == card["data_share"]
+
+
+def test_zoo_rm_removes_a_model_but_not_one_that_others_were_made_from_without_force(capsys, data, tmp_path):
+    """The store could register models but not remove them; a model that others record as made from it (a
+    mapping's VAEs, an --init, a bundle's parts) is kept unless --force, and the dependants are named."""
+    for stage, name, kw in [("vae1", "rm-v1", {"real": "r", "synthetic": "x"}), ("vae2", "rm-v2", {"clean": "x"}),
+                            ("mapping", "rm-map", {"pairs": "x", "vae1": "rm-v1", "vae2": "rm-v2"}), ("scratch", "rm-det", {"pairs": "x"}),
+                            ("scratch", "rm-det2", {"pairs": "x", "init": "rm-det"})]:  # fmt: skip
+        train(cfg(stage, tmp_path / name, steps=1, batch_size=2, name=name, **kw))
+    make_bundle("rm-b", "rm-v1", "rm-v2", "rm-map", "rm-det")
+    r = run(capsys, "zoo", "rm", "rm-v1")
+    assert one_line_error(r) and len(r.err.strip().splitlines()) == 1, r.err
+    assert "rm-b (part vae1), rm-map (vae1); remove those first, or pass --force" in r.err, r.err
+    r = run(capsys, "zoo", "rm", "rm-det")
+    assert one_line_error(r) and "rm-b (part scratch), rm-det2 (init)" in r.err, r.err
+    assert store.resolve("rm-v1").exists() and store.resolve("rm-det").exists()  # refused: both files kept
+    size = sum((store.models_dir() / f"rm-b{ext}").stat().st_size for ext in (".safetensors", ".json"))
+    r = run(capsys, "zoo", "rm", "rm-b", "--json")
+    d = json.loads(r.out)
+    assert r.code == 0 and d["name"] == "rm-b" and d["bytes"] == size and not d["dependants"], r.err
+    assert sorted(Path(f["path"]).name for f in d["files"]) == ["rm-b.json", "rm-b.safetensors"]
+    r = run(capsys, "zoo", "rm", "rm-det2")
+    assert r.code == 0 and r.out.startswith("removed rm-det2: 2 file(s), ") and r.out.strip().endswith("freed"), r.out
+    assert run(capsys, "zoo", "rm", "rm-det").code == 0  # its dependants are gone
+    r = run(capsys, "zoo", "rm", "rm-v1")
+    assert one_line_error(r) and "were made from: rm-map (vae1);" in r.err, r.err
+    r = run(capsys, "zoo", "rm", "rm-v1", "--force")
+    assert r.code == 0 and "removed rm-v1" in r.out and "still recorded as made from it: rm-map (vae1)" in r.out, r.out
+    # a VAE retrained under the name since is not what the mapping was made from (it pins the file's SHA-256)
+    train(cfg("vae2", tmp_path / "rm-v2-new", steps=1, batch_size=2, name="rm-v2", clean="x"), replace=True)
+    assert run(capsys, "zoo", "rm", "rm-v2").code == 0
+    names = {c["name"] for c in json.loads(run(capsys, "zoo", "ls", "--json").out)}
+    assert "rm-map" in names and not names & {"rm-v1", "rm-v2", "rm-det", "rm-det2", "rm-b"}
+    assert "rm-b" not in run(capsys, "zoo", "ls").out
+    assert not [p.name for p in store.models_dir().iterdir() if p.name.startswith((".rm-", "rm-")) and not p.name.startswith("rm-map.")]
+    for args, msg in [(["nothing"], "no model 'nothing' in the store"), (["rm-mab"], "(did you mean rm-map?)"),
+                      (["rm-v1"], "no model 'rm-v1'"), (["default"], "'default' is a shipped model"),
+                      ([str(store.models_dir() / "rm-map.safetensors")], "not a path or file"), (["rm-map.json"], "not a path or file"),
+                      (["../rm-map"], "not a path or file"), (["bad name"], "invalid model name")]:  # fmt: skip
+        r = run(capsys, "zoo", "rm", *args)
+        assert one_line_error(r) and len(r.err.strip().splitlines()) == 1 and msg in r.err, (args, r.err)
+    assert store.resolve("rm-map").exists()
+
+
+@pytest.mark.parametrize("cut", ["between the renames", "before the delete"])
+def test_a_zoo_rm_cut_short_leaves_the_store_consistent_and_the_next_rm_finishes(capsys, data, tmp_path, monkeypatch, cut):
+    name = f"cut-{cut.split()[1]}"
+    train(cfg("scratch", tmp_path / "run", steps=1, batch_size=2, pairs="x", name=name))
+    set_aside, renamed = store._set_aside, []
+
+    def killed(*args):
+        if cut == "before the delete" or renamed:
+            raise KeyboardInterrupt
+        renamed.append(set_aside(*args))
+
+    monkeypatch.setattr(store, "_delete" if cut == "before the delete" else "_set_aside", killed)
+    r = run(capsys, "zoo", "rm", name)
+    assert r.code != 0 and "aborted" in r.err, r.err
+    monkeypatch.undo()
+    left = sorted(p.name for p in store.models_dir().iterdir() if name in p.name)
+    assert left and not [n for n in left if n.endswith(".safetensors")], left  # the weights went first: no half model
+    r = run(capsys, "zoo", "ls", "--json")
+    assert r.code == 0 and name not in {c["name"] for c in json.loads(r.out)}
+    r = run(capsys, "zoo", "info", name)
+    assert one_line_error(r) and f"unknown model {name!r}" in r.err, r.err
+    with pytest.raises(DaguerreError, match="unknown model"):
+        store.resolve(name)
+    r = run(capsys, "zoo", "rm", name)
+    assert r.code == 0 and r.out.startswith(f"finished removing {name} (an earlier rm was cut short)"), (r.out, r.err)
+    assert not [p.name for p in store.models_dir().iterdir() if name in p.name]
+    assert one_line_error(run(capsys, "zoo", "rm", name))  # now it is unknown
+
+
+def test_zoo_rm_and_register_take_the_model_stores_lock(data, tmp_path, monkeypatch):
+    """A register and a remove of the same name interleaved: the remove could set aside the new card of a model whose
+    weights it had already moved, leaving half a pair."""
+    train(cfg("scratch", tmp_path / "run", steps=1, batch_size=2, pairs="x", name="locked"))
+    monkeypatch.setattr(store, "LOCK_WAIT", 0.2)
+    with store.store_lock():  # another process's register or remove, as far as flock is concerned (another open file)
+        with pytest.raises(DaguerreError, match="is being changed by another process"):
+            store.remove("locked")
+        with pytest.raises(DaguerreError, match="is being changed by another process"):
+            store.register("locked2", {"w": torch.zeros(2)}, {"model": "vae"})
+    assert store.resolve("locked").exists()
+    assert store.remove("locked")["name"] == "locked"
+    (store.models_dir() / "linked").write_bytes(b"kept")  # a link in the store is removed, never what it points to
+    (store.models_dir() / "link.safetensors").symlink_to(store.models_dir() / "linked")
+    (store.models_dir() / "link.json").symlink_to(tmp_path / "outside.json")
+    (tmp_path / "outside.json").write_text("{}")
+    d = store.remove("link")
+    assert d["bytes"] == 0 and (store.models_dir() / "linked").read_bytes() == b"kept" and (tmp_path / "outside.json").exists()
+    assert not os.path.lexists(store.models_dir() / "link.safetensors") and not os.path.lexists(store.models_dir() / "link.json")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +63,44 @@ def register(name: str, tensors, card: dict[str, Any], replace: bool = False) ->
 
     if not NAME_RE.match(name):
         raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-'")
-    check_free(name, card.get("run"), replace)
-    return checkpoint.save(models_dir() / name, tensors, {**card, "name": name})
+    with store_lock():  # a `zoo rm` of the same name cannot set aside half of the pair being written
+        check_free(name, card.get("run"), replace)
+        return checkpoint.save(models_dir() / name, tensors, {**card, "name": name})
+
+
+LOCK_WAIT = 60.0
+"""Seconds :func:`store_lock` waits for another process's register or remove (each holds it for an instant)."""
+
+
+@contextmanager
+def store_lock() -> Iterator[None]:
+    """Exclusive right to change the model store's files (:func:`register`, :func:`remove`): an flock on
+    ``models/.lock`` (released by the kernel if the process dies), waited for up to :data:`LOCK_WAIT` seconds."""
+    import fcntl
+
+    d = models_dir()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a planted link is never truncated
+    except OSError as e:
+        raise DaguerreError(f"the model store {d} cannot be written ({e.strerror or e})") from None
+    try:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                    raise DaguerreError(f"the model store {d} is being changed by another process (pid {holder}); "
+                                        f"wait for it to finish") from None  # fmt: skip
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def check_writable() -> None:
@@ -228,3 +268,157 @@ def cards() -> list[dict[str, Any]]:
             # the file's name is what resolves (a renamed copy keeps its old name in the card)
             out.append({**card, "name": js.stem, "path": str(st), "bytes": size, "origin": origin})
     return out
+
+
+REMOVING = re.compile(r"\.(.+)\.(safetensors|json)\.removing-\d+")
+"""What :func:`remove` renames a model's two files to before deleting them: hidden, and neither ``*.json`` nor
+``*.safetensors``, so that ``zoo ls``, ``zoo info`` and a model name never see them."""
+
+
+def _sha256(path: Path) -> str | None:
+    """SHA-256 of a regular file's bytes, read in blocks; None when it is not one or cannot be read."""
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        if not path.is_file():  # never read a FIFO or /dev/zero behind a link
+            return None
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def dependants(name: str) -> list[str]:
+    """The other store models whose cards record store model ``name`` as what they were made from, each as
+    ``MODEL (ROLE)``: a mapping's ``upstream`` VAEs, any model's ``upstream`` init, a bundle's parts. A record
+    counts when it names this model (by store path or name) and, where it pins the file's SHA-256, these
+    weights: a model retrained under the name since (``--replace``) is not what they were made from."""
+    d = models_dir()
+    st = d / f"{name}.safetensors"
+    digest: list[str | None] = []
+
+    def sha() -> str | None:
+        if not digest:
+            digest.append(_sha256(st))
+        return digest[0]
+
+    def names_it(recorded: Any) -> bool:
+        if not isinstance(recorded, str) or not recorded:
+            return False
+        return recorded == name or os.path.realpath(recorded) == os.path.realpath(st)
+
+    def same(pin: Any) -> bool:
+        return not isinstance(pin, str) or not pin or pin == sha()
+
+    out = []
+    for other in sorted(d.glob("*.safetensors")):
+        if other.name == st.name:
+            continue
+        try:  # the header's card: a card file lost to a kill between a save's two writes does not hide a dependant
+            card = card_of(other, header(other).get("__metadata__", {}))
+        except DaguerreError:
+            continue
+        roles = []
+        up, pins = card.get("upstream"), card.get("upstream_sha256")
+        pins = pins if isinstance(pins, dict) else {}
+        if isinstance(up, dict):
+            roles += [str(k) for k, v in up.items() if names_it(v) and same(pins.get(k))]
+        parts = card.get("parts")
+        if card.get("model") == "bundle" and isinstance(parts, dict):
+            roles += [f"part {k}" for k, p in parts.items() if isinstance(p, dict) and p.get("name") == name and same(p.get("sha256"))]
+        if roles:
+            out.append(f"{other.name[: -len('.safetensors')]} ({', '.join(roles)})")
+    return out
+
+
+def _regular_bytes(p: Path) -> int:
+    """The bytes that deleting ``p`` frees: a regular file's size; nothing for a link (its target stays)."""
+    import stat
+
+    try:
+        s = os.lstat(p)
+    except FileNotFoundError:
+        return 0
+    return s.st_size if stat.S_ISREG(s.st_mode) else 0
+
+
+def _set_aside(p: Path, aside: Path) -> None:
+    os.rename(p, aside)  # a link is renamed itself, never followed
+
+
+def _delete(paths: list[Path]) -> None:
+    for p in paths:
+        try:
+            os.unlink(p)  # a link is removed, never its target
+        except FileNotFoundError:
+            pass
+
+
+def _unknown(name: str, d: Path) -> DaguerreError:
+    """The refusal of a name that is not in the store: a shipped model's, or one with the store's close matches."""
+    import difflib
+
+    if (SHIPPED / f"{name}.safetensors").exists():
+        return DaguerreError(f"{name!r} is a shipped model ({SHIPPED}), not in the model store: zoo rm removes only registered models")
+    have = sorted(q.name[: -len(".safetensors")] for q in d.glob("*.safetensors")) if d.is_dir() else []
+    hint = difflib.get_close_matches(name, have, n=3)
+    more = f" (did you mean {', '.join(hint)}?)" if hint else " (see `daguerre zoo ls`)"
+    return DaguerreError(f"no model {name!r} in the store {d}{more}")
+
+
+def remove(name: str, force: bool = False) -> dict[str, Any]:
+    """Delete store model ``name`` (both files), refusing one that other store models were made from
+    (:func:`dependants`) unless ``force``.
+
+    Under :func:`store_lock`, the weights are renamed aside first (from then on the model is gone for
+    ``resolve``, ``zoo ls`` and ``zoo info``), then the card, then both are deleted: a run cut short leaves hidden
+    ``.NAME.*.removing-…`` files (and maybe ``NAME.json`` alone), which the next ``remove`` of any model deletes,
+    of ``name`` too once it is gone. Returns the name, the files deleted with their bytes, the dependants (removed
+    with ``force``), whether it finished an earlier remove and whether a shipped model of that name shows again."""
+    if "/" in name or name.endswith((".safetensors", ".json")) or name in (".", ".."):
+        raise DaguerreError(f"zoo rm takes a model name from `daguerre zoo ls`, not a path or file: {name}")
+    if not NAME_RE.match(name):
+        raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-'")
+    d = models_dir()
+    st = d / f"{name}.safetensors"
+    if not d.is_dir():
+        raise _unknown(name, d)
+    with store_lock():
+        leftovers = [p for p in sorted(d.iterdir()) if REMOVING.fullmatch(p.name) and not _is_folder(p)]
+        owners = {REMOVING.fullmatch(p.name).group(1) for p in leftovers}  # type: ignore[union-attr]
+        there = os.path.lexists(st)
+        if not there and name not in owners:
+            raise _unknown(name, d)
+        if there and _is_folder(st):
+            raise DaguerreError(f"{st} is a folder, not a checkpoint: remove it by hand")
+        found = dependants(name) if there else []
+        if found and not force:
+            raise DaguerreError(f"model {name!r} is recorded as what other models were made from: {', '.join(found)}; "
+                                f"remove those first, or pass --force")  # fmt: skip
+        stamp, doomed = time.time_ns(), []
+        for p, ext in ((st, "safetensors"), (d / f"{name}.json", "json")) if there else ():  # the weights first: then the model is gone
+            if os.path.lexists(p) and not _is_folder(p):
+                aside = d / f".{name}.{ext}.removing-{stamp}"
+                _set_aside(p, aside)
+                doomed.append((p, aside))
+        for owner in sorted(owners):  # the card an earlier remove cut short left alone, if no model took the name since
+            js = d / f"{owner}.json"
+            if not os.path.lexists(d / f"{owner}.safetensors") and os.path.lexists(js) and not _is_folder(js):
+                doomed.append((js, js))
+        doomed += [(p, p) for p in leftovers]
+        files = [{"path": str(p), "bytes": _regular_bytes(a)} for p, a in doomed]
+        try:
+            _delete([a for _, a in doomed])
+        except OSError as e:
+            raise DaguerreError(f"model {name!r} is out of the store, but its files could not be deleted ({e.strerror or e}): "
+                                f"the next `daguerre zoo rm` deletes them, or delete {d}/.*.removing-* by hand") from None  # fmt: skip
+    return {"name": name, "files": files, "bytes": sum(f["bytes"] for f in files), "finished": not there,
+            "dependants": found, "shipped": (SHIPPED / f"{name}.safetensors").exists()}
+
+
+def _is_folder(p: Path) -> bool:
+    """A real folder (not a link to one): never what a model's file is, never deleted here."""
+    return p.is_dir() and not p.is_symlink()
