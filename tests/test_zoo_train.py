@@ -735,6 +735,12 @@ def test_registered_models_are_never_overwritten_by_accident(data, tmp_path, mon
     with pytest.raises(DaguerreError, match="model 'V2' is already registered"):
         train(cfg("vae2", tmp_path / "c", steps=1, clean="x", name="V2"))
     before = store.resolve("V2").read_bytes()
+    for bad in ("V2.json", "V2.safetensors"):  # saved as V2.safetensors, over V2, without a word
+        with pytest.raises(DaguerreError, match=f"invalid model name '{bad}': .*not ending in .json or .safetensors"):
+            store.register(bad, {"w": torch.zeros(2)}, {"model": "vae"})
+        with pytest.raises(DaguerreError, match=r"not ending in .json or .safetensors \(set --name\)"):
+            train(cfg("vae2", tmp_path / "g", steps=1, clean="x", name=bad))
+    assert store.resolve("V2").read_bytes() == before and not (tmp_path / "g").exists()
     again = train(cfg("vae2", tmp_path / "a", steps=1, clean="x", name="V2"))  # the same run, re-run: its own name
     assert again["name"] == "V2" and store.resolve("V2").read_bytes() == before  # untouched: a mapping pins its hash
     replaced = train(cfg("vae2", tmp_path / "c", steps=1, clean="x", name="V2"), replace=True)

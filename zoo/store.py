@@ -61,11 +61,17 @@ def register(name: str, tensors, card: dict[str, Any], replace: bool = False) ->
     """
     from . import checkpoint
 
-    if not NAME_RE.match(name):
-        raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-'")
+    check_name(name)
     with store_lock():  # a `zoo rm` of the same name cannot set aside half of the pair being written
         check_free(name, card.get("run"), replace)
         return checkpoint.save(models_dir() / name, tensors, {**card, "name": name})
+
+
+def check_name(name: str, hint: str = "") -> None:
+    """Refuse what cannot be a model's name; one ending in ``.json`` or ``.safetensors`` was saved without
+    it (``x.json`` as ``x.safetensors``), over model ``x``, without a word."""
+    if not NAME_RE.match(name) or name.endswith((".json", ".safetensors")):
+        raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-', not ending in .json or .safetensors{hint}")
 
 
 LOCK_WAIT = 60.0

@@ -35,7 +35,6 @@ from degrade.io import atomic_write_bytes, is_write_temporary
 from degrade.runtime import usable_cores
 
 from . import checkpoint, losses, store
-from .store import NAME_RE
 from .data import ShardDataset, passthrough
 from .nn import from_signed, to_signed
 from .registry import create_model, get_spec, make_config
@@ -674,8 +673,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict[str, float]], None] | N
     cfg.check()
     out = Path(cfg.out or f"runs/{cfg.stage}").absolute()
     name = cfg.name or out.name
-    if not NAME_RE.match(name):
-        raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-' (set --name)")
+    store.check_name(name, " (set --name)")
     from pipelines.refs import managed_root_around
 
     if managed := managed_root_around(out):
