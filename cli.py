@@ -794,10 +794,11 @@ def bench_compare(d: dict) -> None:
     """Print the differences (B − A) between two results.json files."""
     if not d["same_dataset"]:
         click.echo("note: the two results are on different datasets")
+    known = lambda v: "unknown" if v is None else v  # noqa: E731  (a results.json written before the key was recorded)
     for key, (a, b) in d.get("differences", {}).items():
-        click.echo(f"note: {key} differs ({a} in A, {b} in B): the means are not paired")
+        click.echo(f"note: {key} differs ({known(a)} in A, {known(b)} in B): the means are not paired")
     for key, (a, b) in d.get("timing_differences", {}).items():
-        click.echo(f"note: {key} differs ({a} in A, {b} in B): the seconds are not comparable")
+        click.echo(f"note: {key} differs ({known(a)} in A, {known(b)} in B): the seconds are not comparable")
     for label, row in d["methods"].items():
         parts = []
         for key, v in row.items():

@@ -800,3 +800,18 @@ def test_a_method_defined_in_a_session_is_one_clear_error_with_worker_processes(
     out = python_ok(code).splitlines()
     assert out[0].startswith("DaguerreError method 'session-test' is defined in an interactive session"), out
     assert "workers=1" in out[0] and out[-1] == "2", out
+
+
+def test_cli_bench_compare_says_unknown_for_a_setting_an_older_results_json_lacks(capsys, tmp_path):
+    """results.json written before ``device`` (or ``workers``, ``mask_source``) was recorded: the note said ``None in A``."""
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    entry = {"dataset": {"identity": "i"}, "samples": 8, "aggregate": {"m": {"psnr": {"mean": 20.0}}}}
+    old.write_text(json.dumps(entry))
+    new.write_text(json.dumps(entry | {"mask_source": "gt", "device": "cpu", "workers": 2}))
+    r = run(capsys, "bench", "compare", old, new)
+    assert r.code == 0, r.err
+    assert "note: device differs (unknown in A, cpu in B): the seconds are not comparable" in r.out
+    assert "note: workers differs (unknown in A, 2 in B)" in r.out
+    assert "note: mask_source differs (unknown in A, gt in B): the means are not paired" in r.out
+    assert "None" not in r.out
+    assert json.loads(run(capsys, "bench", "compare", old, new, "--json").out)["timing_differences"]["device"] == [None, "cpu"]
