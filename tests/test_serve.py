@@ -122,7 +122,8 @@ def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(client):
         ({"files": {"file": ("empty.png", b"", "image/png")}}, 400),
         ({"files": {"file": ("huge.bin", b"\x00" * 300_000, "application/octet-stream")}}, 413),
         ({"files": {"file": ("bomb.png", buf.getvalue(), "image/png")}}, 413),
-        ({"files": {"other": ("x.png", png_bytes(), "image/png")}}, 400),
+        ({"files": {"other": ("x.png", png_bytes(), "image/png")}}, 422),  # an unknown field, as docs/serve.md says
+        ({"data": {"file": "x.png"}}, 400),  # a file name, not a file
         ({"data": {"scratches": "auto"}}, 400),
         ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"scratches": "maybe"}}, 422),
         ({"files": {"file": ("x.png", png_bytes(), "image/png")}, "data": {"anchor": "maybe"}}, 422),
@@ -141,6 +142,19 @@ def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(client):
         assert r.headers["content-type"].startswith("application/json") and "error" in r.json()
     assert c.post("/v1/restore", files={"file": ("x.png", png_bytes(), "image/png")}).status_code == 200
     assert c.get("/healthz").json()["errors"] == 0
+
+
+def test_an_image_under_another_field_name_is_an_unknown_field(client):
+    """``image=@scan.jpg`` answered 400 "no file in field 'file'"; docs/serve.md says any other field is a 422."""
+    c, _ = client
+    r = c.post("/v1/restore", files={"image": ("x.png", png_bytes(), "image/png")})
+    assert r.status_code == 422 and r.json()["error"].startswith("unknown form field(s): image (known: anchor, file,"), r.text
+    r = c.post("/v1/restore", files={"image": ("x.png", png_bytes(), "image/png")}, data={"format": "json"})
+    assert r.status_code == 422 and "image" in r.json()["error"], r.text
+    r = c.post("/v1/restore", files={"format": (None, "json")})  # no image at all: still the missing file
+    assert r.status_code == 400 and r.json()["error"] == "no file in field 'file'", r.text
+    r = c.post("/v1/restore", files={"file": ("x.png", b"", "image/png")})
+    assert r.status_code == 400 and r.json()["error"] == "the uploaded file is empty", r.text
 
 
 def test_back_pressure_503_with_retry_after(home, monkeypatch):

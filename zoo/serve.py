@@ -134,9 +134,9 @@ def create_app(cfg: ServeConfig | None = None):
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    async def read_upload(request: Request) -> tuple[bytes, dict[str, str], list[tuple[str, bool]]]:
-        """The multipart body, streamed with a byte cap; returns the file bytes, the form fields, and every
-        part's name with whether it was a plain field (not a file)."""
+    async def read_upload(request: Request) -> tuple[bytes | None, dict[str, str], list[tuple[str, bool]]]:
+        """The multipart body, streamed with a byte cap; returns the file bytes (None: no file in field 'file'),
+        the form fields, and every part's name with whether it was a plain field (not a file)."""
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
             raise ImageError("expected multipart/form-data with the image in field 'file'")
@@ -156,13 +156,9 @@ def create_app(cfg: ServeConfig | None = None):
 
         form = await MultiPartParser(Headers(raw=request.headers.raw), replay(), max_part_size=cfg.max_upload_bytes).parse()
         upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise ImageError("no file in field 'file'")
-        data = await upload.read()
-        if len(data) > cfg.max_upload_bytes:
+        data = None if upload is None or isinstance(upload, str) else await upload.read()  # None: checked after the names
+        if data is not None and len(data) > cfg.max_upload_bytes:
             raise OverflowError
-        if not data:
-            raise ImageError("the uploaded file is empty")
         return data, {k: v for k, v in form.items() if isinstance(v, str)}, [(k, isinstance(v, str)) for k, v in form.multi_items()]
 
     @app.post("/v1/restore")
@@ -198,6 +194,10 @@ def create_app(cfg: ServeConfig | None = None):
         as_files = sorted(k for k, plain in parts if not plain and k != "file")
         if as_files:  # an option sent as a file part was ignored, its default used
             return error(422, f"form field(s) {', '.join(as_files)} must be plain values, not files")
+        if data is None:  # after the names: an image under another name (image=) is that unknown field, 422
+            return error(400, "no file in field 'file'")
+        if not data:
+            return error(400, "the uploaded file is empty")
         asked = fields.get("model", request.query_params.get("model", cfg.model))
         if asked != cfg.model:
             return error(422, f"this server restores with model {cfg.model!r} only, not {asked!r} (start one with --model {asked})")
