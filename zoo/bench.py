@@ -27,6 +27,8 @@ from degrade.runtime import usable_cores
 from . import metrics, niqe
 
 _STATE: dict[str, Any] = {}
+MS_SSIM_MIN = 161
+"""The shortest side MS-SSIM's five scales need (smaller samples get none)."""
 
 
 def _init_worker(ref: str, specs: list[str], mask_source: str, parent: int | None = None, device: str = "cpu",
@@ -91,7 +93,7 @@ def _one(i: int, keep: bool) -> dict[str, Any]:
         if clean is not None:
             r["psnr"] = metrics.psnr(out, clean)
             r["ssim"] = metrics.ssim(out, clean)
-            if min(clean.shape[:2]) >= 161:  # five scales
+            if min(clean.shape[:2]) >= MS_SSIM_MIN:
                 r["ms_ssim"] = metrics.ms_ssim(out, clean)
             r["gmsd"] = metrics.gmsd(out, clean)
             if truth is not None and truth.any():

@@ -33,10 +33,20 @@ def _ci(a: dict[str, Any] | None, d: int = 2) -> str:
     return f"{_f(a['mean'], d)} [{_f(lo, d)}, {_f(hi, d)}]"
 
 
+def _too_small(result: dict[str, Any], side: int) -> str | None:
+    """``n/a (<N px)`` where the dataset's samples are too small for a score (its cell said only –)."""
+    size = result["dataset"].get("size")
+    return f"n/a (<{side} px)" if isinstance(size, int) and size < side else None
+
+
 def summary_rows(result: dict[str, Any]) -> list[list[str]]:
+    from .bench import MS_SSIM_MIN
+
     rows = []
     for label, agg in result["aggregate"].items():
         def ci(key, d=2):
+            if key == "ms_ssim" and key not in agg and "ssim" in agg:
+                return _too_small(result, MS_SSIM_MIN) or "–"
             return _ci(agg.get(key), d)
 
         det = agg.get("detection", {}).get("pooled", {})
@@ -48,9 +58,12 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
 
 def real_rows(result: dict[str, Any]) -> list[list[str]]:
     """Method, NIQE with its interval, and time per image, for a real-photo benchmark."""
+    from .niqe import PATCH
+
     rows = []
     for label, agg in result["aggregate"].items():
-        rows.append([label, _ci(agg.get("niqe")), _f(agg["seconds"]["mean"] * 1000, 1) if "seconds" in agg else "–"])
+        niqe = _ci(agg["niqe"]) if "niqe" in agg else _too_small(result, PATCH) or "–"
+        rows.append([label, niqe, _f(agg["seconds"]["mean"] * 1000, 1) if "seconds" in agg else "–"])
     return rows
 
 
