@@ -393,6 +393,9 @@ def test_cli_bench_report_compare_and_errors(capsys, tiny, tmp_path):
     assert "<table>" in html and "zoo:rb" in html
     res = json.loads((out / "results.json").read_text())
     assert res["dataset"]["identity"] and res["results_sha256"] and res["methods"]["zoo:rb"]["card_sha256"]
+    # the mask columns say their unit and interval as the others do, and over which samples they average
+    assert "| PSNR in mask dB [95% CI] | PSNR outside mask dB [95% CI] |" in md
+    assert res["aggregate"]["identity"]["psnr_in_mask"]["n"] == 24 and "samples with a defect" not in md  # all of them
     r = run(capsys, "bench", "--dataset", "b", "--methods", "identity,median", "--n", "8", "--out", tmp_path / "r2", "--mask", "gt", "--workers", "1")
     assert r.code == 0
     r = run(capsys, "bench", "compare", out / "results.json", tmp_path / "r2" / "results.json", "--json")
@@ -832,3 +835,14 @@ def test_ms_ssim_of_samples_too_small_for_it_says_why(capsys, home, tmp_path):
     res = json.loads((tmp_path / "o" / "results.json").read_text())
     res["dataset"]["size"] = 256  # missing for another reason (a results.json older than MS-SSIM): no made-up one
     assert summary_rows(res)[0][3] == "–"
+
+
+def test_report_says_over_how_many_samples_the_mask_psnr_is_averaged(capsys, home, tmp_path):
+    """The PSNR in and outside the mask averages only the samples with a defect: the report did not say so."""
+    create_dataset(build_spec("some", "builtin:samples", 8, 48, 0, "mild"), workers=1, scheduler="threads")
+    r = run(capsys, "bench", "--dataset", "some", "--methods", "identity", "--out", tmp_path / "o", "--workers", "1")
+    assert r.code == 0, r.err
+    n = json.loads((tmp_path / "o" / "results.json").read_text())["aggregate"]["identity"]["psnr_in_mask"]["n"]
+    assert 0 < n < 8
+    note = f"PSNR in and outside the mask: over the {n} of 8 samples with a defect."
+    assert note in (tmp_path / "o" / "report.md").read_text() and f"<p>{note}</p>" in (tmp_path / "o" / "report.html").read_text()

@@ -67,8 +67,14 @@ def real_rows(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-HEADER = ["method", "PSNR dB [95% CI]", "SSIM [95% CI]", "MS-SSIM [95% CI]", "GMSD ↓ [95% CI]", "PSNR in mask",
-          "PSNR outside mask", "precision", "recall", "F1", "IoU", "ms/image"]  # fmt: skip
+HEADER = ["method", "PSNR dB [95% CI]", "SSIM [95% CI]", "MS-SSIM [95% CI]", "GMSD ↓ [95% CI]", "PSNR in mask dB [95% CI]",
+          "PSNR outside mask dB [95% CI]", "precision", "recall", "F1", "IoU", "ms/image"]  # fmt: skip
+
+
+def masked_note(result: dict[str, Any]) -> str | None:
+    """On how many samples the PSNR in and outside the mask is averaged (those with a defect), where not all."""
+    n = max((agg["psnr_in_mask"]["n"] for agg in result["aggregate"].values() if "psnr_in_mask" in agg), default=0)
+    return f"PSNR in and outside the mask: over the {n} of {result['samples']} samples with a defect." if 0 < n < result["samples"] else None
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -217,6 +223,8 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
         md += [_md_table(["method", "NIQE ↓ [95% CI]", "ms/image"], real_rows(result))]
     else:
         md += ["## Scores (mean and 95 % bootstrap interval)", "", _md_table(HEADER, summary_rows(result)), ""]
+        note = masked_note(result)
+        md += [note, ""] if note else []
         md += ["## By degradation", "", "PSNR (and, for methods that detect defects, pooled pixel F1) where the operator "
                "was applied / where it was not.", "", _md_table(breakdown_header(result), breakdown_rows(result)), ""]  # fmt: skip
         md += [f"![{p.stem}]({p.name})" for p in plots]
