@@ -846,3 +846,15 @@ def test_report_says_over_how_many_samples_the_mask_psnr_is_averaged(capsys, hom
     assert 0 < n < 8
     note = f"PSNR in and outside the mask: over the {n} of 8 samples with a defect."
     assert note in (tmp_path / "o" / "report.md").read_text() and f"<p>{note}</p>" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_a_score_without_one_defined_value_is_a_dash_not_a_dash_with_no_interval():
+    """A mask covering every damaged sample leaves its outside PSNR undefined on all: the report showed ``– [n/a]``."""
+    from zoo.bench import aggregate
+    from zoo.report import HEADER, summary_rows
+
+    rows = [{"methods": {"m": {"psnr": p, "psnr_in_mask": p, "psnr_out_mask": math.nan}}, "params": []} for p in (20.0, 22.0)]
+    agg = aggregate(rows, ["m"])
+    assert agg["m"]["psnr_out_mask"]["n"] == 0 and agg["m"]["psnr_out_mask"]["not_finite"] == 2
+    cells = dict(zip(HEADER, summary_rows({"aggregate": agg, "dataset": {}})[0]))
+    assert cells["PSNR outside mask dB [95% CI]"] == "–" and cells["PSNR in mask dB [95% CI]"].startswith("21.00 [")

@@ -24,8 +24,8 @@ def _f(v: Any, digits: int = 2) -> str:
 
 
 def _ci(a: dict[str, Any] | None, d: int = 2) -> str:
-    """A mean and its interval; ``[n/a]`` where there is no interval (one value)."""
-    if not a:
+    """A mean and its interval; ``[n/a]`` where there is no interval (one value); – where there is no mean."""
+    if not a or a["mean"] is None or not math.isfinite(a["mean"]):  # no defined value: not "– [n/a]"
         return "–"
     lo, hi = a["ci95"]
     if any(v is None or not math.isfinite(v) for v in (lo, hi)):
