@@ -846,6 +846,7 @@ def test_report_says_over_how_many_samples_the_mask_psnr_is_averaged(capsys, hom
     assert 0 < n < 8
     note = f"PSNR in and outside the mask: over the {n} of 8 samples with a defect."
     assert note in (tmp_path / "o" / "report.md").read_text() and f"<p>{note}</p>" in (tmp_path / "o" / "report.html").read_text()
+    assert " mask; 1 worker, " in (tmp_path / "o" / "report.md").read_text()  # it said "1 workers"
 
 
 def test_a_score_without_one_defined_value_is_a_dash_not_a_dash_with_no_interval():

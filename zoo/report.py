@@ -215,7 +215,8 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
     d = result["dataset"]
     md = [f"# Benchmark: {d['name']}@{d['version']}", "",
           f"{result['samples']} samples of {d['size']} px; dataset identity `{d['identity']}`, recipe `{d['recipe_hash']}`; "
-          f"inpainting methods use the {result['mask_source']} mask; {result['workers']} workers, {result['wall_seconds']:.0f} s.", ""]  # fmt: skip
+          f"inpainting methods use the {result['mask_source']} mask; {result['workers']} worker{'s' if result['workers'] != 1 else ''}, "
+          f"{result['wall_seconds']:.0f} s.", ""]  # fmt: skip
     if result["real_photos"]:
         md += ["Real old photos have no ground truth. The one score is NIQE, a no-reference naturalness score (lower "
                "is more natural) against daguerre's pristine model, fitted on its clean training photographs "
