@@ -859,3 +859,12 @@ def test_a_score_without_one_defined_value_is_a_dash_not_a_dash_with_no_interval
     assert agg["m"]["psnr_out_mask"]["n"] == 0 and agg["m"]["psnr_out_mask"]["not_finite"] == 2
     cells = dict(zip(HEADER, summary_rows({"aggregate": agg, "dataset": {}})[0]))
     assert cells["PSNR outside mask dB [95% CI]"] == "–" and cells["PSNR in mask dB [95% CI]"].startswith("21.00 [")
+
+
+def test_report_html_lists_are_in_a_list_element():
+    """report.html's list of methods was bare <li> elements in the body."""
+    from zoo.report import markdown_to_html
+
+    page = markdown_to_html("## Methods\n\n* `a`: one\n* `b`: two\n\nLPIPS: not reported.\n* c\n| x |\n| --- |\n| 1 |\n", "t")
+    assert ("<h2>Methods</h2><ul><li><code>a</code>: one</li><li><code>b</code>: two</li></ul><p>LPIPS: not reported.</p>"
+            "<ul><li>c</li></ul><table><tr><th>x</th></tr><tr><td>1</td></tr></table>") in page

@@ -241,7 +241,7 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
 
 def markdown_to_html(md: str, title: str) -> str:
     """The small Markdown subset the reports use (headings, paragraphs, tables, images, lists)."""
-    out, table = [], []
+    out, table, items = [], [], []
 
     def inline(s: str) -> str:
         import re
@@ -260,22 +260,32 @@ def markdown_to_html(md: str, title: str) -> str:
         out.append("</table>")
         table.clear()
 
+    def flush_items():  # a list's items in one <ul>: bare <li> in the body is not HTML
+        if items:
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
     for line in md.splitlines():
         if line.startswith("|"):
+            flush_items()
             table.append(line)
             continue
+        if line.startswith("* "):
+            flush_table()
+            items.append(line[2:])
+            continue
         flush_table()
+        flush_items()
         if line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
             out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
         elif line.startswith("!["):
             alt, src = line[2:].split("](", 1)
             out.append(f'<p><img src="{html.escape(src.rstrip(")"))}" alt="{html.escape(alt)}"></p>')
-        elif line.startswith("* "):
-            out.append(f"<li>{inline(line[2:])}</li>")
         elif line.strip():
             out.append(f"<p>{inline(line)}</p>")
     flush_table()
+    flush_items()
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ddd;padding:.25em .6em;font-size:.9em}"
              "img{max-width:100%}code{background:#f4f4f4}")  # fmt: skip
