@@ -647,6 +647,18 @@ def test_calibrating_a_shipped_bundle_writes_a_store_copy(capsys, home, tmp_path
     assert load_bundle("shipme").card["calibration"]["objective"] == "f1"
 
 
+def test_a_bundle_removed_while_it_is_calibrated_stays_removed(capsys, bundle):
+    """``zoo rm`` during a calibration was undone when the calibration wrote the bundle back."""
+    from pipelines import build_spec, create_dataset
+    from zoo.bundle import calibrate_threshold
+
+    create_dataset(build_spec("v", "builtin:samples", 2, 48, 0, "severe"), workers=1, scheduler="threads")
+    removed = []
+    with pytest.raises(DaguerreError, match="rb was removed from the model store while it was calibrated; nothing written"):
+        calibrate_threshold(bundle, "v", 2, objective="f1", on_sample=lambda: removed or removed.append(store.remove(bundle)))
+    assert removed and not (store.models_dir() / "rb.safetensors").exists() and not (store.models_dir() / "rb.json").exists()
+
+
 def test_calibrating_on_several_datasets_minimises_the_worst_shortfall(capsys, bundle):
     from pipelines import build_spec, create_dataset
     from zoo.bundle import _choose_seed

@@ -320,7 +320,14 @@ def calibrate_threshold(
     card["parts"]["scratch"]["config"]["threshold"] = low
     card["parts"]["scratch"]["config"]["seed_threshold"] = cal["seed"]
     card["calibration"] = cal
-    if path.resolve().parent == store.SHIPPED.resolve():  # never rewrite the installed package's weights
+    shipped = path.resolve().parent == store.SHIPPED.resolve()
+    if shipped:  # never rewrite the installed package's weights
         path = store.models_dir() / path.name
-    cal["written"] = str(checkpoint.save(path, tensors, card))
+    if path.resolve().parent != store.models_dir().resolve():  # a bundle file outside the store: the user's own
+        cal["written"] = str(checkpoint.save(path, tensors, card))
+        return card["calibration"]
+    with store.store_lock():  # as register and `zoo rm` do: a removal while this ran is not undone
+        if not shipped and not path.exists():
+            raise DaguerreError(f"{path.stem} was removed from the model store while it was calibrated; nothing written")
+        cal["written"] = str(checkpoint.save(path, tensors, card))
     return card["calibration"]
