@@ -1051,6 +1051,10 @@ def test_zoo_rm_and_register_take_the_model_stores_lock(data, tmp_path, monkeypa
         with pytest.raises(DaguerreError, match="is being changed by another process"):
             store.register("locked2", {"w": torch.zeros(2)}, {"model": "vae"})
     assert store.resolve("locked").exists()
+    with store.store_lock():  # a re-run of the finished run rewrites its card under the lock too
+        with pytest.raises(DaguerreError, match="is being changed by another process"):
+            train(cfg("scratch", tmp_path / "run", steps=1, batch_size=2, pairs="x", name="locked"))
+    assert train(cfg("scratch", tmp_path / "run", steps=1, batch_size=2, pairs="x", name="locked"))["name"] == "locked"
     assert store.remove("locked")["name"] == "locked"
     (store.models_dir() / "linked").write_bytes(b"kept")  # a link in the store is removed, never what it points to
     (store.models_dir() / "link.safetensors").symlink_to(store.models_dir() / "linked")

@@ -786,18 +786,19 @@ def _diverged(logs: dict[str, float]) -> str:
 
 def _registered_unchanged(name: str, run: str, tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:
     """The card of ``name`` if the store holds exactly these weights from this run, else None."""
-    try:
-        path = store.models_dir() / f"{name}.safetensors"
-        if not path.exists():
+    with store.store_lock():  # a `zoo rm` of it cannot interleave with the card's rewrite (a lone card left)
+        try:
+            path = store.models_dir() / f"{name}.safetensors"
+            if not path.exists():
+                return None
+            old, card = checkpoint.load(path)
+        except DaguerreError:
             return None
-        old, card = checkpoint.load(path)
-    except DaguerreError:
-        return None
-    if card.get("run") != run or old.keys() != tensors.keys():
-        return None
-    if not all(torch.equal(old[k], tensors[k].detach().cpu()) for k in tensors):
-        return None
-    checkpoint.restore_card_file(path)  # `zoo ls` lists models by their card files
+        if card.get("run") != run or old.keys() != tensors.keys():
+            return None
+        if not all(torch.equal(old[k], tensors[k].detach().cpu()) for k in tensors):
+            return None
+        checkpoint.restore_card_file(path)  # `zoo ls` lists models by their card files
     return {**card, "name": name, "path": str(path)}
 
 
