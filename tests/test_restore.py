@@ -437,6 +437,19 @@ for read in (store.info, checkpoint.load):
     assert python_ok(code, timeout=60).splitlines() == [f"{tmp_path / 'nocard.json'} is not a regular file"] * 2
 
 
+def test_a_card_file_that_is_not_utf8_is_one_line(capsys, tmp_path):
+    """A card beside weights whose header holds none, with bytes that are not UTF-8: `zoo info` and `restore`
+    said 'internal UnicodeDecodeError'."""
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "nocard.safetensors"))
+    (tmp_path / "nocard.json").write_bytes(b'{"model": "vae\xff"}')
+    for args in (["zoo", "info", tmp_path / "nocard.safetensors"],
+                 ["restore", "builtin:real", "--model", tmp_path / "nocard.safetensors", "--out", tmp_path / "o"]):  # fmt: skip
+        r = run(capsys, *args)
+        assert r.code == 1 and one_line_error(r) and f"{tmp_path / 'nocard.json'}: the card is not valid JSON" in r.err, r.err
+
+
 def test_zoo_info_reads_the_header_and_refuses_a_broken_file_in_one_line(home, tmp_path, capsys):
     """`zoo info` counts parameters from the safetensors header's shapes, without torch: a truncated file, a
     header longer than the file or with a tensor lacking its shape, and a FIFO are still refused in one line."""

@@ -37,7 +37,10 @@ def card_of(st: Path, meta: dict[str, Any]) -> dict[str, Any]:
     if card_text is None and js.exists():
         if not js.is_file():  # a FIFO blocked `zoo info` and `restore` for ever
             raise DaguerreError(f"{js} is not a regular file")
-        card_text = js.read_text()
+        try:
+            card_text = js.read_text(encoding="utf-8")
+        except UnicodeDecodeError:  # an internal UnicodeDecodeError for `zoo info` and `restore`
+            raise DaguerreError(f"{js}: the card is not valid JSON (not UTF-8 text)") from None
     if card_text is None:
         raise DaguerreError(f"{st} has no daguerre card (not a daguerre checkpoint)")
     try:
