@@ -68,6 +68,8 @@ def contact_sheet(
 
 SHEET_FORMATS = {".png": ("PNG", {"compress_level": 9}), ".jpg": ("JPEG", {"quality": 92}), ".jpeg": ("JPEG", {"quality": 92}),
                  ".webp": ("WEBP", {"quality": 92})}  # fmt: skip
+SHEET_MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383}
+"""The longest side libjpeg and libwebp encode (a 200-sample `dataset show` sheet is about 23,000 px tall)."""
 
 
 def check_sheet_path(path, overwrite: bool = False) -> None:
@@ -99,6 +101,11 @@ def save_sheet(sheet: Image.Image, path, overwrite: bool = False) -> None:
 
     check_sheet_path(path, overwrite)
     fmt, opts = SHEET_FORMATS[Path(path).suffix.lower()]
+    if max(sheet.size) > SHEET_MAX_SIDE.get(fmt, max(sheet.size)):  # Pillow: 'encoding error 5', an internal ValueError
+        from .errors import DaguerreError
+
+        raise DaguerreError(f"{path}: a {fmt} image holds at most {SHEET_MAX_SIDE[fmt]:,} pixels a side, this sheet is "
+                            f"{sheet.size[0]}×{sheet.size[1]}; write it as .png or show fewer samples")  # fmt: skip
     mark = {"JPEG": {"comment": JPEG_COMMENT}, "WEBP": {"xmp": WEBP_XMP}}.get(fmt, {})
     buf = io.BytesIO()
     sheet.convert("RGB").save(buf, format=fmt, **opts, **mark)

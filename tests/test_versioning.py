@@ -203,6 +203,25 @@ def test_show_writes_a_contact_sheet(capsys, home, tmp_path):
     assert one_line_error(r) and ".png, .jpg or .webp" in r.err and not (tmp_path / "sheet.gif").exists()
 
 
+def test_a_sheet_too_tall_for_its_format_is_one_line(tmp_path):
+    """`dataset show -n 200 --out s.webp` makes a sheet about 23,000 px tall, beyond WebP's 16,383: it ended with
+    'internal ValueError: encoding error 5' (and JPEG past 65,500 with an OSError without a reason)."""
+    from PIL import Image
+
+    from degrade.errors import DaguerreError
+    from degrade.sheet import save_sheet
+
+    for suffix, side in ((".webp", 16_384), (".jpg", 65_501)):
+        out = tmp_path / f"s{suffix}"
+        with pytest.raises(DaguerreError, match=rf"s\{suffix}: a \w+ image holds at most [\d,]+ pixels a side, this sheet is 8×{side}; "
+                                                "write it as .png or show fewer samples"):  # fmt: skip
+            save_sheet(Image.new("RGB", (8, side)), out)
+        assert not out.exists()
+        save_sheet(Image.new("RGB", (8, side - 1)), out)
+        assert Image.open(out).size == (8, side - 1)
+    save_sheet(Image.new("RGB", (8, 65_501)), tmp_path / "s.png")
+
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
 def test_show_replaces_its_own_sheet_but_not_a_users_file(capsys, home, tmp_path, suffix, photo):
     """``dataset show --out mine.jpg`` replaced a user's photo without a word; daguerre's sheets are marked
