@@ -106,6 +106,31 @@ def test_models_built_on_two_threads_at_once_leave_torchs_generator_alone(monkey
     assert torch.equal(state, torch.random.get_rng_state())
 
 
+def test_a_builder_may_build_registered_parts():
+    """A model made of registered parts (its builder calls create_model) waited for ever on the lock that
+    the outer build held around torch's generator."""
+    code = """
+import dataclasses, torch
+from zoo import create_model
+from zoo.registry import register_model
+
+@dataclasses.dataclass(frozen=True)
+class PairConfig:
+    base: int = 8
+
+@register_model("pair-of-vaes", PairConfig, lambda c: (torch.zeros(1, 3, 32, 32),))
+def pair(cfg):
+    '''Two VAEs.'''
+    return torch.nn.ModuleList([create_model("vae", seed=None), create_model("vae", seed=None)])
+
+state = torch.random.get_rng_state()
+m = create_model("pair-of-vaes", seed=3)
+assert len(m) == 2 and torch.equal(state, torch.random.get_rng_state())
+print("built")
+"""
+    assert python_ok(code, timeout=60).strip() == "built"
+
+
 def test_loading_a_bundle_leaves_torchs_generator_alone():
     """zoo.restore's first call advanced torch's global generator (building the bundle's networks)."""
     from zoo.bundle import load_bundle

@@ -25,9 +25,10 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
-_GLOBAL_RNG = threading.Lock()
+_GLOBAL_RNG = threading.RLock()
 """Held around ``fork_rng``: two threads forking at once (``serve`` loads bundles on worker threads) each
-restore the state they saved, and the later restore leaves torch's generator where the other had moved it."""
+restore the state they saved, and the later restore leaves torch's generator where the other had moved it.
+Re-entrant: a builder may itself call :func:`create_model` (a model made of registered parts)."""
 
 
 def register_model(name: str, config: type, example: Callable[[Any], tuple]):
