@@ -32,6 +32,15 @@ def test_a_model_name_taken_by_a_built_in_is_refused_in_a_fresh_process():
     python_ok(code)
 
 
+def test_a_builder_without_a_docstring_registers_with_an_empty_summary():
+    """register_model took the first line of the builder's docstring: none raised IndexError."""
+    code = ("import dataclasses, torch\nfrom zoo.registry import register_model, get_spec\n"
+            "@dataclasses.dataclass(frozen=True)\nclass C:\n    width: int = 2\n"
+            "register_model('bare', C, lambda c: (torch.zeros(1, 2),))(lambda c: torch.nn.Linear(2, c.width))\n"
+            "print(repr(get_spec('bare').summary))\n")  # fmt: skip
+    assert python_ok(code).strip() == "''"
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("preset", ["small", "default", "official"])
 def test_every_model_builds_from_its_presets_and_runs_its_example(name, preset):

@@ -39,7 +39,7 @@ def register_model(name: str, config: type, example: Callable[[Any], tuple]):
         _ensure_loaded()  # the built-ins first: else one would replace a user's model of its name later
         if name in MODELS and MODELS[name].builder is not builder:
             raise ValueError(f"model {name!r} is already registered")
-        summary = (builder.__doc__ or "").strip().splitlines()[0]
+        summary = next(iter((builder.__doc__ or "").strip().splitlines()), "")  # a builder without a docstring: no summary
         MODELS[name] = ModelSpec(name, builder, config, summary, example)
         return builder
 
