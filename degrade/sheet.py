@@ -86,6 +86,8 @@ def check_sheet_path(path, overwrite: bool = False) -> None:
     folder = nearest_existing(Path(path).absolute().parent)
     if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise DaguerreError(f"{path}: cannot write there ({folder} is not a writable folder)")
+    if Path(path).is_dir():  # --overwrite cannot help: the write would fail after all the work
+        raise DaguerreError(f"{path} is a folder; name a file for the sheet")
     if not overwrite and os.path.lexists(path):
         p = Path(path)
         if not (p.is_file() and (p.stat().st_size == 0 or marked_by_daguerre(p))):

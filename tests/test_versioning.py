@@ -245,6 +245,16 @@ def test_show_replaces_its_own_sheet_but_not_a_users_file(capsys, home, tmp_path
     assert not (tmp_path / "o").exists()
     assert run(capsys, "dataset", "show", "w", "--out", mine, "-n", "2", "--overwrite").code == 0
     assert marked_by_daguerre(mine) and mine.read_bytes() != before
+    folder = tmp_path / f"folder{suffix}"  # --overwrite cannot help there: refused before any work
+    folder.mkdir()
+    for args in (["dataset", "show", "w", "-n", "2", "--out"], ["degrade", "builtin:real", "-o", tmp_path / "o", "--overwrite", "--sheet"]):
+        r = run(capsys, *args, folder, "--overwrite")
+        assert one_line_error(r) and "is a directory" in r.err and not (tmp_path / "o").exists()
+    from degrade.errors import DaguerreError
+    from degrade.sheet import check_sheet_path
+
+    with pytest.raises(DaguerreError, match=f"folder{suffix} is a folder; name a file for the sheet"):
+        check_sheet_path(folder, overwrite=True)  # the library, which click's check does not guard
 
 
 def test_rm_refuses_tagged_without_force(capsys, home):
