@@ -707,10 +707,10 @@ def test_default_datasets_use_recipes_pinned_to_their_operator_versions():
         text = (root / path).read_text()
         recipe = load_recipe(root / path)
         assert text.startswith(f"# recipe_hash: {recipe.hash}\n"), path  # the pin is the hash it was published with
+        assert text.count("op: ") == text.count("version: ") == len(recipe.operators()), path
     published = {"zoo/default/old-photo-v1.yaml": "e50094dd", "zoo/default/bopbtl-v1.yaml": "875c7a4e",  # the card's test sets
                  "zoo/default/train-mix.yaml": "10a31402"}  # fmt: skip  (and its training data: every part's datasets)
     assert {p: load_recipe(root / p).hash[:8] for p in published} == published
-        assert text.count("op: ") == text.count("version: ") == len(recipe.operators()), path
 
 
 def test_training_photos_take_each_wallpapers_largest_size(tmp_path):
