@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from degrade.io import atomic_write_bytes, encode_png, read_image  # noqa: E402
-from pipelines import build_spec, create_dataset, open_dataset  # noqa: E402
+from degrade.io import atomic_write_bytes, encode_png  # noqa: E402
+from pipelines import build_spec, create_dataset  # noqa: E402
 from pipelines.generate import generate_shard, make_samples, prepare_store  # noqa: E402
 from pipelines.shards import DEFAULT_ZSTD_LEVEL  # noqa: E402
 from zoo.data import ShardDataset, passthrough  # noqa: E402

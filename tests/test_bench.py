@@ -435,8 +435,6 @@ def test_a_misspelt_method_or_dataset_leaves_no_report_folder_behind(capsys, tin
 
 
 def test_a_bad_out_folder_fails_before_the_benchmark(capsys, tiny, tmp_path, monkeypatch):
-    import zoo.bench
-
     monkeypatch.setattr(zoo.bench, "_one", lambda *a: pytest.fail("benchmarked before checking --out"))
     (tmp_path / "afile").write_text("x")
     r = run(capsys, "bench", "--dataset", "b", "--methods", "identity", "--out", tmp_path / "afile" / "sub", "--workers", "1")
@@ -746,7 +744,6 @@ def test_cli_bench_compare_damaged_aggregate_is_one_line_error(capsys, tmp_path,
 
 def test_bench_workers_are_capped_at_the_cores_and_samples(tiny, monkeypatch):
     """Each bench process holds a bundle: --workers 1000 started one per sample."""
-    import zoo.bench
 
     asked = []
 
