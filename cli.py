@@ -331,7 +331,7 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
         click.echo(f"wrote {len(report.written)} degraded images to {out}" + (f", sheet {sheet}" if sheet else ""))
     if report.failed:
         for path, reason in report.failed:
-            click.echo(f"error: {reason}", err=True)
+            click.echo(f"error: {_one_line(reason)}", err=True)
         raise SystemExit(f"error: {len(report.failed)} of {len(paths) + len(unlisted)} inputs failed")
 
 
@@ -712,7 +712,7 @@ def restore_cmd(inputs, out, model, scratches, tile, device, anchor, overwrite, 
         click.echo(line)
     if report.failed:
         for path, reason in report.failed:
-            click.echo(f"error: {reason}", err=True)
+            click.echo(f"error: {_one_line(reason)}", err=True)
         raise SystemExit(f"error: {len(report.failed)} of {len(paths) + len(unlisted)} inputs failed: " + ", ".join(p for p, _ in report.failed))
 
 
@@ -1097,6 +1097,14 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, before)
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its control characters and line breaks (a file name's newline, tab or ESC) escaped as ``repr``
+    escapes them, other characters kept: an error stays one line and cannot drive the terminal."""
+    import unicodedata
+
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+
+
 def _main(argv: list[str] | None) -> None:
     _print_any_path()
     if sys.stdout is None:  # fd 1 closed (`>&-`): the output would be lost, and the next file opened would become fd 1
@@ -1126,11 +1134,15 @@ def _main(argv: list[str] | None) -> None:
     except click.UsageError as e:  # one line, like every other error (click's own takes four)
         where = e.ctx.command_path if e.ctx else "daguerre"
         message = " ".join(line.strip() for line in e.format_message().splitlines())  # a choice's list comes one a line
-        click.echo(f"error: {message} (see '{where} --help')", err=True)
+        click.echo(f"error: {_one_line(message)} (see '{where} --help')", err=True)
         sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except SystemExit as e:  # a command's `raise SystemExit("error: …")`, which Python prints as it is
+        if isinstance(e.code, str):
+            raise SystemExit(_one_line(e.code)) from None
+        raise
     except KeyboardInterrupt as e:
         click.echo("terminated" if isinstance(e, _Terminated) else "aborted", err=True)
         sys.exit(143 if isinstance(e, _Terminated) else 130)
@@ -1140,13 +1152,13 @@ def _main(argv: list[str] | None) -> None:
         if os.environ.get("DAGUERRE_DEBUG"):
             raise
         if isinstance(e, DaguerreError):
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(str(e))}", err=True)
         elif isinstance(e, OSError) and e.strerror:  # the machine's answer (permissions, full disk, long names), not a bug
             where = f"{e.filename}: " if e.filename else ""
-            click.echo(f"error: {where}{e.strerror}", err=True)
+            click.echo(f"error: {_one_line(where + e.strerror)}", err=True)
         else:
             msg = str(e).splitlines()[0] if str(e) else ""
-            click.echo(f"error: internal {type(e).__name__}: {msg} (set DAGUERRE_DEBUG=1 for the traceback)", err=True)
+            click.echo(f"error: internal {type(e).__name__}: {_one_line(msg)} (set DAGUERRE_DEBUG=1 for the traceback)", err=True)
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
 

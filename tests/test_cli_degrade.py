@@ -629,3 +629,28 @@ def test_degrade_count_is_bounded_before_any_planning(capsys, tmp_path):
     r = run(capsys, "degrade", "builtin:samples", "--recipe", "mild", "--count", "1000000000", "--out", str(tmp_path / "d"))
     assert r.code == 2 and "1000000000 is not in the range 1<=x<=100000" in r.err and "\n" not in r.err.strip()
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("kind", ["dataset info", "restore", "degrade", "degrade esc"])
+def test_a_name_with_control_characters_is_escaped_in_one_line_errors(tmp_path, home, kind):
+    """A path may hold a newline, tab or ESC (legal on Linux): printed as they are, they split an error over lines
+    (`no dataset at 0` and a blank line) and an ESC drives the terminal; they are escaped as ``repr`` escapes them."""
+    name = {"dataset info": "0\n/x", "restore": "x\ny.jpg", "degrade": "bad\tname.png", "degrade esc": "bad\x1b[2Jname.png"}[kind]
+    path = tmp_path / name
+    if kind == "degrade esc":
+        path.write_bytes(b"not an image")
+    args = {"dataset info": ("dataset", "info", path), "restore": ("restore", path, "--out", tmp_path / "o")}.get(
+        kind, ("degrade", path, "--out", tmp_path / "o"))
+    r = run_subprocess(*args, env={"DAGUERRE_HOME": str(home)})
+    shown = str(path).encode("unicode_escape").decode()  # \n, \t, \x1b
+    lines = r.err.splitlines()
+    assert r.code == 1 and lines and all(line.startswith("error: ") for line in lines), r.err
+    assert shown in lines[0] and "\x1b" not in r.err and "\t" not in r.err, r.err
+    assert len(lines) == (1 if kind == "dataset info" else 2), r.err  # restore and degrade: the input's line and the count
+
+
+def test_one_line_keeps_ordinary_unicode():
+    """Only control characters and line breaks are escaped: accented letters, CJK and emoji print as they are."""
+    import cli
+
+    assert cli._one_line("café 写真 📷 a\nb\r\x85\u2028\x7f") == "café 写真 📷 a\\nb\\r\\x85\\u2028\\x7f"
