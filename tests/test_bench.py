@@ -865,3 +865,17 @@ def test_report_html_lists_are_in_a_list_element():
     page = markdown_to_html("## Methods\n\n* `a`: one\n* `b`: two\n\nLPIPS: not reported.\n* c\n| x |\n| --- |\n| 1 |\n", "t")
     assert ("<h2>Methods</h2><ul><li><code>a</code>: one</li><li><code>b</code>: two</li></ul><p>LPIPS: not reported.</p>"
             "<ul><li>c</li></ul><table><tr><th>x</th></tr><tr><td>1</td></tr></table>") in page
+
+
+def test_report_gives_a_short_run_its_wall_time(capsys, home, tmp_path):
+    """The report's header gave a 0.03 s run as "0 s"."""
+    create_dataset(build_spec("hdr", "builtin:samples", 4, 48, 0, "mild"), workers=1, scheduler="threads")
+    r = run(capsys, "bench", "--dataset", "hdr", "--methods", "identity", "--out", tmp_path / "o", "--workers", "1")
+    assert r.code == 0, r.err
+    header = (tmp_path / "o" / "report.md").read_text().splitlines()[2]
+    wall = json.loads((tmp_path / "o" / "results.json").read_text())["wall_seconds"]
+    assert wall < 1 and header.endswith(f" 1 worker, {wall:.2f} s."), header
+    from zoo.report import _seconds
+
+    assert [_seconds(s) for s in (0.034, 4.26, 43.2)] == ["0.03 s", "4.3 s", "43 s"]
+

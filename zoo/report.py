@@ -77,6 +77,11 @@ def masked_note(result: dict[str, Any]) -> str | None:
     return f"PSNR in and outside the mask: over the {n} of {result['samples']} samples with a defect." if 0 < n < result["samples"] else None
 
 
+def _seconds(s: float) -> str:
+    """A wall time with the precision its size deserves: 0.43 s, 4.3 s, 43 s."""
+    return f"{s:.{2 if s < 1 else 1 if s < 10 else 0}f} s"
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -216,7 +221,7 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
     md = [f"# Benchmark: {d['name']}@{d['version']}", "",
           f"{result['samples']} samples of {d['size']} px; dataset identity `{d['identity']}`, recipe `{d['recipe_hash']}`; "
           f"inpainting methods use the {result['mask_source']} mask; {result['workers']} worker{'s' if result['workers'] != 1 else ''}, "
-          f"{result['wall_seconds']:.0f} s.", ""]  # fmt: skip
+          f"{_seconds(result['wall_seconds'])}.", ""]  # fmt: skip
     if result["real_photos"]:
         md += ["Real old photos have no ground truth. The one score is NIQE, a no-reference naturalness score (lower "
                "is more natural) against daguerre's pristine model, fitted on its clean training photographs "
