@@ -843,7 +843,7 @@ def test_report_says_over_how_many_samples_the_mask_psnr_is_averaged(capsys, hom
     assert 0 < n < 8
     note = f"PSNR in and outside the mask: over the {n} of 8 samples with a defect."
     assert note in (tmp_path / "o" / "report.md").read_text() and f"<p>{note}</p>" in (tmp_path / "o" / "report.html").read_text()
-    assert " mask; 1 worker, " in (tmp_path / "o" / "report.md").read_text()  # it said "1 workers"
+    assert "; 1 worker, " in (tmp_path / "o" / "report.md").read_text()  # it said "1 workers"
 
 
 def test_a_score_without_one_defined_value_is_a_dash_not_a_dash_with_no_interval():
@@ -878,4 +878,15 @@ def test_report_gives_a_short_run_its_wall_time(capsys, home, tmp_path):
     from zoo.report import _seconds
 
     assert [_seconds(s) for s in (0.034, 4.26, 43.2)] == ["0.03 s", "4.3 s", "43 s"]
+
+
+def test_report_names_the_mask_only_when_an_inpainting_method_was_benchmarked(capsys, home, tmp_path):
+    """The header said "inpainting methods use the gt mask" of a run of identity and median, which use none."""
+    create_dataset(build_spec("hdr", "builtin:samples", 4, 48, 0, "mild"), workers=1, scheduler="threads")
+    for methods, used in (("identity,median", []), ("identity,telea", ["telea"])):
+        r = run(capsys, "bench", "--dataset", "hdr", "--methods", methods, "--mask", "gt", "--out", tmp_path / methods, "--workers", "1")
+        assert r.code == 0, r.err
+        header = (tmp_path / methods / "report.md").read_text().splitlines()[2]
+        assert ("inpainting methods use the gt mask" in header) == bool(used), header
+        assert json.loads((tmp_path / methods / "results.json").read_text())["mask_methods"] == used
 

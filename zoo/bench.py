@@ -193,6 +193,7 @@ def run_bench(
                     "kind": a.get("kind"), "count": a.get("count"), "size": a.get("size")},  # fmt: skip
         "samples": count,
         "mask_source": mask_source,
+        "mask_methods": [m.label for m in probe if m.needs_mask],  # the ones given the --mask mask
         "real_photos": real,
         "methods": {m.label: m.card() for m in probe},
         "wall_seconds": wall,

@@ -220,8 +220,8 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
     d = result["dataset"]
     md = [f"# Benchmark: {d['name']}@{d['version']}", "",
           f"{result['samples']} samples of {d['size']} px; dataset identity `{d['identity']}`, recipe `{d['recipe_hash']}`; "
-          f"inpainting methods use the {result['mask_source']} mask; {result['workers']} worker{'s' if result['workers'] != 1 else ''}, "
-          f"{_seconds(result['wall_seconds'])}.", ""]  # fmt: skip
+          + (f"inpainting methods use the {result['mask_source']} mask; " if result.get("mask_methods") else "")
+          + f"{result['workers']} worker{'s' if result['workers'] != 1 else ''}, {_seconds(result['wall_seconds'])}.", ""]  # fmt: skip
     if result["real_photos"]:
         md += ["Real old photos have no ground truth. The one score is NIQE, a no-reference naturalness score (lower "
                "is more natural) against daguerre's pristine model, fitted on its clean training photographs "
