@@ -890,3 +890,22 @@ def test_report_names_the_mask_only_when_an_inpainting_method_was_benchmarked(ca
         assert ("inpainting methods use the gt mask" in header) == bool(used), header
         assert json.loads((tmp_path / methods / "results.json").read_text())["mask_methods"] == used
 
+
+def test_report_counts_the_capped_and_undefined_psnr_values(capsys, home, tmp_path):
+    """results.json's ``capped`` (PSNR at 100 dB) and ``not_finite`` counts were in no report."""
+    recipe = tmp_path / "half.yaml"
+    recipe.write_text("schema: 1\nname: half\nsteps:\n- op: gaussian_blur\n  version: 1\n  sigma: [1.0, 2.0]\n  ksize: 0\n  p: 0.5\n")
+    create_dataset(build_spec("half", "builtin:samples", 8, 48, 0, str(recipe)), workers=1, scheduler="threads")
+    r = run(capsys, "bench", "--dataset", "half", "--methods", "identity", "--out", tmp_path / "o", "--workers", "1")
+    assert r.code == 0, r.err
+    capped = json.loads((tmp_path / "o" / "results.json").read_text())["aggregate"]["identity"]["psnr"]["capped"]
+    assert 0 < capped < 8  # the samples left unblurred: identity is exact there
+    line = f"Capped at 100 dB (an output equal to the ground truth there; averaged as 100): identity PSNR {capped} of 8."
+    assert line in (tmp_path / "o" / "report.md").read_text() and f"<p>{line}</p>" in (tmp_path / "o" / "report.html").read_text()
+    from zoo.bench import aggregate
+    from zoo.report import counted_note
+
+    rows = [{"methods": {"m": {"psnr": p, "psnr_out_mask": math.nan if p < 30 else 40.0}}, "params": []} for p in (20.0, 35.0, 22.0)]
+    assert counted_note({"aggregate": aggregate(rows, ["m"])}) == (
+        "Undefined, left out of the means: m PSNR outside mask 2 of 3.")
+    assert counted_note({"aggregate": aggregate(rows[1:2], ["m"])}) is None

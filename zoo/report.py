@@ -77,6 +77,27 @@ def masked_note(result: dict[str, Any]) -> str | None:
     return f"PSNR in and outside the mask: over the {n} of {result['samples']} samples with a defect." if 0 < n < result["samples"] else None
 
 
+_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "gmsd": "GMSD", "psnr_in_mask": "PSNR in mask",
+          "psnr_out_mask": "PSNR outside mask", "niqe": "NIQE"}
+
+
+def counted_note(result: dict[str, Any]) -> str | None:
+    """The aggregate's ``capped`` (PSNR at 100 dB) and ``not_finite`` (undefined) counts, where there are any."""
+    parts = {"capped": [], "not_finite": []}
+    for label, agg in result["aggregate"].items():
+        for key, a in agg.items():
+            for kind in parts:
+                if isinstance(a, dict) and a.get(kind):
+                    total = a["n"] + a.get("not_finite", 0)
+                    parts[kind].append(f"{label} {_NAMES.get(key, key)} {a[kind]} of {total}")
+    notes = []
+    if parts["capped"]:
+        notes.append("Capped at 100 dB (an output equal to the ground truth there; averaged as 100): " + ", ".join(parts["capped"]) + ".")
+    if parts["not_finite"]:
+        notes.append("Undefined, left out of the means: " + ", ".join(parts["not_finite"]) + ".")
+    return " ".join(notes) or None
+
+
 def _seconds(s: float) -> str:
     """A wall time with the precision its size deserves: 0.43 s, 4.3 s, 43 s."""
     return f"{s:.{2 if s < 1 else 1 if s < 10 else 0}f} s"
@@ -229,8 +250,8 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Path]:
         md += [_md_table(["method", "NIQE ↓ [95% CI]", "ms/image"], real_rows(result))]
     else:
         md += ["## Scores (mean and 95 % bootstrap interval)", "", _md_table(HEADER, summary_rows(result)), ""]
-        note = masked_note(result)
-        md += [note, ""] if note else []
+        for note in (masked_note(result), counted_note(result)):
+            md += [note, ""] if note else []
         md += ["## By degradation", "", "PSNR (and, for methods that detect defects, pooled pixel F1) where the operator "
                "was applied / where it was not.", "", _md_table(breakdown_header(result), breakdown_rows(result)), ""]  # fmt: skip
         md += [f"![{p.stem}]({p.name})" for p in plots]
