@@ -367,7 +367,7 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
         raise click.UsageError("--recipe does not apply to --real datasets (real photos are cropped, not degraded)")
     spec = build_spec(name, source, count, size, seed, recipe, shard_size, real, strict, zstd_level)
     for s in spec.source.skipped:  # one line each, whatever the file is called
-        click.echo(f"warning: skipped {s['reason']}".replace("\n", "\\n").replace("\r", "\\r"), err=True)
+        click.echo(_one_line(f"warning: skipped {s['reason']}"), err=True)
     with _progress(count, f"generating {name}", "samples") as advance:
         res = create_dataset(spec, store, workers, scheduler, address, on_start=advance.start, on_shard=advance)
     if as_json:
@@ -534,7 +534,7 @@ def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
         for x in reports:
             click.echo(f"{x.ref}: {x.status} ({x.shards} shards)")
             for p in x.problems:
-                click.echo(f"  {p}", err=True)
+                click.echo(_one_line(f"  {p}"), err=True)
     if not all(x.ok for x in reports):
         bad = [x for x in reports if not x.ok]
         raise SystemExit(f"error: {len(bad)} version(s) failed verification: {bad[0].ref}: {bad[0].problems[0]}")

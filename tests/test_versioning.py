@@ -71,8 +71,10 @@ def test_info_shows_lineage_recipe_versions_checksums(capsys, home, tmp_path):
     for p in sample_photo_paths()[:3]:
         (src / p.name).write_bytes(p.read_bytes())
     (src / "broken.jpg").write_text("nope")
+    (src / "tab\tesc\x1b[2J.jpg").write_text("nope")  # a name that could split the line or clear the terminal
     r = run(capsys, "dataset", "create", "i", "--count", "6", "--source", str(src), "--size", "32", "--scheduler", "threads")
     assert r.code == 0 and "warning: skipped" in r.err and "broken.jpg" in r.err
+    assert "tab\\tesc\\x1b[2J.jpg" in r.err and "\t" not in r.err and "\x1b" not in r.err and r.err.count("warning: skipped") == 2
     r = run(capsys, "dataset", "info", "i")
     for needle in ("identity:", "lineage:", "recipe_hash", "opencv-python", "imgaug", "zarr", "checksums:", "skipped:", "broken.jpg", "steps:"):
         assert needle in r.out, needle
