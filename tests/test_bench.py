@@ -889,6 +889,12 @@ def test_report_names_the_mask_only_when_an_inpainting_method_was_benchmarked(ca
         header = (tmp_path / methods / "report.md").read_text().splitlines()[2]
         assert ("inpainting methods use the gt mask" in header) == bool(used), header
         assert json.loads((tmp_path / methods / "results.json").read_text())["mask_methods"] == used
+    r = run(capsys, "bench", "--dataset", "hdr", "--methods", "identity,median", "--mask", "detected", "--out", tmp_path / "det", "--workers", "1")
+    assert r.code == 0, r.err
+    r = run(capsys, "bench", "compare", tmp_path / "identity,median" / "results.json", tmp_path / "det" / "results.json")
+    assert r.code == 0 and "mask_source" not in r.out  # neither used a mask: the means are paired
+    r = run(capsys, "bench", "compare", tmp_path / "identity,telea" / "results.json", tmp_path / "det" / "results.json")
+    assert "note: mask_source differs (gt in A, detected in B)" in r.out
 
 
 def test_report_counts_the_capped_and_undefined_psnr_values(capsys, home, tmp_path):

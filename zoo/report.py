@@ -349,7 +349,8 @@ def compare(a_path: str, b_path: str) -> dict[str, Any]:
     a, b = load(a_path), load(b_path)
     out = {"a": {"file": a_path, "dataset": a.get("dataset")}, "b": {"file": b_path, "dataset": b.get("dataset")},
            "same_dataset": a.get("dataset", {}).get("identity") == b.get("dataset", {}).get("identity"), "methods": {},
-           "differences": {k: [a.get(k), b.get(k)] for k in ("samples", "mask_source") if a.get(k) != b.get(k)},
+           "differences": {k: [a.get(k), b.get(k)] for k in ("samples", "mask_source") if a.get(k) != b.get(k)
+                           and (k != "mask_source" or a.get("mask_methods") != [] or b.get("mask_methods") != [])},  # no inpainting method: no mask used
            "timing_differences": {k: [a.get(k), b.get(k)] for k in ("device", "workers") if a.get(k) != b.get(k)}}  # fmt: skip
     for label in sorted(set(a.get("aggregate", {})) | set(b.get("aggregate", {}))):
         ma, mb = a["aggregate"].get(label, {}), b["aggregate"].get(label, {})
