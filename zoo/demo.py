@@ -17,8 +17,9 @@ def build_demo(out: Path, model: str = "default", count: int = 96, size: int = 1
     from pipelines import build_spec, create_dataset, open_dataset
     from pipelines.show import dataset_sheet
 
-    from .restore import restore_files
+    from .restore import get_bundle, resolve_device, restore_files
 
+    get_bundle(model, str(resolve_device("auto")))  # an unknown model or bad checkpoint fails before --out and the dataset are made
     out.mkdir(parents=True, exist_ok=True)
     timings: list[tuple[str, float]] = []
 
