@@ -303,6 +303,22 @@ def test_api_refuses_a_model_that_is_not_a_bundle_in_one_line(home):
             zoo.restore(img, model=model)
 
 
+@pytest.mark.parametrize(("card", "said"), [
+    ({"kind": "training-state", "stage": "vae2", "step": 1}, "is a run's training state, not a restoration bundle"),
+    ({"stage": "vae2"}, "is a checkpoint that names no model, not a restoration bundle"),
+    ({"model": "vae"}, "is a 'vae' checkpoint, not a restoration bundle"),
+])  # fmt: skip
+def test_a_checkpoint_that_holds_no_bundle_is_named_for_what_it_holds(home, tmp_path, capsys, card, said):
+    path = checkpoint.save(tmp_path / "last.safetensors", {"w": torch.zeros(2)}, card)
+    make_random_bundle("rb")
+    for argv in (["restore", tmp_path / "none.png", "-o", tmp_path / "o", "-m", path],
+                 ["zoo", "bundle", "b2", "--from", path, "--scratch", "rb-scratch"]):  # fmt: skip
+        r = run(capsys, *argv)
+        where = f"{'--from ' if 'zoo' in argv else ''}{path}"
+        assert r.code == 1 and r.err.startswith(f"error: {where} {said}") and len(r.err.splitlines()) == 1, r.err
+        assert "None" not in r.err and not (tmp_path / "o").exists()
+
+
 def test_unknown_and_corrupt_models(home, tmp_path):
     img = np.zeros((16, 16, 3), np.uint8)
     make_random_bundle("rb")  # and its four parts, which restore cannot take: not listed as choices

@@ -120,6 +120,14 @@ def make_bundle(name: str, vae1: str, vae2: str, mapping: str, scratch: str, ext
     return store.register(name, tensors, card, replace)
 
 
+def _not_a_bundle(where: str, card: dict) -> DaguerreError:
+    """The error for a checkpoint that holds another model, a run's training state or no model name, not a bundle."""
+    if card.get("kind") == "training-state":
+        return DaguerreError(f"{where} is a run's training state, not a restoration bundle: give a bundle (daguerre zoo ls)")
+    what = f"a {card['model']!r} checkpoint" if card.get("model") else "a checkpoint that names no model"
+    return DaguerreError(f"{where} is {what}, not a restoration bundle")
+
+
 def replace_parts(name: str, base: str, replace: bool = False, **refs: str | None) -> Path:
     """A copy of bundle ``base`` with its detector and/or mapping replaced (``scratch=``, ``mapping=``).
 
@@ -133,7 +141,7 @@ def replace_parts(name: str, base: str, replace: bool = False, **refs: str | Non
                             "bundle the four parts instead)")  # fmt: skip
     tensors, card = checkpoint.load(store.resolve(base))
     if card.get("model") != "bundle":
-        raise DaguerreError(f"--from {base} is a {card.get('model')!r} checkpoint, not a restoration bundle")
+        raise _not_a_bundle(f"--from {base}", card)
     for part, ref in refs.items():
         t, card["parts"][part], _ = _load_part(part, ref)
         if part == "mapping":  # by content where both cards pinned it (bundles made since), else by name
@@ -176,7 +184,7 @@ def load_bundle(ref: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle by name or path (a corrupt or foreign file is a clear error)."""
     tensors, card = checkpoint.load(store.resolve(ref, "bundle"))
     if card.get("model") != "bundle":
-        raise DaguerreError(f"{ref} is a {card.get('model')!r} checkpoint, not a restoration bundle")
+        raise _not_a_bundle(str(ref), card)
     parts = card.get("parts")
     if not isinstance(parts, dict) or any(not isinstance(parts.get(p), dict) or not isinstance(parts[p].get("config"), dict) for p in PARTS):
         raise DaguerreError(f"{ref}: the bundle card does not describe its parts ({', '.join(PARTS)})")
