@@ -37,7 +37,7 @@ from .image import check_image
 from .operator import Operator, get_operator
 from .params import Float, Int
 from .rand import check_generator, sample_rng
-from .yamltext import MAX_VALUES, Dumper, error_parts, load_yaml
+from .yamltext import MAX_VALUES, Dumper, error_parts, load_yaml, read_text
 
 SCHEMA = 1
 COMBINATORS = {
@@ -463,7 +463,7 @@ def load_recipe(ref: str | Path | dict | list | Recipe) -> Recipe:
     if path.is_dir():
         raise RecipeError(f"recipe {ref!r} is a directory, expected a .yaml or .json file")
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not JSON, nor part of the recipe
-    except (OSError, UnicodeDecodeError) as e:
+        text = read_text(path)  # a byte-order mark is not JSON, nor part of the recipe
+    except (OSError, ValueError) as e:
         raise RecipeError(f"cannot read recipe {ref}: {e}") from None
     return Recipe.from_dict(parse_text(text, ref), name=path.stem)

@@ -7,6 +7,7 @@ the last value without a word.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -15,6 +16,10 @@ import yaml
 
 MAX_VALUES = 100_000
 """Values a document may hold once its aliases are expanded: a 400-byte YAML of nested aliases holds 10^9."""
+
+
+MAX_BYTES = 16 * 2**20
+"""Bytes a recipe or settings file may hold: /dev/zero, or a device or stream given by mistake, was read until memory ran out."""
 
 
 class Loader(yaml.SafeLoader):
@@ -84,6 +89,16 @@ def error_parts(e: yaml.YAMLError) -> tuple[int | None, str]:
     """(line number or None, one-line problem) of a YAML error, for a one-line message."""
     mark = getattr(e, "problem_mark", None)
     return (mark.line + 1 if mark is not None else None), getattr(e, "problem", None) or str(e).splitlines()[0]
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A recipe or settings file's text (UTF-8, a byte-order mark dropped, universal newlines), refused over MAX_BYTES
+    with a ValueError (UnicodeDecodeError is one too)."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"over {MAX_BYTES // 2**20} MiB, too large for a recipe or settings file")
+    return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def load_yaml(text: str) -> Any:

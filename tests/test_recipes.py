@@ -631,3 +631,26 @@ def test_random_recipes_replay_their_json_records_exactly(steps, shape, seed):
     assert np.array_equal(image, out.image) and np.array_equal(mask, out.mask)
     if all(get_operator(e["op"]).kind == "structured" for e in out.params):  # structured ops touch only masked pixels
         assert np.array_equal(out.image[out.mask == 0], img[out.mask == 0])
+
+
+def test_recipe_and_config_files_over_the_size_limit_are_refused_unread_past_it(tmp_path):
+    """/dev/zero (or a device or stream given by mistake) as --recipe or --config was read until memory ran out."""
+    from cli_helpers import run_python
+    from degrade.errors import DaguerreError
+    from degrade.yamltext import MAX_BYTES
+    from zoo.train import run_command_config
+
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * MAX_BYTES + b"\nsteps: []\n")
+    with pytest.raises(RecipeError, match="cannot read recipe .*big.yaml: over 16 MiB, too large"):
+        load_recipe(str(big))
+    with pytest.raises(DaguerreError, match="cannot read config .*big.yaml: over 16 MiB, too large"):
+        run_command_config("vae2", {"clean": "x"}, str(big))
+    code = (  # 1 GiB of address space: the old read of /dev/zero failed with an internal MemoryError, not a machine's worth
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30)); import cli\n"
+        "for argv in (['recipes', 'validate', '/dev/zero'], ['degrade', 'builtin:samples', '-o', sys.argv[0], '-r', '/dev/zero']):\n"
+        "    try:\n        cli.main(argv)\n    except SystemExit as e:\n        print(e.code)\n"
+    )
+    r = run_python(code.replace("sys.argv[0]", repr(str(tmp_path / "out"))))
+    assert r.stdout.split() == ["1", "1"] and r.stderr.count("over 16 MiB, too large") == 2, r.stderr
+    assert len(r.stderr.splitlines()) == 2 and not (tmp_path / "out").exists()

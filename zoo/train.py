@@ -903,14 +903,14 @@ def run_command_config(stage: str, options: dict[str, Any], config_file: str | N
     if config_file:
         import yaml
 
-        from degrade.yamltext import error_parts, load_yaml
+        from degrade.yamltext import error_parts, load_yaml, read_text
 
         try:
-            loaded = load_yaml(Path(config_file).read_text(encoding="utf-8-sig")) or {}
+            loaded = load_yaml(read_text(config_file)) or {}
         except yaml.YAMLError as e:
             line, why = error_parts(e)
             raise DaguerreError(f"cannot read config {config_file}: {f'line {line}: ' if line else ''}{why}") from None
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, ValueError) as e:
             raise DaguerreError(f"cannot read config {config_file}: {str(e).splitlines()[0]}") from None
         if not isinstance(loaded, dict):
             raise DaguerreError(f"config {config_file}: expected a mapping of settings")
