@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import bench_scripts
-from cli_helpers import one_line_error, python_ok, run
+from cli_helpers import one_line_error, python_ok, run, run_python
 from degrade.errors import DaguerreError
 from pipelines import build_spec, create_dataset
 from test_restore import make_random_bundle
@@ -915,3 +915,13 @@ def test_report_counts_the_capped_and_undefined_psnr_values(capsys, home, tmp_pa
     assert counted_note({"aggregate": aggregate(rows, ["m"])}) == (
         "Undefined, left out of the means: m PSNR outside mask 2 of 3.")
     assert counted_note({"aggregate": aggregate(rows[1:2], ["m"])}) is None
+
+
+def test_compare_refuses_a_device_or_pipe_unread():
+    """`bench compare /dev/zero B` read until memory ran out (under a 1 GiB limit: an internal MemoryError)."""
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30)); import cli\n"
+        "try:\n    cli.main(['bench', 'compare', '/dev/zero', '/dev/zero'])\nexcept SystemExit as e:\n    print(e.code)\n"
+    )
+    r = run_python(code)
+    assert r.stdout.split() == ["1"] and r.stderr == "error: cannot read results /dev/zero: not a regular file (a pipe, socket or device)\n", r.stderr

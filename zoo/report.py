@@ -335,6 +335,8 @@ def _well_formed(m: Any) -> bool:
 def compare(a_path: str, b_path: str) -> dict[str, Any]:
     """Differences between two results.json files: per method, metric deltas (B − A)."""
     def load(p):
+        if Path(p).exists() and not Path(p).is_dir() and not Path(p).is_file():  # /dev/zero was read until memory ran out
+            raise DaguerreError(f"cannot read results {p}: not a regular file (a pipe, socket or device)")
         try:
             r = json.loads(Path(p).read_text())
         except (OSError, ValueError) as e:
