@@ -43,7 +43,8 @@ class ShardDataset(torch.utils.data.Dataset):
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        out: dict[str, Any] = {"index": torch.as_tensor(np.asarray(indices, dtype=np.int64))}
+        index = np.asarray(indices, dtype=np.int64)  # a bad index is refused by the reads below
+        out: dict[str, Any] = {"index": torch.as_tensor(np.where(index < 0, index + len(self.ds), index))}  # -1: the last, as ds[-1] says
         shared = torch.utils.data.get_worker_info() is not None
         for f in self.fields:
             if f in IMAGE_FIELDS:
