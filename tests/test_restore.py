@@ -688,6 +688,49 @@ def test_a_bundle_removed_while_it_is_calibrated_stays_removed(capsys, bundle):
     assert removed and not (store.models_dir() / "rb.safetensors").exists() and not (store.models_dir() / "rb.json").exists()
 
 
+def test_a_bundle_registered_anew_while_it_is_calibrated_is_kept(capsys, bundle):
+    """A bundle re-registered under the name (``--replace``) during a calibration was overwritten with the old one."""
+    import hashlib
+
+    from pipelines import build_spec, create_dataset
+    from zoo.bundle import calibrate_threshold
+
+    create_dataset(build_spec("v", "builtin:samples", 2, 48, 0, "severe"), workers=1, scheduler="threads")
+    tensors, card = checkpoint.load(store.resolve(bundle))
+    new: list[str] = []
+
+    def replace():
+        if not new:
+            store.register(bundle, tensors, {**card, "note": "retrained"}, replace=True)
+            new.append(hashlib.sha256(store.resolve(bundle).read_bytes()).hexdigest())
+
+    with pytest.raises(DaguerreError, match="rb was registered anew in the model store while it was calibrated; nothing written"):
+        calibrate_threshold(bundle, "v", 2, objective="f1", on_sample=replace)
+    assert hashlib.sha256(store.resolve(bundle).read_bytes()).hexdigest() == new[0]
+    assert load_bundle(bundle).card["note"] == "retrained" and "calibration" not in load_bundle(bundle).card
+
+
+def test_a_store_model_registered_while_a_shipped_bundle_is_calibrated_is_kept(capsys, home, tmp_path, monkeypatch):
+    """The store copy of a calibrated shipped bundle did not overwrite a store model registered under its name meanwhile."""
+    import shutil
+
+    from pipelines import build_spec, create_dataset
+    from zoo.bundle import calibrate_threshold
+
+    src = make_random_bundle("shipme")
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.move(src.with_suffix(suffix), shipped / f"shipme{suffix}")
+    monkeypatch.setattr(store, "SHIPPED", shipped)
+    tensors, card = checkpoint.load(shipped / "shipme.safetensors")
+    create_dataset(build_spec("v", "builtin:samples", 2, 48, 0, "severe"), workers=1, scheduler="threads")
+    mine = lambda: os.path.exists(store.models_dir() / "shipme.safetensors") or store.register("shipme", tensors, {**card, "note": "mine"}, replace=True)  # noqa: E731
+    with pytest.raises(DaguerreError, match="shipme was registered anew in the model store while it was calibrated"):
+        calibrate_threshold("shipme", "v", 2, objective="f1", on_sample=mine)
+    assert load_bundle("shipme").card["note"] == "mine" and "calibration" not in load_bundle("shipme").card
+
+
 def test_calibrating_on_several_datasets_minimises_the_worst_shortfall(capsys, bundle):
     from pipelines import build_spec, create_dataset
     from zoo.bundle import _choose_seed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,15 @@ def _calibrate_anchor(restored: dict[str, list]) -> tuple[dict | None, dict]:
     return grid[best], {"grid": grid, "chosen": grid[best], "rule": rule, "restoration": table}
 
 
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """Which file ``path`` is now (device, inode, size, mtime; each save writes a new one), or None when it is gone."""
+    try:
+        s = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns
+
+
 def calibrate_threshold(
     name: str, datasets: str | list[str], n: int = 200, on_sample=None, objective: str = "restore", device: str = "cpu"
 ) -> dict[str, Any]:
@@ -271,6 +281,7 @@ def calibrate_threshold(
         raise DaguerreError("calibration needs at least one validation dataset")
     dev = resolve_device(device)
     path = store.resolve(name)
+    loaded = _identity(path)
     tensors, card = checkpoint.load(path)
     b = load_bundle(path, dev)
     sets = {d: open_dataset(d) for d in names}
@@ -334,8 +345,12 @@ def calibrate_threshold(
     if path.resolve().parent != store.models_dir().resolve():  # a bundle file outside the store: the user's own
         cal["written"] = str(checkpoint.save(path, tensors, card))
         return card["calibration"]
-    with store.store_lock():  # as register and `zoo rm` do: a removal while this ran is not undone
-        if not shipped and not path.exists():
+    with store.store_lock():  # as register and `zoo rm` do: a removal or replacement while this ran is not undone
+        now = _identity(path)
+        if not shipped and now is None:
             raise DaguerreError(f"{path.stem} was removed from the model store while it was calibrated; nothing written")
+        if now != (None if shipped else loaded):
+            raise DaguerreError(f"{path.stem} was registered anew in the model store while it was calibrated; nothing written "
+                                f"(calibrate it again)")  # fmt: skip
         cal["written"] = str(checkpoint.save(path, tensors, card))
     return card["calibration"]
