@@ -462,7 +462,7 @@ def dataset_info(ref: str, as_json: bool) -> None:
     s = d["source"]
     click.echo(f"source:     {s['spec']} ({s['files']} files, fingerprint {str(s['fingerprint'])[:16]})")
     for sk in s["skipped"]:
-        click.echo(f"  skipped: {sk['reason']}")
+        click.echo(_one_line(f"  skipped: {sk['reason']}"))  # a file's name: one line, no terminal control
     c = d["checksums"]
     click.echo(f"checksums:  {c['shards']} shards (SHA-256 of decoded data), overall {c['checksum']}")
     versions = d["versions"] or {}  # they name daguerre itself too (datasets made before that did not)

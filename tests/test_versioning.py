@@ -78,6 +78,7 @@ def test_info_shows_lineage_recipe_versions_checksums(capsys, home, tmp_path):
     r = run(capsys, "dataset", "info", "i")
     for needle in ("identity:", "lineage:", "recipe_hash", "opencv-python", "imgaug", "zarr", "checksums:", "skipped:", "broken.jpg", "steps:"):
         assert needle in r.out, needle
+    assert "tab\\tesc\\x1b[2J.jpg" in r.out and "\t" not in r.out and "\x1b" not in r.out  # as dataset create's warning
     code = next(line for line in r.out.splitlines() if line.startswith("code:"))
     assert code.count("daguerre") == 1, code  # it was named twice: "daguerre 0.1.0; python 3.11.7, daguerre 0.1.0, …"
     d = json.loads(run(capsys, "dataset", "info", "i@v1", "--json").out)
