@@ -894,6 +894,10 @@ def test_report_names_the_mask_only_when_an_inpainting_method_was_benchmarked(ca
     r = run(capsys, "bench", "compare", tmp_path / "identity,median" / "results.json", tmp_path / "det" / "results.json")
     assert r.code == 0 and "mask_source" not in r.out  # neither used a mask: the means are paired
     r = run(capsys, "bench", "compare", tmp_path / "identity,telea" / "results.json", tmp_path / "det" / "results.json")
+    assert r.code == 0 and "mask_source" not in r.out  # telea only in A: the methods both scored used no mask
+    r = run(capsys, "bench", "--dataset", "hdr", "--methods", "telea", "--mask", "detected", "--out", tmp_path / "det2", "--workers", "1")
+    assert r.code == 0, r.err
+    r = run(capsys, "bench", "compare", tmp_path / "identity,telea" / "results.json", tmp_path / "det2" / "results.json")
     assert "note: mask_source differs (gt in A, detected in B)" in r.out
 
 

@@ -332,6 +332,12 @@ def _well_formed(m: Any) -> bool:
     return all(s is None or (isinstance(s, dict) and number(s.get("mean"))) for s in stats) and isinstance(pooled, dict) and number(pooled.get("f1"))
 
 
+def _share_mask_methods(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether a method both runs scored used the ``--mask`` mask (unknown for results that did not record it)."""
+    ma, mb = a.get("mask_methods"), b.get("mask_methods")
+    return ma is None or mb is None or bool(set(ma) & set(mb))
+
+
 def compare(a_path: str, b_path: str) -> dict[str, Any]:
     """Differences between two results.json files: per method, metric deltas (B − A)."""
     def load(p):
@@ -352,7 +358,7 @@ def compare(a_path: str, b_path: str) -> dict[str, Any]:
     out = {"a": {"file": a_path, "dataset": a.get("dataset")}, "b": {"file": b_path, "dataset": b.get("dataset")},
            "same_dataset": a.get("dataset", {}).get("identity") == b.get("dataset", {}).get("identity"), "methods": {},
            "differences": {k: [a.get(k), b.get(k)] for k in ("samples", "mask_source") if a.get(k) != b.get(k)
-                           and (k != "mask_source" or a.get("mask_methods") != [] or b.get("mask_methods") != [])},  # no inpainting method: no mask used
+                           and (k != "mask_source" or _share_mask_methods(a, b))},
            "timing_differences": {k: [a.get(k), b.get(k)] for k in ("device", "workers") if a.get(k) != b.get(k)}}  # fmt: skip
     for label in sorted(set(a.get("aggregate", {})) | set(b.get("aggregate", {}))):
         ma, mb = a["aggregate"].get(label, {}), b["aggregate"].get(label, {})
