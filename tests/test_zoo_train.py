@@ -424,6 +424,8 @@ def test_cli_train_zoo_ls_info_and_errors(capsys, data, tmp_path):
         (["train", "vae2", "--clean", "x", "--config", str(tmp_path / "missing.yaml")], "cannot read config"),
         (["zoo", "info", "nothing"], "unknown model 'nothing'"),
         (["zoo", "info", str(tmp_path / "x.safetensors")], "no checkpoint at"),
+        (["zoo", "info", "/dev/null"], "/dev/null is not a regular file (a pipe, socket or device), not a checkpoint"),
+        (["restore", "builtin:real", "-m", "/dev/null", "-o", str(tmp_path / "r")], "/dev/null is not a regular file"),
         (["zoo", "bundle", "b", "--vae1", "a", "--scratch", "s"], "missing --vae2, --mapping (or --from BUNDLE"),
         (["zoo", "bundle", "b", "--from", "nothing", "--scratch", "s"], "unknown model 'nothing'"),
         (["zoo", "bundle", "b", "--from", "nothing", "--vae1", "v"], "--from keeps the bundle's VAEs"),
