@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import RecipeError
 from .image import apply_on, check_image
-from .params import SEED_BOUND, Bool, Int, Param, default_setting, draw_seed
+from .params import SEED_BOUND, Bool, Int, Param, check_plain_number, default_setting, draw_seed
 from .rand import check_generator
 
 STRUCTURED = "structured"
@@ -103,9 +103,7 @@ class Operator:
         spec = _SEED_PARAM if name == "seed" and cls.seeded else cls.params[name]
         if not isinstance(value, (bool, int, float, str, np.bool_, np.integer, np.floating)):
             raise RecipeError(f"{path}: expected one sampled value, got {type(value).__name__} {value!r}")
-        from .recipe import _check_plain  # (recipe imports this module)
-
-        _check_plain(value, path)  # an integer too long to name in a message (10**5000) was Python's ValueError
+        check_plain_number(value, path)  # an integer too long to name in a message (10**5000) was Python's ValueError
         out = spec.normalize(value, path)
         if isinstance(out, list) or (isinstance(spec, Bool) and not isinstance(out, bool)):  # a probability is a setting
             raise RecipeError(f"{path}: expected one sampled value, got {value!r}")

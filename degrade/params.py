@@ -15,6 +15,18 @@ import numpy as np
 from .errors import RecipeError
 
 
+MAX_INT_BITS = 14_000
+"""Integers longer than this (about 4,200 digits) are refused: str() fails beyond 4,300 digits."""
+
+
+def check_plain_number(v: Any, path: str) -> None:
+    """Refuse a number a recipe or record cannot hold: not finite, or an integer too long to name in a message."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise RecipeError(f"{path}: {v} is not a finite number")
+    if isinstance(v, int) and v.bit_length() > MAX_INT_BITS:  # Python cannot even print it (in a message)
+        raise RecipeError(f"{path}: an integer of {v.bit_length():,} bits is too large for a number of any kind")
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 

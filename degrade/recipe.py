@@ -23,7 +23,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,7 +34,7 @@ import yaml
 from .errors import RecipeError
 from .image import check_image
 from .operator import Operator, get_operator
-from .params import Float, Int
+from .params import Float, Int, check_plain_number
 from .rand import check_generator, sample_rng
 from .yamltext import MAX_VALUES, Dumper, error_parts, load_yaml, read_text
 
@@ -323,20 +322,13 @@ class Recipe:
         return f"Recipe({self.name or 'unnamed'!r}, {len(self.operators())} ops, hash={self.hash[:12]})"
 
 
-MAX_INT_BITS = 14_000
-"""Integers longer than this (about 4,200 digits) are refused: str() fails beyond 4,300 digits."""
-
-
 def _check_plain(obj: Any, path: str, active: tuple[int, ...] = (), seen: list[int] | None = None) -> None:
     """Recipes are plain JSON: string keys, finite numbers, no loops (YAML aliases can make one)."""
     seen = [0] if seen is None else seen
     seen[0] += 1
     if seen[0] > MAX_VALUES:
         raise RecipeError(f"{path}: a recipe holds at most {MAX_VALUES:,} values (YAML aliases multiply them)")
-    if isinstance(obj, float) and not math.isfinite(obj):
-        raise RecipeError(f"{path}: {obj} is not a finite number")
-    if isinstance(obj, int) and obj.bit_length() > MAX_INT_BITS:  # Python cannot even print it (in a message)
-        raise RecipeError(f"{path}: an integer of {obj.bit_length():,} bits is too large for a number of any kind")
+    check_plain_number(obj, path)
     if isinstance(obj, (dict, list)):
         if id(obj) in active:
             raise RecipeError(f"{path}: refers to itself (a YAML alias loop)")
