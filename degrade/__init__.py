@@ -7,6 +7,7 @@
 """
 
 from .errors import DaguerreError, ImageError, RecipeError
+from .lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(("OPERATORS", "Operator", "STRUCTURED", "UNSTRUCTURED", "get_operator", "list_operators", "register"), ".operator"),
@@ -34,19 +35,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # Imported on first use (numpy, OpenCV, the operators): the errors above are what pipelines' catalog
-    # and the cheap commands need.
-    if name in _EXPORTS:
-        import importlib
-
-        from . import ops  # noqa: F401  (registers the built-ins: a custom op taking one of their names fails at its own @register)
-
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# Imported on first use (numpy, OpenCV, the operators): the errors above are what pipelines' catalog and the cheap
+# commands need. ".ops" first registers the built-ins: a custom op taking one of their names fails at its own @register.
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, first=".ops")

@@ -3,6 +3,8 @@
 Knows nothing of models: ``zoo`` reads datasets only through ``open_dataset``.
 """
 
+from degrade.lazy import lazy_exports
+
 _EXPORTS = {
     "Dataset": ".reader",
     "build_spec": ".datasets",
@@ -14,16 +16,5 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    # Imported on first use (numpy, dask, the operators): `daguerre dataset ls` needs only the catalog.
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# Imported on first use (numpy, dask, the operators): `daguerre dataset ls` needs only the catalog.
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
