@@ -351,18 +351,25 @@ class Catalog:
 
 # -- creation lock ----------------------------------------------------------------------------
 @contextmanager
-def file_lock(path: Path, busy: str) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` (created if needed) or fail within a second with ``busy`` (pid
-    appended). The second is for ``is_locked``'s probe, which holds the lock for an instant."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def file_lock(path: Path, busy: str, wait: float = 1.0, unwritable: str | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if needed; a planted link is refused, never truncated) or fail
+    after ``wait`` seconds with ``busy`` (the holder's pid appended). The default second is for ``is_locked``'s probe,
+    which holds the lock for an instant. ``unwritable``: the error (the reason appended) when the lock cannot be made."""
     try:
-        for attempt in range(21):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if unwritable is None:
+            raise
+        raise DaguerreError(f"{unwritable} ({e.strerror or e})") from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if attempt == 20:
+                if time.monotonic() > deadline:
                     holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
                     raise DaguerreError(f"{busy} (pid {holder}); wait for it to finish") from None
                 time.sleep(0.05)

@@ -85,31 +85,12 @@ LOCK_WAIT = 60.0
 def store_lock() -> Iterator[None]:
     """Exclusive right to change the model store's files (:func:`register`, :func:`remove`): an flock on
     ``models/.lock`` (released by the kernel if the process dies), waited for up to :data:`LOCK_WAIT` seconds."""
-    import fcntl
+    from pipelines.catalog import file_lock
 
     d = models_dir()
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a planted link is never truncated
-    except OSError as e:
-        raise DaguerreError(f"the model store {d} cannot be written ({e.strerror or e})") from None
-    try:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                    raise DaguerreError(f"the model store {d} is being changed by another process (pid {holder}); "
-                                        f"wait for it to finish") from None  # fmt: skip
-                time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    with file_lock(d / ".lock", f"the model store {d} is being changed by another process", LOCK_WAIT,
+                   unwritable=f"the model store {d} cannot be written"):  # fmt: skip
         yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 def check_writable() -> None:
