@@ -59,7 +59,7 @@ def _same_model(recorded: str, given: Path, sha256: str | None = None) -> bool:
     """The file the mapping was trained with, by content where its card pinned it (a VAE retrained
     under the same name has another latent space), else by name or identical bytes."""
     if sha256:
-        return checkpoint.file_sha256(given) == sha256
+        return store.file_sha256(given) == sha256
     if Path(recorded).stem == given.stem:
         return True
     try:  # a path from a card: only a regular file is read (not /dev/zero)
@@ -82,7 +82,7 @@ def _load_part(part: str, ref: str) -> tuple[dict[str, torch.Tensor], dict, dict
     checkpoint.check_finite(t, f"--{part} {ref}: weights")
     kept = _part_card(card)
     if part in ("vae1", "vae2"):  # what a mapping trained on this file pinned: checked when a mapping joins later
-        kept["sha256"] = checkpoint.file_sha256(store.resolve(ref))
+        kept["sha256"] = store.file_sha256(store.resolve(ref))
     return {f"{part}.{k}": v for k, v in checkpoint.prefixed(t, "model").items() if _keep(k, keep)}, kept, card
 
 

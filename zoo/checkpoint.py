@@ -47,13 +47,6 @@ def restore_card_file(path: str | Path) -> None:
         atomic_write_bytes(js, (text + "\n").encode())
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a checkpoint file's bytes: what a mapping pins of the VAEs it was trained on."""
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _jsonable(o: Any) -> Any:
     if dataclasses.is_dataclass(o):
         return dataclasses.asdict(o)

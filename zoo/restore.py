@@ -28,6 +28,7 @@ from degrade.errors import DaguerreError, ImageError
 from degrade.io import to_uint8
 
 from .bundle import Bundle, load_bundle
+from .store import file_sha256
 from .nn import from_signed, to_signed
 
 DEFAULT_MODEL = "default"
@@ -366,20 +367,6 @@ RECORD_DIR = ".daguerre-restore"
 """The folder in ``--out`` where :func:`restore_files` records, per output name, what made its outputs."""
 
 
-def file_digest(path: str | os.PathLike) -> str | None:
-    """SHA-256 of a regular file's bytes, read in blocks; None when it is not one or cannot be read."""
-    try:
-        if not Path(path).is_file():  # a FIFO would block, /dev/zero never end
-            return None
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        return h.hexdigest()
-    except OSError:
-        return None
-
-
 def up_to_date(record: Path, key: dict, outputs: list[Path]) -> bool:
     """Whether ``record`` says ``outputs`` were made with ``key`` (input, model, options) and each still holds those bytes."""
     try:
@@ -389,7 +376,7 @@ def up_to_date(record: Path, key: dict, outputs: list[Path]) -> bool:
     if not isinstance(held, dict) or held.get("key") != key or not isinstance(held.get("outputs"), dict):
         return False
     sums = held["outputs"]
-    return sorted(sums) == sorted(o.name for o in outputs) and all(isinstance(sums[o.name], str) and file_digest(o) == sums[o.name] for o in outputs)
+    return sorted(sums) == sorted(o.name for o in outputs) and all(isinstance(sums[o.name], str) and file_sha256(o) == sums[o.name] for o in outputs)
 
 
 def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str = "auto", tile: int = 256,
@@ -414,7 +401,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     dev = resolve_device(device)
     get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
     # the card travels in the file's header, so a recalibration changes it; a loaded Bundle has no file: always restored
-    model_sum = None if isinstance(model, Bundle) else file_digest(resolve(model, "bundle"))
+    model_sum = None if isinstance(model, Bundle) else file_sha256(resolve(model, "bundle"))
     stems = output_stems(list(paths))
     planned = [[out / f"{s}{x}" for x in (".png", ".mask.png", ".compare.png")] for s in stems]
     check_outputs(paths, planned)
@@ -427,8 +414,8 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             if len(os.fsencode(f"{stem}.compare.png")) > name_max:  # before writing any of the three; names need not be UTF-8
                 raise ImageError(f"{path}: its output names ({stem}.compare.png) would exceed {name_max} bytes; rename it")
             mask_file = None if scratches in SCRATCH_MODES else _mask_file(scratches, Path(path))
-            mask_sum = "" if mask_file is None else file_digest(mask_file)
-            key = {"pipeline": PIPELINE_VERSION, "input": file_digest(path), "model": model_sum, "tile": int(tile), "overlap": 32,
+            mask_sum = "" if mask_file is None else file_sha256(mask_file)
+            key = {"pipeline": PIPELINE_VERSION, "input": file_sha256(path), "model": model_sum, "tile": int(tile), "overlap": 32,
                    "anchor": bool(anchor), "scratches": scratches if mask_file is None else {"mask": mask_sum}}  # fmt: skip
             known = None not in (key["input"], model_sum, mask_sum)  # else (unreadable, not a regular file) no record
             record = out / RECORD_DIR / f"{stem}.json"

@@ -267,13 +267,14 @@ REMOVING = re.compile(r"\.(.+)\.(safetensors|json)\.removing-\d+")
 ``*.safetensors``, so that ``zoo ls``, ``zoo info`` and a model name never see them."""
 
 
-def _sha256(path: Path) -> str | None:
-    """SHA-256 of a regular file's bytes, read in blocks; None when it is not one or cannot be read."""
+def file_sha256(path: str | Path) -> str | None:
+    """SHA-256 of a regular file's bytes, read in blocks (what a mapping pins of its VAEs, what a restore record
+    holds of its input, model and outputs); None when it is not one (never a FIFO or /dev/zero) or cannot be read."""
     import hashlib
 
     h = hashlib.sha256()
     try:
-        if not path.is_file():  # never read a FIFO or /dev/zero behind a link
+        if not Path(path).is_file():
             return None
         with open(path, "rb") as f:
             while block := f.read(1 << 20):
@@ -294,7 +295,7 @@ def dependants(name: str) -> list[str]:
 
     def sha() -> str | None:
         if not digest:
-            digest.append(_sha256(st))
+            digest.append(file_sha256(st))
         return digest[0]
 
     def names_it(recorded: Any) -> bool:

@@ -847,7 +847,7 @@ def _dataset_by_identity(ref: str, identity: str) -> dict[str, Any]:
 
 def _file_sha256(ref: str) -> str | None:
     try:
-        return checkpoint.file_sha256(store.resolve(ref))
+        return store.file_sha256(store.resolve(ref))
     except DaguerreError:
         return None
 
