@@ -21,7 +21,7 @@ from safetensors.torch import save as st_save
 from degrade.errors import DaguerreError, some
 from degrade.io import atomic_write_bytes
 
-from .store import CARD_KEY, card_of, stem_of, with_ext  # in zoo.store, which reads names, cards and headers without torch
+from .store import CARD_KEY, card_of, check_checkpoint_file, stem_of, with_ext  # in zoo.store, which reads names, cards and headers without torch
 
 
 def save(path: str | Path, tensors: dict[str, torch.Tensor], card: dict[str, Any]) -> Path:
@@ -59,10 +59,7 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read tensors and card; any unreadable, truncated or foreign file is a one-line DaguerreError."""
     stem = stem_of(path)
     st = with_ext(stem, ".safetensors")
-    if not st.exists():
-        raise DaguerreError(f"no checkpoint at {st}")
-    if not st.is_file():  # a link to /dev/zero in the model store was read until memory ran out; a FIFO blocked
-        raise DaguerreError(f"{st} is not a regular file")
+    check_checkpoint_file(st)
     try:
         raw = st.read_bytes()
         tensors = st_load(raw)

@@ -179,13 +179,19 @@ def _tensor_entry(v: Any, data_bytes: int) -> bool:
             and len(offsets) == 2 and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1] <= data_bytes)
 
 
+def check_checkpoint_file(st: Path) -> None:
+    """Refuse a checkpoint path that is missing or not a regular file, before reading it: a link to /dev/zero in
+    the model store was read until memory ran out, and a FIFO blocked for ever."""
+    if not st.exists():
+        raise DaguerreError(f"no checkpoint at {st}")
+    if not st.is_file():
+        raise DaguerreError(f"{st} is not a regular file")
+
+
 def header(st: Path) -> dict[str, Any]:
     """The JSON header of safetensors file ``st`` (after its length, 8 bytes little-endian), checked against the
     file's size; read without torch or the weights."""
-    if not st.exists():
-        raise DaguerreError(f"no checkpoint at {st}")
-    if not st.is_file():  # a link to /dev/zero in the model store was read until memory ran out; a FIFO blocked
-        raise DaguerreError(f"{st} is not a regular file")
+    check_checkpoint_file(st)
     try:
         with open(st, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -373,8 +379,7 @@ def remove(name: str, force: bool = False) -> dict[str, Any]:
     with ``force``), whether it finished an earlier remove and whether a shipped model of that name shows again."""
     if "/" in name or name.endswith((".safetensors", ".json")) or name in (".", ".."):
         raise DaguerreError(f"zoo rm takes a model name from `daguerre zoo ls`, not a path or file: {name}")
-    if not NAME_RE.match(name):
-        raise DaguerreError(f"invalid model name {name!r}: letters, digits, '.', '_' or '-'")
+    check_name(name)
     d = models_dir()
     st = d / f"{name}.safetensors"
     if not d.is_dir():
