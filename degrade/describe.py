@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from .errors import first_line
 from .operator import Operator, list_operators
 from .params import Bool, Choice, Float, Int
 
@@ -39,7 +40,7 @@ def operator_info(cls: type[Operator]) -> dict[str, Any]:
         "kind": cls.kind,
         "version": cls.version,
         "earlier_versions": sorted(cls.earlier),
-        "summary": (cls.__doc__ or "").strip().splitlines()[0],
+        "summary": first_line(cls.__doc__),
         "seeded": cls.seeded,
         "main": cls.main_param(),
         "params": params,

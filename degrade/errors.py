@@ -16,3 +16,8 @@ class ImageError(DaguerreError, ValueError):
 def some(names: list[str], limit: int) -> str:
     """The first ``limit`` of ``names`` for a one-line message, and how many more there are."""
     return ", ".join(names[:limit]) + (f", … {len(names) - limit} more" if len(names) > limit else "")
+
+
+def first_line(doc: str | None) -> str:
+    """The summary line of a docstring, "" for none (a registered class or builder need not have one)."""
+    return next(iter((doc or "").strip().splitlines()), "")

@@ -19,7 +19,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from degrade.errors import DaguerreError
+from degrade.errors import DaguerreError, first_line
 
 
 class Method:
@@ -40,7 +40,7 @@ class Method:
         raise NotImplementedError
 
     def card(self) -> dict:
-        return {"method": self.label, "doc": next(iter((type(self).__doc__ or "").strip().splitlines()), "")}
+        return {"method": self.label, "doc": first_line(type(self).__doc__)}
 
 
 METHODS: dict[str, type[Method]] = {}

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from degrade.errors import DaguerreError
+from degrade.errors import DaguerreError, first_line
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def register_model(name: str, config: type, example: Callable[[Any], tuple]):
         _ensure_loaded()  # the built-ins first: else one would replace a user's model of its name later
         if name in MODELS and MODELS[name].builder is not builder:
             raise ValueError(f"model {name!r} is already registered")
-        summary = next(iter((builder.__doc__ or "").strip().splitlines()), "")  # a builder without a docstring: no summary
+        summary = first_line(builder.__doc__)
         MODELS[name] = ModelSpec(name, builder, config, summary, example)
         return builder
 
