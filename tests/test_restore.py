@@ -653,19 +653,26 @@ def test_calibrate_threshold_picks_the_best_restoration_or_f1(capsys, bundle):
     assert bad.code != 0
 
 
-def test_calibrating_a_shipped_bundle_writes_a_store_copy(capsys, home, tmp_path, monkeypatch):
-    """The installed package's weights are never rewritten: the calibrated copy goes to the store."""
-    import hashlib
+def _ship_random_bundle(name: str, tmp_path: Path, monkeypatch) -> Path:
+    """A random bundle moved into a stand-in for the installed package's weights (``store.SHIPPED``): that folder."""
     import shutil
 
-    from pipelines import build_spec, create_dataset
-
-    src = make_random_bundle("shipme")
+    src = make_random_bundle(name)
     shipped = tmp_path / "weights"
     shipped.mkdir()
     for suffix in (".safetensors", ".json"):
-        shutil.move(src.with_suffix(suffix), shipped / f"shipme{suffix}")
+        shutil.move(src.with_suffix(suffix), shipped / f"{name}{suffix}")
     monkeypatch.setattr(store, "SHIPPED", shipped)
+    return shipped
+
+
+def test_calibrating_a_shipped_bundle_writes_a_store_copy(capsys, home, tmp_path, monkeypatch):
+    """The installed package's weights are never rewritten: the calibrated copy goes to the store."""
+    import hashlib
+
+    from pipelines import build_spec, create_dataset
+
+    shipped = _ship_random_bundle("shipme", tmp_path, monkeypatch)
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in shipped.iterdir()}
     assert store.resolve("shipme").parent == shipped
     create_dataset(build_spec("v", "builtin:samples", 4, 48, 0, "severe"), workers=1, scheduler="threads")
@@ -712,17 +719,10 @@ def test_a_bundle_registered_anew_while_it_is_calibrated_is_kept(capsys, bundle)
 
 def test_a_store_model_registered_while_a_shipped_bundle_is_calibrated_is_kept(capsys, home, tmp_path, monkeypatch):
     """The store copy of a calibrated shipped bundle did not overwrite a store model registered under its name meanwhile."""
-    import shutil
-
     from pipelines import build_spec, create_dataset
     from zoo.bundle import calibrate_threshold
 
-    src = make_random_bundle("shipme")
-    shipped = tmp_path / "weights"
-    shipped.mkdir()
-    for suffix in (".safetensors", ".json"):
-        shutil.move(src.with_suffix(suffix), shipped / f"shipme{suffix}")
-    monkeypatch.setattr(store, "SHIPPED", shipped)
+    shipped = _ship_random_bundle("shipme", tmp_path, monkeypatch)
     tensors, card = checkpoint.load(shipped / "shipme.safetensors")
     create_dataset(build_spec("v", "builtin:samples", 2, 48, 0, "severe"), workers=1, scheduler="threads")
     mine = lambda: os.path.exists(store.models_dir() / "shipme.safetensors") or store.register("shipme", tensors, {**card, "note": "mine"}, replace=True)  # noqa: E731
