@@ -498,18 +498,6 @@ def test_film_grain_on_a_tiny_image_has_the_asked_strength(shape):
     assert abs(n.std() / (0.05 * 255) - 1) < 0.08 and np.abs(n).max() < 0.05 * 255 * 4.6
 
 
-def test_film_grain_v1_still_replays_to_its_bytes(photo):
-    """Records and datasets made before v2 (every old-photo, mild and severe sample) reproduce."""
-    import hashlib
-
-    img = np.ascontiguousarray(photo[:33, :57])
-    for im, key in ((img, "rgb"), (np.ascontiguousarray(img[..., 1]), "gray")):
-        old = replay(im, [{"op": "film_grain", "version": 1, "params": FILM_GRAIN_V1}])[0]
-        assert hashlib.sha256(old.tobytes()).hexdigest() == FILM_GRAIN_V1_BYTES[key]
-        assert not np.array_equal(old, replay(im, [{"op": "film_grain", "version": 2, "params": FILM_GRAIN_V1}])[0])
-    assert get_operator("film_grain").version == 2
-
-
 VIGNETTE_V1 = {"strength": 0.7, "radius": 0.5, "falloff": 3.0, "center_x": 0.1, "center_y": -0.2}
 VIGNETTE_V1_BYTES = {  # SHA-256 of the image bytes the code before v2 (commit fd0514a) gave for VIGNETTE_V1 on photo[:97, :150]
     "rgb": "1e07f8c3043f50a9d9f418edc50d0834cc75ddc73bf983e441284372870ccee6",
@@ -577,16 +565,20 @@ def test_vignette_takes_any_memory_layout(photo):
         assert np.array_equal(op.apply(view, p)[0], op.apply(np.ascontiguousarray(view), p)[0])
 
 
-def test_vignette_v1_still_replays_to_its_bytes(photo):
-    """Records and datasets made before v2 (old-photo and severe samples) and recipes pinning v1 reproduce."""
+@pytest.mark.parametrize("op, crop, params, digests", [
+    ("film_grain", (33, 57), FILM_GRAIN_V1, FILM_GRAIN_V1_BYTES),  # every old-photo, mild and severe sample before v2
+    ("vignette", (97, 150), VIGNETTE_V1, VIGNETTE_V1_BYTES),  # old-photo and severe samples, and recipes pinning v1
+])  # fmt: skip
+def test_an_earlier_version_still_replays_to_its_bytes(photo, op, crop, params, digests):
+    """Records and datasets made before version 2 reproduce: v1 gives the bytes the code before v2 gave."""
     import hashlib
 
-    img = np.ascontiguousarray(photo[:97, :150])
+    img = np.ascontiguousarray(photo[: crop[0], : crop[1]])
     for im, key in ((img, "rgb"), (np.ascontiguousarray(img[..., 1]), "gray")):
-        old = replay(im, [{"op": "vignette", "version": 1, "params": VIGNETTE_V1}])[0]
-        assert hashlib.sha256(old.tobytes()).hexdigest() == VIGNETTE_V1_BYTES[key]
-        assert not np.array_equal(old, replay(im, [{"op": "vignette", "version": 2, "params": VIGNETTE_V1}])[0])
-    assert get_operator("vignette").version == 2
+        old = replay(im, [{"op": op, "version": 1, "params": params}])[0]
+        assert hashlib.sha256(old.tobytes()).hexdigest() == digests[key]
+        assert not np.array_equal(old, replay(im, [{"op": op, "version": 2, "params": params}])[0])
+    assert get_operator(op).version == 2
 
 
 def test_jpeg_beyond_libjpegs_side_limit_is_one_clear_error():
