@@ -57,6 +57,7 @@ class _OldSpelling(click.Option):
         return self._shown(super().get_error_hint, ctx)
 
 
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 _model_option = click.option("--model", "-m", default="default", show_default=True, help="Bundle name (zoo ls) or path.")
 _device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                               help="Where the networks run; auto: cuda if a GPU is available, else cpu.")
@@ -70,7 +71,7 @@ def _pair_command(group: click.Group, name: str, target: str):
         @group.command(name, help=printer.__doc__)
         @click.argument("a")
         @click.argument("b")
-        @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+        @_json_option
         def command(a: str, b: str, as_json: bool) -> None:
             import importlib
 
@@ -197,7 +198,7 @@ def ops() -> None:
 
 
 @ops.command("ls")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def ops_ls(as_json: bool) -> None:
     """List operators: name, kind, parameters with their ranges."""
     from degrade.describe import operator_info, operators_table
@@ -212,7 +213,7 @@ def ops_ls(as_json: bool) -> None:
 
 @ops.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def ops_show(name: str, as_json: bool) -> None:
     """Show one operator: description, parameters, defaults and example."""
     from degrade import get_operator
@@ -232,7 +233,7 @@ def recipes() -> None:
 
 
 @recipes.command("ls")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def recipes_ls(as_json: bool) -> None:
     """List the built-in recipes with their hashes."""
     from degrade import builtin_recipes, load_recipe
@@ -391,7 +392,7 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
 @click.option("--format", "fmt", type=click.Choice(["png"]), default="png", show_default=True, help="File format of the images.")
 @click.option("--out", "-o", type=_Path(file_okay=False), required=True,
               help="A new or empty folder, or this dataset's interrupted export (resumed); not under $DAGUERRE_HOME/datasets nor inside a store.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def dataset_export(ref: str, fmt: str, out: str, as_json: bool) -> None:
     """Write a dataset as PNG triplets (degraded, clean, mask) plus params JSON."""
     from pathlib import Path
@@ -415,7 +416,7 @@ def _human_bytes(n: int | None) -> str:
 
 
 @dataset.command("ls")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def dataset_ls(as_json: bool) -> None:
     """List registered versions: name, version, tags, count, size, recipe, created, bytes."""
     from pipelines.catalog import Catalog
@@ -442,7 +443,7 @@ def dataset_ls(as_json: bool) -> None:
 
 @dataset.command("info")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def dataset_info(ref: str, as_json: bool) -> None:
     """Show a version: lineage, canonical recipe, attributes, library versions, checksums, skipped sources."""
     from pipelines.versioning import info
@@ -509,7 +510,7 @@ def dataset_diff(d: dict) -> None:
 @dataset.command("verify")
 @click.argument("ref", required=False)
 @click.option("--all", "all_", is_flag=True, help="Verify every registered version.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
     """Recompute the SHA-256 of every shard's decoded data and check the recorded settings, recipe and
     source list against the lineage; non-zero exit naming any bad shard or attribute."""
@@ -543,7 +544,7 @@ def dataset_verify(ref: str | None, all_: bool, as_json: bool) -> None:
 @dataset.command("tag")
 @click.argument("ref")
 @click.argument("tag")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def dataset_tag(ref: str, tag: str, as_json: bool) -> None:
     """Point TAG at a version: then NAME@TAG refers to it."""
     from pipelines.catalog import Catalog
@@ -559,7 +560,7 @@ def dataset_tag(ref: str, tag: str, as_json: bool) -> None:
 
 @dataset.command("untag")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def dataset_untag(ref: str, as_json: bool) -> None:
     """Remove a tag: daguerre dataset untag NAME@TAG."""
     from degrade import DaguerreError
@@ -580,7 +581,7 @@ def dataset_untag(ref: str, as_json: bool) -> None:
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=os.cpu_count() or 2, show_default="CPU count", help="Dask workers (see --scheduler).")
 @click.option("--scheduler", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
               help="Dask workers as processes or threads (as dataset create).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> None:
     """Regenerate a version from its recorded lineage into a scratch store ($DAGUERRE_HOME/scratch) and compare checksums."""
     from pipelines.versioning import reproduce
@@ -607,7 +608,7 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
 @click.option("--out", "-o", type=_Path(dir_okay=False), required=True, help="Sheet to write (.png, .jpg or .webp).")
 @click.option("--count", "-n", "--n", "n", cls=_OldSpelling, type=click.IntRange(1, 200), default=16, show_default=True, help="Samples on the sheet.")
 @click.option("--overwrite", is_flag=True, help="Replace a file at --out that daguerre did not write (refused otherwise).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def dataset_show(ref: str, out: str, n: int, overwrite: bool, as_json: bool) -> None:
     """Write a contact sheet of degraded / clean / mask triplets with key params under each."""
     from degrade.sheet import check_sheet_path, save_sheet
@@ -626,7 +627,7 @@ def dataset_show(ref: str, out: str, n: int, overwrite: bool, as_json: bool) -> 
 @dataset.command("rm")
 @click.argument("ref")
 @click.option("--force", is_flag=True, help="Also remove a tagged version (and its tags).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
     """Remove a version (refuses a tagged one without --force)."""
     from degrade import DaguerreError
@@ -644,7 +645,7 @@ def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
 
 @dataset.command("gc")
 @click.option("--dry-run", is_flag=True, help="List what would be removed.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 @click.option("--force", is_flag=True, help="Also remove complete stores that no catalog entry lists (kept otherwise).")
 def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
     """Remove data that no catalog entry references (crash leftovers, unfinished generations, scratch
@@ -909,7 +910,7 @@ def zoo() -> None:
 
 
 @zoo.command("ls")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def zoo_ls(as_json: bool) -> None:
     """List registered checkpoints: name, stage, size, trained on, metrics."""
     from zoo.store import cards, summary
@@ -953,7 +954,7 @@ def zoo_info(ref: str, as_json: bool) -> None:
 @zoo.command("rm")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Also remove a model that other store models record as made from it.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 def zoo_rm(name: str, force: bool, as_json: bool) -> None:
     """Remove a registered model from the store (refuses one that others were made from without --force)."""
     from zoo.store import remove
