@@ -310,7 +310,7 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     from pathlib import Path
 
     from degrade import DaguerreError, load_recipe
-    from degrade.batch import check_not_among, check_outputs, degrade_files, planned_outputs, preview_sheet, resolve_inputs
+    from degrade.batch import check_not_among, check_not_foreign, check_outputs, degrade_files, planned_outputs, preview_sheet, resolve_inputs
     from degrade.sheet import check_sheet_path, save_sheet
 
     r = load_recipe(recipe)
@@ -319,15 +319,16 @@ def degrade_cmd(images: tuple[str, ...], recipe: str, seed: int, out: str, count
     if not paths:
         raise DaguerreError(f"no images found in {' '.join(images)}")
     if sheet:
-        check_sheet_path(sheet, overwrite=True)  # its format and folder
+        check_sheet_path(sheet)
         check_outputs(paths, [[sheet]], "--sheet")  # checked against every input
         check_not_among(sheet, planned_outputs(paths, Path(out), count), "--sheet")  # and against every output
-        check_sheet_path(sheet, overwrite)  # then a file of the user's there
+        if not overwrite:  # then a file of the user's there
+            check_not_foreign([[Path(sheet)]], "--sheet")
     with _progress(len(paths) * count, "degrading", "images") as tick:
         report = degrade_files(paths, r, seed, Path(out), count, on_progress=tick, keep_previews=24 if sheet else 0, overwrite=overwrite)
     report.failed += unlisted
     if sheet and report.previews:
-        save_sheet(preview_sheet(report, title=f"recipe {r.name or recipe} ({r.hash[:12]}), seed {seed}"), sheet, overwrite)
+        save_sheet(preview_sheet(report, title=f"recipe {r.name or recipe} ({r.hash[:12]}), seed {seed}"), sheet)
     if report.written or not report.failed:  # nothing written and only failures: the errors alone (o/ was never made)
         click.echo(f"wrote {len(report.written)} degraded images to {out}" + (f", sheet {sheet}" if sheet else ""))
     if report.failed:
@@ -611,13 +612,18 @@ def dataset_reproduce(ref: str, workers: int, scheduler: str, as_json: bool) -> 
 @_json_option
 def dataset_show(ref: str, out: str, n: int, overwrite: bool, as_json: bool) -> None:
     """Write a contact sheet of degraded / clean / mask triplets with key params under each."""
+    from pathlib import Path
+
+    from degrade.batch import check_not_foreign
     from degrade.sheet import check_sheet_path, save_sheet
     from pipelines import open_dataset
     from pipelines.show import dataset_sheet
 
-    check_sheet_path(out, overwrite)
+    check_sheet_path(out)
+    if not overwrite:
+        check_not_foreign([[Path(out)]])
     ds = open_dataset(ref)
-    save_sheet(dataset_sheet(ds, n), out, overwrite)
+    save_sheet(dataset_sheet(ds, n), out)
     if as_json:
         _echo_json({"out": out, "samples": min(n, len(ds)), "dataset": str(ds.path)})
     else:

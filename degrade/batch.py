@@ -67,14 +67,14 @@ def _is_file(p: Path) -> bool:
         return True
 
 
-def check_not_foreign(per_input: Iterable[Iterable[Path]]) -> None:
+def check_not_foreign(per_input: Iterable[Iterable[Path]], option: str = "--out") -> None:
     """Refuse, before any work, to replace a file that daguerre did not write where an output goes (a
-    user's ``scan.png`` beside ``scan.jpg``); its own earlier outputs are replaced, as a re-run should,
-    and so are empty files (a power cut right after a run can leave its outputs empty, unmarked)."""
+    user's ``scan.png`` beside ``scan.jpg``, a photo named as ``--sheet``); its own earlier outputs are replaced,
+    as a re-run should, and so are empty files (a power cut right after a run can leave its outputs empty, unmarked)."""
     for paths in per_input:
         for o in paths:
             if os.path.lexists(o) and not _ours(Path(o)):
-                raise DaguerreError(f"{o} exists and was not written by daguerre; move it, choose another --out, or pass --overwrite")
+                raise DaguerreError(f"{o} exists and was not written by daguerre; move it, choose another {option}, or pass --overwrite")
 
 
 def _ours(path: Path) -> bool:

@@ -72,14 +72,15 @@ SHEET_MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383}
 """The longest side libjpeg and libwebp encode (a 200-sample `dataset show` sheet is about 23,000 px tall)."""
 
 
-def check_sheet_path(path, overwrite: bool = False) -> None:
-    """Refuse, before any work, a sheet path whose suffix names no format we write, or that holds a file
-    daguerre did not write (a user's photo), unless ``overwrite``."""
+def check_sheet_path(path) -> None:
+    """Refuse, before any work, a sheet path whose suffix names no format we write, or where it cannot be written.
+    (Whether a file there may be replaced is the caller's to say: the command line refuses a user's file,
+    :func:`degrade.batch.check_not_foreign`; the library replaces it, as its own docs images and reports.)"""
     import os
     from pathlib import Path
 
     from .errors import DaguerreError
-    from .io import marked_by_daguerre, nearest_existing
+    from .io import nearest_existing
 
     if Path(path).suffix.lower() not in SHEET_FORMATS:
         raise DaguerreError(f"{path}: a sheet is written as .png, .jpg or .webp")
@@ -88,20 +89,16 @@ def check_sheet_path(path, overwrite: bool = False) -> None:
         raise DaguerreError(f"{path}: cannot write there ({folder} is not a writable folder)")
     if Path(path).is_dir():  # --overwrite cannot help: the write would fail after all the work
         raise DaguerreError(f"{path} is a folder; name a file for the sheet")
-    if not overwrite and os.path.lexists(path):
-        p = Path(path)
-        if not (p.is_file() and (p.stat().st_size == 0 or marked_by_daguerre(p))):
-            raise DaguerreError(f"{path} exists and was not written by daguerre; move it, choose another path, or pass --overwrite")
 
 
-def save_sheet(sheet: Image.Image, path, overwrite: bool = False) -> None:
+def save_sheet(sheet: Image.Image, path) -> None:
     """Write a sheet atomically, in the format its suffix names (.png, or .jpg/.jpeg/.webp), marked as
-    daguerre's (so that a re-run may replace it, and nothing else is replaced unless ``overwrite``)."""
+    daguerre's (so that the command line, which refuses to replace a user's file, replaces its own)."""
     from .io import JPEG_COMMENT, MARK, WEBP_XMP, _after_ihdr, atomic_write_bytes
     import io
     from pathlib import Path
 
-    check_sheet_path(path, overwrite)
+    check_sheet_path(path)
     fmt, opts = SHEET_FORMATS[Path(path).suffix.lower()]
     if max(sheet.size) > SHEET_MAX_SIDE.get(fmt, max(sheet.size)):  # Pillow: 'encoding error 5', an internal ValueError
         from .errors import DaguerreError

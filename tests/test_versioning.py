@@ -257,7 +257,12 @@ def test_show_replaces_its_own_sheet_but_not_a_users_file(capsys, home, tmp_path
     from degrade.sheet import check_sheet_path
 
     with pytest.raises(DaguerreError, match=f"folder{suffix} is a folder; name a file for the sheet"):
-        check_sheet_path(folder, overwrite=True)  # the library, which click's check does not guard
+        check_sheet_path(folder)  # the library, which click's check does not guard
+    from degrade.sheet import save_sheet
+
+    Image.fromarray(photo).save(mine)  # the library replaces what it is told to (docs/generate.py, publish, reports):
+    save_sheet(Image.new("RGB", (8, 8)), mine)  # their images written before sheets were marked stopped them
+    assert marked_by_daguerre(mine) and Image.open(mine).size == (8, 8)
 
 
 def test_rm_refuses_tagged_without_force(capsys, home):

@@ -27,7 +27,7 @@ def build_demo(out: Path, model: str = "default", count: int = 96, size: int = 1
     recipe = load_recipe("old-photo")
     rep = degrade_files(resolve_inputs(["builtin:samples"]), recipe, 0, out / "degraded", 1, keep_previews=13,
                         overwrite=True)  # fmt: skip  (the demo's own subfolders, also those of older versions)
-    save_sheet(preview_sheet(rep, title=f"old-photo recipe ({recipe.hash[:12]}) on scikit-image's photographs"), out / "degrade-sheet.png", overwrite=True)
+    save_sheet(preview_sheet(rep, title=f"old-photo recipe ({recipe.hash[:12]}) on scikit-image's photographs"), out / "degrade-sheet.png")
     timings.append((f"degrade {len(rep.written)} photos (old-photo recipe)", time.perf_counter() - t))
     log(f"degraded {len(rep.written)} photos")
 
@@ -35,7 +35,7 @@ def build_demo(out: Path, model: str = "default", count: int = 96, size: int = 1
     spec = build_spec("demo", "builtin:samples", count, size, 0, "old-photo", shard_size=32)
     res = create_dataset(spec, workers=2, scheduler="processes")
     ds = open_dataset(res.path)
-    save_sheet(dataset_sheet(ds, 12), out / "dataset-sheet.png", overwrite=True)
+    save_sheet(dataset_sheet(ds, 12), out / "dataset-sheet.png")
     what = "reused" if res.reused else "generated"
     timings.append((f"dataset {res.version.ref}: {count} samples of {size} px ({what}) + contact sheet", time.perf_counter() - t))
     log(f"dataset {res.version.ref} ({what})")

@@ -188,7 +188,7 @@ def sheet(result: dict[str, Any], out: Path) -> Path | None:
     ncols = 1 + len(labels_m) + (1 if rows[0]["images"].get("clean") is not None else 0)
     p = out / "sheet.png"
     save_sheet(contact_sheet(tiles, labels, ncols=ncols, tile_size=160, label_lines=1,
-                             title=f"{result['dataset']['name']}@{result['dataset']['version']}: input | methods | ground truth"), p, overwrite=True)  # fmt: skip  (run_bench checked the folder)
+                             title=f"{result['dataset']['name']}@{result['dataset']['version']}: input | methods | ground truth"), p)  # fmt: skip
     return p
 
 
