@@ -25,7 +25,7 @@ import numpy as np
 from degrade.errors import DaguerreError
 
 from .layout import ATTR_KEY, MAX_SIZE, STRING_FIELDS, attribute_problem, sample_shape
-from .refs import DatasetRef, parse_ref
+from .refs import DatasetRef, parse_ref, user_path
 from .shards import MAX_U64, STRING, ArrayLayout, decode_chunk, decode_index, decode_into as layout_decode_into
 
 
@@ -63,7 +63,7 @@ def resolve(ref: str | DatasetRef | os.PathLike) -> Path:
     A ``Path`` (any ``os.PathLike``) is a store path, even one without a '/' or a ``.zarr`` suffix:
     read as text, ``Path("train")`` would open the catalog's ``train`` instead."""
     if isinstance(ref, os.PathLike):
-        ref = DatasetRef(path=Path(os.path.expanduser(ref)))  # an unknown ~user stays as is (not a RuntimeError)
+        ref = DatasetRef(path=user_path(ref))
     r = ref if isinstance(ref, DatasetRef) else parse_ref(str(ref))
     if r.path is not None:
         if not r.path.exists():

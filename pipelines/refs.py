@@ -13,6 +13,12 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would let
 VERSION_RE = re.compile(r"^v([1-9][0-9]{0,62})\Z")  # at most a name's 64 characters: int() refuses 4,300 digits
 
 
+def user_path(text: str | os.PathLike) -> Path:
+    """``text`` as a path with ``~`` expanded; ``~nobody/x`` (no such user) stays as written, where
+    ``Path.expanduser`` raised an internal RuntimeError."""
+    return Path(os.path.expanduser(text))
+
+
 def daguerre_home() -> Path:
     """``$DAGUERRE_HOME``, default ``~/.daguerre``."""
     return Path(os.environ.get("DAGUERRE_HOME") or Path.home() / ".daguerre").expanduser()
@@ -60,7 +66,7 @@ def parse_ref(text: str) -> DatasetRef:
     if not text:
         raise DaguerreError("empty dataset reference")
     if looks_like_path(text):
-        return DatasetRef(path=Path(os.path.expanduser(text)))  # ~nobody/x stays as is: Path.expanduser raised RuntimeError
+        return DatasetRef(path=user_path(text))
     name, _, version = text.partition("@")
     check_name(name)
     if "@" in text and not version:

@@ -26,6 +26,8 @@ from degrade.errors import DaguerreError, ImageError
 from degrade.io import IMAGE_SUFFIXES, decode_image, list_images, read_image
 from degrade.samples import BUILTIN_REAL, BUILTIN_SAMPLES, real_photo_paths, sample_photo_paths
 
+from .refs import user_path
+
 CROP_STREAM = 1  # spawn_key=(i, CROP_STREAM) for the pick-and-crop generator
 
 
@@ -120,7 +122,7 @@ def scan_source(spec: str | os.PathLike, workers: int = 2, strict: bool = False)
     elif spec == BUILTIN_REAL:
         paths = real_photo_paths()
     else:
-        p = Path(os.path.expanduser(spec))  # an unknown ~user stays as is (Path.expanduser raised RuntimeError)
+        p = user_path(spec)
         if p.is_dir():
             root = p
             paths = list_images([p], on_error=cannot_list)
