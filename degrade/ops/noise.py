@@ -95,9 +95,7 @@ def film_grain(
     scaled by ``strength``·255 at mid-grey, fading towards pure black and white (weight
     0.2 + 1.6·sqrt(L(1−L))) as silver grain does.
     """
-    h, w = image.shape[:2]
-    gh, gw = max(1, round(h / grain_px)), max(1, round(w / grain_px))
-    channels = 1 if (monochrome or image.ndim == 2) else 3
+    (h, w), (gh, gw), channels = _grain_grid(image, grain_px, monochrome)
     n = normal(pixel_rng(seed), (gh + 4, gw + 4, channels) if channels > 1 else (gh + 4, gw + 4))
     if (gh, gw) == (h, w):
         n = np.ascontiguousarray(n[2:-2, 2:-2])
@@ -105,10 +103,20 @@ def film_grain(
         sx, sy = gw / w, gh / h
         m = np.array([[sx, 0, 0.5 * sx + 1.5], [0, sy, 0.5 * sy + 1.5]], np.float32)
         n = cv2.warpAffine(n, m, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
-    sd = math.sqrt(_cubic_variance(w, gw) * _cubic_variance(h, gh))
+    return _add_grain(image, n, strength * 255.0 / math.sqrt(_cubic_variance(w, gw) * _cubic_variance(h, gh)))
+
+
+def _grain_grid(image: np.ndarray, grain_px: float, monochrome: bool) -> tuple[tuple[int, int], tuple[int, int], int]:
+    """The image's size, the coarse grid's (``grain_px`` times coarser, at least one cell) and the grain's channels."""
+    h, w = image.shape[:2]
+    return (h, w), (max(1, round(h / grain_px)), max(1, round(w / grain_px))), 1 if (monochrome or image.ndim == 2) else 3
+
+
+def _add_grain(image: np.ndarray, n: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` plus the unit field ``n`` times ``scale``, weighted by luminance as silver grain is."""
     lum = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     weight = cv2.LUT(lum, _GRAIN_WEIGHT.reshape(1, 256))
-    weight *= np.float32(strength * 255.0 / sd)
+    weight *= np.float32(scale)
     if n.ndim == 3:
         n *= weight[..., None]
     else:
@@ -135,21 +143,12 @@ def _film_grain_v1(
     """Version 1 of :func:`film_grain`, frozen: v1 records and datasets hold its output. Its last rows
     and columns had about 20 % more grain (the grid's border replicated), and it divided by the
     deviation of the drawn field itself, which on a tiny image (1×2 at ``grain_px`` 1) saturated."""
-    h, w = image.shape[:2]
-    gh, gw = max(1, round(h / grain_px)), max(1, round(w / grain_px))
-    channels = 1 if (monochrome or image.ndim == 2) else 3
+    (h, w), (gh, gw), channels = _grain_grid(image, grain_px, monochrome)
     n = normal(pixel_rng(seed), (gh, gw, channels) if channels > 1 else (gh, gw))
     if (gh, gw) != (h, w):
         n = cv2.resize(n, (w, h), interpolation=cv2.INTER_CUBIC)
     sd = float(n.std())
-    lum = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    weight = cv2.LUT(lum, _GRAIN_WEIGHT.reshape(1, 256))
-    weight *= np.float32(strength * 255.0 / (sd if sd > 1e-6 else 1.0))
-    if n.ndim == 3:
-        n *= weight[..., None]
-    else:
-        n *= weight
-    return _add(image, n)
+    return _add_grain(image, n, strength * 255.0 / (sd if sd > 1e-6 else 1.0))
 
 
 @register
