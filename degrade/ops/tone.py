@@ -114,7 +114,7 @@ def vignette(
     cols = np.stack([np.ones_like(xs), xs])
     out = np.empty(image.shape, np.uint8)  # C order whatever the input's: cv2 writes its bands in place
     band = max(1, _BAND // w)
-    for y in range(0, h, band):  # bands of rows: the float32 work stays in cache
+    for y in range(0, h, band):
         u = rows[y : y + band] @ cols  # (r/radius)², the outer sum ys + xs as one product (faster on short rows)
         cv2.threshold(u, 1, 0, cv2.THRESH_TRUNC, dst=u)
         cv2.log(u, dst=u)
