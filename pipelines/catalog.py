@@ -354,25 +354,37 @@ class Catalog:
 def file_lock(path: Path, busy: str, wait: float = 1.0, unwritable: str | None = None) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (created if needed; a planted link is refused, never truncated) or fail
     after ``wait`` seconds with ``busy`` (the holder's pid appended). The default second is for ``is_locked``'s probe,
-    which holds the lock for an instant. ``unwritable``: the error (the reason appended) when the lock cannot be made."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as e:
-        if unwritable is None:
+    which holds the lock for an instant. ``unwritable``: the error (the reason appended) when the lock cannot be made.
+    A holder may delete the file (and its emptied folder) before it lets go: the lock of a deleted file is let go and
+    the one now at ``path`` taken instead."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            if isinstance(e, FileNotFoundError) and time.monotonic() < deadline:
+                continue  # the folder was removed between the two calls
+            if unwritable is None:
+                raise
+            raise DaguerreError(f"{unwritable} ({e.strerror or e})") from None
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                        raise DaguerreError(f"{busy} (pid {holder}); wait for it to finish") from None
+                    time.sleep(0.05)
+        except BaseException:
+            os.close(fd)
             raise
-        raise DaguerreError(f"{unwritable} ({e.strerror or e})") from None
+        if _is_at(fd, path):
+            break
+        os.close(fd)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                    raise DaguerreError(f"{busy} (pid {holder}); wait for it to finish") from None
-                time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -380,11 +392,41 @@ def file_lock(path: Path, busy: str, wait: float = 1.0, unwritable: str | None =
         os.close(fd)  # closing releases the flock
 
 
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the one at ``path`` (not one deleted since it was opened)."""
+    try:
+        here = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    there = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 @contextmanager
 def creation_lock(name: str) -> Iterator[None]:
-    """Exclusive right to create versions of ``name``; a second creator fails within a second, clearly."""
-    with file_lock(dataset_dir(name) / ".lock", f"dataset {name!r} is being created by another process"):
-        yield
+    """Exclusive right to create versions of ``name``; a second creator fails within a second, clearly. A dataset
+    folder made for it that holds only the lock at the end (a create that failed before writing, or one into a
+    ``--store``) is removed."""
+    d = dataset_dir(name)
+    made = not d.exists()
+    with file_lock(d / ".lock", f"dataset {name!r} is being created by another process"):
+        try:
+            yield
+        finally:
+            if made:
+                drop_if_only_lock(d)
+
+
+def drop_if_only_lock(d: Path) -> bool:
+    """Delete the dataset folder ``d`` if it holds nothing but its ``.lock``, which the caller holds; whether it did."""
+    try:
+        if any(p.name != ".lock" for p in d.iterdir()):
+            return False
+        (d / ".lock").unlink(missing_ok=True)
+        d.rmdir()  # fails if a create has made its own lock here meanwhile: then it stays
+    except OSError:
+        return False
+    return True
 
 
 @contextmanager
@@ -408,9 +450,10 @@ def is_locked(name: str) -> bool:
 
 def lock_held(p: Path) -> bool:
     """Whether some process holds the flock of ``p`` now (probed by taking it for an instant)."""
-    if not p.exists():
+    try:
+        fd = os.open(p, os.O_RDWR)
+    except FileNotFoundError:  # also one deleted by the holder of its lock an instant ago
         return False
-    fd = os.open(p, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False

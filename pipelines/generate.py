@@ -287,8 +287,10 @@ def run_tasks(
     scheduler: str,
     address: str | None,
     on_shard: Callable[[int], None] | None = None,
+    on_dispatch: Callable[[], None] | None = None,
 ) -> None:
-    """Run one dask task per pending shard on threads, processes or a dask.distributed cluster."""
+    """Run one dask task per pending shard on threads, processes or a dask.distributed cluster (``on_dispatch``
+    is called just before the first is handed to them)."""
     import dask
 
     workers = max(1, min(workers, len(pending)))  # no more processes than shards to make
@@ -326,6 +328,8 @@ def run_tasks(
                 except TimeoutError:
                     raise DaguerreError(f"no dask worker joined the scheduler at {address} within {WORKERS_TIMEOUT_S} s; "
                                         f"start some (dask worker {address}) and re-run") from None  # fmt: skip
+                if on_dispatch:
+                    on_dispatch()
                 for fut in as_completed(client.compute(tasks)):
                     marker = fut.result()
                     if on_shard:
@@ -349,6 +353,8 @@ def run_tasks(
     pool = _quiet_pool(workers) if scheduler == "processes" else None
     done = interrupted = False
     try:
+        if on_dispatch:
+            on_dispatch()
         with Callback(posttask=posttask):
             dask.compute(*tasks, scheduler=scheduler, num_workers=workers, pool=pool)  # threads: None, their own pool
         done = True
@@ -447,10 +453,19 @@ def generate(
     """Generate (or finish generating) ``spec`` in ``partial``, then ``publish`` it; returns where it went."""
     t0 = time.perf_counter()
     partial.parent.mkdir(parents=True, exist_ok=True)
+    fresh = not partial.exists()
     pending = prepare_store(spec, partial)
     done_samples = spec.count - sum(min(spec.count, (k + 1) * spec.shard_size) - k * spec.shard_size for k in pending)
     if on_start:
         on_start(spec.count, done_samples)
-    run_tasks(spec, partial, pending, workers, scheduler, address, on_shard)
+    dispatched: list[bool] = []
+    try:
+        run_tasks(spec, partial, pending, workers, scheduler, address, on_shard, lambda: dispatched.append(True))
+    except BaseException:
+        # stopped before any task (a scheduler that does not answer, Ctrl-C while the workers start): the store this
+        # run made holds only metadata, and no worker can write to it later. Once tasks run, it stays to be resumed.
+        if fresh and not dispatched:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
     final = finalize(spec, partial, publish)
     return GenerationResult(final, spec, len(pending), spec.n_shards - len(pending), time.perf_counter() - t0, spec.source.skipped)

@@ -1230,3 +1230,82 @@ def test_a_reproduction_that_differs_says_so_on_stderr_too(capsys, home, monkeyp
         r = run(capsys, "dataset", "reproduce", "p", *extra)
         assert one_line_error(r) and "error: p@v1 differs from its recorded checksums: shard 2" in r.err, r.err
     assert json.loads(r.out)["differing_shards"] == bad.differing_shards
+
+
+def test_a_create_that_fails_before_any_task_leaves_no_dataset_folder(home, tmp_path, monkeypatch):
+    """A create that stopped before its first task (a scheduler that does not answer, Ctrl-C while the workers start)
+    left datasets/NAME/ holding its lock and an empty .partial store, which gc emptied but never removed; a create
+    into --store left datasets/NAME/.lock behind even when it succeeded. One stopped once its tasks were running
+    keeps its partial store: a worker may still be writing to it, and the same command resumes it."""
+    import pipelines.generate as generate_module
+
+    spec = build_spec("f", "builtin:samples", 6, 32, 0, shard_size=3)
+    with pytest.raises(DaguerreError, match="cannot reach the dask scheduler"):
+        create_dataset(spec, address="tcp://127.0.0.1:9")
+    assert not (home / "datasets" / "f").exists()
+    (home / "datasets" / "h").mkdir()  # there before: never removed by a create
+    with pytest.raises(DaguerreError, match="cannot reach the dask scheduler"):
+        create_dataset(build_spec("h", "builtin:samples", 6, 32, 0, shard_size=3), address="tcp://127.0.0.1:9")
+    assert [p.name for p in (home / "datasets" / "h").iterdir()] == [".lock"]
+
+    def ctrl_c(workers):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(generate_module, "_quiet_pool", ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            create_dataset(spec, workers=1, scheduler="processes")
+    assert not (home / "datasets" / "f").exists()
+    store = tmp_path / "out" / "f.zarr"
+    with pytest.raises(DaguerreError, match="cannot reach the dask scheduler"):
+        create_dataset(spec, store=str(store), address="tcp://127.0.0.1:9")
+    assert not (home / "datasets" / "f").exists() and list((tmp_path / "out").iterdir()) == []
+    assert create_dataset(spec, store=str(store), workers=1, scheduler="threads").path == store
+    assert not (home / "datasets" / "f").exists()
+
+    def stopped(*a, **k):  # Ctrl-C once the tasks run, before any shard is done
+        raise KeyboardInterrupt
+
+    (home / "datasets" / "g").mkdir(parents=True)  # there before: never removed by a create
+    with monkeypatch.context() as m:
+        m.setattr(generate_module, "generate_shard", stopped)
+        for name in ("f2", "g"):
+            with pytest.raises(KeyboardInterrupt):
+                create_dataset(build_spec(name, "builtin:samples", 6, 32, 0, shard_size=3), workers=1, scheduler="threads")
+    assert len(list((home / "datasets" / "f2").glob(".partial-*.zarr"))) == 1
+    assert len(list((home / "datasets" / "g").glob(".partial-*.zarr"))) == 1
+
+
+def test_a_create_waiting_for_a_lock_whose_file_its_holder_deleted_takes_the_new_one(home):
+    """The holder of a dataset's lock may delete it (and the emptied folder) before it lets go: the waiter then held
+    the lock of a deleted file while a third process took a new one, and two creates of one name ran at once."""
+    import threading
+
+    held, go, waiter_has_it, done = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with creation_lock("w"):  # made the folder: removed at the end, holding only the lock
+            held.set()
+            go.wait(5)
+
+    def second():
+        with creation_lock("w"):
+            waiter_has_it.set()
+            done.wait(5)
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert held.wait(5)
+    b = threading.Thread(target=second)
+    b.start()
+    time.sleep(0.2)  # b has opened the lock file and waits for it
+    go.set()
+    a.join()
+    assert waiter_has_it.wait(5)
+    try:
+        with pytest.raises(DaguerreError, match="being created by another process"):
+            with creation_lock("w"):
+                pass
+    finally:
+        done.set()
+        b.join()
