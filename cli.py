@@ -655,7 +655,8 @@ def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Also remove complete stores that no catalog entry lists (kept otherwise).")
 def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
     """Remove data that no catalog entry references (crash leftovers, unfinished generations, scratch
-    copies of killed reproduce runs); complete stores that no entry lists are kept unless --force."""
+    copies of killed reproduce runs, dataset folders left holding only a lock); complete stores that no
+    entry lists are kept unless --force."""
     from pipelines.catalog import Catalog, collect_garbage
 
     cat = Catalog()

@@ -509,6 +509,17 @@ def garbage(catalog: Catalog, held: Path | None = None) -> list[Path]:
     return out
 
 
+def lock_only_folders(catalog: Catalog, going: set[Path] | frozenset = frozenset()) -> list[Path]:
+    """Dataset folders under ``datasets/`` that hold nothing but a lock no process holds (left by a create that failed
+    early, or by an ``rm`` of a name's last version), once ``going`` is removed."""
+    root = catalog.home / "datasets"
+    return [
+        d for d in sorted(root.iterdir() if root.is_dir() else ())
+        if NAME_RE.match(d.name) and not d.name.endswith(".zarr") and d.is_dir() and not d.is_symlink()
+        and all(p.name == ".lock" or p in going for p in d.iterdir()) and not lock_held(d / ".lock")
+    ]  # fmt: skip
+
+
 STORE_NAME = re.compile(r"v\d+\.zarr")
 REMOVING = re.compile(r"\..+\.removing-\d+")
 """What :meth:`Catalog.remove` renames a store to before deleting it."""
@@ -544,7 +555,7 @@ def collect_garbage(catalog: Catalog, dry_run: bool = False, force: bool = False
         if kept is not None:
             kept += whole
     if dry_run:
-        return [(p, size(p)) for p in listed]
+        return [(p, size(p)) for p in listed] + [(d, size(d)) for d in lock_only_folders(catalog, set(listed))]
     found = []
     scratch = scratch_dir(catalog.home)
     removing = set(catalog.removals())
@@ -564,5 +575,13 @@ def collect_garbage(catalog: Catalog, dry_run: bool = False, force: bool = False
                         discard(p, p if p.name.startswith(".gc-") else folder / f".gc-{time.time_ns()}")
                         found.append((p, n))
         except DaguerreError:  # a create of this name is running: its folder is its own
+            continue
+    for d in lock_only_folders(catalog):
+        try:
+            with file_lock(d / ".lock", f"dataset {d.name!r} is being created"):
+                n = size(d)
+                if drop_if_only_lock(d):
+                    found.append((d, n))
+        except DaguerreError:
             continue
     return found

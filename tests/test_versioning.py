@@ -297,8 +297,8 @@ def test_crash_between_data_and_registration_leaves_nothing_visible(capsys, home
     r = run(capsys, "dataset", "gc", "--dry-run")
     assert "would remove" in r.out and ".partial-" in r.out
     r = run(capsys, "dataset", "gc", "--json")
-    assert r.code == 0 and len(json.loads(r.out)["items"]) == 1
-    assert not list((home / "datasets" / "c").glob(".partial-*"))
+    assert r.code == 0 and [Path(x["path"]).name[:9] for x in json.loads(r.out)["items"]] == [".partial-", "c"]
+    assert not (home / "datasets" / "c").exists()  # the folder too, once it holds nothing but its lock
 
 
 def crash_before_commit(monkeypatch, spec, **kw) -> None:
@@ -327,7 +327,7 @@ def test_crash_after_rename_before_commit_is_adopted_or_collected(capsys, home, 
         open_dataset("o")  # …but not registered, so invisible
     kept = []
     assert collect_garbage(Catalog(), dry_run=True, kept=kept) == [] and [p.name for p in kept] == ["v1.zarr"]
-    assert [p.name for p, _ in collect_garbage(Catalog(), dry_run=True, force=True)] == ["v1.zarr"]
+    assert [p.name for p, _ in collect_garbage(Catalog(), dry_run=True, force=True)] == ["v1.zarr", "o"]  # and its emptied folder
     res = create_dataset(spec, workers=1, scheduler="threads")  # the same command adopts it
     assert res.reused and res.version.ref == "o@v1" and res.shards_written == 0
     assert collect_garbage(Catalog(), dry_run=True) == []
@@ -1274,6 +1274,33 @@ def test_a_create_that_fails_before_any_task_leaves_no_dataset_folder(home, tmp_
                 create_dataset(build_spec(name, "builtin:samples", 6, 32, 0, shard_size=3), workers=1, scheduler="threads")
     assert len(list((home / "datasets" / "f2").glob(".partial-*.zarr"))) == 1
     assert len(list((home / "datasets" / "g").glob(".partial-*.zarr"))) == 1
+
+
+def test_gc_removes_dataset_folders_that_hold_only_a_stale_lock_and_says_so(capsys, home):
+    """What a create that failed before writing anything left (datasets/NAME/.lock alone), and what an rm of a
+    name's last version leaves, stayed for ever: gc skipped the lock and never looked at the folder."""
+    (home / "datasets" / "early").mkdir(parents=True)
+    (home / "datasets" / "early" / ".lock").write_text("123")
+    make(capsys, "last", count=4)
+    assert run(capsys, "dataset", "rm", "last@v1").code == 0
+    leftover = home / "datasets" / "last"
+    assert [p.name for p in leftover.iterdir()] == [".lock"]
+    assert json.loads(run(capsys, "dataset", "ls", "--json").out) == []
+    r = run(capsys, "dataset", "info", "early")
+    assert one_line_error(r) and "unknown dataset 'early'" in r.err
+    assert run(capsys, "dataset", "verify", "--all").code == 0
+    (home / "datasets" / "busy").mkdir()  # there before the create below (which removes only a folder it made)
+    with creation_lock("busy"):  # a create running now: its folder is its own
+        r = run(capsys, "dataset", "gc", "--dry-run")
+        assert r.code == 0 and f"would remove {home / 'datasets' / 'early'} " in r.out and f"would remove {leftover} " in r.out
+        assert "busy" not in r.out and leftover.exists()
+        r = run(capsys, "dataset", "gc", "--json")
+        assert sorted(Path(x["path"]).name for x in json.loads(r.out)["items"]) == ["early", "last"]
+        assert (home / "datasets" / "busy" / ".lock").exists()
+    assert not (home / "datasets" / "early").exists() and not leftover.exists()
+    r = run(capsys, "dataset", "gc")
+    assert f"removed {home / 'datasets' / 'busy'} " in r.out and not (home / "datasets" / "busy").exists()
+    assert run(capsys, "dataset", "gc").out.strip() == "0 item(s), 0 B"
 
 
 def test_a_create_waiting_for_a_lock_whose_file_its_holder_deleted_takes_the_new_one(home):
