@@ -490,7 +490,8 @@ def dataset_diff(d: dict) -> None:
     if d["source"]:
         src = d["source"]
         click.echo(f"source: {src['spec'][0]} -> {src['spec'][1]}: {len(src['only_in_a'])} files only in A, "
-                   f"{len(src['only_in_b'])} only in B, {len(src['changed'])} changed")  # fmt: skip
+                   f"{len(src['only_in_b'])} only in B, {len(src['changed'])} changed, "
+                   f"unreadable files skipped {src['skipped'][0]} -> {src['skipped'][1]}")  # fmt: skip
     for k, (x, y) in d["library_versions"].items():
         click.echo(f"library {k}: {x} -> {y}")
     if d["params"]:

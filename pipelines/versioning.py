@@ -165,12 +165,14 @@ def diff(ref_a: str, ref_b: str) -> dict[str, Any]:
     files_a = {f["name"]: f["sha256"] for f in sa.get("files", [])}
     files_b = {f["name"]: f["sha256"] for f in sb.get("files", [])}
     source = {}
-    if sa.get("fingerprint") != sb.get("fingerprint"):
+    skipped = [len(sa.get("skipped", [])), len(sb.get("skipped", []))]  # in the lineage: only its count
+    if sa.get("fingerprint") != sb.get("fingerprint") or skipped[0] != skipped[1]:
         source = {
             "spec": [sa.get("spec"), sb.get("spec")],
             "only_in_a": sorted(set(files_a) - set(files_b)),
             "only_in_b": sorted(set(files_b) - set(files_a)),
             "changed": sorted(k for k in set(files_a) & set(files_b) if files_a[k] != files_b[k]),
+            "skipped": skipped,
         }
     versions = {k: [a.get("versions", {}).get(k), b.get("versions", {}).get(k)]
                 for k in sorted(set(a.get("versions", {})) | set(b.get("versions", {})))

@@ -165,6 +165,21 @@ def test_diff_names_the_source_files_added_removed_and_changed(capsys, home, tmp
     assert (d["only_in_a"], d["only_in_b"], d["changed"]) == (["c.png"], ["d.png"], ["b.png"])
 
 
+def test_diff_names_a_change_in_the_skipped_source_files(capsys, home, tmp_path):
+    # the same images, one unreadable file more: the lineage (and identity) differ, and diff said nothing of why
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / "a.png")
+    create = ["dataset", "create", "k", "--count", "2", "--source", str(src), "--size", "16", "--scheduler", "threads", "--workers", "1"]
+    assert run(capsys, *create).code == 0
+    (src / "broken.png").write_text("nope")
+    assert run(capsys, *create).code == 0
+    d = json.loads(run(capsys, "dataset", "diff", "k@v1", "k@v2", "--json").out)
+    assert not d["identical"] and d["source"]["skipped"] == [0, 1]
+    assert "unreadable files skipped 0 -> 1" in run(capsys, "dataset", "diff", "k@v1", "k@v2").out
+
+
 def test_reproduce_untouched_version_is_identical(capsys, home):
     make(capsys, "p", count=9)
     r = run(capsys, "dataset", "reproduce", "p", "--scheduler", "threads", "--workers", "1")
