@@ -633,10 +633,10 @@ def dataset_show(ref: str, out: str, n: int, overwrite: bool, as_json: bool) -> 
 
 @dataset.command("rm")
 @click.argument("ref")
-@click.option("--force", is_flag=True, help="Also remove a tagged version (and its tags).")
+@click.option("--force", is_flag=True, help="Also remove a tagged version (and its tags), or one that other versions were made from.")
 @_json_option
 def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
-    """Remove a version (refuses a tagged one without --force)."""
+    """Remove a version (refuses a tagged one, or one that others were made from, without --force)."""
     from degrade import DaguerreError
     from pipelines.catalog import Catalog
     from pipelines.refs import parse_ref

@@ -26,7 +26,7 @@ from typing import Any
 from degrade.errors import DaguerreError
 
 from .layout import read_attrs, write_attrs
-from .refs import NAME_RE, DatasetRef, check_name, daguerre_home, dataset_dir, parse_ref, version_number
+from .refs import NAME_RE, DatasetRef, check_name, daguerre_home, dataset_dir, parse_ref, user_path, version_number
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -305,8 +305,24 @@ class Catalog:
             if not NAME_RE.match(tag) or db.execute("DELETE FROM tags WHERE name=? AND tag=?", (name, tag)).rowcount == 0:
                 raise DaguerreError(f"dataset {name!r} has no tag {tag!r}")
 
+    def derived_from(self, v: Version) -> list[str]:
+        """The other registered versions made from ``v``'s clean tiles: a source recorded as ``dataset:NAME@vN``
+        or as its store's path (``reproduce`` of them needs ``v``)."""
+        here = os.path.realpath(v.path)
+        out = []
+        for w in self.versions():
+            try:
+                spec = (read_attrs(w.path).get("source") or {}).get("spec")
+            except (OSError, ValueError, AttributeError, RecursionError):
+                continue  # data gone or damaged: verify's finding, not rm's
+            if w.ref != v.ref and isinstance(spec, str) and spec.startswith("dataset:"):
+                if spec == f"dataset:{v.ref}" or os.path.realpath(user_path(spec[len("dataset:"):])) == here:
+                    out.append(w.ref)
+        return out
+
     def remove(self, ref: str, force: bool = False) -> Version:
-        """Unregister a version (refusing a tagged one without ``force``), then delete its data."""
+        """Unregister a version (refusing, without ``force``, a tagged one or one that others were made from),
+        then delete its data."""
         v = self.resolve(ref)
         doomed = Path(v.path)
         aside = doomed.parent / f".{doomed.name}.removing-{time.time_ns()}"
@@ -315,6 +331,10 @@ class Catalog:
             tags = [t[0] for t in db.execute("SELECT tag FROM tags WHERE name=? AND number=? ORDER BY tag", (v.name, v.number))]
             if tags and not force:  # read inside the transaction: a tag added since resolve counts too
                 raise DaguerreError(f"{v.ref} is tagged ({', '.join(tags)}); use --force to remove it anyway")
+            made = self.derived_from(v)
+            if made and not force:  # inside the transaction too: no version can be registered meanwhile
+                raise DaguerreError(f"{v.ref} is the source of {', '.join(made)} (`reproduce` of them needs it); "
+                                    f"use --force to remove it anyway")  # fmt: skip
             db.execute("DELETE FROM tags WHERE name=? AND number=?", (v.name, v.number))
             db.execute("DELETE FROM versions WHERE name=? AND number=?", (v.name, v.number))
             if outside:

@@ -296,6 +296,20 @@ def test_rm_refuses_tagged_without_force(capsys, home):
     assert one_line_error(r) and "name the version" in r.err
 
 
+def test_rm_refuses_a_version_others_were_made_from_without_force(capsys, home, tmp_path):
+    make(capsys, "m", count=4)
+    store = open_dataset("m@v1").path
+    tiles = ["--count", "2", "--size", "16", "--scheduler", "threads", "--workers", "1"]
+    assert run(capsys, "dataset", "create", "by-ref", "--source", "dataset:m", *tiles).code == 0  # recorded as m@v1
+    assert run(capsys, "dataset", "create", "by-path", "--source", f"dataset:{store}", *tiles).code == 0
+    r = run(capsys, "dataset", "rm", "m@v1")
+    assert one_line_error(r) and "is the source of by-path@v1, by-ref@v1" in r.err
+    make(capsys, "junk", count=4)
+    _attrs_path("junk").write_text("[" * 100_000 + "]" * 100_000)  # a store too damaged to read: not a dependant, no crash
+    assert run(capsys, "dataset", "rm", "by-ref@v1").code == 0  # nothing was made from these
+    assert run(capsys, "dataset", "rm", "m@v1", "--force").code == 0 and not Path(store).exists()
+
+
 def test_crash_between_data_and_registration_leaves_nothing_visible(capsys, home, monkeypatch):
     spec = build_spec("c", "builtin:samples", 6, 32, 0, shard_size=3)
 
