@@ -289,8 +289,8 @@ class Catalog:
 
     def tag(self, ref: str, tag: str) -> Version:
         v = self.resolve(ref)
-        if not NAME_RE.match(tag) or version_number(tag) is not None:
-            raise DaguerreError(f"invalid tag {tag!r}: letters, digits, '.', '_', '-', and not of the form vN")
+        if not NAME_RE.match(tag) or version_number(tag) is not None or tag.endswith(".zarr"):  # NAME@T.zarr reads as a path
+            raise DaguerreError(f"invalid tag {tag!r}: letters, digits, '.', '_', '-', not of the form vN nor ending in .zarr")
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM versions WHERE name=? AND number=?", (v.name, v.number)).fetchone() is None:
                 raise DaguerreError(f"{v.ref} was removed meanwhile; nothing tagged")  # an rm between resolve and here

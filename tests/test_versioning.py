@@ -490,6 +490,14 @@ def test_names_and_tags_with_a_trailing_newline_are_refused(capsys, home):
     assert r.code != 0 and run(capsys, "dataset", "rm", "a@v1").code == 0  # no stray tag holds it
 
 
+def test_a_tag_ending_in_zarr_is_refused(capsys, home):
+    # NAME@T.zarr reads as a store path: such a tag could be made, then neither used nor untagged
+    make(capsys, "a", count=5)
+    r = run(capsys, "dataset", "tag", "a@v1", "final.zarr")
+    assert one_line_error(r) and "invalid tag 'final.zarr'" in r.err
+    assert run(capsys, "dataset", "rm", "a@v1").code == 0  # no tag holds it
+
+
 def test_oversized_counts_and_shards_fail_before_any_work(capsys, home):
     r = run(capsys, "dataset", "create", "big", "--count", str(10**15), *ARGS)
     assert one_line_error(r) and "need at least 4.0 EB and" in r.err
