@@ -158,7 +158,10 @@ def _dataset_source(spec: str) -> Source:
     from .refs import parse_ref
 
     ref = parse_ref(spec[len("dataset:") :])
-    ds = open_dataset(ref)
+    try:
+        ds = open_dataset(ref)
+    except DaguerreError as e:  # `reproduce` of a version made from it: the user did not type this source
+        raise DaguerreError(f"the source {spec}: {e}") from None
     if "clean" not in ds.fields:
         raise DaguerreError(f"{spec}: dataset has no clean images (a real-photo dataset?)")
     ident = ds.attrs.get("checksum") or ds.attrs.get("lineage_hash", "")

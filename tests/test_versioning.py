@@ -308,6 +308,8 @@ def test_rm_refuses_a_version_others_were_made_from_without_force(capsys, home, 
     _attrs_path("junk").write_text("[" * 100_000 + "]" * 100_000)  # a store too damaged to read: not a dependant, no crash
     assert run(capsys, "dataset", "rm", "by-ref@v1").code == 0  # nothing was made from these
     assert run(capsys, "dataset", "rm", "m@v1", "--force").code == 0 and not Path(store).exists()
+    r = run(capsys, "dataset", "reproduce", "by-path", "--scheduler", "threads")  # which source is gone, not just 'no dataset at'
+    assert one_line_error(r) and f"the source dataset:{store}: no dataset at" in r.err
 
 
 def test_crash_between_data_and_registration_leaves_nothing_visible(capsys, home, monkeypatch):
