@@ -327,6 +327,8 @@ class Catalog:
         doomed = Path(v.path)
         aside = doomed.parent / f".{doomed.name}.removing-{time.time_ns()}"
         outside = os.path.isabs(self._recorded(doomed))  # a --store: gc finds it only through this record
+        # a --store path is the user's: what was put there since (the store deleted by hand) is not deleted
+        foreign = outside and os.path.lexists(doomed) and not holds_version(doomed, v)
         with self.transaction() as db:
             tags = [t[0] for t in db.execute("SELECT tag FROM tags WHERE name=? AND number=? ORDER BY tag", (v.name, v.number))]
             if tags and not force:  # read inside the transaction: a tag added since resolve counts too
@@ -337,8 +339,11 @@ class Catalog:
                                     f"use --force to remove it anyway")  # fmt: skip
             db.execute("DELETE FROM tags WHERE name=? AND number=?", (v.name, v.number))
             db.execute("DELETE FROM versions WHERE name=? AND number=?", (v.name, v.number))
-            if outside:
+            if outside and not foreign:
                 db.execute("INSERT OR REPLACE INTO removals VALUES (?,?)", (str(aside), now()))
+        if foreign:
+            raise DaguerreError(f"{v.ref} is unregistered, but {doomed} was left in place: its attributes are unreadable or "
+                                f"name another dataset (something else is at that path now); delete it by hand if it is not needed")  # fmt: skip
         # after COMMIT: a crash here leaves garbage for gc, not a dangling entry; renamed first, so that a
         # half-deleted store never sits at a path that the same create would adopt (vN.zarr, --store PATH)
         try:
@@ -543,6 +548,14 @@ def lock_only_folders(catalog: Catalog, going: set[Path] | frozenset = frozenset
 STORE_NAME = re.compile(r"v\d+\.zarr")
 REMOVING = re.compile(r"\..+\.removing-\d+")
 """What :meth:`Catalog.remove` renames a store to before deleting it."""
+
+
+def holds_version(p: Path, v: Version) -> bool:
+    """Whether the store at ``p`` is version ``v`` (its attributes record ``v``'s identity)."""
+    try:
+        return read_attrs(p).get("identity") == v.identity
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return False
 
 
 def complete_store(p: Path) -> bool:

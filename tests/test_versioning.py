@@ -1166,6 +1166,21 @@ def test_gc_keeps_complete_stores_when_the_catalog_is_emptied(capsys, home):
     assert r.code == 0 and f"removed {store}" in r.out and not store.exists()
 
 
+def test_rm_leaves_what_was_put_at_a_store_path_since(capsys, home, tmp_path):
+    """A --store deleted by hand and its path reused for other files: rm deleted those files with the entry."""
+    import shutil
+
+    store = tmp_path / "st.zarr"
+    make(capsys, "st", "--store", str(store), count=4)
+    shutil.rmtree(store)
+    (store / "mine").mkdir(parents=True)
+    (store / "mine" / "notes.txt").write_text("keep")
+    r = run(capsys, "dataset", "rm", "st@v1")
+    assert one_line_error(r) and f"st@v1 is unregistered, but {store} was left in place" in r.err
+    assert (store / "mine" / "notes.txt").read_text() == "keep" and json.loads(run(capsys, "dataset", "ls", "--json").out) == []
+    assert run(capsys, "dataset", "gc").code == 0 and (store / "mine" / "notes.txt").exists()
+
+
 def test_an_rm_that_cannot_delete_says_where_the_data_stays(capsys, home, tmp_path, monkeypatch):
     """rm printed "removed" when the delete failed: the data stayed, renamed, where gc never looks (a --store)."""
     import shutil
