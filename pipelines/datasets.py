@@ -123,6 +123,9 @@ def _check_store_place(final: Path, catalog) -> None:
     for r in catalog.referenced_paths():
         if here.startswith(r + os.sep) or r.startswith(here + os.sep):  # the same path: reused or refused below
             raise DaguerreError(f"--store {final} {'is inside' if len(here) > len(r) else 'would hold'} the registered dataset store {r}")
+    for v in catalog.versions():  # its folder deleted by hand: a second entry at the path, and `rm` of one deleted the other
+        if os.path.realpath(v.path) == here and not os.path.lexists(final):
+            raise DaguerreError(f"--store {final} is where {v.ref} is registered (its data is gone); `daguerre dataset rm {v.ref}` first, or store elsewhere")
 
 
 def _check_disk(spec: GenerationSpec, target: Path) -> None:

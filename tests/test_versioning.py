@@ -462,6 +462,19 @@ def test_store_paths_the_catalog_manages_are_refused(capsys, home, tmp_path):
     assert run(capsys, "dataset", "verify", "host").code == 0 and run(capsys, "dataset", "verify", "ext").code == 0
 
 
+def test_the_store_path_of_a_version_whose_data_is_gone_is_refused(capsys, home, tmp_path):
+    """Two entries at one path: `rm` of the first deleted the second's data."""
+    import shutil
+
+    store = tmp_path / "same.zarr"
+    make(capsys, "pa", "--store", str(store), count=4)
+    shutil.rmtree(store)  # by hand
+    r = run(capsys, "dataset", "create", "pb", "--count", "4", *ARGS, "--store", str(store))
+    assert one_line_error(r) and f"--store {store} is where pa@v1 is registered (its data is gone)" in r.err
+    assert not store.exists() and run(capsys, "dataset", "rm", "pa@v1").code == 0
+    make(capsys, "pb", "--store", str(store), count=4)
+
+
 def test_a_store_path_that_is_not_utf8_is_refused_before_any_work(capsys, home, tmp_path):
     """The catalog keeps a --store path as SQLite text: one named in another encoding failed with 'internal
     UnicodeEncodeError' (from the store's lock; past it, the registration would fail after the generation)."""
