@@ -144,6 +144,9 @@ class Dataset:
             shape = tuple(meta.get("shape", ())) if isinstance(meta, dict) else ()
             if shape != want:
                 raise DaguerreError(f"{self.path}: array {f!r} has shape {list(shape)}, its attributes say {list(want)} (a damaged store)")
+            dtype = meta.get("data_type")  # the same bytes read as int8 passed verify, and samples came out negative
+            if f not in STRING_FIELDS and dtype != "uint8":
+                raise DaguerreError(f"{self.path}: array {f!r} has data type {json.dumps(dtype)}, not uint8 (a damaged store)")
         self._count = count
         self._open()
 

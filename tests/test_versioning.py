@@ -525,6 +525,18 @@ def _attrs_path(ref):
     return Path(open_dataset(ref).path) / "zarr.json"
 
 
+def test_verify_catches_an_image_array_whose_data_type_was_changed(capsys, home):
+    """The same bytes declared int8: verify said ok (their checksums match) while ds[i] held negative pixels."""
+    make(capsys, "t", count=4)
+    arr = _attrs_path("t").parent / "mask" / "zarr.json"
+    m = json.loads(arr.read_text())
+    arr.write_text(json.dumps(m | {"data_type": "int8"}))
+    r = run(capsys, "dataset", "verify", "t")
+    assert one_line_error(r) and "array 'mask' has data type \"int8\", not uint8" in r.err
+    with pytest.raises(DaguerreError, match="not uint8"):
+        open_dataset("t")
+
+
 def test_verify_catches_a_cut_shard_list_and_damaged_arrays(capsys, home):
     make(capsys, "t", count=8)
     p = _attrs_path("t")
