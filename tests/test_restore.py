@@ -953,6 +953,31 @@ def test_cli_restore_resumes_and_redoes_only_what_changed(capsys, bundle, tmp_pa
     restore_again("--scratches", tmp_path / "m.png", expect="abc")
 
 
+def test_a_record_made_on_another_device_is_not_reused(bundle, tmp_path, photo):
+    """The record left out --device: what a GPU run wrote counted as done for a CPU re-run, whose outputs differ
+    from it by a grey level here and there (its masks by a pixel). A given mask counts by its content, not its path."""
+    import zoo.restore as zr
+
+    (tmp_path / "a.png").write_bytes(encode_png(photo[:48, :64]))
+    src, out, record = tmp_path / "a.png", tmp_path / "out", tmp_path / "out" / ".daguerre-restore" / "a.json"
+    assert zr.restore_files([src], out, bundle, tile=64, device="cpu").written == [out / "a.png"]
+    held = json.loads(record.read_text())
+    assert held["key"]["device"] == "cpu", held["key"]
+    assert zr.restore_files([src], out, bundle, tile=64, device="cpu").skipped == [src]
+    held["key"]["device"] = "cuda"  # as a run with --device cuda writes it
+    record.write_text(json.dumps(held))
+    assert zr.restore_files([src], out, bundle, tile=64, device="cpu").written == [out / "a.png"]
+    assert json.loads(record.read_text())["key"]["device"] == "cpu"
+    key = zr.record_key("i", "m", "auto", 256, True, torch.device("cpu"))
+    assert key == zr.record_key("i", "m", "auto", 256, True, "cpu") != zr.record_key("i", "m", "auto", 256, True, "cuda")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[9:12] = 255
+    (tmp_path / "m.png").write_bytes(encode_png(mask))
+    assert zr.restore_files([src], out, bundle, str(tmp_path / "m.png"), tile=64, device="cpu").written
+    (tmp_path / "m.png").rename(tmp_path / "moved.png")
+    assert zr.restore_files([src], out, bundle, str(tmp_path / "moved.png"), tile=64, device="cpu").skipped == [src]
+
+
 def test_cli_restore_refuses_two_inputs_of_one_name_from_two_folders(capsys, bundle, tmp_path, photo):
     """``a/x.jpg`` and ``b/x.jpg`` into one --out would share x.png and x's record: refused before any work."""
     for d in "ab":

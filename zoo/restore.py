@@ -367,6 +367,15 @@ RECORD_DIR = ".daguerre-restore"
 """The folder in ``--out`` where :func:`restore_files` records, per output name, what made its outputs."""
 
 
+def record_key(input_sum: str | None, model_sum: str | None, scratches: str | dict, tile: int, anchor: bool, device) -> dict:
+    """What a restore record holds of how its outputs were made: the input's and bundle's SHA-256, the options that
+    change pixels (``scratches``: a mode, or ``{"mask": SHA-256}`` of a mask file), the pipeline version and the
+    device's type: CUDA's kernels round otherwise than the CPU's (its outputs differed from a CPU run's by up to a
+    grey level, its masks in a pixel in a million), and a skip must keep only what a run there would write."""
+    return {"pipeline": PIPELINE_VERSION, "input": input_sum, "model": model_sum, "tile": int(tile), "overlap": 32,
+            "anchor": bool(anchor), "scratches": scratches, "device": torch.device(device).type}  # fmt: skip
+
+
 def up_to_date(record: Path, key: dict, outputs: list[Path]) -> bool:
     """Whether ``record`` says ``outputs`` were made with ``key`` (input, model, options) and each still holds those bytes."""
     try:
@@ -414,9 +423,8 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
             if len(os.fsencode(f"{stem}.compare.png")) > name_max:  # before writing any of the three; names need not be UTF-8
                 raise ImageError(f"{path}: its output names ({stem}.compare.png) would exceed {name_max} bytes; rename it")
             mask_file = None if scratches in SCRATCH_MODES else _mask_file(scratches, Path(path))
-            mask_sum = "" if mask_file is None else file_sha256(mask_file)
-            key = {"pipeline": PIPELINE_VERSION, "input": file_sha256(path), "model": model_sum, "tile": int(tile), "overlap": 32,
-                   "anchor": bool(anchor), "scratches": scratches if mask_file is None else {"mask": mask_sum}}  # fmt: skip
+            mask_sum = "" if mask_file is None else file_sha256(mask_file)  # by content: a moved mask file is the same mask
+            key = record_key(file_sha256(path), model_sum, scratches if mask_file is None else {"mask": mask_sum}, tile, anchor, dev)
             known = None not in (key["input"], model_sum, mask_sum)  # else (unreadable, not a regular file) no record
             record = out / RECORD_DIR / f"{stem}.json"
             if not redo and known and up_to_date(record, key, outputs):
