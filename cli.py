@@ -765,7 +765,7 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers, device) -> None:
         return
     from pathlib import Path
 
-    from zoo.bench import run_bench
+    from zoo.bench import probe_device, run_bench
     from zoo.report import HEADER, prepare_out, real_rows, summary_rows, write_report
 
     if not dataset:
@@ -775,9 +775,9 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers, device) -> None:
     from zoo.methods import get_method
     from zoo.restore import resolve_device
 
-    resolve_device(device)  # --device cuda without a GPU, like a misspelt method or model, fails before --out is made
+    dev = str(resolve_device(device))  # --device cuda without a GPU, like a misspelt method or model, fails before --out is made
     for m in specs:  # a misspelt method or model fails before --out is made (it left an empty bench-out behind)
-        get_method(m)
+        get_method(m, probe_device(dev, workers, n))  # where run_bench will want it: loaded once
     size = len(open_dataset(dataset))
     count = size if n is None else min(n, size)  # the bar's total: --count beyond the set scores the whole set
     prepare_out(Path(out))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -700,6 +701,24 @@ def test_bench_and_calibrate_run_the_networks_on_device(capsys, tiny, tmp_path, 
     r = run(capsys, "zoo", "calibrate", "rb", "-d", "b", "-n", "2", "--device", "cuda")
     assert r.code == 0, r.err
     assert {n for n, _ in seen} == {"detect", "translate"} and {d for _, d in seen} == {"cpu:0"}, seen
+
+
+def test_bench_on_a_device_loads_each_bundle_once(capsys, tiny, tmp_path, monkeypatch):
+    """The command checked the zoo methods with their bundles loaded on the CPU, then scored the samples in this
+    process with them loaded again on --device: each bundle was read, checked and its networks built twice.
+    Here "cuda" resolves to cpu:0, a device that differs from the CPU in name only."""
+    import zoo.restore
+
+    monkeypatch.setattr(zoo.restore, "resolve_device", lambda d: torch.device("cpu:0" if str(d) in ("cuda", "cpu:0") else "cpu"))
+    real, loads = zoo.restore.load_bundle, []
+    monkeypatch.setattr(zoo.restore, "load_bundle", lambda ref, device="cpu": loads.append((Path(ref).stem, str(device))) or real(ref, device))
+    zoo.restore._cached_bundle.cache_clear()
+    r = run(capsys, "bench", "-d", "b", "--methods", "zoo:rb,zoo-raw:rb", "-n", "2", "--out", tmp_path / "o", "--workers", "1", "--device", "cuda")
+    assert r.code == 0, r.err
+    assert loads == [("rb", "cpu:0")], loads
+    monkeypatch.setattr(zoo.bench, "usable_cores", lambda: 4)
+    assert zoo.bench.probe_device("cuda", 1) == zoo.bench.probe_device("cuda", 8, 1) == "cuda"
+    assert zoo.bench.probe_device("cuda", 8) == zoo.bench.probe_device("cuda", 2, 5) == "cpu"  # worker processes load their own
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available")

@@ -129,6 +129,13 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def probe_device(device: str, workers: int, n: int | None = None) -> str:
+    """Where this process loads the zoo bundles that check the methods: the run's device when it will score the
+    samples itself (that load then serves the run: a CPU load first loaded the bundle twice), else the CPU (each
+    worker process loads its own)."""
+    return device if min(workers, usable_cores(), n or workers) <= 1 else "cpu"
+
+
 def run_bench(
     dataset: str,
     methods: list[str],
@@ -151,7 +158,7 @@ def run_bench(
     if not methods:
         raise DaguerreError("no methods to benchmark")
     device = str(resolve_device(device))  # --device cuda without one: fails before any work too
-    probe = [get_method(m) for m in methods]  # unknown names, missing models: fail before any work
+    probe = [get_method(m, probe_device(device, workers, n)) for m in methods]  # unknown names, missing models: fail before any work
     ds = open_dataset(dataset)
     real = "clean" not in ds.fields
     if mask_source == "gt" and "mask" not in ds.fields:
