@@ -978,6 +978,30 @@ def test_a_record_made_on_another_device_is_not_reused(bundle, tmp_path, photo):
     assert zr.restore_files([src], out, bundle, str(tmp_path / "moved.png"), tile=64, device="cpu").skipped == [src]
 
 
+def test_a_bundle_replaced_during_a_run_is_not_what_later_photos_are_restored_with(bundle, tmp_path, photo):
+    """The run hashed the bundle file once for its records, but each photo loaded the file anew: a bundle recalibrated
+    while it ran (zoo calibrate writes in place) restored the later photos under the first file's SHA-256, and a re-run
+    with that first file skipped them, keeping outputs another model made."""
+    import zoo.restore as zr
+
+    for k, name in enumerate("ab"):
+        (tmp_path / f"{name}.png").write_bytes(encode_png(np.roll(photo[:48, :64], 9 * k, axis=1)))
+    first, path = load_bundle(bundle), store.resolve(bundle)
+    first_sum = store.file_sha256(path)
+    tensors, card = checkpoint.load(path)
+
+    def recalibrate():
+        if not card.get("anchor"):
+            card["anchor"] = {"sigma": 1.0, "tau": 32.0}
+            checkpoint.save(path, tensors, card)
+
+    out = tmp_path / "out"
+    zr.restore_files([tmp_path / "a.png", tmp_path / "b.png"], out, bundle, tile=64, device="cpu", on_file=recalibrate)
+    want = zr.restore(zr.picture_array(read_image(tmp_path / "b.png", deep=True)), first, tile=64, device="cpu")
+    assert json.loads((out / ".daguerre-restore" / "b.json").read_text())["key"]["model"] == first_sum
+    assert np.array_equal(read_image(out / "b.png").pixels, want.image)
+
+
 def test_cli_restore_refuses_two_inputs_of_one_name_from_two_folders(capsys, bundle, tmp_path, photo):
     """``a/x.jpg`` and ``b/x.jpg`` into one --out would share x.png and x's record: refused before any work."""
     for d in "ab":

@@ -408,7 +408,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     if scratches not in SCRATCH_MODES and (not scratches or not Path(scratches).exists()):
         raise DaguerreError(f"--scratches {scratches!r}: not {', '.join(SCRATCH_MODES)}, nor an existing mask file or folder")
     dev = resolve_device(device)
-    get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
+    bundle = get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
     # the card travels in the file's header, so a recalibration changes it; a loaded Bundle has no file: always restored
     model_sum = None if isinstance(model, Bundle) else file_sha256(resolve(model, "bundle"))
     stems = output_stems(list(paths))
@@ -433,7 +433,7 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
                 pic = read_image(path, deep=True)
                 px = picture_array(pic)
                 mode = scratches if mask_file is None else _mask_for(scratches, Path(path), pic.pixels.shape[:2])
-                res = restore(px, model, mode, tile, device=str(dev), anchor=anchor)
+                res = restore(px, bundle, mode, tile, device=str(dev), anchor=anchor)  # the file hashed: one recalibrated meanwhile is not it
                 restored = res.image
                 compare = compare_image(to_uint8(px), to_uint8(restored))  # RGB and 8-bit: a gray input's GRAY profile does not fit it
                 blobs = [encode_restored(restored, pic.alpha is not None, pic.icc), encode_png(res.mask, mark=True),
