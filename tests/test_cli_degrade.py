@@ -45,6 +45,17 @@ def test_a_command_that_reads_only_the_catalog_or_cards_imports_no_array_library
     assert args[0] != "dataset" or "v1" in out
 
 
+@pytest.mark.parametrize("args, needed", [(["ops", "ls"], {"numpy", "cv2"}), (["ops", "ls", "--json"], {"numpy", "cv2"}),
+                                          (["ops", "show", "jpeg"], {"numpy", "cv2"}), (["recipes", "ls"], {"numpy", "cv2", "yaml"}),
+                                          (["recipes", "show", "bopbtl", "--json"], {"numpy", "cv2", "yaml"})])
+def test_a_command_that_describes_operators_recipes_or_a_version_imports_only_what_it_needs(home, args, needed):
+    """`ops ls` and `recipes ls` imported Pillow for the names of three resampling filters."""
+    code = (f"import sys, cli\ntry:\n    cli.main({args!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'numpy', 'cv2', 'PIL', 'yaml', 'numcodecs', 'zarr', 'dask', 'imgaug', 'torch'}} - {needed!r}))")
+    out = python_ok(code)
+    assert out.strip().endswith("[]"), out[-500:]
+
+
 @pytest.mark.parametrize("signame, line, status", [("SIGINT", "aborted", 130), ("SIGTERM", "terminated", 143)])
 def test_ctrl_c_and_sigterm_say_exactly_one_line(signame, line, status):
     """Ctrl-C printed click's blank line before `aborted` (SIGTERM before `terminated`)."""

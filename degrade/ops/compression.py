@@ -6,7 +6,6 @@ import math
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from ..errors import ImageError
 from ..operator import Operator, functional, register
@@ -39,7 +38,8 @@ _CV2 = {
 # Pillow's filters widen their support when shrinking (anti-aliased), unlike OpenCV's; the
 # published BOPBtL synthesis downsamples with Pillow's bicubic (``pil_bicubic``, or the faster
 # look-alike ``cubic_aa``).
-_PIL = {"pil_bilinear": Image.Resampling.BILINEAR, "pil_bicubic": Image.Resampling.BICUBIC, "pil_lanczos": Image.Resampling.LANCZOS}
+# Pillow is imported on use: `ops ls` and `recipes ls` need only the names.
+_PIL = {"pil_bilinear": "BILINEAR", "pil_bicubic": "BICUBIC", "pil_lanczos": "LANCZOS"}  # PIL.Image.Resampling members
 INTERPOLATIONS = tuple(_CV2) + ("cubic_aa",) + tuple(_PIL)
 
 _AA_GAIN = 0.45  # prefilter sigma per unit of sqrt(1/scale² − 1): the best fit to Pillow's bicubic
@@ -57,7 +57,9 @@ def resize(image: np.ndarray, width: int, height: int, interpolation: str) -> np
     if (height, width) == (h, w):
         return image
     if interpolation in _PIL:
-        return np.array(Image.fromarray(image).resize((width, height), _PIL[interpolation]))  # writable, as OpenCV's
+        from PIL import Image
+
+        return np.array(Image.fromarray(image).resize((width, height), Image.Resampling[_PIL[interpolation]]))  # writable, as OpenCV's
     if interpolation == "cubic_aa":
         sx = _AA_GAIN * math.sqrt(max(0.0, (w / width) ** 2 - 1))
         sy = _AA_GAIN * math.sqrt(max(0.0, (h / height) ** 2 - 1))
