@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import google_crc32c
 import numpy as np
-from numcodecs import Zstd
 
 MAX_U64 = np.uint64(2**64 - 1)
 STRING = "string"
@@ -90,6 +89,8 @@ _zstd_cache: dict[int, Zstd] = {}
 def _zstd(level: int) -> Zstd:
     z = _zstd_cache.get(level)
     if z is None:
+        from numcodecs import Zstd  # (55 ms to import: not for `dataset info`, which reads no chunk)
+
         z = _zstd_cache[level] = Zstd(level=level)
     return z
 

@@ -11,20 +11,22 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from degrade.errors import DaguerreError, some
-from degrade.recipe import canonical_sha256, recipe_hash
 
 from .catalog import Catalog, Version, file_lock, scratch_dir
-from .generate import dataset_checksum, field_checksum, shard_checksum
 from .layout import library_versions, read_attrs
 from .reader import Dataset, open_dataset
 from .refs import parse_ref
-from .sources import CropConfig, fingerprint_of, scan_source
-from .spec import GenerationSpec
+
+if TYPE_CHECKING:
+    from .spec import GenerationSpec
+
+# verify and reproduce import the recipes, the generation code and the sources in their functions (OpenCV,
+# Pillow, YAML, every operator): `dataset info` reads a version's attributes only.
 
 
 def resolve_version(ref: str) -> Version | None:
@@ -210,6 +212,8 @@ class VerifyReport:
 
 def shard_problem(ds: Dataset, fields: list[str], sh: dict[str, Any]) -> str | None:
     """What is wrong with one shard's decoded data against its recorded checksums, or None."""
+    from .generate import field_checksum, shard_checksum
+
     start, stop = sh["samples"]
     sums, why = {}, {}
     for f in fields:
@@ -230,6 +234,10 @@ def lineage_problems(a: dict[str, Any]) -> list[str]:
     """Recorded settings that disagree with the lineage the identity hashes: the lineage against its hash,
     the settings that ``info``, ``diff`` and ``reproduce`` read against the lineage, the source file
     list against its fingerprint, the canonical recipe against its hash."""
+    from degrade.recipe import canonical_sha256, recipe_hash
+
+    from .sources import fingerprint_of
+
     lineage = a.get("lineage")
     if not isinstance(lineage, dict):
         return ["attributes: no lineage recorded"]
@@ -269,6 +277,7 @@ def verify(ref: str, on_shard: Callable[[int], None] | None = None, on_start: Ca
     shards = a.get("shards", [])
     report = VerifyReport(v.ref if v else str(ds.path), len(shards))
     from .catalog import identity
+    from .generate import dataset_checksum
 
     if "identity" in a and identity(a.get("lineage_hash", ""), a.get("checksum", "")) != a["identity"]:
         report.problems.append("attributes: identity does not match lineage and checksums")
@@ -315,6 +324,9 @@ class ReproduceReport:
 def spec_from_attrs(attrs: dict[str, Any], workers: int = 2) -> GenerationSpec:
     """Rebuild the generation spec a version records (rescanning and checking its source)."""
     from degrade import Recipe
+
+    from .sources import CropConfig, scan_source
+    from .spec import GenerationSpec
 
     src_attrs = attrs["source"]
     source = scan_source(src_attrs["spec"], workers=workers)
