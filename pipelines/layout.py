@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Any
+
+from degrade.errors import DaguerreError
 
 SCHEMA = 1
 ATTR_KEY = "daguerre"
@@ -54,6 +57,57 @@ def attribute_problem(attrs: dict[str, Any]) -> str | None:
     if not all(isinstance(sk.get("reason"), str) for sk in src.get("skipped", [])):
         return "source.skipped holds a record without a reason"
     return None
+
+
+def read_store(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A complete store's daguerre attributes and each field's array metadata, checked as the reader trusts
+    them (a DaguerreError says what is missing or damaged); ``dataset info`` reads no more than this."""
+    try:
+        root = json.loads((path / "zarr.json").read_text())
+    except FileNotFoundError:
+        raise DaguerreError(f"{path} is not a daguerre dataset (no zarr.json)") from None
+    except (OSError, ValueError) as e:
+        raise DaguerreError(f"{path}: unreadable metadata ({e})") from None
+    except RecursionError:  # JSON nested thousands deep
+        raise DaguerreError(f"{path}: unreadable metadata (nested too deep)") from None
+    attributes = root.get("attributes") if isinstance(root, dict) else None
+    attrs = attributes.get(ATTR_KEY) if isinstance(attributes, dict) else None
+    if not attrs or not isinstance(attrs, dict):
+        raise DaguerreError(f"{path} is not a daguerre dataset (no daguerre attributes in its zarr.json)")
+    if not attrs.get("complete"):
+        raise DaguerreError(f"{path} is incomplete (interrupted generation?); re-run the create command")
+    count, size, fields = attrs.get("count"), attrs.get("size"), attrs.get("fields")
+    if not (isinstance(count, int) and count >= 0 and isinstance(size, int) and 0 < size <= MAX_SIZE
+            and isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields)):  # fmt: skip
+        raise DaguerreError(f"{path}: damaged attributes (count, size or fields missing or invalid)")
+    shards = attrs.get("shards", [])
+    if not (isinstance(shards, list) and all(
+            isinstance(sh, dict) and isinstance(sh.get("sha256"), str) and isinstance(sh.get("fields"), dict)
+            and isinstance(sh.get("samples"), list) and len(sh["samples"]) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in sh["samples"]) for sh in shards)):  # fmt: skip
+        raise DaguerreError(f"{path}: damaged attributes (the shard checksum records are malformed)")
+    problem = attribute_problem(attrs)
+    if problem:
+        raise DaguerreError(f"{path}: damaged attributes ({problem})")
+    metas = {}
+    for f in fields:
+        try:
+            meta = json.loads((path / f / "zarr.json").read_text())
+        except FileNotFoundError:
+            raise DaguerreError(f"{path}: its array {f!r} is missing (a damaged store)") from None
+        except (OSError, ValueError) as e:
+            raise DaguerreError(f"{path}: unreadable metadata of array {f!r} ({e})") from None
+        except RecursionError:
+            raise DaguerreError(f"{path}: unreadable metadata of array {f!r} (nested too deep)") from None
+        metas[f] = meta
+        want = (count, *sample_shape(f, size))
+        shape = tuple(meta.get("shape", ())) if isinstance(meta, dict) else ()
+        if shape != want:
+            raise DaguerreError(f"{path}: array {f!r} has shape {list(shape)}, its attributes say {list(want)} (a damaged store)")
+        dtype = meta.get("data_type")  # the same bytes read as int8 passed verify, and samples came out negative
+        if f not in STRING_FIELDS and dtype != "uint8":
+            raise DaguerreError(f"{path}: array {f!r} has data type {json.dumps(dtype)}, not uint8 (a damaged store)")
+    return attrs, metas
 
 
 SYNTHETIC_FIELDS = ("clean", "degraded", "mask", "params", "source")

@@ -24,8 +24,8 @@ import numpy as np
 
 from degrade.errors import DaguerreError
 
-from .layout import ATTR_KEY, MAX_SIZE, STRING_FIELDS, attribute_problem, sample_shape
-from .refs import DatasetRef, parse_ref, user_path
+from .layout import STRING_FIELDS, read_store, sample_shape
+from .refs import DatasetRef, resolve
 from .shards import MAX_U64, STRING, ArrayLayout, decode_chunk, decode_index, decode_into as layout_decode_into
 
 
@@ -57,27 +57,6 @@ def _expected_layout(name: str, meta: dict[str, Any]) -> ArrayLayout | None:
         return None
 
 
-def resolve(ref: str | DatasetRef | os.PathLike) -> Path:
-    """Find the store a reference points to: a path as is, a name or tag through the catalog.
-
-    A ``Path`` (any ``os.PathLike``) is a store path, even one without a '/' or a ``.zarr`` suffix:
-    read as text, ``Path("train")`` would open the catalog's ``train`` instead."""
-    if isinstance(ref, os.PathLike):
-        ref = DatasetRef(path=user_path(ref))
-    r = ref if isinstance(ref, DatasetRef) else parse_ref(str(ref))
-    if r.path is not None:
-        if not r.path.exists():
-            raise DaguerreError(f"no dataset at {r.path}")
-        return r.path
-    from .catalog import Catalog
-
-    cat = Catalog()
-    try:
-        return Path(cat.resolve(r).path)
-    finally:
-        cat.close()
-
-
 class _Handles(dict):
     """One thread's open shard files, ``(field, shard) -> fd``; closed when the thread ends and drops them."""
 
@@ -101,53 +80,10 @@ class Dataset:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        try:
-            root = json.loads((self.path / "zarr.json").read_text())
-        except FileNotFoundError:
-            raise DaguerreError(f"{self.path} is not a daguerre dataset (no zarr.json)") from None
-        except (OSError, ValueError) as e:
-            raise DaguerreError(f"{self.path}: unreadable metadata ({e})") from None
-        except RecursionError:  # JSON nested thousands deep
-            raise DaguerreError(f"{self.path}: unreadable metadata (nested too deep)") from None
-        attributes = root.get("attributes") if isinstance(root, dict) else None
-        self.attrs: dict[str, Any] = attributes.get(ATTR_KEY) if isinstance(attributes, dict) else None
-        if not self.attrs or not isinstance(self.attrs, dict):
-            raise DaguerreError(f"{self.path} is not a daguerre dataset (no daguerre attributes in its zarr.json)")
-        if not self.attrs.get("complete"):
-            raise DaguerreError(f"{self.path} is incomplete (interrupted generation?); re-run the create command")
-        count, size, fields = self.attrs.get("count"), self.attrs.get("size"), self.attrs.get("fields")
-        if not (isinstance(count, int) and count >= 0 and isinstance(size, int) and 0 < size <= MAX_SIZE
-                and isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields)):  # fmt: skip
-            raise DaguerreError(f"{self.path}: damaged attributes (count, size or fields missing or invalid)")
-        shards = self.attrs.get("shards", [])
-        if not (isinstance(shards, list) and all(
-                isinstance(sh, dict) and isinstance(sh.get("sha256"), str) and isinstance(sh.get("fields"), dict)
-                and isinstance(sh.get("samples"), list) and len(sh["samples"]) == 2
-                and all(isinstance(x, int) and not isinstance(x, bool) for x in sh["samples"]) for sh in shards)):  # fmt: skip
-            raise DaguerreError(f"{self.path}: damaged attributes (the shard checksum records are malformed)")
-        problem = attribute_problem(self.attrs)
-        if problem:
-            raise DaguerreError(f"{self.path}: damaged attributes ({problem})")
-        self.fields: list[str] = list(fields)
-        self._layouts: dict[str, ArrayLayout | None] = {}
-        for f in self.fields:
-            try:
-                meta = json.loads((self.path / f / "zarr.json").read_text())
-            except FileNotFoundError:
-                raise DaguerreError(f"{self.path}: its array {f!r} is missing (a damaged store)") from None
-            except (OSError, ValueError) as e:
-                raise DaguerreError(f"{self.path}: unreadable metadata of array {f!r} ({e})") from None
-            except RecursionError:
-                raise DaguerreError(f"{self.path}: unreadable metadata of array {f!r} (nested too deep)") from None
-            self._layouts[f] = _expected_layout(f, meta)
-            want = (count, *sample_shape(f, size))
-            shape = tuple(meta.get("shape", ())) if isinstance(meta, dict) else ()
-            if shape != want:
-                raise DaguerreError(f"{self.path}: array {f!r} has shape {list(shape)}, its attributes say {list(want)} (a damaged store)")
-            dtype = meta.get("data_type")  # the same bytes read as int8 passed verify, and samples came out negative
-            if f not in STRING_FIELDS and dtype != "uint8":
-                raise DaguerreError(f"{self.path}: array {f!r} has data type {json.dumps(dtype)}, not uint8 (a damaged store)")
-        self._count = count
+        self.attrs, metas = read_store(self.path)
+        self.fields: list[str] = list(self.attrs["fields"])
+        self._layouts: dict[str, ArrayLayout | None] = {f: _expected_layout(f, meta) for f, meta in metas.items()}
+        self._count: int = self.attrs["count"]
         self._open()
 
     def _open(self) -> None:

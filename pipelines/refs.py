@@ -74,6 +74,27 @@ def parse_ref(text: str) -> DatasetRef:
     return DatasetRef(name=name, version=version or None)
 
 
+def resolve(ref: str | DatasetRef | os.PathLike) -> Path:
+    """Find the store a reference points to: a path as is, a name or tag through the catalog.
+
+    A ``Path`` (any ``os.PathLike``) is a store path, even one without a '/' or a ``.zarr`` suffix:
+    read as text, ``Path("train")`` would open the catalog's ``train`` instead."""
+    if isinstance(ref, os.PathLike):
+        ref = DatasetRef(path=user_path(ref))
+    r = ref if isinstance(ref, DatasetRef) else parse_ref(str(ref))
+    if r.path is not None:
+        if not r.path.exists():
+            raise DaguerreError(f"no dataset at {r.path}")
+        return r.path
+    from .catalog import Catalog  # (which imports this module)
+
+    cat = Catalog()
+    try:
+        return Path(cat.resolve(r).path)
+    finally:
+        cat.close()
+
+
 def version_number(version: str) -> int | None:
     m = VERSION_RE.match(version)
     return int(m.group(1)) if m else None

@@ -13,20 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from degrade.errors import DaguerreError, some
 
 from .catalog import Catalog, Version, file_lock, scratch_dir
-from .layout import library_versions, read_attrs
-from .reader import Dataset, open_dataset
-from .refs import parse_ref
+from .layout import library_versions, read_attrs, read_store
+from .refs import parse_ref, resolve
 
 if TYPE_CHECKING:
+    from .reader import Dataset
     from .spec import GenerationSpec
 
-# verify and reproduce import the recipes, the generation code and the sources in their functions (OpenCV,
-# Pillow, YAML, every operator): `dataset info` reads a version's attributes only.
+# diff, verify and reproduce import the reader, the recipes, the generation code and the sources in their
+# functions (numpy, OpenCV, Pillow, YAML, every operator): `dataset info` reads a version's attributes only.
 
 
 def resolve_version(ref: str) -> Version | None:
@@ -41,25 +39,33 @@ def resolve_version(ref: str) -> Version | None:
         cat.close()
 
 
+def version_store(ref: str, v: Version | None = None) -> tuple[Path, Version | None]:
+    """The store and, for catalog references, its catalog entry (``v``: already resolved)."""
+    v = v or resolve_version(ref)
+    return (resolve(parse_ref(ref)), None) if v is None else (resolve(v.path), v)
+
+
 def open_version(ref: str, v: Version | None = None) -> tuple[Dataset, Version | None]:
     """The dataset and, for catalog references, its catalog entry (``v``: already resolved)."""
-    v = v or resolve_version(ref)
-    return (open_dataset(parse_ref(ref)), None) if v is None else (open_dataset(v.path), v)
+    from .reader import Dataset
+
+    path, v = version_store(ref, v)
+    return Dataset(path), v
 
 
 # -- info ---------------------------------------------------------------------------------------
 def info(ref: str) -> dict[str, Any]:
-    ds, v = open_version(ref)
-    a = ds.attrs
+    path, v = version_store(ref)
+    a, _ = read_store(path)  # checked as the reader checks it, without the reader (numpy)
     src = a.get("source", {})
     return {
-        "ref": v.ref if v else str(ds.path),
-        "path": str(ds.path),
+        "ref": v.ref if v else str(path),
+        "path": str(path),
         "tags": list(v.tags) if v else [],
         "kind": a.get("kind"),
         "count": a.get("count"),
         "size": a.get("size"),
-        "fields": ds.fields,
+        "fields": list(a["fields"]),
         "created": a.get("created"),
         "identity": a.get("identity"),
         "lineage": a.get("lineage"),
@@ -126,6 +132,8 @@ def recipe_diff(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]
 
 def param_stats(ds: Dataset, limit: int = 20000) -> dict[str, dict[str, Any]]:
     """Per (operator, parameter): share of samples where applied, and mean/quantiles or frequencies."""
+    import numpy as np
+
     if "params" not in ds.fields:
         return {}
     n = min(len(ds), limit)
