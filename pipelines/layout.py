@@ -101,9 +101,9 @@ def read_store(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             raise DaguerreError(f"{path}: unreadable metadata of array {f!r} (nested too deep)") from None
         metas[f] = meta
         want = (count, *sample_shape(f, size))
-        shape = tuple(meta.get("shape", ())) if isinstance(meta, dict) else ()
-        if shape != want:
-            raise DaguerreError(f"{path}: array {f!r} has shape {list(shape)}, its attributes say {list(want)} (a damaged store)")
+        shape = meta.get("shape", []) if isinstance(meta, dict) else []
+        if not isinstance(shape, list) or tuple(shape) != want:  # tuple() of a number or null raised TypeError
+            raise DaguerreError(f"{path}: array {f!r} has shape {json.dumps(shape)}, its attributes say {list(want)} (a damaged store)")
         dtype = meta.get("data_type")  # the same bytes read as int8 passed verify, and samples came out negative
         if f not in STRING_FIELDS and dtype != "uint8":
             raise DaguerreError(f"{path}: array {f!r} has data type {json.dumps(dtype)}, not uint8 (a damaged store)")

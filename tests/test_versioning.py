@@ -830,6 +830,19 @@ def test_array_metadata_without_a_shape_is_one_line_not_internal(capsys, home, t
         assert one_line_error(r) and "array 'clean' has shape [], its attributes say [4, 48, 48, 3]" in r.err and "KeyError" not in r.err, (cmd, r.err)
 
 
+@pytest.mark.parametrize("shape", [4, None, "4", {"4": 48}])
+def test_array_metadata_whose_shape_is_not_a_list_is_one_line_not_internal(capsys, home, tmp_path, shape):
+    """A shape of 4 or null said 'error: internal TypeError: 'int' object is not iterable'; a mapping was read as its keys."""
+    make(capsys, "am", count=4)
+    arr = _attrs_path("am").parent / "clean" / "zarr.json"
+    meta = json.loads(arr.read_text())
+    meta["shape"] = shape
+    arr.write_text(json.dumps(meta))
+    for cmd in (["info", "am"], ["verify", "am"], ["show", "am", "--out", tmp_path / "s.png"]):
+        r = run(capsys, "dataset", *cmd)
+        assert one_line_error(r) and f"array 'clean' has shape {json.dumps(shape)}, its attributes say [4, 48, 48, 3]" in r.err, (cmd, r.err)
+
+
 def test_recipe_diff_lists_steps_in_their_order():
     from degrade import load_recipe
     from pipelines.versioning import recipe_diff
