@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -634,7 +635,8 @@ def test_random_recipes_replay_their_json_records_exactly(steps, shape, seed):
 
 
 def test_recipe_and_config_files_over_the_size_limit_are_refused_unread_past_it(tmp_path):
-    """/dev/zero (or a device or stream given by mistake) as --recipe or --config was read until memory ran out."""
+    """/dev/zero (or a device or stream given by mistake) as --recipe or --config was read until memory ran out; a
+    large regular file is refused past 16 MiB, a device before it is opened."""
     from cli_helpers import run_python
     from degrade.errors import DaguerreError
     from degrade.yamltext import MAX_BYTES
@@ -652,5 +654,32 @@ def test_recipe_and_config_files_over_the_size_limit_are_refused_unread_past_it(
         "    try:\n        cli.main(argv)\n    except SystemExit as e:\n        print(e.code)\n"
     )
     r = run_python(code.replace("sys.argv[0]", repr(str(tmp_path / "out"))))
-    assert r.stdout.split() == ["1", "1"] and r.stderr.count("over 16 MiB, too large") == 2, r.stderr
+    assert r.stdout.split() == ["1", "1"] and r.stderr.count("/dev/zero: not a regular file (a pipe, socket or device)") == 2, r.stderr
     assert len(r.stderr.splitlines()) == 2 and not (tmp_path / "out").exists()
+
+
+def test_recipe_and_config_fifos_are_refused_not_waited_on(tmp_path):
+    """A FIFO as --recipe, `recipes validate` or train --config waited for a writer for ever; a socket was an errno."""
+    import socket
+
+    from cli_helpers import run_python
+
+    fifo, sock = tmp_path / "fifo.yaml", tmp_path / "sock.yaml"
+    os.mkfifo(fifo)
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(sock))
+    argvs = [["recipes", "validate", str(fifo)], ["recipes", "validate", "--json", str(sock)], ["recipes", "show", str(sock)],
+             ["degrade", "builtin:samples", "-o", str(tmp_path / "out"), "-r", str(fifo)],
+             ["train", "vae2", "--clean", "x", "--config", str(fifo)], ["train", "vae2", "--clean", "x", "--config", str(sock)]]
+    code = (f"import cli, sys\nfor argv in {argvs!r}:\n    try:\n        cli.main(argv)\n    except SystemExit as e:\n"
+            "        print(e.code, file=sys.stderr) if isinstance(e.code, str) else print(e.code)\n")  # fmt: skip
+    try:
+        r = run_python(code, timeout=60)  # the old code: a TimeoutExpired, not a test run that never ends
+    finally:
+        s.close()
+    lines = r.stderr.splitlines()
+    out = r.stdout.splitlines()  # the exit codes around validate --json's rows
+    assert out[0] == out[-4] == out[-3] == out[-2] == out[-1] == "1" and '"ok": false' in r.stdout and len(lines) == 6, r.stderr
+    assert all(line.endswith(": not a regular file (a pipe, socket or device)") for line in lines), r.stderr
+    assert lines[-1] == f"error: cannot read config {sock}: not a regular file (a pipe, socket or device)", r.stderr
+    assert not (tmp_path / "out").exists()
