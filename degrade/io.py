@@ -578,9 +578,10 @@ def _walk(root: Path, recursive: bool, on_error: Callable[[Path, OSError], None]
             dirs.clear()
 
 
-def _file_or_broken(p: Path) -> bool:
-    """A file, or a broken symbolic link (left out without a word, it is reported unreadable instead)."""
-    return p.is_file() or (p.is_symlink() and not p.exists())
+def _not_folder(p: Path) -> bool:
+    """Anything but a folder: a broken symbolic link, a FIFO, socket or device (left out without a word, each is
+    reported unreadable instead, by :func:`read_image`, which never opens them)."""
+    return not p.is_dir()
 
 
 def _glob_walk(pattern: str, on_error: Callable[[Path, OSError], None] | None = None) -> Path | None:
@@ -649,7 +650,7 @@ def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE
             out.append(p)  # the reader reports it with the other failures, and the other inputs go on
             continue
         if p.is_dir():
-            out.extend(sorted(q for q in _walk(p, recursive, on_error) if q.suffix.lower() in suffixes and _file_or_broken(q)))
+            out.extend(sorted(q for q in _walk(p, recursive, on_error) if q.suffix.lower() in suffixes and _not_folder(q)))
         elif p.exists():
             out.append(p)
         elif any(ch in s for ch in "*?["):
@@ -657,7 +658,7 @@ def list_images(paths, recursive: bool = True, suffixes: tuple[str, ...] = IMAGE
             if loop is not None:
                 raise ImageError(f"{s}: the symbolic link {loop} leads back to a folder above it, and ** follows it "
                                  "again and again; give the folder instead of the glob (links to folders are not followed there)")
-            out.extend(sorted(Path(q) for q in glob.glob(s, recursive=True) if _file_or_broken(Path(q))))
+            out.extend(sorted(Path(q) for q in glob.glob(s, recursive=True) if _not_folder(Path(q))))
         else:
             out.append(p)  # reported as missing by the reader, with the other failures
     seen, unique = set(), []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -480,6 +481,20 @@ def test_a_subfolder_that_cannot_be_listed_is_reported_not_skipped_silently(caps
     assert [s["reason"] for s in source.skipped] == [f"{src / 'locked'}: cannot list this folder (Permission denied)"]
     with pytest.raises(DaguerreError, match="unreadable source image"):
         scan_source(str(src), workers=1, strict=True)
+
+
+def test_a_fifo_in_an_input_folder_is_a_failed_input_not_skipped_silently(capsys, tmp_path, photo):
+    """`degrade album/` and `restore album/` left a FIFO or a link to /dev/zero there out without a word and exited 0."""
+    src = tmp_path / "album"
+    src.mkdir()
+    (src / "a.png").write_bytes(encode_png(photo[:64, :64]))
+    os.mkfifo(src / "b.png")
+    (src / "c.png").symlink_to("/dev/zero")
+    for cmd in (["degrade", src, "--recipe", "mild"], ["restore", src, "--scratches", "none"]):
+        r = run(capsys, *cmd, "--out", tmp_path / cmd[0])
+        assert one_line_error(r) and "2 of 3 inputs failed" in r.err, r.err
+        for name in ("b.png", "c.png"):
+            assert f"error: {src / name}: not a regular file (a pipe, socket or device), not an image" in r.err.splitlines()
 
 
 def test_an_option_has_the_same_short_flag_in_every_command():

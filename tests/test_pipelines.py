@@ -345,6 +345,28 @@ def test_a_glob_source_reports_the_folders_it_cannot_list(tmp_path, photo, monke
         scan_source(str(tmp_path / "*" / "*.png"))
 
 
+def test_a_fifo_or_device_in_a_source_is_reported_not_ignored(tmp_path, photo):
+    """A FIFO, a socket or a link to a device among a source folder's or glob's images was left out without a word
+    (not in ``source.skipped``; ``--strict`` passed); it is reported unreadable, never opened."""
+    import socket
+
+    (tmp_path / "p0.png").write_bytes(encode_png(photo))
+    os.mkfifo(tmp_path / "p1.png")
+    (tmp_path / "p3.png").symlink_to("/dev/zero")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(tmp_path / "p2.png"))
+    try:
+        for spec in (tmp_path, str(tmp_path / "*.png")):
+            source = scan_source(spec)
+            assert [f.name for f in source.files] == ["p0.png"]
+            assert [x["reason"] for x in source.skipped] == [
+                f"{tmp_path / f'p{i}.png'}: not a regular file (a pipe, socket or device), not an image" for i in (1, 2, 3)]
+            with pytest.raises(DaguerreError, match="3 unreadable source image"):
+                scan_source(spec, strict=True)
+    finally:
+        s.close()
+
+
 def test_crop_is_deterministic_and_varied(home):
     source = scan_source("builtin:samples")
     a = [pick_and_crop(source, 1, i, 48, CropConfig())[1] for i in range(30)]
