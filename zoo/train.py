@@ -571,13 +571,13 @@ def _check_fresh_out(out: Path) -> None:
     its first checkpoint left its own ``config.yaml`` beside them, and those are replaced."""
     import yaml
 
-    from degrade.yamltext import load_yaml
+    from degrade.yamltext import load_yaml, read_text
 
     present = [f for f in RUN_FILES if os.path.lexists(out / f)]
     if not present:
         return
-    try:  # read as --config reads it, and as the run wrote it (degrade.yamltext)
-        saved = load_yaml((out / "config.yaml").read_text(encoding="utf-8"))
+    try:  # read as --config reads it (a FIFO, never opened), and as the run wrote it (degrade.yamltext)
+        saved = load_yaml(read_text(out / "config.yaml"))
     except (OSError, ValueError, yaml.YAMLError):
         saved = None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
