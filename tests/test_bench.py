@@ -442,6 +442,22 @@ def test_a_bad_out_folder_fails_before_the_benchmark(capsys, tiny, tmp_path, mon
     assert one_line_error(r) and "--out" in r.err and "Not a directory" in r.err
 
 
+def test_a_fifo_or_device_named_results_json_in_out_is_refused_unread(tmp_path):
+    """--out holding a FIFO named results.json waited for a writer for ever; a link to /dev/zero was read until memory ran out."""
+    import os
+
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / "results.json")
+    (tmp_path / "zero").mkdir()
+    (tmp_path / "zero" / "results.json").symlink_to("/dev/zero")
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))\nfrom pathlib import Path\n"
+            f"from zoo.report import prepare_out\nfor d in ('fifo', 'zero'):\n    try:\n        prepare_out(Path({str(tmp_path)!r}) / d)\n"
+            "    except Exception as e:\n        print(e)\n")  # fmt: skip
+    r = run_python(code, timeout=60)  # the old code: a TimeoutExpired, not a test run that never ends
+    assert r.stdout.splitlines() == [f"{tmp_path / d / 'results.json'} exists and was not written by `daguerre bench`; choose another --out"
+                                     for d in ("fifo", "zero")], r.stderr
+
+
 def test_bench_replaces_an_earlier_report_but_never_a_users_files(capsys, tiny, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -214,8 +214,8 @@ REPORT_FILES = ("results.json", "report.md", "report.html", "sheet.png")
 
 def _bench_results(path: Path) -> bool:
     """Whether ``path`` is a results.json that ``daguerre bench`` wrote (its folder is then a report folder)."""
-    try:
-        return _results_shaped(json.loads(path.read_bytes()))
+    try:  # a FIFO there waited for a writer for ever, a link to /dev/zero was read until memory ran out
+        return path.is_file() and _results_shaped(json.loads(path.read_bytes()))
     except (OSError, ValueError):
         return False
 
