@@ -512,6 +512,17 @@ for load in (lambda: load_bundle({str(tmp_path / 'big.safetensors')!r}),
     assert "weights for 'model' do not fit the model" in lines[1], lines
 
 
+def test_a_fifo_or_device_as_a_restore_record_counts_as_no_record(tmp_path):
+    """`restore` into an --out whose record (.daguerre-restore/NAME.json) was a FIFO waited for a writer for ever;
+    a link to /dev/zero there was read until memory ran out. Neither is opened: the input is restored again."""
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    code = ("import resource\nfrom pathlib import Path\nfrom zoo.restore import up_to_date\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+            f"print(*(up_to_date(Path({str(tmp_path)!r}) / n, {{}}, []) for n in ('fifo.json', 'zero.json')))\n")  # fmt: skip
+    assert python_ok(code, timeout=60).split() == ["False", "False"]  # the old code: a TimeoutExpired
+
+
 def test_cli_restore_continues_past_bad_inputs(capsys, bundle, tmp_path, photo):
     src = tmp_path / "in"
     src.mkdir()

@@ -378,8 +378,11 @@ def record_key(input_sum: str | None, model_sum: str | None, scratches: str | di
 
 def up_to_date(record: Path, key: dict, outputs: list[Path]) -> bool:
     """Whether ``record`` says ``outputs`` were made with ``key`` (input, model, options) and each still holds those bytes."""
-    try:
-        held = json.loads(record.read_bytes()[:1_000_000])
+    try:  # a FIFO there waited for a writer for ever, a link to /dev/zero was read until memory ran out
+        if not record.is_file():
+            return False
+        with open(record, "rb") as f:
+            held = json.loads(f.read(1_000_000))
     except (OSError, ValueError, RecursionError):
         return False
     if not isinstance(held, dict) or held.get("key") != key or not isinstance(held.get("outputs"), dict):
