@@ -276,6 +276,8 @@ def _export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None) ->
     mark = {"identity": ds.attrs.get("identity") or str(ds.path), "dataset": str(ds.path)}  # identity covers the count
     if any(out.iterdir()):
         try:
+            if not (out / EXPORT_MARK).is_file():  # a FIFO there waited for a writer for ever, /dev/zero ran out of memory
+                raise FileNotFoundError
             held = json.loads((out / EXPORT_MARK).read_text())
         except (OSError, ValueError):
             raise DaguerreError(f"{out} is not an empty folder; export into a new one") from None

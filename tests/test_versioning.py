@@ -658,6 +658,19 @@ def test_a_catalog_that_cannot_be_written_is_named_not_an_internal_error(capsys,
     assert v.ref == "w@v1" and v.tags == ("kept",) and open_dataset("w@v1").attrs["complete"]
 
 
+def test_export_refuses_a_folder_whose_mark_is_a_fifo_or_device_unread(capsys, home, tmp_path):
+    """An --out whose .daguerre-export.json was a FIFO waited for a writer for ever (a link to /dev/zero: read
+    until memory ran out); it is a folder that is not empty, as any other."""
+    from cli_helpers import run_subprocess
+
+    make(capsys, "x", count=4)
+    for name, place in (("fifo", os.mkfifo), ("zero", lambda p: os.symlink("/dev/zero", p))):
+        (tmp_path / name).mkdir()
+        place(tmp_path / name / ".daguerre-export.json")
+        r = run_subprocess("dataset", "export", "x", "--out", tmp_path / name, timeout=60)  # the old code: a TimeoutExpired
+        assert r.code == 1 and r.err == f"error: {tmp_path / name} is not an empty folder; export into a new one\n", r.err
+
+
 def test_two_exports_into_one_folder_never_mix_datasets(capsys, home, tmp_path, monkeypatch):
     """Two exports of different datasets started together into one new folder both found it empty; each wrote
     its mark and its samples, and both reported success: one folder, two datasets' pixels, the second's mark."""
