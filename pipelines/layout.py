@@ -16,11 +16,24 @@ MAX_SIZE = 4096
 """Largest tile side a dataset is made with, and read with (a crafted store's size is not trusted further)."""
 
 
+def read_json(path) -> Any:
+    """A store's ``zarr.json``, parsed; one that is not a regular file is an OSError, unopened (a FIFO there waited
+    for a writer for ever, a link to /dev/zero was read until memory ran out)."""
+    import errno
+    import os
+    import stat
+
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a missing file, a link loop: their OSError
+        raise OSError(errno.EINVAL, "not a regular file (a pipe, socket, device or folder)", str(path))
+    with open(path, "rb") as f:
+        return json.loads(f.read())
+
+
 def read_attrs(store) -> dict[str, Any]:
     """A store's daguerre attributes, read from its root ``zarr.json`` ({} when it has none)."""
     from pathlib import Path
 
-    meta = json.loads((Path(store) / "zarr.json").read_text())
+    meta = read_json(Path(store) / "zarr.json")
     return (meta.get("attributes") or {}).get(ATTR_KEY) or {}
 
 
@@ -30,7 +43,7 @@ def write_attrs(store, attrs: dict[str, Any]) -> None:
 
     from degrade.io import atomic_write_bytes
 
-    meta = json.loads((Path(store) / "zarr.json").read_text())
+    meta = read_json(Path(store) / "zarr.json")
     meta.setdefault("attributes", {})[ATTR_KEY] = attrs
     atomic_write_bytes(Path(store) / "zarr.json", json.dumps(meta, indent=2).encode(), durable=True)
 
@@ -63,7 +76,7 @@ def read_store(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """A complete store's daguerre attributes and each field's array metadata, checked as the reader trusts
     them (a DaguerreError says what is missing or damaged); ``dataset info`` reads no more than this."""
     try:
-        root = json.loads((path / "zarr.json").read_text())
+        root = read_json(path / "zarr.json")
     except FileNotFoundError:
         raise DaguerreError(f"{path} is not a daguerre dataset (no zarr.json)") from None
     except (OSError, ValueError) as e:
@@ -92,7 +105,7 @@ def read_store(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     metas = {}
     for f in fields:
         try:
-            meta = json.loads((path / f / "zarr.json").read_text())
+            meta = read_json(path / f / "zarr.json")
         except FileNotFoundError:
             raise DaguerreError(f"{path}: its array {f!r} is missing (a damaged store)") from None
         except (OSError, ValueError) as e:

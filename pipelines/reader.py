@@ -13,6 +13,7 @@ import contextlib
 import json
 import operator
 import os
+import stat
 import struct
 import threading
 import weakref
@@ -136,9 +137,12 @@ class Dataset:
             layout = self._layouts[field]
             p = self.path / field / layout.shard_key(k)
             try:
-                fd = os.open(p, os.O_RDONLY)
+                fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO: at once, refused below (it waited for ever)
             except FileNotFoundError:
                 raise DaguerreError(f"{self.path}: shard {k} of {field} is missing ({p})") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise DaguerreError(f"{self.path}: shard {k} of {field} is not a regular file ({p})")
             if len(self._fds) > 256:
                 for old in list(self._fds.values()):
                     os.close(old)

@@ -537,6 +537,28 @@ def test_verify_catches_an_image_array_whose_data_type_was_changed(capsys, home)
         open_dataset("t")
 
 
+def test_a_store_whose_metadata_or_shard_is_a_fifo_is_refused_not_waited_on(capsys, home, tmp_path):
+    """A store path (`dataset verify PATH`, `bench -d PATH`, `--store PATH`) whose zarr.json or a shard was a FIFO
+    waited for a writer for ever."""
+    import shutil
+
+    from cli_helpers import run_subprocess
+
+    make(capsys, "x", count=4)
+    store = Path(open_dataset("x").path)
+    for name, inside in (("meta", "zarr.json"), ("array", "clean/zarr.json"), ("shard", "clean/c/0/0/0/0")):
+        shutil.copytree(store, tmp_path / name)
+        (tmp_path / name / inside).unlink()
+        os.mkfifo(tmp_path / name / inside)
+    r = run_subprocess("dataset", "create", "y", "--count", "4", *ARGS, "--store", tmp_path / "meta", timeout=60)  # old: TimeoutExpired
+    assert r.code == 1 and r.err == f"error: {tmp_path / 'meta'} already exists; choose another --store or remove it\n", r.err
+    for name in ("meta", "array", "shard"):
+        r = run_subprocess("dataset", "show", tmp_path / name, "--out", tmp_path / "sheet.png", timeout=60)
+        assert r.code == 1 and len(r.err.splitlines()) == 1 and "not a regular file" in r.err, r.err
+        assert f"{tmp_path / name / ('clean/c/0/0/0/0' if name == 'shard' else '')}".rstrip("/") in r.err, r.err
+    assert not (tmp_path / "sheet.png").exists()
+
+
 def test_verify_catches_a_cut_shard_list_and_damaged_arrays(capsys, home):
     make(capsys, "t", count=8)
     p = _attrs_path("t")
