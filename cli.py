@@ -292,7 +292,7 @@ def recipes_validate(files: tuple[str, ...], as_json: bool) -> None:
 
 # -- degrade -----------------------------------------------------------------------------------
 @cli.command("degrade")
-@click.argument("images", nargs=-1, required=True, type=_Path())
+@click.argument("images", nargs=-1, required=True, type=_Path(readable=False))  # an unreadable one: a failed input
 @click.option("--recipe", "-r", default="old-photo", show_default=True, help="Built-in recipe name or a YAML/JSON file.")
 @click.option("--seed", "-s", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the recipe's sampling.")
 @click.option("--out", "-o", type=_Path(file_okay=False), required=True, help="Output folder.")
@@ -676,7 +676,7 @@ def dataset_gc(dry_run: bool, as_json: bool, force: bool) -> None:
 
 # -- restoration -------------------------------------------------------------------------------
 @cli.command("restore")
-@click.argument("inputs", nargs=-1, required=True, type=_Path())
+@click.argument("inputs", nargs=-1, required=True, type=_Path(readable=False))  # an unreadable one: a failed input
 @click.option("--out", "-o", type=_Path(file_okay=False), required=True, help="Output folder.")
 @_model_option
 @click.option("--scratches", default="auto", show_default=True,

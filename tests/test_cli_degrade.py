@@ -410,6 +410,29 @@ def test_an_input_in_a_folder_that_cannot_be_searched_costs_only_itself(capsys, 
     assert (tmp_path / "o" / "good-000.png").exists()
 
 
+@pytest.mark.parametrize("command", ["degrade", "restore"])
+def test_an_unreadable_input_named_on_the_command_line_costs_only_itself(capsys, tmp_path, photo, monkeypatch, command):
+    """A photo without read permission (for a user other than root) named as an argument was a usage error that
+    stopped every other input (exit status 2), where the same photo in a folder was one failed input."""
+    import degrade.io
+
+    (tmp_path / "good.png").write_bytes(encode_png(photo[:64, :64]))
+    (tmp_path / "locked.png").write_bytes(encode_png(photo[:64, :64]))
+    access = os.access
+
+    def no_read(path, *a, **kw):  # what os.access and open say of a mode-000 file (root is never told)
+        if str(path).endswith("locked.png"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, *a, **kw)
+
+    monkeypatch.setattr(os, "access", lambda p, m, *a, **kw: not str(p).endswith("locked.png") and access(p, m, *a, **kw))
+    monkeypatch.setattr(degrade.io, "open", no_read, raising=False)
+    extra = ["--recipe", "mild"] if command == "degrade" else ["--scratches", "none"]
+    r = run(capsys, command, tmp_path / "good.png", tmp_path / "locked.png", "--out", tmp_path / "o", *extra)
+    assert r.code == 1 and one_line_error(r) and f"error: {tmp_path / 'locked.png'}: cannot read (Permission denied)" in r.err, r.err
+    assert "1 of 2 inputs failed" in r.err and (tmp_path / "o" / ("good-000.png" if command == "degrade" else "good.png")).exists()
+
+
 def test_long_names_and_unwritable_outputs_cost_only_their_input(capsys, tmp_path, photo):
     d = tmp_path / "in"
     d.mkdir()
