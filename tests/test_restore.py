@@ -485,6 +485,20 @@ def test_zoo_info_reads_the_header_and_refuses_a_broken_file_in_one_line(home, t
     assert one_line_error(r) and "is not a regular file" in r.err, r.err
 
 
+def test_a_broken_link_as_a_model_path_is_named_as_one(capsys, tmp_path):
+    """`--model old.safetensors`, a link whose checkpoint was moved away (or links that loop), was called 'not a
+    regular file (a pipe, socket or device)'."""
+    (tmp_path / "moved.safetensors").symlink_to(tmp_path / "away.safetensors")
+    (tmp_path / "a.safetensors").symlink_to(tmp_path / "b.safetensors")
+    (tmp_path / "b.safetensors").symlink_to(tmp_path / "a.safetensors")
+    for name in ("moved", "a"):
+        path = tmp_path / f"{name}.safetensors"
+        for args in (["zoo", "info", path], ["restore", "builtin:real", "-m", path, "-o", tmp_path / "r"]):
+            r = run(capsys, *args)
+            assert r.code == 1 and r.err == f"error: {path} is a broken symbolic link, not a checkpoint\n", r.err
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_card_config_larger_than_its_weights_is_refused_before_it_is_built(tmp_path):
     """A card's config builds the networks before the weights load: width 4096 in a hand-edited card (each
     setting within its range) allocated tens of gigabytes for an 8 MB file. Shapes are checked first, in no memory."""

@@ -139,6 +139,8 @@ def resolve(ref: str | Path, model: str | None = None) -> Path:
         if not st.exists():
             if Path(s).is_file():
                 raise DaguerreError(f"{s} is not a .safetensors checkpoint (daguerre reads no other format, never a pickle)")
+            if Path(s).is_symlink() and not Path(s).exists():  # its checkpoint moved away (or links that loop): not a device
+                raise DaguerreError(f"{s} is a broken symbolic link, not a checkpoint")
             if os.path.lexists(s) and not Path(s).is_dir():  # /dev/null, a FIFO: read as nothing, named as what it is
                 raise DaguerreError(f"{s} is not a regular file (a pipe, socket or device), not a checkpoint")
             raise DaguerreError(f"no checkpoint at {st}")
