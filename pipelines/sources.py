@@ -134,6 +134,9 @@ def scan_source(spec: str | os.PathLike, workers: int = 2, strict: bool = False)
         elif p.is_file():
             paths, root = [p], p.parent
             spec = str(p.absolute())
+        elif p.exists() or p.is_symlink():  # a FIFO or device (never opened), a link whose target is gone (or loops)
+            why = "is a broken symbolic link" if not p.exists() else "is not a regular file (a pipe, socket or device)"
+            raise DaguerreError(f"source {spec!r} {why}")
         else:
             raise DaguerreError(
                 f"unknown source {spec!r}: not a folder, file or glob, nor builtin:samples, builtin:real, dataset:NAME"

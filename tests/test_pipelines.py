@@ -367,6 +367,18 @@ def test_a_fifo_or_device_in_a_source_is_reported_not_ignored(tmp_path, photo):
         s.close()
 
 
+def test_a_fifo_device_or_broken_link_given_as_the_source_is_named_as_what_it_is(tmp_path):
+    """`--source scan.png` that is a FIFO, /dev/zero or a link whose photo moved away was an 'unknown source: not a
+    folder, file or glob', as if nothing were there."""
+    os.mkfifo(tmp_path / "fifo.png")
+    (tmp_path / "moved.png").symlink_to(tmp_path / "away.png")
+    for spec, why in ((tmp_path / "fifo.png", "is not a regular file (a pipe, socket or device)"),
+                      ("/dev/zero", "is not a regular file (a pipe, socket or device)"), (tmp_path / "moved.png", "is a broken symbolic link")):
+        with pytest.raises(DaguerreError) as e:
+            scan_source(str(spec))
+        assert str(e.value) == f"source {str(spec)!r} {why}"
+
+
 def test_crop_is_deterministic_and_varied(home):
     source = scan_source("builtin:samples")
     a = [pick_and_crop(source, 1, i, 48, CropConfig())[1] for i in range(30)]
