@@ -450,6 +450,8 @@ def load_recipe(ref: str | Path | dict | list | Recipe) -> Recipe:
         text = resources.files("degrade.recipes").joinpath(f"{ref}.yaml").read_text()
         return Recipe.from_dict(parse_text(text, ref), name=ref)
     path = Path(ref)
+    if path.is_symlink() and not path.exists():  # its file moved away, or links that loop
+        raise RecipeError(f"recipe {ref!r} is a broken symbolic link")
     if not path.exists():
         raise RecipeError(f"unknown recipe {ref!r}: not a built-in ({', '.join(builtin_recipes())}) nor a file")
     if path.is_dir():

@@ -683,3 +683,14 @@ def test_recipe_and_config_fifos_are_refused_not_waited_on(tmp_path):
     assert all(line.endswith(": not a regular file (a pipe, socket or device)") for line in lines), r.stderr
     assert lines[-1] == f"error: cannot read config {sock}: not a regular file (a pipe, socket or device)", r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_recipe_path_that_is_a_broken_link_is_named_as_one(tmp_path):
+    """A recipe file linked to one since moved away (or links that loop) was 'not a built-in nor a file'."""
+    (tmp_path / "moved.yaml").symlink_to(tmp_path / "away.yaml")
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    for name in ("moved.yaml", "a.yaml"):
+        with pytest.raises(RecipeError) as e:
+            load_recipe(str(tmp_path / name))
+        assert str(e.value) == f"recipe {str(tmp_path / name)!r} is a broken symbolic link"
