@@ -562,7 +562,7 @@ def complete_store(p: Path) -> bool:
     """A published ``vN.zarr`` whose attributes are marked complete: a whole dataset, not a leftover."""
     try:
         return bool(STORE_NAME.fullmatch(p.name) and p.is_dir() and read_attrs(p).get("complete"))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # unreadable (JSON nested thousands deep too): a leftover
         return False
 
 

@@ -16,7 +16,7 @@ from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, encode_png, make_folders, nearest_existing
 
 from .generate import SCHEDULERS, GenerationResult, generate
-from .layout import MAX_SIZE, human_bytes, read_attrs
+from .layout import MAX_SIZE, human_bytes, read_store
 from .reader import Dataset, open_dataset
 from .refs import check_name, dataset_dir
 from .shards import DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS
@@ -99,10 +99,10 @@ def _adoptable(spec: GenerationSpec, catalog, final: Path | None = None) -> Path
         if os.path.realpath(p) in refs:
             continue
         try:
-            attrs = read_attrs(p)
-        except (OSError, ValueError, KeyError, TypeError):
+            attrs, _ = read_store(p)  # complete and sound as the reader checks it, or a DaguerreError
+        except DaguerreError:
             continue
-        if attrs.get("complete") and attrs.get("lineage_hash") == spec.lineage_hash:
+        if attrs.get("lineage_hash") == spec.lineage_hash:
             return p
     return None
 

@@ -1225,6 +1225,21 @@ def test_metadata_nested_thousands_deep_is_one_line(capsys, home):
     assert one_line_error(r) and "nested too deep" in r.err and "internal" not in r.err
 
 
+def test_an_unregistered_store_nested_thousands_deep_is_a_damaged_leftover(capsys, home):
+    """create (looking for a store to adopt) and gc (looking for complete ones to keep) failed with an internal
+    RecursionError on such a zarr.json in datasets/NAME/."""
+    for name in ("deep", "junk"):
+        (home / "datasets" / name / "v1.zarr").mkdir(parents=True)
+        (home / "datasets" / name / "v1.zarr" / "zarr.json").write_text("[" * 100_000 + "]" * 100_000)
+    (home / "datasets" / "deep" / "v2.zarr").mkdir()
+    (home / "datasets" / "deep" / "v2.zarr" / "zarr.json").write_text("[]")  # not an object: an internal AttributeError
+    r = make(capsys, "deep", count=4)  # not adopted: generated, the leftover set aside for gc
+    assert "created deep@v1" in r.out and open_dataset("deep@v1").attrs["count"] == 4
+    r = run(capsys, "dataset", "gc")
+    assert r.code == 0 and f"removed {home / 'datasets' / 'junk' / 'v1.zarr'}" in r.out and "kept" not in r.out
+    assert not (home / "datasets" / "junk").exists() and [p.name for p in (home / "datasets" / "deep").iterdir() if p.name != ".lock"] == ["v1.zarr"]
+
+
 def test_gc_keeps_complete_stores_when_the_catalog_is_emptied(capsys, home):
     """A 0-byte catalog.sqlite opens as an empty catalog: gc then removed every dataset as garbage."""
     make(capsys, "keep", count=4)
