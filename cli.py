@@ -362,7 +362,9 @@ def dataset() -> None:
               help="zstd level of the chunks (-131072 fastest … 22 smallest; docs/datasets.md).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output: the version made or reused (warnings stay on stderr).")
 def dataset_create(name, recipe, source, count, size, seed, shard_size, workers, scheduler, address, real, store, strict, zstd_level, as_json):
-    """Generate dataset NAME from a recipe and a source; re-run the same command to resume."""
+    """Generate dataset NAME from a recipe and a source; re-run the same command to resume. A version of NAME with
+    the same lineage is reused where it is, at its zstd level: a --store or --zstd-level it lacks is not applied (a warning
+    says so)."""
     from pipelines import build_spec, create_dataset
 
     if real and recipe is not None:
@@ -372,13 +374,19 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
         click.echo(_one_line(f"warning: skipped {s['reason']}"), err=True)
     with _progress(count, f"generating {name}", "samples") as advance:
         res = create_dataset(spec, store, workers, scheduler, address, on_start=advance.start, on_shard=advance)
+    if res.not_applied:  # --store and --zstd-level are not part of the lineage, which decides reuse
+        asked = " and ".join(f"--{k.replace('_', '-')} {d['requested']}" for k, d in res.not_applied.items())
+        level = f", zstd level {res.not_applied['zstd_level']['reused']}" if "zstd_level" in res.not_applied else ""
+        click.echo(f"warning: {asked} not applied: {res.version.ref} was reused as it is ({res.path}{level}); for a new version "
+                   f"with {'them' if len(res.not_applied) > 1 else 'it'}, create it under another name, or "
+                   f"`daguerre dataset rm {res.version.ref}` first", err=True)  # fmt: skip
     if as_json:
         _echo_json({"ref": res.version.ref, "path": str(res.path), "identity": res.version.identity, "reused": res.reused,
-                    "samples": count, "size": size, "shards": spec.n_shards, "shards_resumed": res.shards_reused,
-                    "skipped": res.skipped, "seconds": round(res.seconds, 3)})  # fmt: skip
+                    "not_applied": res.not_applied, "samples": count, "size": size, "shards": spec.n_shards,
+                    "shards_resumed": res.shards_reused, "skipped": res.skipped, "seconds": round(res.seconds, 3)})  # fmt: skip
         return
     if res.reused:
-        click.echo(f"{res.version.ref} already has this lineage (same recipe, source, seed, count, size, layout); reusing it: {res.path}")
+        click.echo(f"{res.version.ref} already has this lineage (same recipe, source, seed, count, size, shard size, crop); reusing it: {res.path}")
         return
     resumed = f", {res.shards_reused} shards resumed" if res.shards_reused else ""
     skipped = f", {len(res.skipped)} unreadable source files skipped" if res.skipped else ""

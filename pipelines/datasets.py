@@ -9,13 +9,14 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, encode_png, make_folders, nearest_existing
 
-from .generate import SCHEDULERS, GenerationResult, generate
+from .generate import SCHEDULERS, GenerationResult, _stored_zstd_level, generate
 from .layout import MAX_SIZE, human_bytes, read_store
 from .reader import Dataset, open_dataset
 from .refs import check_name, dataset_dir
@@ -107,6 +108,20 @@ def _adoptable(spec: GenerationSpec, catalog, final: Path | None = None) -> Path
     return None
 
 
+def _not_applied(spec: GenerationSpec, final: Path | None, reused: Path) -> dict[str, Any]:
+    """The requested ``--store`` and ``--zstd-level`` that the version reused at ``reused`` does not have: neither is
+    part of the lineage, which decides reuse."""
+    from .generate import _stored_zstd_level
+
+    out: dict[str, Any] = {}
+    if final is not None and os.path.realpath(final) != os.path.realpath(reused):
+        out["store"] = {"requested": str(final), "reused": str(reused)}
+    level = _stored_zstd_level(reused, spec)
+    if level is not None and level != spec.zstd_level:
+        out["zstd_level"] = {"requested": spec.zstd_level, "reused": level}
+    return out
+
+
 def _check_store_place(final: Path, catalog) -> None:
     """A ``--store`` outside the catalog's own folder and neither inside nor around a registered store:
     ``gc``, ``rm`` and the next version of a name manage those paths and would delete or collide with it."""
@@ -179,13 +194,15 @@ def create_dataset(
                         f"{existing.ref} has this lineage but its data is gone ({existing.path}); "
                         f"`daguerre dataset rm {existing.ref}` (or restore the folder), then re-run"
                     )
-                return GenerationResult(Path(existing.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, existing, reused=True)
+                return GenerationResult(Path(existing.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, existing, reused=True,
+                                        not_applied=_not_applied(spec, final, Path(existing.path)))  # fmt: skip
             orphan = _adoptable(spec, catalog, final)
             if orphan is None and final is not None and final.exists():
                 raise DaguerreError(f"{final} already exists; choose another --store or remove it")
             if orphan is not None:
                 v = catalog.register(spec.name, orphan, final)
-                return GenerationResult(Path(v.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, v, reused=True)
+                return GenerationResult(Path(v.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, v, reused=True,
+                                        not_applied=_not_applied(spec, final, Path(v.path)))  # fmt: skip
             if final is not None:
                 partial = final.parent / f".{final.name}.partial"
             else:

@@ -182,6 +182,7 @@ class GenerationResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
     version: Any = None  # catalog.Version
     reused: bool = False  # an existing version with the same lineage was returned
+    not_applied: dict[str, Any] = field(default_factory=dict)  # what a reused version does not have: {"store": {"requested", "reused"}, …}
 
 
 def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
@@ -242,11 +243,12 @@ def _shard_done(partial: Path, layouts: dict[str, Any], k: int) -> bool:
 
 
 def _stored_zstd_level(store: Path, spec: GenerationSpec) -> int | None:
+    """The zstd level ``store``'s chunks are encoded with (None where its metadata is unreadable or not this reader's)."""
     from .reader import _expected_layout
 
     try:
         layout = _expected_layout(spec.fields[0], json.loads((store / spec.fields[0] / "zarr.json").read_text()))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return None if layout is None else layout.zstd_level
 

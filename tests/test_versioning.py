@@ -600,6 +600,24 @@ def test_version_numbers_are_never_reused(capsys, home):
     assert open_dataset("n@v3").attrs["identity"] != first_v2
 
 
+def test_a_reused_version_says_which_store_and_zstd_level_were_not_applied(capsys, home, tmp_path):
+    """A create whose lineage NAME@vN has reused it in silence: nothing was written at --store, and --zstd-level was
+    ignored while the message said "same ... layout"."""
+    make(capsys, "t", "--store", tmp_path / "t.zarr", count=4)
+    r = make(capsys, "t", "--store", tmp_path / "t.zarr", count=4)  # the same command again: all applied
+    assert "t@v1 already has this lineage" in r.out and r.err == ""
+    r = make(capsys, "t", "--store", tmp_path / "copy.zarr", count=4)
+    assert f"reusing it: {tmp_path / 't.zarr'}" in r.out and not (tmp_path / "copy.zarr").exists()
+    assert f"warning: --store {tmp_path / 'copy.zarr'} not applied: t@v1 was reused as it is ({tmp_path / 't.zarr'});" in r.err
+    assert "create it under another name, or `daguerre dataset rm t@v1` first" in r.err
+    r = make(capsys, "t", "--zstd-level", "5", "--json", count=4)
+    assert "--zstd-level 5 not applied" in r.err and "zstd level -1" in r.err
+    assert json.loads(r.out)["not_applied"] == {"zstd_level": {"requested": 5, "reused": -1}}
+    r = make(capsys, "u", "--zstd-level", "5", count=4)  # under another name: a new version with them
+    assert "created u@v1" in r.out
+    assert json.loads(make(capsys, "u", "--zstd-level", "5", "--json", count=4).out)["not_applied"] == {}
+
+
 def test_crash_before_commit_with_store_is_adopted(capsys, home, monkeypatch, tmp_path):
     spec = build_spec("s", "builtin:samples", 6, 32, 0, shard_size=3)
     crash_before_commit(monkeypatch, spec, store=str(tmp_path / "s.zarr"))
