@@ -26,7 +26,7 @@ from typing import Any
 from degrade.errors import DaguerreError
 
 from .layout import read_attrs, write_attrs
-from .refs import NAME_RE, DatasetRef, check_name, daguerre_home, dataset_dir, parse_ref, user_path, version_number
+from .refs import NAME_RE, DatasetRef, check_name, daguerre_home, dataset_dir, parse_ref, reads_as_version, user_path, version_number
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -289,8 +289,9 @@ class Catalog:
 
     def tag(self, ref: str, tag: str) -> Version:
         v = self.resolve(ref)
-        if not NAME_RE.match(tag) or version_number(tag) is not None or tag.endswith(".zarr"):  # NAME@T.zarr reads as a path
-            raise DaguerreError(f"invalid tag {tag!r}: letters, digits, '.', '_', '-', not of the form vN nor ending in .zarr")
+        if not NAME_RE.match(tag) or reads_as_version(tag) or tag.endswith(".zarr"):  # NAME@T.zarr reads as a path
+            raise DaguerreError(f"invalid tag {tag!r}: letters, digits, '.', '_', '-', not v and digits in any spelling "
+                                f"(v2, V2, v02: a version) nor ending in .zarr")  # fmt: skip
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM versions WHERE name=? AND number=?", (v.name, v.number)).fetchone() is None:
                 raise DaguerreError(f"{v.ref} was removed meanwhile; nothing tagged")  # an rm between resolve and here

@@ -100,5 +100,11 @@ def version_number(version: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def reads_as_version(text: str) -> bool:
+    """Whether ``text`` is ``v`` and digits in any spelling (``v2``, ``V2``, ``v02``, ``v0``), which a user reads as a
+    version number: not a tag, though only ``vN`` parses as one."""
+    return re.fullmatch(r"[vV][0-9]+", text) is not None
+
+
 def dataset_dir(name: str) -> Path:
     return datasets_root() / check_name(name)

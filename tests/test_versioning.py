@@ -513,6 +513,25 @@ def test_a_tag_ending_in_zarr_is_refused(capsys, home):
     assert run(capsys, "dataset", "rm", "a@v1").code == 0  # no tag holds it
 
 
+def test_a_tag_that_reads_as_a_version_is_refused_and_an_old_one_still_works(capsys, home):
+    """V2, v02 and v0 were accepted as tags: `a@v02` then meant a tag, not v2."""
+    import sqlite3
+
+    make(capsys, "a", count=4)
+    for tag in ("V2", "v02", "v0", "V1", "v1"):
+        r = run(capsys, "dataset", "tag", "a@v1", tag)
+        assert one_line_error(r) and f"invalid tag {tag!r}" in r.err, tag
+    assert "(v2, V2, v02: a version)" in r.err
+    assert run(capsys, "dataset", "tag", "a@v1", "v2-final").code == 0  # more than v and digits: a tag
+    db = sqlite3.connect(home / "catalog.sqlite")  # one an older daguerre tagged
+    db.execute("INSERT INTO tags VALUES ('a', 'v02', 1, '2026-01-01T00:00:00+00:00')")
+    db.commit()
+    db.close()
+    assert open_dataset("a@v02").attrs["version"] == "v1"
+    assert run(capsys, "dataset", "untag", "a@v02").code == 0 and run(capsys, "dataset", "untag", "a@v2-final").code == 0
+    assert run(capsys, "dataset", "rm", "a@v1").code == 0  # no tag holds it
+
+
 def test_oversized_counts_and_shards_fail_before_any_work(capsys, home):
     r = run(capsys, "dataset", "create", "big", "--count", str(10**15), *ARGS)
     assert one_line_error(r) and "need at least 4.0 EB and" in r.err
