@@ -653,9 +653,11 @@ def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
     if r.path is not None or not r.version:
         raise DaguerreError(f"name the version to remove, e.g. {r.name or 'NAME'}@v1")
     cat = Catalog()
-    v = cat.remove(ref, force)
+    made: list[str] = []
+    v = cat.remove(ref, force, made)
     cat.close()
-    _echo_json({"removed": v.to_dict()}) if as_json else click.echo(f"removed {v.ref} ({_human_bytes(v.bytes)})")
+    note = f"; still recorded as made from it: {', '.join(made)}" if made else ""  # as `zoo rm --force` says
+    _echo_json({"removed": v.to_dict(), "dependants": made}) if as_json else click.echo(f"removed {v.ref} ({_human_bytes(v.bytes)}){note}")
 
 
 @dataset.command("gc")

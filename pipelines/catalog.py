@@ -321,9 +321,9 @@ class Catalog:
                     out.append(w.ref)
         return out
 
-    def remove(self, ref: str, force: bool = False) -> Version:
+    def remove(self, ref: str, force: bool = False, dependants: list[str] | None = None) -> Version:
         """Unregister a version (refusing, without ``force``, a tagged one or one that others were made from),
-        then delete its data."""
+        then delete its data. ``dependants``: gets the versions still recorded as made from it (some only with ``force``)."""
         v = self.resolve(ref)
         doomed = Path(v.path)
         aside = doomed.parent / f".{doomed.name}.removing-{time.time_ns()}"
@@ -338,6 +338,8 @@ class Catalog:
             if made and not force:  # inside the transaction too: no version can be registered meanwhile
                 raise DaguerreError(f"{v.ref} is the source of {', '.join(made)} (`reproduce` of them needs it); "
                                     f"use --force to remove it anyway")  # fmt: skip
+            if dependants is not None:
+                dependants += made
             db.execute("DELETE FROM tags WHERE name=? AND number=?", (v.name, v.number))
             db.execute("DELETE FROM versions WHERE name=? AND number=?", (v.name, v.number))
             if outside and not foreign:
