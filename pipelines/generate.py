@@ -190,7 +190,7 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
     if partial.exists():
         try:
             attrs = read_attrs(partial)
-        except (OSError, ValueError, AttributeError) as e:
+        except (OSError, ValueError, AttributeError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
             raise DaguerreError(f"the unfinished generation in {partial} has unreadable attributes ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''}); remove it to start over") from None  # fmt: skip
         if attrs.get("lineage_hash") != spec.lineage_hash:

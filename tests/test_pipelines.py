@@ -916,7 +916,7 @@ def test_data_reaches_the_disk_before_what_records_it(small_spec, home, monkeypa
     assert ("sync", str(Path(v.path).parent)) in events[moved:]
 
 
-@pytest.mark.parametrize("damage", [b"", b"\0" * 64, b"[1, 2]"])
+@pytest.mark.parametrize("damage", [b"", b"\0" * 64, b"[1, 2]", b"[" * 100_000 + b"]" * 100_000])  # the last: an internal RecursionError
 def test_an_unfinished_store_with_unreadable_attributes_says_so(small_spec, tmp_path, damage):
     """It was refused as "an unfinished generation with different settings", which sent the user
     looking for a setting they had not changed."""
