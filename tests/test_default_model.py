@@ -72,8 +72,8 @@ def test_default_restores_synthetic_damage(home):
     assert np.mean(gains) > 1.0, gains
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 open: the shipped detector misses thin scratches (F1 0.17 on this image; 0.90 on "
-                   "test-bopbtl, whose defects are tears, 0.50 on test-old-photo; target 0.6); strict, so a better detector turns this red until re-enabled")
+@pytest.mark.xfail(strict=True, reason="issue 6 open: the shipped detector misses thin scratches (F1 0.21 on this image; 0.94 on "
+                   "test-bopbtl, whose defects are tears, 0.55 on test-old-photo; target 0.6); strict, so a better detector turns this red until re-enabled")
 def test_default_detects_scratches(home):
     from zoo.restore import restore
 

@@ -5,7 +5,7 @@
 #   default-scratch-gpu       the shipped architecture (base 16, depth 3), 6,000 steps from default-scratch-ft
 #   default-scratch-gpu-deep  depth 5 (a receptive field about four times wider), 3,500 steps from scratch
 # INIT_A and NAME_A continue from another detector, STEPS_B=0 skips the second run: the shipped
-# default-scratch-gpu3 is default-scratch-gpu trained on by two such runs (gpu-run-detector/README.md).
+# default-scratch-gpu5 is default-scratch-gpu trained on by four such runs (gpu-run-detector/README.md).
 # A run the time limit stops keeps its last checkpoint. Inputs in $IN come from
 # `python -m zoo.default.gpu_inputs WORK .gpu default-scratch-ft --webp`; zoo/default/gpu-run-detector/
 # has the commands that ran and what came out, docs/benchmarks.md what it did.

@@ -45,11 +45,11 @@ $DG train scratch --config zoo/default/scratch-ft.yaml --pairs x --init default-
 # third mapping phase: the same losses again at a lower rate, decayed to zero
 $DG train mapping --config zoo/default/mapping-ft2.yaml --pairs x --vae1 default-vae1 --vae2 default-vae2 \
     --init default-mapping-ft --out "$WORK/runs/mapping-ft2" --name default-mapping-ft2 $S
-# The shipped detector was trained on a GPU, 17,250 steps of batch 32 at 256 px in three runs from
+# The shipped detector was trained on a GPU, 39,750 steps of batch 32 at 256 px in five runs from
 # default-scratch-ft (zoo/default/train-gpu-detector.sh; weights and record in
-# zoo/default/gpu-run-detector/); this CPU would need about two days for that (some 10 s a step),
+# zoo/default/gpu-run-detector/); this CPU would need about four and a half days for that (some 10 s a step),
 # so the bundle takes the committed weights. DETECTOR=default-scratch-ft bundles the CPU-trained detector instead.
-DETECTOR=${DETECTOR:-zoo/default/gpu-run-detector/default-scratch-gpu3.safetensors}
+DETECTOR=${DETECTOR:-zoo/default/gpu-run-detector/default-scratch-gpu5.safetensors}
 $DG zoo bundle default --replace --vae1 default-vae1 --vae2 default-vae2 --mapping default-mapping-ft2 --scratch "$DETECTOR"
 $DG dataset create val --recipe zoo/default/train-mix.yaml --source "$WORK/clean-train" --count $(n 200) --size 256 --seed 7
 # the mask is calibrated on one validation set per damage recipe (training photographs, new crops)
