@@ -1084,3 +1084,15 @@ def test_zoo_rm_and_register_take_the_model_stores_lock(data, tmp_path, monkeypa
     d = store.remove("link")
     assert d["bytes"] == 0 and (store.models_dir() / "linked").read_bytes() == b"kept" and (tmp_path / "outside.json").exists()
     assert not os.path.lexists(store.models_dir() / "link.safetensors") and not os.path.lexists(store.models_dir() / "link.json")
+
+
+def test_a_loader_worker_drops_the_broken_pipes_of_a_stopped_trainer_and_reports_the_rest():
+    """A loader worker's resource sharer thread reports through sys.excepthook: its BrokenPipeError, handing a batch to a
+    training process that had just stopped on SIGTERM, printed a traceback after 'terminated' (seen under load)."""
+    from zoo.train import _quiet_when_the_reader_is_gone
+
+    seen = []
+    hook = _quiet_when_the_reader_is_gone(lambda kind, value, tb: seen.append(kind))
+    for kind in (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+        hook(kind, kind(), None)
+    assert seen == [ValueError, OSError]

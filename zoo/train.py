@@ -214,10 +214,25 @@ def loader_workers(asked: int, batches: int) -> int:
 def _end_quietly_on_sigterm(_: int) -> None:
     """In a loader process: SIGTERM ends it with status 0, whoever sent it. torch's workers exit so only on their
     parent's; one sent to the whole group (``timeout``, a service manager) killed them, and the training process,
-    stopping on its own SIGTERM, failed with an internal 'DataLoader worker is killed by signal' instead."""
+    stopping on its own SIGTERM, failed with an internal 'DataLoader worker is killed by signal' instead.
+    A batch on its way to a training process that has just stopped is dropped without a word (below)."""
     import signal
+    import sys
 
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    sys.excepthook = _quiet_when_the_reader_is_gone(sys.excepthook)
+
+
+def _quiet_when_the_reader_is_gone(hook):
+    """``hook``, less the broken pipes of a consumer that is gone: multiprocessing's resource sharer thread, handing a
+    batch's file descriptors to a training process that stopped an instant before, printed their traceback after
+    'terminated'."""
+
+    def excepthook(kind, value, tb):
+        if not issubclass(kind, (BrokenPipeError, ConnectionResetError)):
+            hook(kind, value, tb)
+
+    return excepthook
 
 
 class Batches:
