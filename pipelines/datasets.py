@@ -111,8 +111,6 @@ def _adoptable(spec: GenerationSpec, catalog, final: Path | None = None) -> Path
 def _not_applied(spec: GenerationSpec, final: Path | None, reused: Path) -> dict[str, Any]:
     """The requested ``--store`` and ``--zstd-level`` that the version reused at ``reused`` does not have: neither is
     part of the lineage, which decides reuse."""
-    from .generate import _stored_zstd_level
-
     out: dict[str, Any] = {}
     if final is not None and os.path.realpath(final) != os.path.realpath(reused):
         out["store"] = {"requested": str(final), "reused": str(reused)}

@@ -29,7 +29,7 @@ from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, fsync_dir, is_write_temporary
 from degrade.runtime import usable_cores
 
-from .layout import ATTR_KEY, read_attrs, write_attrs
+from .layout import ATTR_KEY, read_attrs, read_json, write_attrs
 from .shards import ArrayLayout, encode_chunk, encode_shard
 from .sources import pick, pick_and_crop
 from .spec import GenerationSpec
@@ -247,7 +247,7 @@ def _stored_zstd_level(store: Path, spec: GenerationSpec) -> int | None:
     from .reader import _expected_layout
 
     try:
-        layout = _expected_layout(spec.fields[0], json.loads((store / spec.fields[0] / "zarr.json").read_text()))
+        layout = _expected_layout(spec.fields[0], read_json(store / spec.fields[0] / "zarr.json"))  # a FIFO: unopened
     except (OSError, ValueError, RecursionError):
         return None
     return None if layout is None else layout.zstd_level

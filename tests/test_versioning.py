@@ -581,6 +581,19 @@ def test_a_store_whose_metadata_or_shard_is_a_fifo_is_refused_not_waited_on(caps
     assert not (tmp_path / "sheet.png").exists()
 
 
+def test_reusing_a_version_whose_array_metadata_is_a_fifo_does_not_wait_on_it(capsys, home):
+    """The reuse's check of the stored zstd level (for its warning) read clean/zarr.json with read_text: a FIFO
+    there made the same create wait for a writer for ever."""
+    from cli_helpers import run_subprocess
+
+    make(capsys, "x", count=4)
+    meta = Path(open_dataset("x").path) / "clean" / "zarr.json"
+    meta.unlink()
+    os.mkfifo(meta)
+    r = run_subprocess("dataset", "create", "x", "--count", "4", *ARGS, timeout=60)  # old: TimeoutExpired
+    assert r.code == 0 and "x@v1 already has this lineage" in r.out, r.err
+
+
 def test_verify_catches_a_cut_shard_list_and_damaged_arrays(capsys, home):
     make(capsys, "t", count=8)
     p = _attrs_path("t")
