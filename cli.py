@@ -374,6 +374,8 @@ def dataset_create(name, recipe, source, count, size, seed, shard_size, workers,
         click.echo(_one_line(f"warning: skipped {s['reason']}"), err=True)
     with _progress(count, f"generating {name}", "samples") as advance:
         res = create_dataset(spec, store, workers, scheduler, address, on_start=advance.start, on_shard=advance)
+    if click.get_current_context().get_parameter_source("zstd_level") is click.core.ParameterSource.DEFAULT:
+        res.not_applied.pop("zstd_level", None)  # a level not typed was not asked for: the reused one's is kept
     if res.not_applied:  # --store and --zstd-level are not part of the lineage, which decides reuse
         asked = " and ".join(f"--{k.replace('_', '-')} {d['requested']}" for k, d in res.not_applied.items())
         level = f", zstd level {res.not_applied['zstd_level']['reused']}" if "zstd_level" in res.not_applied else ""

@@ -651,6 +651,10 @@ def test_a_reused_version_says_which_store_and_zstd_level_were_not_applied(capsy
     r = make(capsys, "u", "--zstd-level", "5", count=4)  # under another name: a new version with them
     assert "created u@v1" in r.out
     assert json.loads(make(capsys, "u", "--zstd-level", "5", "--json", count=4).out)["not_applied"] == {}
+    r = make(capsys, "u", "--json", count=4)  # no --zstd-level typed: the default is no request (was "--zstd-level -1 not applied")
+    assert r.err == "" and json.loads(r.out)["not_applied"] == {} and json.loads(r.out)["reused"]
+    r = make(capsys, "u", "--store", tmp_path / "u2.zarr", count=4)
+    assert f"warning: --store {tmp_path / 'u2.zarr'} not applied: u@v1 was reused as it is (" in r.err and "zstd" not in r.err
 
 
 def test_crash_before_commit_with_store_is_adopted(capsys, home, monkeypatch, tmp_path):
