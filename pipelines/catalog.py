@@ -314,7 +314,7 @@ class Catalog:
         for w in self.versions():
             try:
                 spec = (read_attrs(w.path).get("source") or {}).get("spec")
-            except (OSError, ValueError, AttributeError, RecursionError):
+            except (OSError, ValueError, AttributeError):
                 continue  # data gone or damaged: verify's finding, not rm's
             if w.ref != v.ref and isinstance(spec, str) and spec.startswith("dataset:"):
                 if spec == f"dataset:{v.ref}" or os.path.realpath(user_path(spec[len("dataset:"):])) == here:
@@ -557,7 +557,7 @@ def holds_version(p: Path, v: Version) -> bool:
     """Whether the store at ``p`` is version ``v`` (its attributes record ``v``'s identity)."""
     try:
         return read_attrs(p).get("identity") == v.identity
-    except (OSError, ValueError, AttributeError, RecursionError):
+    except (OSError, ValueError, AttributeError):
         return False
 
 
@@ -565,7 +565,7 @@ def complete_store(p: Path) -> bool:
     """A published ``vN.zarr`` whose attributes are marked complete: a whole dataset, not a leftover."""
     try:
         return bool(STORE_NAME.fullmatch(p.name) and p.is_dir() and read_attrs(p).get("complete"))
-    except (OSError, ValueError, AttributeError, RecursionError):  # unreadable (JSON nested thousands deep too): a leftover
+    except (OSError, ValueError, AttributeError):  # unreadable (JSON nested thousands deep too): a leftover
         return False
 
 

@@ -190,7 +190,7 @@ def prepare_store(spec: GenerationSpec, partial: Path) -> list[int]:
     if partial.exists():
         try:
             attrs = read_attrs(partial)
-        except (OSError, ValueError, AttributeError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
+        except (OSError, ValueError, AttributeError) as e:  # ValueError: JSON nested thousands deep too
             raise DaguerreError(f"the unfinished generation in {partial} has unreadable attributes ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''}); remove it to start over") from None  # fmt: skip
         if attrs.get("lineage_hash") != spec.lineage_hash:
@@ -248,7 +248,7 @@ def _stored_zstd_level(store: Path, spec: GenerationSpec) -> int | None:
 
     try:
         layout = _expected_layout(spec.fields[0], read_json(store / spec.fields[0] / "zarr.json"))  # a FIFO: unopened
-    except (OSError, ValueError, RecursionError):
+    except (OSError, ValueError):
         return None
     return None if layout is None else layout.zstd_level
 

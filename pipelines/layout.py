@@ -18,7 +18,8 @@ MAX_SIZE = 4096
 
 def read_json(path) -> Any:
     """A store's ``zarr.json``, parsed; one that is not a regular file is an OSError, unopened (a FIFO there waited
-    for a writer for ever, a link to /dev/zero was read until memory ran out)."""
+    for a writer for ever, a link to /dev/zero was read until memory ran out), and JSON nested thousands deep a
+    ValueError (json's RecursionError, which each caller had to catch besides)."""
     import errno
     import os
     import stat
@@ -26,7 +27,11 @@ def read_json(path) -> Any:
     if not stat.S_ISREG(os.stat(path).st_mode):  # a missing file, a link loop: their OSError
         raise OSError(errno.EINVAL, "not a regular file (a pipe, socket, device or folder)", str(path))
     with open(path, "rb") as f:
-        return json.loads(f.read())
+        data = f.read()
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
 
 
 def read_attrs(store) -> dict[str, Any]:
@@ -79,10 +84,8 @@ def read_store(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         root = read_json(path / "zarr.json")
     except FileNotFoundError:
         raise DaguerreError(f"{path} is not a daguerre dataset (no zarr.json)") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # JSON nested thousands deep too
         raise DaguerreError(f"{path}: unreadable metadata ({e})") from None
-    except RecursionError:  # JSON nested thousands deep
-        raise DaguerreError(f"{path}: unreadable metadata (nested too deep)") from None
     attributes = root.get("attributes") if isinstance(root, dict) else None
     attrs = attributes.get(ATTR_KEY) if isinstance(attributes, dict) else None
     if not attrs or not isinstance(attrs, dict):
@@ -110,8 +113,6 @@ def read_store(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             raise DaguerreError(f"{path}: its array {f!r} is missing (a damaged store)") from None
         except (OSError, ValueError) as e:
             raise DaguerreError(f"{path}: unreadable metadata of array {f!r} ({e})") from None
-        except RecursionError:
-            raise DaguerreError(f"{path}: unreadable metadata of array {f!r} (nested too deep)") from None
         metas[f] = meta
         want = (count, *sample_shape(f, size))
         shape = meta.get("shape", []) if isinstance(meta, dict) else []

@@ -1282,6 +1282,15 @@ def test_metadata_nested_thousands_deep_is_one_line(capsys, home):
     assert one_line_error(r) and "nested too deep" in r.err and "internal" not in r.err
 
 
+def test_read_json_gives_metadata_nested_thousands_deep_as_a_value_error(tmp_path):
+    """Its callers (reader, create's adoption, gc, rm, resume) each caught json's RecursionError besides ValueError."""
+    from pipelines.layout import read_json
+
+    (tmp_path / "zarr.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="^nested too deep$"):
+        read_json(tmp_path / "zarr.json")
+
+
 def test_an_unregistered_store_nested_thousands_deep_is_a_damaged_leftover(capsys, home):
     """create (looking for a store to adopt) and gc (looking for complete ones to keep) failed with an internal
     RecursionError on such a zarr.json in datasets/NAME/."""
