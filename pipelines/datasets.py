@@ -17,7 +17,7 @@ from degrade.errors import DaguerreError
 from degrade.io import atomic_write_bytes, encode_png, make_folders, nearest_existing
 
 from .generate import SCHEDULERS, GenerationResult, _stored_zstd_level, generate
-from .layout import MAX_SIZE, human_bytes, read_store
+from .layout import MAX_SIZE, human_bytes, read_json, read_store
 from .reader import Dataset, open_dataset
 from .refs import check_name, dataset_dir
 from .shards import DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS
@@ -291,10 +291,8 @@ def _export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None) ->
     mark = {"identity": ds.attrs.get("identity") or str(ds.path), "dataset": str(ds.path)}  # identity covers the count
     if any(out.iterdir()):
         try:
-            if not (out / EXPORT_MARK).is_file():  # a FIFO there waited for a writer for ever, /dev/zero ran out of memory
-                raise FileNotFoundError
-            held = json.loads((out / EXPORT_MARK).read_text())
-        except (OSError, ValueError):
+            held = read_json(out / EXPORT_MARK)  # not a regular file (a FIFO waited for ever): unopened
+        except (OSError, ValueError):  # nested thousands deep too (an internal RecursionError)
             raise DaguerreError(f"{out} is not an empty folder; export into a new one") from None
         if not isinstance(held, dict) or held.get("identity") != mark["identity"]:
             what = held.get("dataset") if isinstance(held, dict) else "?"

@@ -739,11 +739,13 @@ def test_a_catalog_that_cannot_be_written_is_named_not_an_internal_error(capsys,
 
 def test_export_refuses_a_folder_whose_mark_is_a_fifo_or_device_unread(capsys, home, tmp_path):
     """An --out whose .daguerre-export.json was a FIFO waited for a writer for ever (a link to /dev/zero: read
-    until memory ran out); it is a folder that is not empty, as any other."""
+    until memory ran out); it is a folder that is not empty, as any other. A mark nested thousands deep was an
+    internal RecursionError."""
     from cli_helpers import run_subprocess
 
     make(capsys, "x", count=4)
-    for name, place in (("fifo", os.mkfifo), ("zero", lambda p: os.symlink("/dev/zero", p))):
+    deep = lambda p: p.write_text("[" * 100_000 + "]" * 100_000)  # noqa: E731
+    for name, place in (("fifo", os.mkfifo), ("zero", lambda p: os.symlink("/dev/zero", p)), ("deep", deep)):
         (tmp_path / name).mkdir()
         place(tmp_path / name / ".daguerre-export.json")
         r = run_subprocess("dataset", "export", "x", "--out", tmp_path / name, timeout=60)  # the old code: a TimeoutExpired
