@@ -458,6 +458,20 @@ def test_a_fifo_or_device_named_results_json_in_out_is_refused_unread(tmp_path):
                                      for d in ("fifo", "zero")], r.stderr
 
 
+def test_a_results_json_nested_thousands_deep_is_not_an_internal_error(capsys, tmp_path):
+    """bench --out (telling an earlier report from a user's files) and bench compare let json's RecursionError out."""
+    from degrade.errors import DaguerreError
+    from zoo.report import prepare_out
+
+    (tmp_path / "out").mkdir()
+    deep = tmp_path / "out" / "results.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DaguerreError, match="exists and was not written by `daguerre bench`"):
+        prepare_out(tmp_path / "out")
+    r = run(capsys, "bench", "compare", deep, deep)
+    assert one_line_error(r) and r.err == f"error: cannot read results {deep}: nested too deep\n", r.err
+
+
 def test_bench_replaces_an_earlier_report_but_never_a_users_files(capsys, tiny, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -216,7 +216,7 @@ def _bench_results(path: Path) -> bool:
     """Whether ``path`` is a results.json that ``daguerre bench`` wrote (its folder is then a report folder)."""
     try:  # a FIFO there waited for a writer for ever, a link to /dev/zero was read until memory ran out
         return path.is_file() and _results_shaped(json.loads(path.read_bytes()))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested thousands deep
         return False
 
 
@@ -347,6 +347,8 @@ def compare(a_path: str, b_path: str) -> dict[str, Any]:
             r = json.loads(Path(p).read_text())
         except (OSError, ValueError) as e:
             raise DaguerreError(f"cannot read results {p}: {e}") from None
+        except RecursionError:
+            raise DaguerreError(f"cannot read results {p}: nested too deep") from None
         if not _results_shaped(r):
             raise DaguerreError(f"{p} is not a results.json written by `daguerre bench`")
         for label, m in r["aggregate"].items():  # a hand-edited or damaged file: one line, not an AttributeError
