@@ -445,11 +445,20 @@ def creation_lock(name: str) -> Iterator[None]:
                 drop_if_only_lock(d)
 
 
+def only_lock(d: Path, going: set[Path] | frozenset = frozenset()) -> bool:
+    """Whether the folder ``d`` holds nothing but its ``.lock`` once ``going`` is removed (False once it is gone:
+    a create's end, or another gc, may remove it at any moment)."""
+    try:
+        return all(p.name == ".lock" or p in going for p in d.iterdir())
+    except OSError:
+        return False
+
+
 def drop_if_only_lock(d: Path) -> bool:
     """Delete the dataset folder ``d`` if it holds nothing but its ``.lock``, which the caller holds; whether it did."""
+    if not only_lock(d):
+        return False
     try:
-        if any(p.name != ".lock" for p in d.iterdir()):
-            return False
         (d / ".lock").unlink(missing_ok=True)
         d.rmdir()  # fails if a create has made its own lock here meanwhile: then it stays
     except OSError:
@@ -544,7 +553,7 @@ def lock_only_folders(catalog: Catalog, going: set[Path] | frozenset = frozenset
     return [
         d for d in sorted(root.iterdir() if root.is_dir() else ())
         if NAME_RE.match(d.name) and not d.name.endswith(".zarr") and d.is_dir() and not d.is_symlink()
-        and all(p.name == ".lock" or p in going for p in d.iterdir()) and not lock_held(d / ".lock")
+        and only_lock(d, going) and not lock_held(d / ".lock")
     ]  # fmt: skip
 
 

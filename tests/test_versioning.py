@@ -1513,6 +1513,29 @@ def test_gc_removes_dataset_folders_that_hold_only_a_stale_lock_and_says_so(caps
     assert run(capsys, "dataset", "gc").out.strip() == "0 item(s), 0 B"
 
 
+def test_gc_goes_on_when_a_lock_only_folder_goes_while_it_looks(capsys, home, monkeypatch):
+    """A create's end (or another gc) may remove its lock-only folder between gc's listing and its look inside:
+    gc failed with that folder's FileNotFoundError."""
+    import shutil
+
+    gone = home / "datasets" / "gone"
+    gone.mkdir(parents=True)
+    (gone / ".lock").write_text("1")
+    real = Path.is_symlink
+
+    def vanish(self):  # gc's last check before it looks inside: the folder goes right then
+        if self == gone:
+            shutil.rmtree(gone, ignore_errors=True)
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_symlink", vanish)
+    for args in (["--dry-run"], []):
+        gone.mkdir(exist_ok=True)
+        (gone / ".lock").write_text("1")
+        r = run(capsys, "dataset", "gc", *args)
+        assert r.code == 0 and "gone" not in r.out, r.err
+
+
 def test_a_create_waiting_for_a_lock_whose_file_its_holder_deleted_takes_the_new_one(home):
     """The holder of a dataset's lock may delete it (and the emptied folder) before it lets go: the waiter then held
     the lock of a deleted file while a third process took a new one, and two creates of one name ran at once."""
