@@ -1027,6 +1027,32 @@ def test_a_bundle_replaced_during_a_run_is_not_what_later_photos_are_restored_wi
     assert np.array_equal(read_image(out / "b.png").pixels, want.image)
 
 
+def test_a_bundle_replaced_between_its_load_and_its_hash_is_not_recorded_as_the_new_file(bundle, tmp_path, photo, monkeypatch):
+    """The run loaded the bundle, then hashed the file: one recalibrated in between had its outputs recorded under
+    the new file's SHA-256, and a re-run with the new file skipped outputs the old bundle made."""
+    import zoo.restore as zr
+
+    (tmp_path / "a.png").write_bytes(encode_png(photo[:48, :64]))
+    path = store.resolve(bundle)
+    first_sum = store.file_sha256(path)
+    tensors, card = checkpoint.load(path)
+    load = zr.get_bundle
+
+    def load_then_recalibrate(model, device="cpu"):
+        loaded = load(model, device)
+        card["anchor"] = {"sigma": 1.0, "tau": 32.0} if not card.get("anchor") else None
+        checkpoint.save(path, tensors, card)
+        return loaded
+
+    monkeypatch.setattr(zr, "get_bundle", load_then_recalibrate)
+    out = tmp_path / "out"
+    zr.restore_files([tmp_path / "a.png"], out, bundle, tile=64, device="cpu")
+    assert store.file_sha256(path) != first_sum
+    assert json.loads((out / ".daguerre-restore" / "a.json").read_text())["key"]["model"] == first_sum
+    monkeypatch.setattr(zr, "get_bundle", load)
+    assert zr.restore_files([tmp_path / "a.png"], out, bundle, tile=64, device="cpu").skipped == []
+
+
 def test_cli_restore_refuses_two_inputs_of_one_name_from_two_folders(capsys, bundle, tmp_path, photo):
     """``a/x.jpg`` and ``b/x.jpg`` into one --out would share x.png and x's record: refused before any work."""
     for d in "ab":

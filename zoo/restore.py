@@ -411,9 +411,10 @@ def restore_files(paths, out: Path, model: str = DEFAULT_MODEL, scratches: str =
     if scratches not in SCRATCH_MODES and (not scratches or not Path(scratches).exists()):
         raise DaguerreError(f"--scratches {scratches!r}: not {', '.join(SCRATCH_MODES)}, nor an existing mask file or folder")
     dev = resolve_device(device)
+    # the card travels in the file's header, so a recalibration changes it; a loaded Bundle has no file: always restored.
+    # Hashed before it is loaded: a file recalibrated in between is restored again by the next run, never skipped
+    model_sum = file_sha256(resolve(model, "bundle")) if isinstance(model, (str, Path)) else None
     bundle = get_bundle(model, str(dev))  # unknown model or bad checkpoint: fail before touching any input
-    # the card travels in the file's header, so a recalibration changes it; a loaded Bundle has no file: always restored
-    model_sum = None if isinstance(model, Bundle) else file_sha256(resolve(model, "bundle"))
     stems = output_stems(list(paths))
     planned = [[out / f"{s}{x}" for x in (".png", ".mask.png", ".compare.png")] for s in stems]
     check_outputs(paths, planned)
