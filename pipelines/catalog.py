@@ -392,6 +392,7 @@ def file_lock(path: Path, busy: str, wait: float = 1.0, unwritable: str | None =
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:
             if isinstance(e, FileNotFoundError) and time.monotonic() < deadline:
+                time.sleep(0.01)
                 continue  # the folder was removed between the two calls
             if unwritable is None:
                 raise

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import google_crc32c
 import numpy as np
+
+if TYPE_CHECKING:
+    from numcodecs import Zstd
 
 MAX_U64 = np.uint64(2**64 - 1)
 STRING = "string"
