@@ -192,7 +192,7 @@ def create_dataset(
                         f"{existing.ref} has this lineage but its data is gone ({existing.path}); "
                         f"`daguerre dataset rm {existing.ref}` (or restore the folder), then re-run"
                     )
-                return GenerationResult(Path(existing.path), spec, 0, spec.n_shards, 0.0, spec.source.skipped, existing, reused=True,
+                return GenerationResult(Path(existing.path), spec, 0, 0, 0.0, spec.source.skipped, existing, reused=True,  # nothing resumed
                                         not_applied=_not_applied(spec, final, Path(existing.path)))  # fmt: skip
             orphan = _adoptable(spec, catalog, final)
             if orphan is None and final is not None and final.exists():

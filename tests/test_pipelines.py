@@ -520,6 +520,19 @@ def test_incomplete_and_corrupt_stores_are_refused(small_spec, home, tmp_path):
         open_dataset(res.path).read("degraded", 4)
 
 
+def test_cli_create_reusing_a_version_reports_no_shard_resumed(capsys, home):
+    """The same create run twice: the second reuses the version, made by the first, and resumed nothing; its --json
+    said every shard was resumed."""
+    args = ["dataset", "create", "t2", "--source", "builtin:samples", "--count", "8", "--size", "48", "--shard-size", "4",
+            "--scheduler", "threads", "--workers", "1"]  # fmt: skip
+    made = json.loads(run(capsys, *args, "--json").out)
+    assert made["reused"] is False and made["shards"] == 2 and made["shards_resumed"] == 0
+    again = json.loads(run(capsys, *args, "--json").out)
+    assert again["reused"] is True and again["ref"] == made["ref"] and again["shards"] == 2 and again["shards_resumed"] == 0
+    r = run(capsys, *args)
+    assert r.code == 0 and r.out == f"t2@v1 already has this lineage (same recipe, source, seed, count, size, shard size, crop); reusing it: {made['path']}\n"
+
+
 def test_cli_create_export_and_errors(capsys, home, tmp_path):
     r = run(capsys, "dataset", "create", "c", "--source", "builtin:samples", "--count", "10", "--size", "48", "--shard-size", "4",
             "--scheduler", "threads")  # fmt: skip
