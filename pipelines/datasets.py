@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from degrade.errors import DaguerreError
-from degrade.io import atomic_write_bytes, encode_png, make_folders, nearest_existing
+from degrade.io import SyncedBatch, atomic_write_bytes, encode_png, make_folders, nearest_existing
 
 from .generate import SCHEDULERS, GenerationResult, _stored_zstd_level, generate
 from .layout import MAX_SIZE, human_bytes, read_json, read_store
@@ -221,6 +221,9 @@ def create_dataset(
 EXPORT_MARK = ".daguerre-export.json"
 """Written first into an export folder: which dataset it holds, so an interrupted export can resume."""
 
+EXPORT_BATCH = 16
+"""Samples an export goes through before it syncs their files together (one fsync each, overlapped) and names them."""
+
 
 def _check_export_place(ds: Dataset, out: Path) -> None:
     """Not under ``datasets/`` (``gc`` deletes what no catalog entry references there) nor inside a store
@@ -305,28 +308,36 @@ def _export_png(ds: Dataset, out: Path, on_sample: Callable[[], None] | None) ->
 
     width = max(6, len(str(len(ds) - 1)))
     shards = {sh["samples"][0]: (k, sh) for k, sh in enumerate(ds.attrs.get("shards", []))}
-    written = there = 0
-    for i in range(len(ds)):
-        stem = out / f"{i:0{width}d}"
-        if i in shards:  # each shard is checked against its recorded checksums before any of it is written
-            k, sh = shards[i]
-            pending = not all((out / f"{j:0{width}d}.json").exists() for j in range(*sh["samples"]))
-            problem = shard_problem(ds, ds.fields, sh) if pending else None
-            if problem:
-                raise DaguerreError(f"{ds.path}: shard {k} is damaged ({problem}); its samples were not exported (see `daguerre dataset verify`)")
-        if stem.with_suffix(".json").exists() and _exported_whole(stem, ds.fields):
-            there += 1
-        else:
-            s = ds[i]
-            for f in ("degraded", "clean", "mask"):
-                if f in s:
-                    atomic_write_bytes(stem.with_suffix(f".{f}.png"), encode_png(s[f]), durable="data")  # bytes before name
-            meta = {"index": i, "source": s.get("source"), "params": s.get("params"), "dataset": str(ds.path)}
-            # last: its folder's sync puts the images' names on disk with its own before the next sample
-            atomic_write_bytes(stem.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode(), durable=True)
-            written += 1
-        if on_sample:
-            on_sample()
+    written = there = unreported = 0
+    batch = SyncedBatch()  # the bytes synced, then the names, EXPORT_BATCH samples at a time
+    try:
+        for i in range(len(ds)):
+            stem = out / f"{i:0{width}d}"
+            if i in shards:  # each shard is checked against its recorded checksums before any of it is written
+                k, sh = shards[i]
+                pending = not all((out / f"{j:0{width}d}.json").exists() for j in range(*sh["samples"]))
+                problem = shard_problem(ds, ds.fields, sh) if pending else None
+                if problem:
+                    batch.commit()  # the samples before it stay exported, as the next run would find them
+                    raise DaguerreError(f"{ds.path}: shard {k} is damaged ({problem}); its samples were not exported (see `daguerre dataset verify`)")
+            if stem.with_suffix(".json").exists() and _exported_whole(stem, ds.fields):
+                there += 1
+            else:
+                s = ds[i]
+                for f in ("degraded", "clean", "mask"):
+                    if f in s:
+                        batch.write(stem.with_suffix(f".{f}.png"), encode_png(s[f]))
+                meta = {"index": i, "source": s.get("source"), "params": s.get("params"), "dataset": str(ds.path)}
+                batch.write(stem.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())  # last: it marks the sample whole
+                written += 1
+            unreported += 1
+            if unreported == EXPORT_BATCH or i == len(ds) - 1:
+                batch.commit()  # on disk before the progress counts them
+                for _ in range(unreported if on_sample else 0):
+                    on_sample()
+                unreported = 0
+    finally:
+        batch.discard()  # an error or Ctrl-C: no temporaries left behind (a kill's are removed on resume)
     return written, there
 
 

@@ -802,23 +802,105 @@ def test_an_interrupted_export_resumes_with_the_same_bytes(capsys, home, tmp_pat
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_an_export_syncs_each_file_before_its_name_and_the_folder_before_the_next_sample(capsys, home, tmp_path, monkeypatch):
+def test_an_export_syncs_each_file_before_its_name_and_the_folder_before_it_counts_the_sample(capsys, home, tmp_path, monkeypatch):
     """Exported PNGs and JSONs were renamed into place unsynced: after a power cut an export that had
-    reported success could hold empty images. Now each file's bytes, then the folder, are synced."""
-    make(capsys, "x", count=3)
+    reported success could hold empty images. Each file's bytes are synced before its rename, and the
+    folder after the rename, before the sample is counted (progress) and before export returns."""
+    import pipelines.datasets as pd
+    from pipelines import export_png
+
+    make(capsys, "x", count=10)
+    ds = open_dataset("x")
+    monkeypatch.setattr(pd, "EXPORT_BATCH", 4)  # several batches, the last one short
     out = tmp_path / "png"
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
-    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("name", str(b))), real_replace(a, b))[1])
-    assert run(capsys, "dataset", "export", "x", "--out", out).code == 0
-    names = [p for kind, p in events if kind == "name"]
-    assert len(names) == 1 + 3 * 4 and {os.path.basename(p) for p in names} == {p.name for p in out.iterdir()}
-    for i in range(3):  # each sample's files, synced, then the folder synced before the next sample begins
-        mine = [k for k, (kind, p) in enumerate(events) if kind == "name" and os.path.basename(p).startswith(f"{i:06d}.")]
-        assert all(events[k - 1][0] == "sync" for k in mine)  # the temporary's bytes, just before its rename
-        after = next(k for k, e in enumerate(events) if k > mine[-1] and e == ("sync", str(out)))
-        assert not any(kind == "name" and os.path.basename(p).startswith(f"{i + 1:06d}.") for kind, p in events[:after])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("name", str(a), str(b))), real_replace(a, b))[1])
+    assert export_png(ds, out, on_sample=lambda: events.append(("counted",))) == (10, 0)
+    events.append(("returned",))
+    renames = [k for k, e in enumerate(events) if e[0] == "name"]
+    assert {os.path.basename(events[k][2]) for k in renames} == {p.name for p in out.iterdir()} and len(renames) == 1 + 10 * 4
+    counted = [k for k, e in enumerate(events) if e[0] in ("counted", "returned")]
+    for k in renames:
+        assert ("sync", events[k][1]) in events[:k]  # the temporary's bytes, before its rename
+        i = os.path.basename(events[k][2]).split(".")[0]
+        until = counted[int(i)] if i.isdigit() else counted[-1]  # where the sample is counted (the mark: export returns)
+        assert ("sync", str(out)) in events[k:until]  # its name synced before
+    samples = [os.path.basename(events[k][2]) for k in renames if not events[k][2].endswith(pd.EXPORT_MARK)]
+    assert all(samples[j + 3].startswith(samples[j][:6]) and samples[j + 3].endswith(".json") for j in range(0, 40, 4))  # JSON last
+
+
+def _export_killed(out: Path, at: str, calls: int) -> None:
+    """An export SIGKILLed (no cleanup runs) at its ``calls``-th ``os.fsync`` or ``os.replace``, in the second batch."""
+    from cli_helpers import run_python
+
+    r = run_python(f"""
+import os, signal, itertools
+import pipelines.datasets as pd
+from pipelines import export_png, open_dataset
+pd.EXPORT_BATCH = 3
+count, real = itertools.count(1), os.{at}
+def dying(*a):
+    if next(count) == {calls}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*a)
+os.{at} = dying
+export_png(open_dataset("x"), {str(out)!r})
+""", timeout=120)
+    assert r.returncode == -9, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("at, calls", [("fsync", 20), ("replace", 16)])  # amid the second batch's syncs, its renames
+def test_an_export_killed_midway_leaves_no_partial_file_under_a_final_name_and_resumes(capsys, home, tmp_path, at, calls):
+    make(capsys, "x", count=8)
+    whole = tmp_path / "whole"
+    assert run(capsys, "dataset", "export", "x", "--out", whole).code == 0
+    expected = {p.name: p.read_bytes() for p in whole.iterdir()}
+    out = tmp_path / "png"
+    _export_killed(out, at, calls)
+    left = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.endswith(".tmp")}
+    assert all(expected[name] == data for name, data in left.items())  # whatever has a name is whole
+    assert 1 + 3 * 4 <= len(left) < len(expected) and list(out.glob(".*.tmp"))  # the first batch done, the second not
+    r = run(capsys, "dataset", "export", "x", "--out", out)
+    assert r.code == 0 and "exported 5 samples" in r.out and "3 were already there" in r.out, r.out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == expected
+
+
+def test_an_export_stopped_by_an_error_leaves_no_temporaries(capsys, home, tmp_path, monkeypatch):
+    """Ctrl-C or an error amid a batch: its temporaries are deleted, what was committed stays whole."""
+    import pipelines.datasets as pd
+    from pipelines import export_png
+
+    make(capsys, "x", count=8)
+    monkeypatch.setattr(pd, "EXPORT_BATCH", 3)
+    real, calls = pd.encode_png, []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3 * 3 + 2:  # the fourth sample's second image
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pd, "encode_png", interrupted)
+    out = tmp_path / "png"
+    with pytest.raises(KeyboardInterrupt):
+        export_png(open_dataset("x"), out)
+    assert sorted(p.name for p in out.iterdir()) == sorted([pd.EXPORT_MARK] + [f"00000{i}.{f}" for i in range(3) for f in
+                                                                                 ("clean.png", "degraded.png", "json", "mask.png")])  # fmt: skip
+
+
+def test_an_export_stopped_by_a_damaged_shard_keeps_the_samples_before_it(capsys, home, tmp_path):
+    """The samples of the shards before the damaged one were exported whole, and stay (now written in batches)."""
+    make(capsys, "t", "--zstd-level", "-100", count=8)  # stored nearly raw: the flipped byte decodes
+    shard = _attrs_path("t").parent / "clean" / "c" / "1" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0x55
+    shard.write_bytes(bytes(data))
+    r = run(capsys, "dataset", "export", "t", "--out", tmp_path / "x")
+    assert one_line_error(r) and "shard 1 is damaged (clean checksum mismatch)" in r.err
+    assert sorted(p.name for p in (tmp_path / "x").glob("0*.json")) == [f"00000{i}.json" for i in range(4)]
+    assert not list((tmp_path / "x").glob(".*.tmp"))
 
 
 def test_an_unwritable_catalog_fails_before_generating(capsys, home, monkeypatch):
