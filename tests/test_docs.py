@@ -151,3 +151,30 @@ def test_restore_docs_name_every_operator_the_pinned_test_recipes_hold_back():
     text = " ".join((ROOT / "docs" / "restore.md").read_text().split())
     moved = text.split("the builtin `old-photo` has since moved to ")[1].split(", and would build")[0]
     assert sorted(re.findall(r"`([\w-]+)` v(\d+)", moved)) == [(op, str(v)) for op, v in behind], moved
+
+
+def test_the_shipped_bundles_figures_quoted_in_the_docs_are_its_cards():
+    """README.md, docs/restore.md and the top of docs/benchmarks.md quote the shipped bundle's held-out gains and
+    restoration-mask F1 by hand; a bundle shipped with a new card and one of them left as it was fails here."""
+    import json
+
+    card = ROOT / "zoo" / "weights" / "default.json"
+    if not card.exists():
+        pytest.skip("no shipped default bundle")
+    m = json.loads(card.read_text())["metrics"]
+    b, o = m["test-bopbtl"], m["test-old-photo"]
+    text = {name: " ".join((ROOT / name).read_text().split()) for name in ("README.md", "docs/restore.md", "docs/benchmarks.md")}
+    quoted = {
+        "README.md": [f"gains +{b['gain_psnr']:.1f} dB and +{o['gain_psnr']:.1f} dB PSNR over the input"],
+        "docs/restore.md": [
+            f"+{b['gain_psnr']:.2f} dB PSNR / +{b['gain_ssim']:.3f} SSIM over the input on `bopbtl` damage and "
+            f"+{o['gain_psnr']:.2f} dB / +{o['gain_ssim']:.3f} on `old-photo`",
+            f"restoration mask {b['detection_f1']:.2f} on `bopbtl` (tears) and {o['detection_f1']:.2f} on `old-photo`",
+        ],
+        "docs/benchmarks.md": [
+            f"`bopbtl` +{b['gain_psnr']:.2f} dB / +{b['gain_ssim']:.3f}; `old-photo` +{o['gain_psnr']:.2f} dB / +{o['gain_ssim']:.3f}",
+            f"| {b['detection_f1']:.2f} (`bopbtl`), {o['detection_f1']:.2f} (`old-photo`;",
+        ],
+    }
+    missing = [f"{name}: {q}" for name, qs in quoted.items() for q in qs if q not in text[name]]
+    assert not missing, missing
