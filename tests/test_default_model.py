@@ -27,10 +27,11 @@ def test_card_records_provenance_metrics_and_data():
         assert part["datasets"] and all(d["identity"] for d in part["datasets"])
     m = card["metrics"]
     for ref in ("test-bopbtl", "test-old-photo"):
-        # The targets (+3 dB, +0.05 SSIM) are not met by the shipped CPU-trained bundle (see
-        # docs/benchmarks.md); this guards what was measured: it improves on the input on both.
-        assert m[ref]["gain_psnr"] > 0 and m[ref]["gain_ssim"] > 0
+        # The targets (+3 dB, +0.05 SSIM) are met on bopbtl and, for PSNR, missed on old-photo
+        # (docs/benchmarks.md); this guards what was measured: it improves on the input on both.
+        assert m[ref]["gain_psnr"] > 0 and m[ref]["gain_ssim"] > 0.05
         assert 0 < m[ref]["detection_f1"] <= 1
+    assert m["test-bopbtl"]["gain_psnr"] >= 3.0  # the docs say this target is met there
     # the second phases started from the first ones: the card says so
     assert card["parts"]["mapping"]["upstream"]["init"] == "default-mapping-ft"
     assert card["vgg_perceptual_loss"] is False
