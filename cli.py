@@ -656,10 +656,12 @@ def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
         raise DaguerreError(f"name the version to remove, e.g. {r.name or 'NAME'}@v1")
     cat = Catalog()
     made: list[str] = []
+    gone = not os.path.lexists(cat.resolve(ref).path)  # deleted by hand: nothing is freed, whatever the record says
     v = cat.remove(ref, force, made)
     cat.close()
     note = f"; still recorded as made from it: {', '.join(made)}" if made else ""  # as `zoo rm --force` says
-    _echo_json({"removed": v.to_dict(), "dependants": made}) if as_json else click.echo(f"removed {v.ref} ({_human_bytes(v.bytes)}){note}")
+    size = "its data was already gone" if gone else _human_bytes(v.bytes)
+    _echo_json({"removed": v.to_dict(), "data_was_gone": gone, "dependants": made}) if as_json else click.echo(f"removed {v.ref} ({size}){note}")
 
 
 @dataset.command("gc")

@@ -1651,3 +1651,17 @@ def test_a_create_waiting_for_a_lock_whose_file_its_holder_deleted_takes_the_new
     finally:
         done.set()
         b.join()
+
+
+def test_rm_of_a_version_whose_data_was_deleted_by_hand_says_so(capsys, home, tmp_path):
+    """rm of a --store version deleted by hand printed the recorded size as if it had freed it."""
+    import shutil
+
+    store = tmp_path / "st.zarr"
+    make(capsys, "st", "--store", str(store), count=4)
+    make(capsys, "kept", count=4)
+    shutil.rmtree(store)
+    r = run(capsys, "dataset", "rm", "st@v1")
+    assert r.code == 0 and r.out == "removed st@v1 (its data was already gone)\n", r.out
+    r = run(capsys, "dataset", "rm", "kept@v1", "--json")
+    assert r.code == 0 and json.loads(r.out)["data_was_gone"] is False
