@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .filekind import BROKEN_LINK, FOLDER, MISSING, refusal, what_is
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")  # what folders give dataset sources
 INPUT_SUFFIXES = (*IMAGE_SUFFIXES, ".gif")  # what folders give `degrade` and `restore` (a GIF's first frame)
@@ -80,16 +81,16 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, deep: bool
     """
     p = Path(path)
     try:
-        exists, is_dir = p.exists(), p.is_dir()
+        kind = what_is(p)
     except OSError as e:  # a folder on the way that may not be searched (Permission denied)
         raise ImageError(f"{p}: cannot read ({e.strerror or e})") from None
-    if not exists:
+    if kind in (MISSING, BROKEN_LINK):
         hint = " (the built-in inputs are builtin:samples and builtin:real)" if str(path).startswith("builtin:") else ""
-        raise ImageError(f"{p}: " + ("a broken symbolic link" if p.is_symlink() else "no such file") + hint)
-    if is_dir:
+        raise ImageError(f"{p}: {kind}{hint}")
+    if kind == FOLDER:
         raise ImageError(f"{p}: is a directory, not an image")
-    if not p.is_file():  # opening a FIFO waits for a writer for ever; /dev/zero reads until memory runs out
-        raise ImageError(f"{p}: not a regular file (a pipe, socket or device), not an image")
+    if kind:  # opening a FIFO waits for a writer for ever; /dev/zero reads until memory runs out
+        raise ImageError(f"{p}: {refusal(kind)}, not an image")
     try:
         f = open(p, "rb")  # a file object, not the path: Pillow memory-maps paths, and its mapped TIFF
     except OSError as e:  # decoder ignores the orientation swap (gray TIFFs tagged 5–8 came out as stripes)

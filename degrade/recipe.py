@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from .errors import RecipeError
+from .filekind import BROKEN_LINK, FOLDER, MISSING, what_is
 from .image import check_image
 from .operator import Operator, get_operator
 from .params import Float, Int, check_plain_number
@@ -450,11 +451,15 @@ def load_recipe(ref: str | Path | dict | list | Recipe) -> Recipe:
         text = resources.files("degrade.recipes").joinpath(f"{ref}.yaml").read_text()
         return Recipe.from_dict(parse_text(text, ref), name=ref)
     path = Path(ref)
-    if path.is_symlink() and not path.exists():  # its file moved away, or links that loop
+    try:
+        kind = what_is(path)
+    except OSError as e:  # a folder on the way that may not be searched
+        raise RecipeError(f"cannot read recipe {ref}: {e}") from None
+    if kind == BROKEN_LINK:  # its file moved away, or links that loop
         raise RecipeError(f"recipe {ref!r} is a broken symbolic link")
-    if not path.exists():
+    if kind == MISSING:
         raise RecipeError(f"unknown recipe {ref!r}: not a built-in ({', '.join(builtin_recipes())}) nor a file")
-    if path.is_dir():
+    if kind == FOLDER:
         raise RecipeError(f"recipe {ref!r} is a directory, expected a .yaml or .json file")
     try:
         text = read_text(path)  # a byte-order mark is not JSON, nor part of the recipe

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from typing import Any
 
 import yaml
+
+from .filekind import NotRegularFile, read_regular
 
 
 MAX_VALUES = 100_000
@@ -21,9 +22,6 @@ MAX_VALUES = 100_000
 
 MAX_BYTES = 16 * 2**20
 """Bytes a recipe or settings file may hold: /dev/zero, or a device or stream given by mistake, was read until memory ran out."""
-
-
-NOT_REGULAR = "not a regular file (a pipe, socket or device)"
 
 
 class Loader(yaml.SafeLoader):
@@ -98,11 +96,10 @@ def error_parts(e: yaml.YAMLError) -> tuple[int | None, str]:
 def read_text(path: str | os.PathLike) -> str:
     """A recipe or settings file's text (UTF-8, a byte-order mark dropped, universal newlines), refused over MAX_BYTES
     or when not a regular file with a ValueError (UnicodeDecodeError is one too)."""
-    mode = os.stat(path).st_mode  # a missing file, a link loop: their OSError
-    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a FIFO waited for a writer for ever (a folder: open's error)
-        raise ValueError(NOT_REGULAR)
-    with open(path, "rb") as f:
-        data = f.read(MAX_BYTES + 1)
+    try:  # a FIFO waited for a writer for ever; a missing file, a broken link: their OSError
+        data = read_regular(path, MAX_BYTES + 1)
+    except NotRegularFile as e:
+        raise ValueError(e.strerror) from None
     if len(data) > MAX_BYTES:
         raise ValueError(f"over {MAX_BYTES // 2**20} MiB, too large for a recipe or settings file")
     return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")

@@ -20,14 +20,9 @@ def read_json(path) -> Any:
     """A store's ``zarr.json``, parsed; one that is not a regular file is an OSError, unopened (a FIFO there waited
     for a writer for ever, a link to /dev/zero was read until memory ran out), and JSON nested thousands deep a
     ValueError (json's RecursionError, which each caller had to catch besides)."""
-    import errno
-    import os
-    import stat
+    from degrade.filekind import read_regular
 
-    if not stat.S_ISREG(os.stat(path).st_mode):  # a missing file, a link loop: their OSError
-        raise OSError(errno.EINVAL, "not a regular file (a pipe, socket, device or folder)", str(path))
-    with open(path, "rb") as f:
-        data = f.read()
+    data = read_regular(path)  # a missing file, a broken link: FileNotFoundError
     try:
         return json.loads(data)
     except RecursionError:

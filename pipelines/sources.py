@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from degrade.errors import DaguerreError, ImageError
+from degrade.filekind import MISSING, refusal, what_is
 from degrade.io import IMAGE_SUFFIXES, decode_image, list_images, read_image
 from degrade.samples import BUILTIN_REAL, BUILTIN_SAMPLES, real_photo_paths, sample_photo_paths
 
@@ -134,9 +135,8 @@ def scan_source(spec: str | os.PathLike, workers: int = 2, strict: bool = False)
         elif p.is_file():
             paths, root = [p], p.parent
             spec = str(p.absolute())
-        elif p.exists() or p.is_symlink():  # a FIFO or device (never opened), a link whose target is gone (or loops)
-            why = "is a broken symbolic link" if not p.exists() else "is not a regular file (a pipe, socket or device)"
-            raise DaguerreError(f"source {spec!r} {why}")
+        elif (kind := what_is(p)) != MISSING:  # a FIFO or device (never opened), a link whose target is gone (or loops)
+            raise DaguerreError(f"source {spec!r} is {refusal(kind)}")
         else:
             raise DaguerreError(
                 f"unknown source {spec!r}: not a folder, file or glob, nor builtin:samples, builtin:real, dataset:NAME"

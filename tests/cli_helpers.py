@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,3 +63,24 @@ def python_ok(code: str, timeout: int = 600) -> str:
 def one_line_error(r: Result) -> bool:
     lines = [line for line in r.err.strip().splitlines() if line.strip()]
     return r.code != 0 and len(lines) >= 1 and all("Traceback" not in line for line in lines)
+
+
+class Hung(BaseException):
+    """Raised into a block that waited too long: not an OSError (TimeoutError is one), which the code under test may catch."""
+
+
+@contextmanager
+def fails_if_it_hangs(seconds: int = 60):
+    """Fail (:class:`Hung`) instead of waiting for ever in the block: an open of a FIFO with no writer is interrupted."""
+
+    def interrupt(signum, frame):
+        signal.alarm(5)  # caught and waiting again: interrupted again
+        raise Hung(f"still waiting after {seconds} s (a FIFO opened?)")
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

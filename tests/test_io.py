@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import fails_if_it_hangs
 from degrade.errors import ImageError
 from degrade.io import atomic_write_bytes, decode_image, encode_png, list_images, read_image, to_uint8
 
@@ -523,3 +524,36 @@ def test_a_pipe_or_device_given_as_an_image_is_refused_unread(tmp_path):
     for p in (fifo, "/dev/zero"):
         with pytest.raises(ImageError, match="not a regular file"):
             read_image(p)
+
+
+def test_what_a_path_is_is_judged_unopened_and_only_a_regular_file_is_read(tmp_path, monkeypatch):
+    """One check for every "not a regular file" refusal (recipes, settings, zarr.json, cards, records, markers, logs)."""
+    from degrade import filekind
+    from degrade.filekind import NotRegularFile, read_regular, what_is
+
+    (tmp_path / "file").write_bytes(b"abc")
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "moved").symlink_to(tmp_path / "away")
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    kinds = {name: what_is(tmp_path / name) for name in ("file", "link", "dir", "fifo", "moved", "a", "none")}
+    assert kinds == {"file": None, "link": None, "dir": "a folder", "fifo": "a pipe, socket or device",
+                     "moved": "a broken symbolic link", "a": "a broken symbolic link", "none": "no such file"}  # fmt: skip
+    assert what_is("/dev/zero") == "a pipe, socket or device" and what_is(tmp_path / "file" / "x") == "no such file"
+    assert read_regular(tmp_path / "link") == b"abc" and read_regular(tmp_path / "file", 2) == b"ab"
+    with fails_if_it_hangs(30):
+        for name, why in (("dir", "not a regular file (a folder)"), ("fifo", "not a regular file (a pipe, socket or device)")):
+            with pytest.raises(NotRegularFile) as e:
+                read_regular(tmp_path / name)
+            assert e.value.strerror == why and e.value.filename == str(tmp_path / name)
+        with pytest.raises(NotRegularFile):
+            read_regular("/dev/zero")
+        for name, why in (("moved", "a broken symbolic link"), ("none", "No such file or directory")):
+            with pytest.raises(FileNotFoundError) as e:
+                read_regular(tmp_path / name)
+            assert e.value.strerror == why
+        monkeypatch.setattr(filekind, "what_is", lambda path: None)  # a FIFO put in the file's place after the check
+        with pytest.raises(NotRegularFile, match=r"a pipe, socket or device"):
+            read_regular(tmp_path / "fifo")

@@ -432,7 +432,7 @@ from zoo.store import cards
 print(sorted(c["name"] for c in cards()))
 """
     out = python_ok(code, timeout=120)
-    assert out.splitlines() == [f"{home / 'models' / 'fifo.safetensors'} is not a regular file", "False", "['default', 'fifo']"], out
+    assert out.splitlines() == [f"{home / 'models' / 'fifo.safetensors'} is not a regular file (a pipe, socket or device)", "False", "['default', 'fifo']"], out
 
 
 def test_a_card_file_that_is_not_a_regular_file_is_refused_unread(tmp_path):
@@ -450,7 +450,7 @@ for read in (store.info, checkpoint.load):
     except DaguerreError as e:
         print(e)
 """
-    assert python_ok(code, timeout=60).splitlines() == [f"{tmp_path / 'nocard.json'} is not a regular file"] * 2
+    assert python_ok(code, timeout=60).splitlines() == [f"{tmp_path / 'nocard.json'} is not a regular file (a pipe, socket or device)"] * 2
 
 
 def test_a_card_file_that_is_not_utf8_is_one_line(capsys, tmp_path):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from degrade.errors import DaguerreError
+from degrade.filekind import NotRegularFile, read_regular
 from degrade.io import atomic_write_bytes
 
 from .metrics import QUALITY_KEYS
@@ -215,7 +216,7 @@ REPORT_FILES = ("results.json", "report.md", "report.html", "sheet.png")
 def _bench_results(path: Path) -> bool:
     """Whether ``path`` is a results.json that ``daguerre bench`` wrote (its folder is then a report folder)."""
     try:  # a FIFO there waited for a writer for ever, a link to /dev/zero was read until memory ran out
-        return path.is_file() and _results_shaped(json.loads(path.read_bytes()))
+        return _results_shaped(json.loads(read_regular(path)))
     except (OSError, ValueError, RecursionError):  # RecursionError: nested thousands deep
         return False
 
@@ -341,10 +342,10 @@ def _share_mask_methods(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def compare(a_path: str, b_path: str) -> dict[str, Any]:
     """Differences between two results.json files: per method, metric deltas (B − A)."""
     def load(p):
-        if Path(p).exists() and not Path(p).is_dir() and not Path(p).is_file():  # /dev/zero was read until memory ran out
-            raise DaguerreError(f"cannot read results {p}: not a regular file (a pipe, socket or device)")
-        try:
-            r = json.loads(Path(p).read_text())
+        try:  # /dev/zero was read until memory ran out: refused unopened
+            r = json.loads(read_regular(p))
+        except NotRegularFile as e:
+            raise DaguerreError(f"cannot read results {p}: {e.strerror}") from None
         except (OSError, ValueError) as e:
             raise DaguerreError(f"cannot read results {p}: {e}") from None
         except RecursionError:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from degrade.errors import DaguerreError
+from degrade.filekind import BROKEN_LINK, DEVICE, MISSING, read_regular, refusal, what_is
 from pipelines.refs import NAME_RE, daguerre_home
 
 # zoo.checkpoint (and torch with it) is imported by the functions that read weights: `zoo ls` and `zoo info` read
@@ -34,11 +35,11 @@ def card_of(st: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """The card of checkpoint ``st``: from its header's metadata ``meta``, else from the .json beside it."""
     card_text = meta.get(CARD_KEY)
     js = with_ext(stem_of(st), ".json")
-    if card_text is None and js.exists():
-        if not js.is_file():  # a FIFO blocked `zoo info` and `restore` for ever
-            raise DaguerreError(f"{js} is not a regular file")
+    if card_text is None and (kind := what_is(js)) not in (MISSING, BROKEN_LINK):
+        if kind:  # a FIFO blocked `zoo info` and `restore` for ever
+            raise DaguerreError(f"{js} is {refusal(kind)}")
         try:
-            card_text = js.read_text(encoding="utf-8")
+            card_text = read_regular(js).decode("utf-8")
         except UnicodeDecodeError:  # an internal UnicodeDecodeError for `zoo info` and `restore`
             raise DaguerreError(f"{js}: the card is not valid JSON (not UTF-8 text)") from None
     if card_text is None:
@@ -137,12 +138,11 @@ def resolve(ref: str | Path, model: str | None = None) -> Path:
     if "/" in s or s.endswith((".safetensors", ".json")):
         st = with_ext(p, ".safetensors")
         if not st.exists():
-            if Path(s).is_file():
+            kind = what_is(s)
+            if kind is None:
                 raise DaguerreError(f"{s} is not a .safetensors checkpoint (daguerre reads no other format, never a pickle)")
-            if Path(s).is_symlink() and not Path(s).exists():  # its checkpoint moved away (or links that loop): not a device
-                raise DaguerreError(f"{s} is a broken symbolic link, not a checkpoint")
-            if os.path.lexists(s) and not Path(s).is_dir():  # /dev/null, a FIFO: read as nothing, named as what it is
-                raise DaguerreError(f"{s} is not a regular file (a pipe, socket or device), not a checkpoint")
+            if kind in (BROKEN_LINK, DEVICE):  # its checkpoint moved away (or links that loop); /dev/null, a FIFO: read as nothing
+                raise DaguerreError(f"{s} is {refusal(kind)}, not a checkpoint")
             raise DaguerreError(f"no checkpoint at {st}")
         return st
     for root in (models_dir(), SHIPPED):
@@ -184,10 +184,11 @@ def _tensor_entry(v: Any, data_bytes: int) -> bool:
 def check_checkpoint_file(st: Path) -> None:
     """Refuse a checkpoint path that is missing or not a regular file, before reading it: a link to /dev/zero in
     the model store was read until memory ran out, and a FIFO blocked for ever."""
-    if not st.exists():
+    kind = what_is(st)
+    if kind in (MISSING, BROKEN_LINK):
         raise DaguerreError(f"no checkpoint at {st}")
-    if not st.is_file():
-        raise DaguerreError(f"{st} is not a regular file")
+    if kind:
+        raise DaguerreError(f"{st} is {refusal(kind)}")
 
 
 def header(st: Path) -> dict[str, Any]:
@@ -256,10 +257,10 @@ def cards() -> list[dict[str, Any]]:
             continue
         for js in sorted(root.glob("*.json")):
             st = js.with_suffix(".safetensors")
-            if not st.exists() or not js.is_file():  # a FIFO blocked `zoo ls`
+            if not st.exists():
                 continue
-            try:
-                card = json.loads(js.read_text())
+            try:  # a FIFO blocked `zoo ls`: refused unopened, an OSError
+                card = json.loads(read_regular(js))
                 size = st.stat().st_size
             except (ValueError, OSError, RecursionError):  # a dangling link, a folder, an unreadable or too deeply nested file: one bad card hid the rest
                 continue
@@ -282,7 +283,7 @@ def file_sha256(path: str | Path) -> str | None:
 
     h = hashlib.sha256()
     try:
-        if not Path(path).is_file():
+        if what_is(path):
             return None
         with open(path, "rb") as f:
             while block := f.read(1 << 20):
