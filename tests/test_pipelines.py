@@ -19,7 +19,7 @@ import pytest
 import zarr
 from PIL import Image
 
-from cli_helpers import one_line_error, run
+from cli_helpers import fails_if_it_hangs, one_line_error, run
 from degrade.errors import DaguerreError
 from degrade.io import encode_png
 from pipelines import build_spec, create_dataset, open_dataset
@@ -873,6 +873,24 @@ def test_resume_remakes_shards_whose_data_a_power_cut_lost(small_spec, tmp_path)
     _same(_all(open_dataset(str(final))), _all(open_dataset(str(clean.path))))
     assert all((final / f / layouts[f].shard_key(k)).read_bytes() == (clean.path / f / layouts[f].shard_key(k)).read_bytes()
                for f in spec.fields for k in range(3))  # fmt: skip
+
+
+def test_resume_remakes_a_shard_whose_marker_is_a_fifo(small_spec, tmp_path):
+    """An unfinished store's progress marker replaced by a FIFO: resuming waited for a writer for ever. It is
+    not a readable marker (never opened): its shard is made again and a marker written in its place."""
+    from pipelines.generate import PROGRESS_DIR, generate, generate_shard, prepare_store
+
+    spec = small_spec(count=8, shard_size=4)
+    partial, final = tmp_path / ".p.partial", tmp_path / "p.zarr"
+    prepare_store(spec, partial)
+    for k in range(2):
+        generate_shard(spec, str(partial), k)
+    (partial / PROGRESS_DIR / "shard-000001.json").unlink()
+    os.mkfifo(partial / PROGRESS_DIR / "shard-000001.json")
+    with fails_if_it_hangs(60):
+        assert prepare_store(spec, partial) == [1]
+        res = generate(spec, partial, lambda d: d.rename(final) or final, workers=1, scheduler="threads")
+    assert res.shards_written == 1 and res.shards_reused == 1 and open_dataset(str(final)).attrs["complete"]
 
 
 def test_export_png_takes_its_folder_as_text(small_spec, home, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from cli_helpers import one_line_error, run
+from cli_helpers import fails_if_it_hangs, one_line_error, run
 from degrade.errors import DaguerreError
 from pipelines import build_spec, create_dataset
 from zoo import checkpoint, losses, store
@@ -228,6 +228,24 @@ def test_resume_mends_a_loss_log_that_a_kill_or_power_cut_left_damaged(data, tmp
     assert [int(r["step"]) for r in rows] == {"cut": [1, 2, 3, 4, 7, 8], "zeros": [1, 2, 3, 7, 8], "no-header": [7, 8]}[damage]
     assert all(float(r["total"]) > 0 and None not in r.values() for r in rows), rows
     assert (tmp_path / "r" / "losses.png").stat().st_size > 0
+
+
+def test_resuming_a_run_whose_loss_log_is_a_fifo_is_one_line(data, tmp_path):
+    """A run's ``losses.csv`` replaced by a FIFO: resuming waited for a writer for ever. It is refused unopened,
+    as a damaged run folder, and the run's checkpoint is left as it was."""
+    kw = dict(ckpt_every=4, name="r-fifo", pairs="x")
+    train(cfg("scratch", tmp_path / "r", steps=4, **kw))
+    log = tmp_path / "r" / "losses.csv"
+    log.unlink()
+    os.mkfifo(log)
+    state = (tmp_path / "r" / "last.safetensors").read_bytes()
+    with fails_if_it_hangs(120), pytest.raises(DaguerreError) as e:
+        train(cfg("scratch", tmp_path / "r", steps=6, **kw))
+    assert str(e.value) == f"{log} is not a regular file (a pipe, socket or device), not the run's loss log (a damaged run folder); remove it to resume"
+    assert (tmp_path / "r" / "last.safetensors").read_bytes() == state
+    log.unlink()
+    assert train(cfg("scratch", tmp_path / "r", steps=6, **kw))["steps"] == 6
+    assert [int(r["step"]) for r in csv.DictReader(log.open())] == [5, 6]
 
 
 @pytest.mark.parametrize("damage", ["missing", "zeroed"])

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from degrade.errors import DaguerreError
+from degrade.filekind import NotRegularFile, read_regular
 from degrade.io import atomic_write_bytes, is_write_temporary
 from degrade.runtime import usable_cores
 
@@ -629,7 +630,11 @@ def _load_state(path: Path, run: Run) -> int:
 def _logged_rows(csv_path: Path, start: int) -> str:
     """The loss log's header and whole rows up to step ``start`` (the resumed checkpoint's): later rows
     are replayed, and a kill or a power cut can leave a cut or zero-filled last line. "" if no header."""
-    lines = csv_path.read_bytes().decode("utf-8", "replace").splitlines(keepends=True)
+    try:  # a FIFO in its place waited for a writer for ever
+        data = read_regular(csv_path)
+    except NotRegularFile as e:
+        raise DaguerreError(f"{csv_path} is {e.strerror}, not the run's loss log (a damaged run folder); remove it to resume") from None
+    lines = data.decode("utf-8", "replace").splitlines(keepends=True)
     if not lines or not lines[0].startswith("step,") or not lines[0].endswith("\n"):
         return ""
     keep, last = lines[:1], 0
