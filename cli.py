@@ -790,10 +790,10 @@ def bench(ctx, dataset, methods, n, out, mask_source, workers, device) -> None:
     from zoo.restore import resolve_device
 
     dev = str(resolve_device(device))  # --device cuda without a GPU, like a misspelt method or model, fails before --out is made
-    for m in specs:  # a misspelt method or model fails before --out is made (it left an empty bench-out behind)
-        get_method(m, probe_device(dev, workers, n))  # where run_bench will want it: loaded once
     size = len(open_dataset(dataset))
     count = size if n is None else min(n, size)  # the bar's total: --count beyond the set scores the whole set
+    for m in specs:  # a misspelt method or model fails before --out is made (it left an empty bench-out behind)
+        get_method(m, probe_device(dev, workers, count))  # where run_bench will want it (the samples it scores): loaded once
     prepare_out(Path(out))
     with _progress(count, "benchmarking", "samples") as advance:
         result = run_bench(dataset, specs, n, mask_source, workers, on_sample=advance, device=device)

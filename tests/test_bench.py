@@ -751,6 +751,27 @@ def test_bench_on_a_device_loads_each_bundle_once(capsys, tiny, tmp_path, monkey
     assert zoo.bench.probe_device("cuda", 8) == zoo.bench.probe_device("cuda", 2, 5) == "cpu"  # worker processes load their own
 
 
+def test_bench_of_fewer_samples_than_workers_on_a_device_loads_each_bundle_once(capsys, tiny, tmp_path, monkeypatch):
+    """Where the bundles were first loaded was decided by ``-n or --workers``, not by the samples scored: a
+    1-sample dataset with --workers 2 is scored in this process, yet its bundle was loaded on the CPU first."""
+    import zoo.restore
+
+    create_dataset(build_spec("one", "builtin:samples", 1, 48, 3, "severe"), workers=1, scheduler="threads")
+    monkeypatch.setattr(zoo.restore, "resolve_device", lambda d: torch.device("cpu:0" if str(d) in ("cuda", "cpu:0") else "cpu"))
+    monkeypatch.setattr(zoo.bench, "usable_cores", lambda: 4)
+    real, loads = zoo.restore.load_bundle, []
+    monkeypatch.setattr(zoo.restore, "load_bundle", lambda ref, device="cpu": loads.append((Path(ref).stem, str(device))) or real(ref, device))
+    for n in ([], ["-n", "5"]):
+        loads.clear()
+        zoo.restore._cached_bundle.cache_clear()
+        r = run(capsys, "bench", "-d", "one", "--methods", "zoo:rb", *n, "--out", tmp_path / "o", "--workers", "2", "--device", "cuda")
+        assert r.code == 0, r.err
+        assert loads == [("rb", "cpu:0")], (n, loads)
+    zoo.restore._cached_bundle.cache_clear()
+    loads.clear()
+    assert run_bench("one", ["zoo:rb"], workers=2, device="cuda")["samples"] == 1 and loads == [("rb", "cpu:0")], loads
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available")
 def test_bench_device_cuda_without_one_is_one_line_before_any_work(capsys, tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

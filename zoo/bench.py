@@ -129,11 +129,11 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def probe_device(device: str, workers: int, n: int | None = None) -> str:
+def probe_device(device: str, workers: int, count: int | None = None) -> str:
     """Where this process loads the zoo bundles that check the methods: the run's device when it will score the
     samples itself (that load then serves the run: a CPU load first loaded the bundle twice), else the CPU (each
-    worker process loads its own)."""
-    return device if min(workers, usable_cores(), n or workers) <= 1 else "cpu"
+    worker process loads its own). ``count``: the samples scored (``-n`` capped at the dataset's length)."""
+    return device if min(workers, usable_cores(), workers if count is None else count) <= 1 else "cpu"
 
 
 def run_bench(
@@ -158,12 +158,12 @@ def run_bench(
     if not methods:
         raise DaguerreError("no methods to benchmark")
     device = str(resolve_device(device))  # --device cuda without one: fails before any work too
-    probe = [get_method(m, probe_device(device, workers, n)) for m in methods]  # unknown names, missing models: fail before any work
     ds = open_dataset(dataset)
+    count = len(ds) if n is None else max(1, min(n, len(ds)))
+    probe = [get_method(m, probe_device(device, workers, count)) for m in methods]  # unknown names, missing models: fail before any work
     real = "clean" not in ds.fields
     if mask_source == "gt" and "mask" not in ds.fields:
         raise DaguerreError(f"--mask gt: {dataset} has no ground-truth masks (a real-photo dataset?); use --mask detected")
-    count = len(ds) if n is None else max(1, min(n, len(ds)))
     keep = set(np.linspace(0, count - 1, min(sheet_samples, count)).round().astype(int).tolist())
     rows: list[dict[str, Any]] = [None] * count  # type: ignore[list-item]
     t0 = time.perf_counter()
