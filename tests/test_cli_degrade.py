@@ -396,14 +396,14 @@ def test_an_input_in_a_folder_that_cannot_be_searched_costs_only_itself(capsys, 
     (tmp_path / "locked").mkdir()
     locked = tmp_path / "locked" / "x.png"
     locked.write_bytes(encode_png(photo))
-    stat = pathlib.Path.stat
+    stat = os.stat
 
-    def searchless(self, *a, **kw):  # what stat says below a folder without search permission (root is never told)
-        if self.parent.name == "locked":
-            raise PermissionError(13, "Permission denied", str(self))
-        return stat(self, *a, **kw)
+    def searchless(path, *a, **kw):  # what stat says below a folder without search permission (root is never told)
+        if pathlib.Path(os.fsdecode(path)).parent.name == "locked":
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return stat(path, *a, **kw)
 
-    monkeypatch.setattr(pathlib.Path, "stat", searchless)
+    monkeypatch.setattr(os, "stat", searchless)  # pathlib's stat and degrade.filekind's both go through it
     r = run(capsys, "degrade", tmp_path / "good.png", locked, "--out", tmp_path / "o", "--recipe", "mild")
     assert r.code != 0 and "Traceback" not in r.err and "internal" not in r.err
     assert f"{locked}: cannot read (Permission denied)" in r.err
