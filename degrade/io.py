@@ -485,9 +485,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes], durab
     p = Path(path)
     try:
         make_folders(p.parent, durable=bool(durable))
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=p.parent)  # short: any legal name stays legal
-    except OSError as e:  # name the file the user asked for, not the temporary one
+    except OSError as e:  # name the file the user asked for
         raise OSError(e.errno, e.strerror, str(p)) from None
+    fd, tmp = _temporary_for(p)
     try:
         with os.fdopen(fd, "wb") as f:
             for piece in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
@@ -495,15 +495,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | list[bytes], durab
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, p)
+        _publish(tmp, p)
         if durable is True:
             fsync_dir(p.parent)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _remove(tmp)
         if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):  # a full disk: name the file asked for
             raise OSError(e.errno, e.strerror, str(p)) from None
         raise
@@ -521,10 +517,7 @@ class SyncedBatch:
     def write(self, path: str | os.PathLike, data: bytes) -> None:
         """``data`` into a temporary, unsynced; it takes the name ``path`` at :meth:`commit`."""
         p = Path(path)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=p.parent)
-        except OSError as e:  # name the file asked for, not the temporary one
-            raise OSError(e.errno, e.strerror, str(p)) from None
+        fd, tmp = _temporary_for(p)
         self.pending.append((fd, tmp, p))
         try:
             view = memoryview(data)
@@ -548,8 +541,7 @@ class SyncedBatch:
             os.close(fd)
             self.pending.pop(0)
             try:
-                os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-                os.replace(tmp, p)
+                _publish(tmp, p)
             except BaseException:
                 _remove(tmp)
                 raise
@@ -563,6 +555,21 @@ class SyncedBatch:
             fd, tmp, _ = self.pending.pop()
             os.close(fd)
             _remove(tmp)
+
+
+def _temporary_for(p: Path) -> tuple[int, str]:
+    """A new temporary file beside ``p`` (a short name: any legal name stays legal); an error names ``p``, the file
+    asked for, not the temporary one."""
+    try:
+        return tempfile.mkstemp(prefix=".", suffix=".tmp", dir=p.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(p)) from None
+
+
+def _publish(tmp: str, p: Path) -> None:
+    """Give the temporary ``tmp`` the usual permissions (mkstemp makes 0600), then the name ``p``."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, p)
 
 
 def _synced(item: tuple[int, str, Path]) -> None:
