@@ -84,3 +84,21 @@ def fails_if_it_hangs(seconds: int = 60):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def refusals_of_fifo_and_zero(tmp_path, name: str, module: str, function: str, memory_cap: bool = False) -> list[str]:
+    """Call ``module.function(FOLDER)`` in a fresh interpreter for a folder holding a FIFO named ``name`` and one
+    holding a link of that name to /dev/zero; the messages of what each raised (the old code: a TimeoutExpired, not
+    a test run that never ends). ``memory_cap``: 2 GiB of address space, so that reading /dev/zero fails fast."""
+    import os
+
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / name)
+    (tmp_path / "zero").mkdir()
+    (tmp_path / "zero" / name).symlink_to("/dev/zero")
+    cap = "import resource; resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))\n" if memory_cap else ""
+    code = (f"{cap}from pathlib import Path\nfrom {module} import {function}\nfor d in ('fifo', 'zero'):\n    try:\n"
+            f"        {function}(Path({str(tmp_path)!r}) / d)\n    except Exception as e:\n        print(e)\n")  # fmt: skip
+    r = run_python(code, timeout=60)
+    assert not r.stderr, r.stderr[-2000:]
+    return r.stdout.splitlines()

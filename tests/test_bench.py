@@ -444,18 +444,10 @@ def test_a_bad_out_folder_fails_before_the_benchmark(capsys, tiny, tmp_path, mon
 
 def test_a_fifo_or_device_named_results_json_in_out_is_refused_unread(tmp_path):
     """--out holding a FIFO named results.json waited for a writer for ever; a link to /dev/zero was read until memory ran out."""
-    import os
+    from cli_helpers import refusals_of_fifo_and_zero
 
-    (tmp_path / "fifo").mkdir()
-    os.mkfifo(tmp_path / "fifo" / "results.json")
-    (tmp_path / "zero").mkdir()
-    (tmp_path / "zero" / "results.json").symlink_to("/dev/zero")
-    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31))\nfrom pathlib import Path\n"
-            f"from zoo.report import prepare_out\nfor d in ('fifo', 'zero'):\n    try:\n        prepare_out(Path({str(tmp_path)!r}) / d)\n"
-            "    except Exception as e:\n        print(e)\n")  # fmt: skip
-    r = run_python(code, timeout=60)  # the old code: a TimeoutExpired, not a test run that never ends
-    assert r.stdout.splitlines() == [f"{tmp_path / d / 'results.json'} exists and was not written by `daguerre bench`; choose another --out"
-                                     for d in ("fifo", "zero")], r.stderr
+    assert refusals_of_fifo_and_zero(tmp_path, "results.json", "zoo.report", "prepare_out", memory_cap=True) == [
+        f"{tmp_path / d / 'results.json'} exists and was not written by `daguerre bench`; choose another --out" for d in ("fifo", "zero")]
 
 
 def test_a_results_json_nested_thousands_deep_is_not_an_internal_error(capsys, tmp_path):

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -374,17 +375,7 @@ def test_same_name_concurrent_create_fails_clearly(home):
             create_dataset(spec, workers=1, scheduler="threads")
     assert create_dataset(spec, workers=1, scheduler="threads").version.ref == "x@v1"
     # a lock held for an instant (gc's probe, `is_locked`) does not fail a create that starts then
-    import threading
-
-    held, release = threading.Event(), threading.Event()
-
-    def brief():
-        with creation_lock("x"):
-            held.set()
-            release.wait(0.3)
-
-    t = threading.Thread(target=brief)
-    t.start()
+    t, held = _hold_creation_lock("x", threading.Event(), seconds=0.3)
     assert held.wait(5)
     with creation_lock("x"):
         pass
@@ -1618,28 +1609,28 @@ def test_gc_goes_on_when_a_lock_only_folder_goes_while_it_looks(capsys, home, mo
         assert r.code == 0 and "gone" not in r.out, r.err
 
 
+def _hold_creation_lock(name: str, until: threading.Event, seconds: float = 5) -> tuple[threading.Thread, threading.Event]:
+    """A thread that takes ``name``'s creation lock and holds it until ``until`` is set (``seconds`` at most); returned
+    with the event it sets once it holds the lock."""
+    held = threading.Event()
+
+    def hold():
+        with creation_lock(name):
+            held.set()
+            until.wait(seconds)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    return t, held
+
+
 def test_a_create_waiting_for_a_lock_whose_file_its_holder_deleted_takes_the_new_one(home):
     """The holder of a dataset's lock may delete it (and the emptied folder) before it lets go: the waiter then held
     the lock of a deleted file while a third process took a new one, and two creates of one name ran at once."""
-    import threading
-
-    held, go, waiter_has_it, done = threading.Event(), threading.Event(), threading.Event(), threading.Event()
-
-    def first():
-        with creation_lock("w"):  # made the folder: removed at the end, holding only the lock
-            held.set()
-            go.wait(5)
-
-    def second():
-        with creation_lock("w"):
-            waiter_has_it.set()
-            done.wait(5)
-
-    a = threading.Thread(target=first)
-    a.start()
+    go, done = threading.Event(), threading.Event()
+    a, held = _hold_creation_lock("w", go)  # made the folder: removed at the end, holding only the lock
     assert held.wait(5)
-    b = threading.Thread(target=second)
-    b.start()
+    b, waiter_has_it = _hold_creation_lock("w", done)
     time.sleep(0.2)  # b has opened the lock file and waits for it
     go.set()
     a.join()
