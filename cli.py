@@ -84,6 +84,20 @@ def _pair_command(group: click.Group, name: str, target: str):
     return wrap
 
 
+def _rm_command(group: click.Group, argument: str, force_help: str):
+    """Declare ``rm ARGUMENT [--force] [--json]`` on ``group`` (datasets and models remove alike)."""
+
+    def wrap(f):
+        return group.command("rm")(click.argument(argument)(click.option("--force", is_flag=True, help=force_help)(_json_option(f))))
+
+    return wrap
+
+
+def _made_from_notes(dependants: list[str]) -> list[str]:
+    """What an rm --force says of the datasets or models still recorded as made from what it removed."""
+    return [f"still recorded as made from it: {', '.join(dependants)}"] if dependants else []
+
+
 class _Progress:
     """A rich progress bar (count, rate, ETA) on a terminal; silent in CI, pipes and logs.
 
@@ -641,10 +655,7 @@ def dataset_show(ref: str, out: str, n: int, overwrite: bool, as_json: bool) -> 
         click.echo(f"wrote {out} ({min(n, len(ds))} samples of {ds.path})")
 
 
-@dataset.command("rm")
-@click.argument("ref")
-@click.option("--force", is_flag=True, help="Also remove a tagged version (and its tags), or one that other versions were made from.")
-@_json_option
+@_rm_command(dataset, "ref", "Also remove a tagged version (and its tags), or one that other versions were made from.")
 def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
     """Remove a version (refuses a tagged one, or one that others were made from, without --force)."""
     from degrade import DaguerreError
@@ -655,13 +666,13 @@ def dataset_rm(ref: str, force: bool, as_json: bool) -> None:
     if r.path is not None or not r.version:
         raise DaguerreError(f"name the version to remove, e.g. {r.name or 'NAME'}@v1")
     cat = Catalog()
-    made: list[str] = []
-    gone = not os.path.lexists(cat.resolve(ref).path)  # deleted by hand: nothing is freed, whatever the record says
-    v = cat.remove(ref, force, made)
+    r = cat.remove(ref, force)
     cat.close()
-    note = f"; still recorded as made from it: {', '.join(made)}" if made else ""  # as `zoo rm --force` says
-    size = "its data was already gone" if gone else _human_bytes(v.bytes)
-    _echo_json({"removed": v.to_dict(), "data_was_gone": gone, "dependants": made}) if as_json else click.echo(f"removed {v.ref} ({size}){note}")
+    if as_json:
+        _echo_json({"removed": r.version.to_dict(), "data_was_gone": r.data_was_gone, "dependants": r.dependants})
+        return
+    size = "its data was already gone" if r.data_was_gone else _human_bytes(r.version.bytes)
+    click.echo(f"removed {r.version.ref} ({size})" + "".join(f"; {n}" for n in _made_from_notes(r.dependants)))
 
 
 @dataset.command("gc")
@@ -973,10 +984,7 @@ def zoo_info(ref: str, as_json: bool) -> None:
         click.echo(f"config:     {json.dumps(d['config'], sort_keys=True)}")
 
 
-@zoo.command("rm")
-@click.argument("name")
-@click.option("--force", is_flag=True, help="Also remove a model that other store models record as made from it.")
-@_json_option
+@_rm_command(zoo, "name", "Also remove a model that other store models record as made from it.")
 def zoo_rm(name: str, force: bool, as_json: bool) -> None:
     """Remove a registered model from the store (refuses one that others were made from without --force)."""
     from zoo.store import remove
@@ -986,8 +994,7 @@ def zoo_rm(name: str, force: bool, as_json: bool) -> None:
         _echo_json(d)
         return
     what = f"finished removing {name} (an earlier rm was cut short)" if d["finished"] else f"removed {name}"
-    notes = [f"still recorded as made from it: {', '.join(d['dependants'])}"] if d["dependants"] else []
-    notes += [f"the shipped {name} is used again"] if d["shipped"] else []
+    notes = _made_from_notes(d["dependants"]) + ([f"the shipped {name} is used again"] if d["shipped"] else [])
     click.echo(f"{what}: {len(d['files'])} file(s), {_human_bytes(d['bytes'])} freed" + "".join(f"; {n}" for n in notes))
 
 

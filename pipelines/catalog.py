@@ -82,6 +82,16 @@ def now() -> str:
 
 
 @dataclass
+class Removal:
+    """What ``Catalog.remove`` removed: the version, those still recorded as made from it (``force``), and whether its
+    data had already gone (deleted by hand)."""
+
+    version: Version
+    dependants: list[str]
+    data_was_gone: bool
+
+
+@dataclass
 class Version:
     """One catalog row, plus its tags."""
 
@@ -321,11 +331,12 @@ class Catalog:
                     out.append(w.ref)
         return out
 
-    def remove(self, ref: str, force: bool = False, dependants: list[str] | None = None) -> Version:
+    def remove(self, ref: str, force: bool = False) -> Removal:
         """Unregister a version (refusing, without ``force``, a tagged one or one that others were made from),
-        then delete its data. ``dependants``: gets the versions still recorded as made from it (some only with ``force``)."""
+        then delete its data."""
         v = self.resolve(ref)
         doomed = Path(v.path)
+        gone = not os.path.lexists(doomed)  # deleted by hand: nothing is freed, whatever the record says
         aside = doomed.parent / f".{doomed.name}.removing-{time.time_ns()}"
         outside = os.path.isabs(self._recorded(doomed))  # a --store: gc finds it only through this record
         # a --store path is the user's: what was put there since (the store deleted by hand) is not deleted
@@ -338,8 +349,6 @@ class Catalog:
             if made and not force:  # inside the transaction too: no version can be registered meanwhile
                 raise DaguerreError(f"{v.ref} is the source of {', '.join(made)} (`reproduce` of them needs it); "
                                     f"use --force to remove it anyway")  # fmt: skip
-            if dependants is not None:
-                dependants += made
             db.execute("DELETE FROM tags WHERE name=? AND number=?", (v.name, v.number))
             db.execute("DELETE FROM versions WHERE name=? AND number=?", (v.name, v.number))
             if outside and not foreign:
@@ -360,7 +369,7 @@ class Catalog:
         if outside:
             with self.transaction() as db:
                 db.execute("DELETE FROM removals WHERE path=?", (str(aside),))
-        return v
+        return Removal(v, made, gone)
 
     def removals(self, prune: bool = False) -> list[Path]:
         """Hidden ``.NAME.removing-…`` folders of ``--store`` versions whose ``rm`` was cut short (outside
