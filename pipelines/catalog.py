@@ -340,7 +340,7 @@ class Catalog:
         aside = doomed.parent / f".{doomed.name}.removing-{time.time_ns()}"
         outside = os.path.isabs(self._recorded(doomed))  # a --store: gc finds it only through this record
         # a --store path is the user's: what was put there since (the store deleted by hand) is not deleted
-        foreign = outside and os.path.lexists(doomed) and not holds_version(doomed, v)
+        foreign = outside and not gone and not holds_version(doomed, v)
         with self.transaction() as db:
             tags = [t[0] for t in db.execute("SELECT tag FROM tags WHERE name=? AND number=? ORDER BY tag", (v.name, v.number))]
             if tags and not force:  # read inside the transaction: a tag added since resolve counts too

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from degrade.errors import DaguerreError
-from degrade.filekind import read_regular
 from degrade.io import atomic_write_bytes, fsync_dir, is_write_temporary
 from degrade.runtime import usable_cores
 
@@ -231,7 +230,7 @@ def _shard_done(partial: Path, layouts: dict[str, Any], k: int) -> bool:
     """Whether shard ``k`` has a readable progress marker and every field's shard file at the size it
     records. After a power cut a marker can outlive data the disk never received (an empty file)."""
     try:  # a FIFO in its place (never opened), a missing one: an OSError, and the shard is made again
-        marker = json.loads(read_regular(marker_path(partial, k)))
+        marker = read_json(marker_path(partial, k))  # nested thousands deep: a ValueError
         sizes = marker.get("bytes") or {}  # markers from before sizes were recorded: any non-empty file
         return marker.get("shard") == k and all(
             (n := (partial / f / layout.shard_key(k)).stat().st_size) > 0 and n == sizes.get(f, n) for f, layout in layouts.items()
@@ -259,7 +258,7 @@ def finalize(spec: GenerationSpec, partial: Path, publish: Callable[[Path], Path
             p = marker_path(partial, k)
             if not p.exists():
                 raise DaguerreError(f"shard {k} of {partial} is missing; re-run the command to finish it")
-            markers.append(json.loads(read_regular(p)))
+            markers.append(read_json(p))
         attrs = read_attrs(partial)
         attrs["shards"] = [{"samples": m["samples"], "sha256": m["sha256"], "fields": m["fields"]} for m in markers]
         attrs["checksum"] = dataset_checksum([m["sha256"] for m in markers])
