@@ -6,6 +6,7 @@ Standard library only: the cheap commands (``dataset info``, ``zoo ls``) use it 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 
@@ -57,3 +58,13 @@ def read_regular(path: str | os.PathLike, limit: int | None = None) -> bytes:
         if kind := _kind(os.fstat(fd).st_mode):
             raise NotRegularFile(errno.EINVAL, refusal(kind), str(path))
         return f.read() if limit is None else f.read(limit)
+
+
+def read_json(path: str | os.PathLike, limit: int | None = None):
+    """A regular file's JSON (its first ``limit`` bytes), refused unopened otherwise as :func:`read_regular` does; JSON
+    nested thousands deep is a ValueError (json's RecursionError, which each caller had to catch besides)."""
+    data = read_regular(path, limit)  # a missing file, a broken link: FileNotFoundError
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deep") from None

@@ -9,24 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from degrade.errors import DaguerreError
+from degrade.filekind import read_json
 
 SCHEMA = 1
 ATTR_KEY = "daguerre"
 MAX_SIZE = 4096
 """Largest tile side a dataset is made with, and read with (a crafted store's size is not trusted further)."""
-
-
-def read_json(path) -> Any:
-    """A store's ``zarr.json``, parsed; one that is not a regular file is an OSError, unopened (a FIFO there waited
-    for a writer for ever, a link to /dev/zero was read until memory ran out), and JSON nested thousands deep a
-    ValueError (json's RecursionError, which each caller had to catch besides)."""
-    from degrade.filekind import read_regular
-
-    data = read_regular(path)  # a missing file, a broken link: FileNotFoundError
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError("nested too deep") from None
 
 
 def read_attrs(store) -> dict[str, Any]:

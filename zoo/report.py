@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from degrade.errors import DaguerreError
-from degrade.filekind import NotRegularFile, read_regular
+from degrade.filekind import NotRegularFile, read_json
 from degrade.io import atomic_write_bytes
 
 from .metrics import QUALITY_KEYS
@@ -216,8 +215,8 @@ REPORT_FILES = ("results.json", "report.md", "report.html", "sheet.png")
 def _bench_results(path: Path) -> bool:
     """Whether ``path`` is a results.json that ``daguerre bench`` wrote (its folder is then a report folder)."""
     try:  # a FIFO there waited for a writer for ever, a link to /dev/zero was read until memory ran out
-        return _results_shaped(json.loads(read_regular(path)))
-    except (OSError, ValueError, RecursionError):  # RecursionError: nested thousands deep
+        return _results_shaped(read_json(path))
+    except (OSError, ValueError):  # ValueError: not JSON, or nested thousands deep
         return False
 
 
@@ -343,13 +342,11 @@ def compare(a_path: str, b_path: str) -> dict[str, Any]:
     """Differences between two results.json files: per method, metric deltas (B − A)."""
     def load(p):
         try:  # /dev/zero was read until memory ran out: refused unopened
-            r = json.loads(read_regular(p))
+            r = read_json(p)
         except NotRegularFile as e:
             raise DaguerreError(f"cannot read results {p}: {e.strerror}") from None
         except (OSError, ValueError) as e:
             raise DaguerreError(f"cannot read results {p}: {e}") from None
-        except RecursionError:
-            raise DaguerreError(f"cannot read results {p}: nested too deep") from None
         if not _results_shaped(r):
             raise DaguerreError(f"{p} is not a results.json written by `daguerre bench`")
         for label, m in r["aggregate"].items():  # a hand-edited or damaged file: one line, not an AttributeError

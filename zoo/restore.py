@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from degrade.errors import DaguerreError, ImageError
-from degrade.filekind import read_regular
+from degrade.filekind import read_json
 from degrade.io import to_uint8
 
 from .bundle import Bundle, load_bundle
@@ -380,8 +380,8 @@ def record_key(input_sum: str | None, model_sum: str | None, scratches: str | di
 def up_to_date(record: Path, key: dict, outputs: list[Path]) -> bool:
     """Whether ``record`` says ``outputs`` were made with ``key`` (input, model, options) and each still holds those bytes."""
     try:  # a FIFO there waited for a writer for ever, a link to /dev/zero was read until memory ran out
-        held = json.loads(read_regular(record, 1_000_000))
-    except (OSError, ValueError, RecursionError):
+        held = read_json(record, 1_000_000)
+    except (OSError, ValueError):
         return False
     if not isinstance(held, dict) or held.get("key") != key or not isinstance(held.get("outputs"), dict):
         return False

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from degrade.errors import DaguerreError
-from degrade.filekind import BROKEN_LINK, DEVICE, MISSING, read_regular, refusal, what_is
+from degrade.filekind import BROKEN_LINK, DEVICE, MISSING, read_json, read_regular, refusal, what_is
 from pipelines.refs import NAME_RE, daguerre_home
 
 # zoo.checkpoint (and torch with it) is imported by the functions that read weights: `zoo ls` and `zoo info` read
@@ -260,9 +260,9 @@ def cards() -> list[dict[str, Any]]:
             if not st.exists():
                 continue
             try:  # a FIFO blocked `zoo ls`: refused unopened, an OSError
-                card = json.loads(read_regular(js))
+                card = read_json(js)
                 size = st.stat().st_size
-            except (ValueError, OSError, RecursionError):  # a dangling link, a folder, an unreadable or too deeply nested file: one bad card hid the rest
+            except (ValueError, OSError):  # a dangling link, a folder, an unreadable or too deeply nested file: one bad card hid the rest
                 continue
             if not isinstance(card, dict):
                 continue
