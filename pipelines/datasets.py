@@ -19,7 +19,7 @@ from degrade.io import SyncedBatch, atomic_write_bytes, encode_png, make_folders
 from .generate import SCHEDULERS, GenerationResult, _stored_zstd_level, generate
 from .layout import MAX_SIZE, human_bytes, read_json, read_store
 from .reader import Dataset, open_dataset
-from .refs import check_name, dataset_dir, user_path
+from .refs import check_name, dataset_dir
 from .shards import DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS
 from .sources import CropConfig, scan_source
 from .spec import GenerationSpec
@@ -174,10 +174,10 @@ def create_dataset(
     _check_args(spec.count, spec.size, spec.shard_size, workers, scheduler, spec.zstd_level)
     if address is not None and not re.fullmatch(r"(tcp|tls|inproc|ucx|ws|wss)://\S+:\d+|inproc://\S+", address):
         raise DaguerreError(f"--address {address!r}: expected tcp://HOST:PORT of a dask scheduler")
-    final = None if store is None else user_path(store)
-    if final is not None and str(final).startswith("~"):  # an unknown user: left as written
+    final = None if store is None else os.path.expanduser(os.fspath(store))  # text, not refs.user_path: Path drops the
+    if final is not None and final.startswith("~"):  # "./" of "./~x.zarr"; an unknown user is left as written
         raise DaguerreError(f"--store {store}: cannot expand '~' (no such user or home folder)")
-    final = final.absolute() if final is not None else None
+    final = Path(final).absolute() if final is not None else None
     catalog = Catalog()
     try:
         catalog.check_writable()
